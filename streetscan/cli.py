@@ -1,0 +1,172 @@
+"""`streetscan`: the command line."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import __version__
+from .pipeline.catalogue import CATALOGUE, served_by
+from .pipeline.config import ConfigError, StreamsConfig, load_config
+from .pipeline.decode import SourceError
+from .pipeline.models import ModelError, resolve_model
+
+app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
+                  no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_served(objects: set[str], model_name: str) -> list[str]:
+    """Say which scene classes the loaded model can serve and which it cannot: never silently."""
+    served, missing = served_by(objects)
+    console.print(f"model [bold]{model_name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes: "
+                  + (", ".join(c.code for c in served) or "none"), highlight=False)
+    if missing:
+        console.print("  cannot serve (no detector class for their objects): "
+                      + ", ".join(c.code for c in missing), style="yellow", highlight=False)
+    return [c.code for c in missing]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each event and stage detail.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def replay(
+    paths: Annotated[list[str], typer.Argument(help="Video files (any format FFmpeg reads).")],
+    streams: Annotated[Optional[Path], typer.Option(help="streams.yaml giving the camera's zones and rules.")] = None,
+    camera: Annotated[Optional[str], typer.Option(help="Camera id in --streams whose zones apply to the footage.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md.")] = Path("out"),
+    redis: Annotated[Optional[str], typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
+    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
+    analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
+    batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 4,
+    start_time: Annotated[Optional[datetime], typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime).")] = None,
+) -> None:
+    """Replay recorded footage faster than real time: events, evidence images and a report."""
+    from .pipeline.detect import load_detector
+    from .pipeline.sinks import JsonlSink, RedisStreamSink, SinkError
+    from .workers.replay import ReplayJob, camera_for_file
+    from .workers.report import class_totals, write_report
+
+    try:
+        config = load_config(streams) if streams else None
+        card = resolve_model(model)
+    except (ConfigError, ModelError) as exc:
+        _fail(str(exc))
+    if config is not None and camera is None and len(config.cameras) > 1:
+        _fail(f"{streams} has {len(config.cameras)} cameras: choose one with --camera "
+              f"({', '.join(c.id for c in config.cameras)})")
+    if config is not None:
+        try:
+            cam = config.camera(camera) if camera else config.cameras[0]
+        except KeyError as exc:
+            _fail(f"{streams}: {exc.args[0]}")
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        _fail(f"no such file: {', '.join(missing)}")
+
+    unserved = print_served(card.objects, card.name)
+    detector = load_detector(card)
+    out.mkdir(parents=True, exist_ok=True)
+    sinks = [JsonlSink(out / "events.jsonl")]
+    if redis:
+        rs = RedisStreamSink(redis, stream=redis_stream)
+        try:
+            rs.ping()
+        except SinkError as exc:
+            _fail(str(exc))
+        sinks.append(rs)
+
+    results = []
+    try:
+        for path in paths:
+            file_cam = cam if config is not None else camera_for_file(path)
+            if analysis_fps:
+                file_cam = file_cam.model_copy(update={"analysis_fps": analysis_fps})
+            file_config = (config or StreamsConfig(cameras=[file_cam])).model_copy(update={"cameras": [file_cam]})
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                          TimeElapsedColumn(), console=console, transient=True) as progress:
+                task = progress.add_task(Path(path).name, total=None)
+                job = ReplayJob(file_config, file_cam, detector, out_dir=out, sinks=sinks, batch_size=batch,
+                                start_time=start_time,
+                                on_progress=lambda t: progress.update(task, completed=t))
+                try:
+                    results.append(job.run(path))
+                except SourceError as exc:
+                    _fail(str(exc))
+    except SinkError as exc:
+        _fail(str(exc))
+    finally:
+        for s in sinks:
+            s.close()
+
+    table = Table(title=f"StreetScan replay — model {card.name}")
+    for col in ("file", "frames decoded", "analysed", "analysed fps", "real-time factor", "decode errors"):
+        table.add_column(col, justify="right" if col != "file" else "left")
+    for r in results:
+        table.add_row(Path(r.path).name, str(r.frames_decoded), str(r.frames_analysed), f"{r.analysed_fps:.1f}",
+                      f"{r.realtime_factor:.2f}x", str(r.decode_errors))
+    console.print(table)
+    totals = class_totals(results)
+    ev_table = Table(title="events by scene class")
+    for col in ("scene class", "opened", "updated", "resolved"):
+        ev_table.add_column(col)
+    for code, scene in CATALOGUE.items():
+        row = [totals[(code, s)] for s in ("opened", "updated", "resolved")]
+        if any(row):
+            ev_table.add_row(f"{code} {scene.name_zh}", *map(str, row))
+    if ev_table.row_count:
+        console.print(ev_table)
+    else:
+        console.print("no events", style="dim")
+    report = write_report(out, results, card, unserved)
+    console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
+
+
+@app.command()
+def classes() -> None:
+    """List the 14 scene classes: category, objects, rule and default parameters."""
+    table = Table(title="StreetScan scene classes")
+    for col in ("code", "中文", "category", "objects", "rule", "zones", "defaults (arterial)"):
+        table.add_column(col)
+    for c in CATALOGUE.values():
+        table.add_row(c.code, c.name_zh, c.category.value, ", ".join(c.objects), c.rule,
+                      ", ".join(k.value for k in c.zone_kinds),
+                      ", ".join(f"{k}={v}" for k, v in c.defaults.items()))
+    console.print(table)
+
+
+@app.command("check-config")
+def check_config(path: Annotated[Path, typer.Argument(help="streams.yaml to validate.")] = Path("streams.yaml")) -> None:
+    """Validate a streams.yaml and list its cameras; exits 2 naming file, camera, field and reason."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    for cam in config.cameras:
+        zones = ", ".join(f"{z.id}({z.kind.value}/{z.grade.value})" for z in cam.zones)
+        console.print(f"{cam.id}: {cam.name} @ {config.analysis_fps(cam)} fps — zones {zones}", highlight=False)
+    console.print(f"{path}: {len(config.cameras)} cameras OK", style="green")
+
+
+@app.command()
+def version() -> None:
+    """Print the StreetScan version."""
+    console.print(__version__)

@@ -1,0 +1,143 @@
+"""The 14 scene classes StreetScan reports, with their default rule parameters.
+
+This module is the one place where scene-class defaults live. A camera's `rules:` block in
+streams.yaml overrides them per class; a zone's road `grade` scales the default time thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+
+class Category(StrEnum):
+    """Digital city-management event categories (数字化城市管理 部件/事件 大类)."""
+
+    CITY_APPEARANCE = "市容环境"
+    STREET_ORDER = "街面秩序"
+    ADVERTISING = "宣传广告"
+    EMERGENCY = "突发事件"
+
+
+class ZoneKind(StrEnum):
+    NO_PARKING = "no_parking"
+    STOREFRONT = "storefront"
+    ROADWAY = "roadway"
+    SIDEWALK = "sidewalk"
+    WATER = "water"
+    ANY = "any"
+
+
+class Grade(StrEnum):
+    """Road grade: how strictly a street is managed. Demonstration roads (示范路) are strictest,
+    back alleys (背街小巷) the most lenient."""
+
+    DEMONSTRATION = "demonstration"
+    ARTERIAL = "arterial"
+    ALLEY = "alley"
+
+
+# Multiplier on a scene class's default time threshold (dwell/persist/hold seconds) per grade.
+# Explicit per-class overrides in streams.yaml are absolute and are not scaled.
+GRADE_TIME_FACTOR: dict[Grade, float] = {
+    Grade.DEMONSTRATION: 0.5,
+    Grade.ARTERIAL: 1.0,
+    Grade.ALLEY: 2.0,
+}
+
+RuleKind = Literal["dwell", "count", "persistence"]
+
+# Parameters each rule kind accepts (the names users may override in streams.yaml).
+COMMON_PARAMS = {"enabled", "min_confidence", "gap_s"}
+RULE_PARAMS: dict[str, set[str]] = {
+    # A tracked object of the named classes stays (nearly) still inside the zone for dwell_s.
+    "dwell": COMMON_PARAMS | {"dwell_s", "max_move_ratio"},
+    # At least min_count objects are inside the zone for hold_s.
+    "count": COMMON_PARAMS | {"min_count", "hold_s"},
+    # Any object of the named classes is present in the zone for persist_s (no track needed:
+    # garbage, water and adverts flicker in and out of detection, so presence is what counts).
+    "persistence": COMMON_PARAMS | {"persist_s"},
+}
+TIME_PARAM: dict[str, str] = {"dwell": "dwell_s", "count": "hold_s", "persistence": "persist_s"}
+
+
+@dataclass(frozen=True)
+class SceneClass:
+    code: str
+    name_zh: str
+    name_en: str
+    category: Category
+    objects: tuple[str, ...]  # vocabulary objects; any one of them triggers the rule
+    rule: RuleKind
+    zone_kinds: tuple[ZoneKind, ...]  # zone kinds the class applies to (ANY always applies)
+    defaults: dict[str, float | int | bool] = field(default_factory=dict)
+
+    def params(self, grade: Grade, overrides: dict | None = None) -> dict:
+        """Effective parameters for a zone of the given grade."""
+        p = dict(BASE_DEFAULTS)
+        p.update(self.defaults)
+        time_key = TIME_PARAM[self.rule]
+        p[time_key] = float(p[time_key]) * GRADE_TIME_FACTOR[grade]
+        p.update(overrides or {})
+        return p
+
+    def applies_to(self, kind: ZoneKind) -> bool:
+        return kind is ZoneKind.ANY or kind in self.zone_kinds
+
+
+BASE_DEFAULTS: dict[str, float | int | bool] = {
+    "enabled": True,
+    "min_confidence": 0.35,
+    # Missing detections shorter than this do not break a dwell/presence episode.
+    "gap_s": 10.0,
+}
+
+_STREET = (ZoneKind.ROADWAY, ZoneKind.SIDEWALK, ZoneKind.STOREFRONT)
+
+SCENE_CLASSES: tuple[SceneClass, ...] = (
+    SceneClass("exposed_garbage", "暴露垃圾", "Exposed garbage", Category.CITY_APPEARANCE,
+               ("garbage",), "persistence", _STREET, {"persist_s": 120}),
+    SceneClass("overflowing_bin", "垃圾满溢", "Overflowing bin", Category.CITY_APPEARANCE,
+               ("overflowing_bin",), "persistence", _STREET, {"persist_s": 120}),
+    SceneClass("littered_road", "路面不洁", "Littered road", Category.CITY_APPEARANCE,
+               ("litter",), "persistence", (ZoneKind.ROADWAY, ZoneKind.SIDEWALK), {"persist_s": 300}),
+    SceneClass("floating_debris", "河道漂浮物", "Floating debris", Category.CITY_APPEARANCE,
+               ("floating_debris",), "persistence", (ZoneKind.WATER,), {"persist_s": 120}),
+    SceneClass("stacked_materials", "乱堆物料", "Stacked materials", Category.CITY_APPEARANCE,
+               ("materials",), "dwell", _STREET, {"dwell_s": 1800, "max_move_ratio": 0.2}),
+    SceneClass("street_laundry", "沿街晾晒", "Street laundry", Category.STREET_ORDER,
+               ("laundry",), "persistence", _STREET, {"persist_s": 300}),
+    SceneClass("out_of_store_trading", "出店经营", "Out-of-store trading", Category.STREET_ORDER,
+               ("goods", "stall", "furniture", "umbrella"), "dwell",
+               (ZoneKind.STOREFRONT, ZoneKind.SIDEWALK), {"dwell_s": 600, "max_move_ratio": 0.2}),
+    SceneClass("mobile_vendor", "游商小贩", "Mobile vendor", Category.STREET_ORDER,
+               ("stall", "tricycle"), "dwell", (ZoneKind.SIDEWALK, ZoneKind.ROADWAY),
+               {"dwell_s": 300, "max_move_ratio": 0.25}),
+    SceneClass("illegal_parking", "机动车违停", "Illegal parking", Category.STREET_ORDER,
+               ("car", "bus", "truck"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.ROADWAY, ZoneKind.SIDEWALK),
+               {"dwell_s": 300, "max_move_ratio": 0.15, "min_confidence": 0.4}),
+    SceneClass("bike_misparking", "非机动车乱停放", "Bike misparking", Category.STREET_ORDER,
+               ("bicycle", "motorcycle"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.SIDEWALK),
+               {"dwell_s": 600, "max_move_ratio": 0.2}),
+    SceneClass("crowd_gathering", "人群聚集", "Crowd gathering", Category.EMERGENCY,
+               ("person",), "count", (ZoneKind.ROADWAY, ZoneKind.SIDEWALK, ZoneKind.STOREFRONT),
+               {"min_count": 20, "hold_s": 60, "gap_s": 5.0}),
+    SceneClass("waterlogging", "积水", "Waterlogging", Category.EMERGENCY,
+               ("water",), "persistence", (ZoneKind.ROADWAY, ZoneKind.SIDEWALK), {"persist_s": 300}),
+    SceneClass("illegal_advertising", "违规广告", "Illegal advertising", Category.ADVERTISING,
+               ("advertisement",), "persistence", _STREET, {"persist_s": 600}),
+    SceneClass("uncovered_muck_truck", "渣土车未密闭", "Uncovered muck truck", Category.CITY_APPEARANCE,
+               ("muck_truck",), "persistence", (ZoneKind.ROADWAY,),
+               # Trucks drive through: a few seconds of sightings is the whole evidence.
+               {"persist_s": 2, "gap_s": 2.0, "min_confidence": 0.5}),
+)
+
+CATALOGUE: dict[str, SceneClass] = {c.code: c for c in SCENE_CLASSES}
+
+
+def served_by(vocabulary: set[str]) -> tuple[list[SceneClass], list[SceneClass]]:
+    """Split the catalogue into scene classes a model with these output objects can and cannot serve."""
+    served = [c for c in SCENE_CLASSES if vocabulary.intersection(c.objects)]
+    missing = [c for c in SCENE_CLASSES if not vocabulary.intersection(c.objects)]
+    return served, missing

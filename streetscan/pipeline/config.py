@@ -1,0 +1,280 @@
+"""streams.yaml: the fleet of cameras, their zones and rule overrides, validated in one place.
+
+Every error names the file, the camera (by id when it has one), the field path and the reason,
+so an operator can fix a 300-camera file without reading a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .catalogue import CATALOGUE, RULE_PARAMS, Grade, ZoneKind
+
+
+class ConfigError(ValueError):
+    """A streams.yaml problem, already phrased for the operator."""
+
+    def __init__(self, path: str | Path, problems: list[str]):
+        self.path = str(path)
+        self.problems = problems
+        super().__init__(f"{self.path}: invalid configuration\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+
+
+class TimeRange(_Model):
+    start: time
+    end: time  # may be earlier than start: the range wraps midnight
+
+    def contains(self, t: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+class Schedule(_Model):
+    """When a zone's rules are active, in the camera's local time. Outside these hours nothing is
+    reported (e.g. a storefront zone inactive during night-market hours, when trading is allowed)."""
+
+    active: list[TimeRange] = Field(min_length=1)
+    days: list[Annotated[int, Field(ge=1, le=7)]] = Field(default=[1, 2, 3, 4, 5, 6, 7])  # ISO weekdays
+
+    @field_validator("active", mode="before")
+    @classmethod
+    def _parse_ranges(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out = []
+        for item in v:
+            if isinstance(item, str):
+                m = _HHMM.match(item.strip())
+                if not m:
+                    raise ValueError(f"time range {item!r} is not HH:MM-HH:MM")
+                h1, m1, h2, m2 = (int(g) for g in m.groups())
+                end = time(23, 59, 59, 999999) if h2 == 24 else time(h2, m2)
+                out.append({"start": time(h1, m1), "end": end})
+            else:
+                out.append(item)
+        return out
+
+    def is_active(self, local_weekday: int, local_time: time) -> bool:
+        return local_weekday in self.days and any(r.contains(local_time) for r in self.active)
+
+
+class ZoneConfig(_Model):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: ZoneKind
+    grade: Grade = Grade.ARTERIAL
+    # Pixel coordinates in the camera's native resolution. Omitted: the whole frame.
+    polygon: list[tuple[float, float]] | None = None
+    classes: list[str] | None = None  # restrict to these scene classes (default: all that apply)
+    schedule: Schedule | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v: list | None) -> list | None:
+        if v is None:
+            return v
+        if len(v) < 3:
+            raise ValueError(f"polygon needs at least 3 points, got {len(v)}")
+        if any(x < 0 or y < 0 for x, y in v):
+            raise ValueError("polygon coordinates must be non-negative pixels")
+        area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1])))
+        if area < 1.0:
+            raise ValueError("polygon has no area (points are collinear or repeated)")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[str] | None) -> list[str] | None:
+        for code in v or []:
+            if code not in CATALOGUE:
+                raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
+        return v
+
+
+class Location(_Model):
+    address: str = Field(min_length=1)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+
+class EventPolicy(_Model):
+    update_interval_s: float = Field(default=600.0, gt=0)  # at most one `updated` per event per interval
+    resolve_grace_s: float = Field(default=120.0, gt=0)  # absent this long -> `resolved`
+
+
+def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for code, params in v.items():
+        if code not in CATALOGUE:
+            raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
+        if not isinstance(params, dict):
+            raise ValueError(f"{code}: expected a mapping of parameters, got {type(params).__name__}")
+        allowed = RULE_PARAMS[CATALOGUE[code].rule]
+        for key, value in params.items():
+            if key not in allowed:
+                raise ValueError(f"{code}: unknown parameter {key!r} for a {CATALOGUE[code].rule} rule; "
+                                 f"allowed: {', '.join(sorted(allowed))}")
+            if key == "enabled":
+                if not isinstance(value, bool):
+                    raise ValueError(f"{code}.enabled must be true or false")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{code}.{key} must be a non-negative number, got {value!r}")
+            elif key == "min_confidence" and value > 1:
+                raise ValueError(f"{code}.min_confidence must be within 0..1, got {value}")
+    return v
+
+
+def _check_tz(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Asia/Shanghai)") from None
+    return v
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
+RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
+
+
+class Defaults(_Model):
+    analysis_fps: float = Field(default=2.0, gt=0, le=30)
+    timezone: TimeZoneName = "Asia/Shanghai"
+    event: EventPolicy = EventPolicy()
+    rules: RuleOverrides = Field(default_factory=dict)
+
+
+class CameraConfig(_Model):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    location: Location
+    analysis_fps: float | None = Field(default=None, gt=0, le=30)
+    timezone: TimeZoneName | None = None
+    enabled: bool = True
+    zones: list[ZoneConfig] = Field(default_factory=lambda: [ZoneConfig(id="frame", kind=ZoneKind.ANY)])
+    rules: RuleOverrides = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        scheme = v.split("://", 1)[0].lower() if "://" in v else ""
+        if scheme and scheme not in {"rtsp", "rtsps", "rtmp", "http", "https", "file"}:
+            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, rtsps:// or a file path")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_zones(self) -> CameraConfig:
+        seen: set[str] = set()
+        for z in self.zones:
+            if z.id in seen:
+                raise ValueError(f"zone id {z.id!r} is used twice")
+            seen.add(z.id)
+        return self
+
+
+class StreamsConfig(_Model):
+    version: int = 1
+    defaults: Defaults = Defaults()
+    cameras: list[CameraConfig] = Field(min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != 1:
+            raise ValueError(f"unsupported streams.yaml version {v}; this StreetScan reads version 1")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> StreamsConfig:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice")
+            seen.add(cam.id)
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(f"no camera {camera_id!r}; known: {', '.join(c.id for c in self.cameras)}")
+
+    # Effective per-camera settings: camera value, else the file's defaults.
+    def analysis_fps(self, cam: CameraConfig) -> float:
+        return cam.analysis_fps or self.defaults.analysis_fps
+
+    def timezone(self, cam: CameraConfig) -> ZoneInfo:
+        return ZoneInfo(cam.timezone or self.defaults.timezone)
+
+    def rule_overrides(self, cam: CameraConfig, code: str) -> dict[str, Any]:
+        return {**self.defaults.rules.get(code, {}), **cam.rules.get(code, {})}
+
+
+def _format_loc(loc: tuple, raw: Any) -> str:
+    """('cameras', 2, 'zones', 0, 'polygon') -> "camera 'gate-3' (cameras[2]) field zones[0].polygon"."""
+    prefix = ""
+    parts = list(loc)
+    if len(parts) >= 2 and parts[0] == "cameras" and isinstance(parts[1], int):
+        idx = parts[1]
+        cam_id = None
+        if isinstance(raw, dict) and isinstance(raw.get("cameras"), list) and idx < len(raw["cameras"]):
+            entry = raw["cameras"][idx]
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                cam_id = entry["id"]
+        prefix = f"camera {cam_id!r} (cameras[{idx}])" if cam_id else f"cameras[{idx}]"
+        parts = parts[2:]
+    path = ""
+    for p in parts:
+        path += f"[{p}]" if isinstance(p, int) else (f".{p}" if path else str(p))
+    if prefix and path:
+        return f"{prefix} field {path}"
+    return prefix or (f"field {path}" if path else "top level")
+
+
+def parse_config(raw: Any, path: str | Path = "<streams.yaml>") -> StreamsConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(path, [f"top level: expected a mapping with 'cameras:', got {type(raw).__name__}"])
+    try:
+        return StreamsConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # Drop pydantic's union/validator plumbing from the location, keep the user's field names.
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling; see README 'streams.yaml')"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            problems.append(f"{_format_loc(loc, raw)}: {msg}")
+        raise ConfigError(path, problems) from None
+
+
+def load_config(path: str | Path) -> StreamsConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read file: {exc}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(path, [f"{where}YAML syntax error: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(raw, path)

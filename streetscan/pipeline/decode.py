@@ -1,0 +1,179 @@
+"""Decode a file or RTSP stream with PyAV and sample it down to the analysis rate.
+
+Only sampled frames are converted to BGR; the rest are decoded (H.264 needs them as references)
+and dropped before colour conversion. When keyframes alone are frequent enough for the analysis
+rate, non-key frames are not even decoded (`skip_frame = NONKEY`).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.error
+
+from .frames import Frame
+
+log = logging.getLogger(__name__)
+
+NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened or holds no decodable video."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    url: str
+    width: int
+    height: int
+    fps: float | None
+    duration_s: float | None
+    codec: str
+    keyframe_interval_s: float | None  # median, from a probe of the first seconds (files only)
+    creation_time: str | None
+
+
+@dataclass
+class DecodeStats:
+    decoded: int = 0
+    sampled: int = 0
+    decode_errors: int = 0
+    keyframe_only: bool = False
+
+
+def _is_network(url: str) -> bool:
+    return url.lower().startswith(NETWORK_SCHEMES)
+
+
+def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
+    if not _is_network(url):
+        path = Path(url.removeprefix("file://"))
+        if not path.exists():
+            raise SourceError(f"{url}: no such file")
+        if path.is_dir():
+            raise SourceError(f"{url}: is a directory, not a video file")
+        url = str(path)
+    options = {"rtsp_transport": "tcp"} if url.lower().startswith(("rtsp://", "rtsps://")) else {}
+    try:
+        container = av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise SourceError(f"{url}: cannot open ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise SourceError(f"{url}: no video stream")
+    return container
+
+
+def _probe_keyframe_interval(container: av.container.InputContainer, max_packets: int = 1500) -> float | None:
+    """Median seconds between keyframes over the first packets (demux only, no decoding)."""
+    stream = container.streams.video[0]
+    key_times: list[float] = []
+    for i, packet in enumerate(container.demux(stream)):
+        if packet.pts is not None and packet.is_keyframe:
+            key_times.append(float(packet.pts * stream.time_base))
+        if len(key_times) >= 4 or i >= max_packets:
+            break
+    deltas = [b - a for a, b in zip(key_times, key_times[1:]) if b > a]
+    return statistics.median(deltas) if deltas else None
+
+
+class VideoSource:
+    """A file or stream URL, sampled to `analysis_fps`.
+
+    keyframes: "auto" decodes keyframes only when they come at least as often as the analysis
+    interval (falling back to full decode if they later thin out); "never" always decodes all.
+    """
+
+    def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0):
+        if analysis_fps <= 0:
+            raise ValueError("analysis_fps must be positive")
+        self.url = url
+        self.analysis_fps = analysis_fps
+        self.keyframes = keyframes
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.stats = DecodeStats()
+        self.info = self._probe()
+
+    def _probe(self) -> SourceInfo:
+        container = _open(self.url, self.open_timeout_s, self.read_timeout_s)
+        try:
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / 1_000_000
+            fps = float(stream.average_rate) if stream.average_rate else None
+            kf = None
+            if not _is_network(self.url) and self.keyframes == "auto":
+                kf = _probe_keyframe_interval(container)
+            return SourceInfo(
+                url=self.url, width=ctx.width, height=ctx.height, fps=fps, duration_s=duration,
+                codec=ctx.name, keyframe_interval_s=kf,
+                creation_time=container.metadata.get("creation_time"),
+            )
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{self.url}: cannot read video ({exc})") from None
+        finally:
+            container.close()
+
+    @property
+    def interval_s(self) -> float:
+        return 1.0 / self.analysis_fps
+
+    def frames(self) -> Iterator[Frame]:
+        container = _open(self.url, self.open_timeout_s, self.read_timeout_s)
+        try:
+            yield from self._frames(container)
+        finally:
+            container.close()
+
+    def _frames(self, container: av.container.InputContainer) -> Iterator[Frame]:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        kf = self.info.keyframe_interval_s
+        keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
+        if keyframe_only:
+            stream.codec_context.skip_frame = "NONKEY"
+        self.stats.keyframe_only = keyframe_only
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+        next_t: float | None = None
+        last_t: float | None = None
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError as exc:
+                self.stats.decode_errors += 1
+                log.warning("%s: corrupt packet skipped (%s)", self.url, exc)
+                continue
+            for vf in decoded:
+                if vf.pts is None:
+                    continue
+                t = float(vf.pts * vf.time_base) - start
+                self.stats.decoded += 1
+                if keyframe_only and last_t is not None and t - last_t > 2 * self.interval_s:
+                    # Keyframes thinned out below the analysis rate: decode everything from here on.
+                    stream.codec_context.skip_frame = "DEFAULT"
+                    keyframe_only = self.stats.keyframe_only = False
+                    log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.url, t - last_t)
+                last_t = t
+                if next_t is None:
+                    next_t = t
+                if t + 1e-6 < next_t:
+                    continue  # not analysed: dropped before colour conversion
+                next_t += self.interval_s
+                if next_t <= t:
+                    next_t = t + self.interval_s
+                image = vf.to_ndarray(format="bgr24")
+                yield Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t,
+                            image=image, keyframe=bool(vf.key_frame))
+                self.stats.sampled += 1

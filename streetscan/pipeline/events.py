@@ -1,0 +1,141 @@
+"""Violations in, case events out: the event lifecycle and its deterministic ids.
+
+A violation that a rule confirms becomes an `opened` event; while it lasts it is re-sent as
+`updated` at most once per update interval; once it has been absent for the grace period it is
+`resolved` (the proof of rectification the case platform's verify step needs).
+
+Event ids are uuid5 of (camera, zone, scene class, violation key, first-seen stream time in ms):
+the same footage replayed twice yields the same ids, and consumers deduplicate on
+(event_id, revision).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal
+
+from .. import __version__
+from .catalogue import CATALOGUE
+from .config import CameraConfig, EventPolicy
+from .rules import Violation, box_iou
+
+SCHEMA_VERSION = "1"
+EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
+
+State = Literal["opened", "updated", "resolved"]
+
+
+def event_id(camera_id: str, zone_id: str, scene_class: str, key: str, first_seen_s: float) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{camera_id}|{zone_id}|{scene_class}|{key}|{round(first_seen_s * 1000)}"))
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    state: State
+    revision: int  # 0 for opened, +1 for each later message of the same event
+    violation: Violation
+    camera: CameraConfig
+    zone_kind: str
+    zone_grade: str
+    repeat_count: int
+    wall: Callable[[float], datetime]  # stream time -> wall-clock time of this source
+    model_name: str
+    model_version: str
+    source: str
+    evidence: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
+
+        def at(s: float) -> dict[str, Any]:
+            return {"stream_s": round(s, 3), "wall": self.wall(s).isoformat()}
+
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": self.event_id,
+            "state": self.state,
+            "revision": self.revision,
+            "camera": {"id": cam.id, "name": cam.name, "address": cam.location.address,
+                       "lat": cam.location.lat, "lon": cam.location.lon},
+            "zone": {"id": v.zone_id, "kind": self.zone_kind, "grade": self.zone_grade},
+            "scene_class": {"code": scene.code, "name_zh": scene.name_zh, "name_en": scene.name_en,
+                            "category": scene.category.value},
+            "first_seen": at(v.first_seen_s),
+            "confirmed": at(v.confirmed_s),
+            "last_seen": at(v.last_seen_s),
+            "confidence": round(v.confidence, 4),
+            "objects": [{"class_name": o.class_name, "box": [round(c, 1) for c in o.box],
+                         "confidence": round(o.confidence, 4), "track_id": o.track_id} for o in v.objects],
+            "evidence": dict(self.evidence),
+            "model": {"name": self.model_name, "version": self.model_version},
+            "pipeline_version": __version__,
+            "repeat_count": self.repeat_count,
+            "source": self.source,
+        }
+
+
+@dataclass
+class _Open:
+    event: Event
+    last_seen_s: float
+    last_sent_s: float
+
+
+class EventDeduplicator:
+    """Lifecycle of one camera's events. Feed it each analysed frame's violations in stream order."""
+
+    def __init__(self, camera: CameraConfig, policy: EventPolicy, *, wall: Callable[[float], datetime],
+                 model_name: str, model_version: str, source: str):
+        self.camera = camera
+        self.policy = policy
+        self._zones = {z.id: z for z in camera.zones}
+        self._ctx = dict(camera=camera, wall=wall, model_name=model_name, model_version=model_version, source=source)
+        self.open: dict[tuple[str, str, str], _Open] = {}
+        self.history: Counter[tuple[str, str]] = Counter()  # events per (zone, class) so far
+
+    def update(self, violations: list[Violation], t: float) -> list[Event]:
+        out: list[Event] = []
+        seen: set[tuple[str, str, str]] = set()
+        for v in violations:
+            k = self._match(v)
+            seen.add(k)
+            rec = self.open.get(k)
+            if rec is None:
+                zone = self._zones[v.zone_id]
+                ev = Event(event_id=event_id(self.camera.id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
+                           state="opened", revision=0, violation=v, zone_kind=zone.kind.value,
+                           zone_grade=zone.grade.value, repeat_count=self.history[(v.zone_id, v.scene_class)],
+                           **self._ctx)
+                self.history[(v.zone_id, v.scene_class)] += 1
+                self.open[k] = _Open(ev, t, t)
+                out.append(ev)
+                continue
+            rec.last_seen_s = t
+            rec.event = replace(rec.event, violation=replace(v, first_seen_s=rec.event.violation.first_seen_s,
+                                                             confirmed_s=rec.event.violation.confirmed_s,
+                                                             key=rec.event.violation.key))
+            if t - rec.last_sent_s >= self.policy.update_interval_s:
+                rec.event = replace(rec.event, state="updated", revision=rec.event.revision + 1)
+                rec.last_sent_s = t
+                out.append(rec.event)
+        for k in [k for k, rec in self.open.items() if k not in seen and t - rec.last_seen_s >= self.policy.resolve_grace_s]:
+            rec = self.open.pop(k)
+            out.append(replace(rec.event, state="resolved", revision=rec.event.revision + 1))
+        return out
+
+    def _match(self, v: Violation) -> tuple[str, str, str]:
+        """The open event this violation continues. A new track id on an open event's spot is the
+        same violation (the tracker re-identified a parked car), not a new case."""
+        k = (v.zone_id, v.scene_class, v.key)
+        if k in self.open or not v.objects:
+            return k
+        for ok, rec in self.open.items():
+            prev = rec.event.violation.objects
+            if ok[:2] == k[:2] and prev and box_iou(prev[0].box, v.objects[0].box) >= 0.5:
+                return ok
+        return k

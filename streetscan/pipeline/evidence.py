@@ -1,0 +1,80 @@
+"""Evidence images for opened events: the clean frame, an annotated copy, and for dwell rules the
+frame of first sighting (before/after the dwell), which is what a case officer checks first."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from .catalogue import CATALOGUE
+from .events import Event
+
+
+class SnapshotStore:
+    """A bounded LRU of JPEG-encoded frames by Frame.seq, kept only for frames where a rule
+    started an episode, so a 10-minute dwell does not hold 10 minutes of frames."""
+
+    def __init__(self, capacity: int = 64, quality: int = 85):
+        self.capacity = capacity
+        self.quality = quality
+        self._jpegs: OrderedDict[int, bytes] = OrderedDict()
+
+    def keep(self, seq: int, image: np.ndarray) -> None:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if ok:
+            self._jpegs[seq] = buf.tobytes()
+            self._jpegs.move_to_end(seq)
+            while len(self._jpegs) > self.capacity:
+                self._jpegs.popitem(last=False)
+
+    def get(self, seq: int) -> bytes | None:
+        return self._jpegs.get(seq)
+
+    def __len__(self) -> int:
+        return len(self._jpegs)
+
+
+class EvidenceWriter:
+    def __init__(self, out_dir: Path, quality: int = 90):
+        self.out_dir = Path(out_dir)
+        self.quality = quality
+        self._boxes = sv.BoxAnnotator(thickness=3)
+        self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4)
+
+    def write(self, event: Event, image: np.ndarray, first_jpeg: bytes | None) -> dict[str, str]:
+        rel = Path("evidence") / event.event_id
+        folder = self.out_dir / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {"clean": rel / "clean.jpg", "annotated": rel / "annotated.jpg"}
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        cv2.imwrite(str(self.out_dir / files["clean"]), image, params)
+        cv2.imwrite(str(self.out_dir / files["annotated"]), self.annotate(event, image), params)
+        if first_jpeg is not None:
+            files["first"] = rel / "first.jpg"
+            (self.out_dir / files["first"]).write_bytes(first_jpeg)
+        return {k: str(p) for k, p in files.items()}
+
+    def annotate(self, event: Event, image: np.ndarray) -> np.ndarray:
+        v = event.violation
+        scene = CATALOGUE[v.scene_class]
+        out = image.copy()
+        zone = next(z for z in event.camera.zones if z.id == v.zone_id)
+        if zone.polygon:
+            out = sv.draw_polygon(out, np.array(zone.polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
+        if v.objects:
+            det = sv.Detections(xyxy=np.array([o.box for o in v.objects], dtype=np.float32),
+                                confidence=np.array([o.confidence for o in v.objects], dtype=np.float32),
+                                class_id=np.zeros(len(v.objects), dtype=int))
+            labels = [f"{o.class_name} {o.confidence:.2f}" + (f" #{o.track_id}" if o.track_id is not None else "")
+                      for o in v.objects]
+            out = self._boxes.annotate(out, det)
+            out = self._labels.annotate(out, det, labels=labels)
+        wall = event.wall(v.confirmed_s).strftime("%Y-%m-%d %H:%M:%S")
+        header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
+        cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
+        cv2.putText(out, header, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+        return out

@@ -1,0 +1,252 @@
+"""Scene rules: tracked detections in, confirmed violations out.
+
+Three rule kinds serve all 14 scene classes (see catalogue.py):
+  DwellRule        a tracked object stays nearly still inside a zone for dwell_s (parking, vendors, ...)
+  CountRule        at least min_count objects are inside a zone for hold_s (crowds)
+  PersistenceRule  an object class is present in a zone for persist_s, track-agnostic (garbage, water, ads)
+
+A rule reports a Violation on every analysed frame on which it holds and is confirmed; turning that
+stream into opened/updated/resolved events is the deduplicator's job (events.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import supervision as sv
+
+from .catalogue import CATALOGUE, SceneClass, served_by
+from .config import CameraConfig, StreamsConfig, ZoneConfig
+
+# Objects on walls or water are judged by their centre; everything standing on the ground by the
+# bottom centre of its box (where a car's wheels touch the kerb).
+CENTRE_ANCHORED = {"advertisement", "laundry", "floating_debris"}
+
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedObject:
+    class_name: str
+    box: Box
+    confidence: float
+    track_id: int | None
+
+
+@dataclass(frozen=True)
+class Violation:
+    camera_id: str
+    zone_id: str
+    scene_class: str
+    key: str  # distinguishes simultaneous violations of one class in one zone (e.g. two parked cars)
+    first_seen_s: float
+    confirmed_s: float
+    last_seen_s: float
+    confidence: float
+    objects: tuple[ObservedObject, ...]
+    first_seen_frame: int  # Frame.seq of the first sighting, for before/after evidence
+
+
+@dataclass
+class _Episode:
+    key: str
+    start_s: float
+    last_s: float
+    first_frame: int
+    objects: tuple[ObservedObject, ...] = ()
+    confirmed_s: float | None = None
+    ref_centre: tuple[float, float] = (0.0, 0.0)
+    ref_diag: float = 1.0
+
+    def violation(self, rule: ZoneRule) -> Violation:
+        return Violation(
+            camera_id=rule.camera_id, zone_id=rule.zone.id, scene_class=rule.scene.code, key=self.key,
+            first_seen_s=self.start_s, confirmed_s=self.confirmed_s or self.last_s, last_seen_s=self.last_s,
+            confidence=max((o.confidence for o in self.objects), default=0.0), objects=self.objects,
+            first_seen_frame=self.first_frame,
+        )
+
+
+def _objects(det: sv.Detections, idx) -> tuple[ObservedObject, ...]:
+    tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+    return tuple(
+        ObservedObject(str(det.data["class_name"][i]), tuple(float(v) for v in det.xyxy[i]),  # type: ignore[arg-type]
+                       float(det.confidence[i]), int(tids[i]) if tids[i] >= 0 else None)
+        for i in idx
+    )
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class ZoneRule:
+    """One scene class in one zone of one camera."""
+
+    def __init__(self, scene: SceneClass, zone: ZoneConfig, params: dict, camera_id: str):
+        self.scene = scene
+        self.zone = zone
+        self.params = params
+        self.camera_id = camera_id
+        self.min_confidence = float(params["min_confidence"])
+        self.gap_s = float(params["gap_s"])
+        anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
+        self._anchor = anchor
+        self._polygon_zone: sv.PolygonZone | None = None
+        self._frame_size: tuple[int, int] | None = None
+        self.episode_started = False  # set by update() when a new episode began on this frame
+
+    def _zone_for(self, frame_size: tuple[int, int]) -> sv.PolygonZone:
+        if self._polygon_zone is None or self._frame_size != frame_size:
+            w, h = frame_size
+            pts = self.zone.polygon or [(0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1)]
+            self._polygon_zone = sv.PolygonZone(np.array(pts, dtype=np.int64), triggering_anchors=(self._anchor,))
+            self._frame_size = frame_size
+        return self._polygon_zone
+
+    def candidates(self, det: sv.Detections, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """(indices of this rule's objects inside the zone, indices of its objects outside it)."""
+        if len(det) == 0:
+            return np.array([], dtype=int), np.array([], dtype=int)
+        ours = np.isin(det.data["class_name"], self.scene.objects) & (det.confidence >= self.min_confidence)
+        inside = self._zone_for(frame_size).trigger(det)
+        return np.flatnonzero(ours & inside), np.flatnonzero(ours & ~inside)
+
+    def update(self, det: sv.Detections, t: float, frame_seq: int, frame_size: tuple[int, int]) -> list[Violation]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+class DwellRule(ZoneRule):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.dwell_s = float(self.params["dwell_s"])
+        self.max_move_ratio = float(self.params["max_move_ratio"])
+        self.episodes: dict[int, _Episode] = {}  # by current track id
+
+    def reset(self) -> None:
+        self.episodes.clear()
+
+    def update(self, det, t, frame_seq, frame_size):
+        self.episode_started = False
+        inside, outside = self.candidates(det, frame_size)
+        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        for i in outside:  # seen outside the zone: it left, whatever the gap tolerance says
+            self.episodes.pop(int(tids[i]), None)
+        present = {int(tids[i]): i for i in inside if tids[i] >= 0}
+        for tid, i in present.items():
+            obj = _objects(det, [i])
+            box = obj[0].box
+            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            ep = self.episodes.get(tid) or self._inherit(tid, box, present)
+            if ep is not None and math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag:
+                ep = None  # it moved: a moving object is not dwelling, start over
+            if ep is None:
+                ep = _Episode(key=f"track-{tid}", start_s=t, last_s=t, first_frame=frame_seq, ref_centre=centre,
+                              ref_diag=max(1.0, math.hypot(box[2] - box[0], box[3] - box[1])))
+                self.episode_started = True
+            ep.last_s, ep.objects = t, obj
+            self.episodes[tid] = ep
+        for tid in [k for k, ep in self.episodes.items() if k not in present and t - ep.last_s > self.gap_s]:
+            del self.episodes[tid]
+        out = []
+        for tid in present:
+            ep = self.episodes[tid]
+            if t - ep.start_s >= self.dwell_s:
+                ep.confirmed_s = ep.confirmed_s or t
+                out.append(ep.violation(self))
+        return out
+
+    def _inherit(self, tid: int, box: Box, present: dict[int, int]) -> _Episode | None:
+        """A stationary object that reappears under a new track id (the tracker lost it behind a
+        passing bus) keeps its dwell time: take over a lost episode at the same place."""
+        for old, ep in self.episodes.items():
+            if old not in present and ep.objects and box_iou(ep.objects[0].box, box) >= 0.5:
+                return self.episodes.pop(old)
+        return None
+
+
+class CountRule(ZoneRule):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.min_count = int(self.params.get("min_count", 1))
+        self.hold_s = float(self.params["hold_s"])
+        self.episode: _Episode | None = None
+
+    def reset(self) -> None:
+        self.episode = None
+
+    def update(self, det, t, frame_seq, frame_size):
+        self.episode_started = False
+        inside, _ = self.candidates(det, frame_size)
+        ep = self.episode
+        if len(inside) >= self.min_count:
+            if ep is None:
+                ep = self.episode = _Episode(key="zone", start_s=t, last_s=t, first_frame=frame_seq)
+                self.episode_started = True
+            ep.last_s, ep.objects = t, _objects(det, inside)
+            if t - ep.start_s >= self.hold_s:
+                ep.confirmed_s = ep.confirmed_s or t
+                return [ep.violation(self)]
+        elif ep is not None and t - ep.last_s > self.gap_s:
+            self.episode = None
+        return []
+
+
+class PersistenceRule(CountRule):
+    def __init__(self, scene, zone, params, camera_id):
+        super().__init__(scene, zone, {**params, "min_count": 1, "hold_s": params["persist_s"]}, camera_id)
+
+
+RULES = {"dwell": DwellRule, "count": CountRule, "persistence": PersistenceRule}
+
+
+@dataclass
+class RuleSet:
+    """Every active rule of one camera; applies zone schedules in the camera's local time."""
+
+    camera: CameraConfig
+    rules: list[ZoneRule] = field(default_factory=list)
+    unserved: list[SceneClass] = field(default_factory=list)  # scene classes the model cannot serve
+
+    @classmethod
+    def build(cls, config: StreamsConfig, camera: CameraConfig, model_objects: set[str]) -> RuleSet:
+        served, unserved = served_by(model_objects)
+        served_codes = {c.code for c in served}
+        rs = cls(camera=camera, unserved=unserved)
+        for zone in camera.zones:
+            for code in zone.classes or list(CATALOGUE):
+                scene = CATALOGUE[code]
+                if code not in served_codes or not scene.applies_to(zone.kind):
+                    continue
+                params = scene.params(zone.grade, config.rule_overrides(camera, code))
+                if not params["enabled"]:
+                    continue
+                rs.rules.append(RULES[scene.rule](scene, zone, params, camera.id))
+        return rs
+
+    @property
+    def episode_started(self) -> bool:
+        return any(r.episode_started for r in self.rules)
+
+    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int,
+               frame_size: tuple[int, int]) -> list[Violation]:
+        out: list[Violation] = []
+        weekday, clock = wall.isoweekday(), wall.timetz().replace(tzinfo=None)
+        for rule in self.rules:
+            schedule = rule.zone.schedule
+            if schedule is not None and not schedule.is_active(weekday, clock):
+                rule.reset()
+                rule.episode_started = False
+                continue
+            out.extend(rule.update(det, t, frame_seq, frame_size))
+        return out
