@@ -11,11 +11,13 @@ the same footage replayed twice yields the same ids, and consumers deduplicate o
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from .. import __version__
@@ -27,6 +29,11 @@ SCHEMA_VERSION = "1"
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
 
 State = Literal["opened", "updated", "resolved"]
+
+
+def event_schema() -> dict[str, Any]:
+    """The JSON Schema of events (schemas/event-v1.json), for consumers and tests."""
+    return json.loads((Path(__file__).parent / "schemas" / f"event-v{SCHEMA_VERSION}.json").read_text(encoding="utf-8"))
 
 
 def event_id(camera_id: str, zone_id: str, scene_class: str, key: str, first_seen_s: float) -> str:

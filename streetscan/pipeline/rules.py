@@ -97,6 +97,9 @@ class ZoneRule:
         self.camera_id = camera_id
         self.min_confidence = float(params["min_confidence"])
         self.gap_s = float(params["gap_s"])
+        # Once confirmed, a violation survives absences up to the event's resolve grace: a parked car
+        # hidden by a bus for 30 s is the same case when it reappears, not a new dwell from zero.
+        self.confirmed_gap_s = max(self.gap_s, float(params.get("confirmed_gap_s", self.gap_s)))
         anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
         self._anchor = anchor
         self._polygon_zone: sv.PolygonZone | None = None
@@ -118,6 +121,9 @@ class ZoneRule:
         ours = np.isin(det.data["class_name"], self.scene.objects) & (det.confidence >= self.min_confidence)
         inside = self._zone_for(frame_size).trigger(det)
         return np.flatnonzero(ours & inside), np.flatnonzero(ours & ~inside)
+
+    def _gap(self, ep: _Episode) -> float:
+        return self.confirmed_gap_s if ep.confirmed_s is not None else self.gap_s
 
     def update(self, det: sv.Detections, t: float, frame_seq: int, frame_size: tuple[int, int]) -> list[Violation]:
         raise NotImplementedError
@@ -156,7 +162,7 @@ class DwellRule(ZoneRule):
                 self.episode_started = True
             ep.last_s, ep.objects = t, obj
             self.episodes[tid] = ep
-        for tid in [k for k, ep in self.episodes.items() if k not in present and t - ep.last_s > self.gap_s]:
+        for tid in [k for k, ep in self.episodes.items() if k not in present and t - ep.last_s > self._gap(ep)]:
             del self.episodes[tid]
         out = []
         for tid in present:
@@ -197,7 +203,7 @@ class CountRule(ZoneRule):
             if t - ep.start_s >= self.hold_s:
                 ep.confirmed_s = ep.confirmed_s or t
                 return [ep.violation(self)]
-        elif ep is not None and t - ep.last_s > self.gap_s:
+        elif ep is not None and t - ep.last_s > self._gap(ep):
             self.episode = None
         return []
 
@@ -229,6 +235,7 @@ class RuleSet:
                 if code not in served_codes or not scene.applies_to(zone.kind):
                     continue
                 params = scene.params(zone.grade, config.rule_overrides(camera, code))
+                params["confirmed_gap_s"] = config.defaults.event.resolve_grace_s
                 if not params["enabled"]:
                     continue
                 rs.rules.append(RULES[scene.rule](scene, zone, params, camera.id))

@@ -1,0 +1,116 @@
+"""Shared fixtures: real redis-server, real encoded H.264 clips, a real (untrained) YOLO ONNX model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _required_in_ci(what: str) -> None:
+    """Outside CI a missing external part skips; in CI it fails, so nothing is silently untested."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI (.ci/run installs it)")
+    pytest.skip(f"{what} not available")
+
+
+def assets_dir() -> Path | None:
+    value = os.environ.get("STREETSCAN_ASSETS")
+    return Path(value) if value and Path(value).is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    d = assets_dir()
+    if d is None:
+        pytest.skip("shared assets absent: set STREETSCAN_ASSETS to the folder holding footage/ and datasets/")
+    return d
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        _required_in_ci("redis-server")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,
+                gop: int = 25, scene=None) -> Path:
+    """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast"}
+    stream.time_base = Fraction(1, fps)
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        img = np.full((height, width, 3), 90, dtype=np.uint8)
+        img[height // 2:, :] = 60  # a "road"
+        if scene is None:
+            x = int((t * 60) % (width - 80))
+            img[100:160, x:x + 80] = (0, 200, 0)
+        else:
+            scene(t, img)
+        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def h264_clip(tmp_path_factory) -> Path:
+    return encode_clip(tmp_path_factory.mktemp("clips") / "moving_box.mp4")
+
+
+@pytest.fixture(scope="session")
+def untrained_yolo(tmp_path_factory) -> Path:
+    """A real yolo11n ONNX graph with random weights, exported by the project's own script."""
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        _required_in_ci("ultralytics (pip install -e '.[train]')")
+    out = tmp_path_factory.mktemp("models")
+    env = {**os.environ, "YOLO_CONFIG_DIR": str(out / "cfg")}
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export_yolo.py"), "yolo11n.yaml", "--untrained",
+                           "--name", "yolo11n-untrained", "--out", str(out)], cwd=out, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out / "yolo11n-untrained.yaml"

@@ -1,0 +1,137 @@
+from datetime import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streetscan.pipeline.catalogue import CATALOGUE, Grade
+from streetscan.pipeline.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD_CAMERA = {
+    "id": "cam-1", "name": "Gate 1", "url": "rtsp://127.0.0.1/cam1",
+    "location": {"address": "1 Main St"},
+    "zones": [{"id": "kerb", "kind": "no_parking", "polygon": [[0, 0], [100, 0], [100, 100]]}],
+}
+
+
+def write(tmp_path: Path, data) -> Path:
+    p = tmp_path / "streams.yaml"
+    p.write_text(data if isinstance(data, str) else yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return p
+
+
+def problems(tmp_path: Path, data) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    assert str(tmp_path / "streams.yaml") in str(info.value)  # the file is always named
+    return str(info.value)
+
+
+def test_repo_example_is_valid():
+    config = load_config(REPO / "streams.yaml")
+    assert len(config.cameras) >= 3
+    kerb = config.camera("jd-kerb-07")
+    assert config.analysis_fps(kerb) == 1
+    assert config.rule_overrides(kerb, "illegal_parking") == {"dwell_s": 180}
+    assert config.rule_overrides(kerb, "crowd_gathering") == {"min_count": 25}  # file-level default
+
+
+def test_missing_required_field_names_camera_and_field(tmp_path):
+    cam = {k: v for k, v in GOOD_CAMERA.items() if k != "url"}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "camera 'cam-1' (cameras[0]) field url: required field is missing" in msg
+
+
+def test_polygon_with_two_points(tmp_path):
+    cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": [[0, 0], [5, 5]]}]}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "camera 'cam-1' (cameras[0]) field zones[0].polygon: polygon needs at least 3 points, got 2" in msg
+
+
+def test_unknown_zone_kind(tmp_path):
+    cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "parking_lot"}]}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "field zones[0].kind:" in msg and "'no_parking'" in msg and "'storefront'" in msg
+
+
+def test_unknown_scene_class_in_rules(tmp_path):
+    cam = {**GOOD_CAMERA, "rules": {"illegal_parkng": {"dwell_s": 60}}}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "field rules: unknown scene class 'illegal_parkng'" in msg
+
+
+def test_parameter_that_the_rule_kind_does_not_take(tmp_path):
+    cam = {**GOOD_CAMERA, "rules": {"crowd_gathering": {"dwell_s": 60}}}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "crowd_gathering: unknown parameter 'dwell_s' for a count rule" in msg
+    assert "min_count" in msg  # says what is allowed
+
+
+def test_negative_analysis_fps(tmp_path):
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "analysis_fps": -1}]})
+    assert "camera 'cam-1' (cameras[0]) field analysis_fps: Input should be greater than 0" in msg
+
+
+def test_duplicate_camera_ids(tmp_path):
+    msg = problems(tmp_path, {"cameras": [GOOD_CAMERA, GOOD_CAMERA]})
+    assert "camera id 'cam-1' is used twice" in msg
+
+
+def test_bad_schedule_range(tmp_path):
+    cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "storefront", "schedule": {"active": ["7am-6pm"]}}]}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "field zones[0].schedule.active: time range '7am-6pm' is not HH:MM-HH:MM" in msg
+
+
+def test_misspelt_field_is_rejected_not_ignored(tmp_path):
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "analysis_fsp": 2}]})
+    assert "field analysis_fsp: unknown field" in msg
+
+
+def test_unsupported_url_scheme(tmp_path):
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "url": "ftp://cam/1"}]})
+    assert "field url: unsupported URL scheme 'ftp'" in msg
+
+
+def test_unknown_timezone(tmp_path):
+    msg = problems(tmp_path, {"defaults": {"timezone": "China/Beijing"}, "cameras": [GOOD_CAMERA]})
+    assert "field defaults.timezone: unknown time zone 'China/Beijing'" in msg
+
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    msg = problems(tmp_path, "cameras:\n  - id: a\n    name: [unclosed\n")
+    assert "YAML syntax error" in msg and "line " in msg
+
+
+def test_camera_without_id_is_named_by_index(tmp_path):
+    cam = {k: v for k, v in GOOD_CAMERA.items() if k != "id"}
+    msg = problems(tmp_path, {"cameras": [GOOD_CAMERA, cam]})
+    assert "cameras[1] field id: required field is missing" in msg
+
+
+def test_several_problems_are_all_reported(tmp_path):
+    bad = {**GOOD_CAMERA, "analysis_fps": 0, "location": {}}
+    msg = problems(tmp_path, {"cameras": [bad]})
+    assert "field analysis_fps" in msg and "field location.address: required field is missing" in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_schedule_wraps_midnight(tmp_path):
+    cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "storefront", "schedule": {"active": ["18:00-02:00"]}}]}
+    sched = load_config(write(tmp_path, {"cameras": [cam]})).cameras[0].zones[0].schedule
+    assert sched.is_active(3, time(23, 30)) and sched.is_active(3, time(1, 0))
+    assert not sched.is_active(3, time(12, 0))
+
+
+def test_grade_scales_defaults_but_overrides_are_absolute():
+    parking = CATALOGUE["illegal_parking"]
+    assert parking.params(Grade.ARTERIAL)["dwell_s"] == 300
+    assert parking.params(Grade.DEMONSTRATION)["dwell_s"] == 150
+    assert parking.params(Grade.ALLEY)["dwell_s"] == 600
+    assert parking.params(Grade.DEMONSTRATION, {"dwell_s": 180})["dwell_s"] == 180

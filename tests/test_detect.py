@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from streetscan.pipeline.detect import YoloDetector, load_detector
+from streetscan.pipeline.models import ModelError, load_card, resolve_model
+from streetscan.pipeline.preprocess import input_size, letterbox
+
+
+def test_rect_input_for_16_9():
+    assert input_size(1920, 1080, 640, 640, rect=True) == (640, 384)
+    assert input_size(1280, 720, 640, 640, rect=True) == (640, 384)
+    assert input_size(640, 480, 640, 640, rect=True) == (640, 480)
+    assert input_size(1920, 1080, 640, 640, rect=False) == (640, 640)
+
+
+def test_letterbox_round_trip():
+    img = np.zeros((1080, 1920, 3), np.uint8)
+    out, lb = letterbox(img, (640, 384))
+    assert out.shape == (384, 640, 3)
+    assert lb.scale == pytest.approx(1 / 3) and (lb.pad_x, lb.pad_y) == (0, 12)
+    assert (out[:12] == 114).all() and (out[12:372] == 0).all()  # grey padding, image in the middle
+    box_in_input = np.array([[100.0, 112.0, 200.0, 212.0]], np.float32)
+    assert lb.to_source(box_in_input).tolist() == [[300.0, 300.0, 600.0, 600.0]]
+
+
+@pytest.fixture(scope="module")
+def detector(untrained_yolo) -> YoloDetector:
+    return load_detector(load_card(untrained_yolo))
+
+
+@pytest.mark.integration
+def test_card_of_exported_model(untrained_yolo):
+    card = load_card(untrained_yolo)
+    assert card.family == "yolo" and card.class_names[:3] == ("person", "bicycle", "car")
+    assert card.objects == {"person", "bicycle", "car", "motorcycle", "bus", "truck", "umbrella", "furniture"}
+
+
+@pytest.mark.integration
+def test_yolo_decoder_maps_boxes_classes_and_suppresses_duplicates(detector):
+    nc = len(detector.card.class_names)
+    anchors = 6
+    out = np.zeros((1, 4 + nc, anchors), np.float32)
+
+    def put(i, cx, cy, w, h, cls, score):
+        out[0, :4, i] = (cx, cy, w, h)
+        out[0, 4 + cls, i] = score
+
+    names = detector.card.class_names
+    put(0, 100, 112, 40, 40, names.index("car"), 0.9)
+    put(1, 102, 112, 40, 40, names.index("car"), 0.8)  # duplicate of 0: suppressed
+    put(2, 300, 200, 20, 60, names.index("person"), 0.7)
+    put(3, 500, 200, 20, 20, names.index("dog"), 0.95)  # not in the class map: dropped
+    put(4, 50, 50, 10, 10, names.index("truck"), 0.05)  # under threshold
+    _, lb = letterbox(np.zeros((1080, 1920, 3), np.uint8), (640, 384))
+    det = detector._decode([out], 0, lb)
+    assert list(det.data["class_name"]) == ["car", "person"]
+    assert det.xyxy[0].tolist() == pytest.approx([240.0, 240.0, 360.0, 360.0])
+    assert det.confidence.tolist() == pytest.approx([0.9, 0.7])
+
+
+@pytest.mark.integration
+def test_real_onnx_batch_of_mixed_sizes(detector):
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(3)]
+    images.append(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    detector.conf_threshold = 0.0  # untrained weights score near zero: keep everything to exercise decoding
+    try:
+        results = detector.detect(images)
+    finally:
+        detector.conf_threshold = 0.1
+    assert len(results) == 4
+    for img, det in zip(images, results):
+        assert len(det) > 0
+        assert set(det.data["class_name"]) <= detector.card.objects
+        h, w = img.shape[:2]
+        assert (det.xyxy[:, [0, 2]] <= w).all() and (det.xyxy[:, [1, 3]] <= h).all() and (det.xyxy >= 0).all()
+
+
+def test_missing_model_says_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREETSCAN_MODELS", str(tmp_path))
+    with pytest.raises(ModelError, match=r"model 'nope' not found in .*STREETSCAN_MODELS"):
+        resolve_model("nope")
+    with pytest.raises(ModelError, match="no model given and no default"):
+        resolve_model(None)
+    with pytest.raises(ModelError, match="have no card"):
+        (tmp_path / "w.onnx").write_bytes(b"x")
+        resolve_model(str(tmp_path / "w.onnx"))
+
+
+def test_card_with_missing_weights(tmp_path):
+    card = tmp_path / "m.yaml"
+    card.write_text("name: m\nfamily: yolo\nweights: m.onnx\ninput: {width: 640, height: 640}\nclass_map: coco\n")
+    with pytest.raises(ModelError, match=r"weights .*m.onnx named by .*m.yaml are missing"):
+        load_card(card)

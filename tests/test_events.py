@@ -1,0 +1,91 @@
+from datetime import timedelta
+
+import jsonschema
+
+from streetscan.pipeline.events import EventDeduplicator, event_schema
+from streetscan.pipeline.rules import RuleSet
+
+from synthetic import KERB, NOON, car, config, dets
+
+POLICY = {"event": {"update_interval_s": 60, "resolve_grace_s": 30}}
+
+
+def replay(frames, seconds_per_frame=1.0):
+    """Rules + dedup over synthetic frames, as a replay would run them. Returns the events."""
+    cfg = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
+    cam = cfg.cameras[0]
+    rules = RuleSet.build(cfg, cam, {"car"})
+    dedup = EventDeduplicator(cam, cfg.defaults.event, wall=lambda s: NOON + timedelta(seconds=s),
+                              model_name="test-model", model_version="1", source="synthetic")
+    events = []
+    for seq, d in enumerate(frames):
+        t = seq * seconds_per_frame
+        events += dedup.update(rules.update(d, t, NOON + timedelta(seconds=t), seq, (1280, 720)), t)
+    return events
+
+
+def parked_then_gone(parked_until: int, total: int, tid=1, x=200):
+    return [dets(car(x, tid=tid)) if t < parked_until else dets() for t in range(total)]
+
+
+def test_open_update_resolve():
+    events = replay(parked_then_gone(parked_until=150, total=200))
+    states = [(e.state, e.revision) for e in events]
+    assert states == [("opened", 0), ("updated", 1), ("updated", 2), ("resolved", 3)]
+    opened, *_, resolved = events
+    assert opened.violation.confirmed_s == 20  # dwell 20 s
+    assert [e.violation.last_seen_s for e in events[1:3]] == [80, 140]  # at most one update per 60 s
+    assert resolved.violation.last_seen_s == 149
+    assert len({e.event_id for e in events}) == 1
+
+
+def test_gap_shorter_than_grace_does_not_resolve():
+    frames = [dets() if 40 <= t < 55 else dets(car(200)) for t in range(100)]
+    assert [e.state for e in replay(frames)] == ["opened", "updated"]
+
+
+def test_same_ids_on_rerun():
+    a = [e.event_id for e in replay(parked_then_gone(100, 140))]
+    b = [e.event_id for e in replay(parked_then_gone(100, 140))]
+    assert a == b and len(a) >= 2
+
+
+def test_different_violations_get_different_ids_and_repeat_count_grows():
+    # The same spot is violated twice: parked 0-50 s, gone, parked again 100-160 s.
+    frames = [dets(car(200, tid=1)) if t < 50 else dets(car(200, tid=2)) if 100 <= t < 160 else dets()
+              for t in range(200)]
+    opened = [e for e in replay(frames) if e.state == "opened"]
+    assert len(opened) == 2 and opened[0].event_id != opened[1].event_id
+    assert [e.repeat_count for e in opened] == [0, 1]
+
+
+def test_track_id_change_continues_the_open_event():
+    frames = [dets(car(200, tid=1 if t < 60 else 9)) for t in range(120)]
+    events = replay(frames)
+    assert [e.state for e in events] == ["opened", "updated"]
+
+
+def test_events_match_the_published_schema():
+    schema = event_schema()
+    events = replay(parked_then_gone(150, 200))
+    for e in events:
+        doc = e.to_dict()
+        jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
+    doc = events[0].to_dict()
+    assert doc["scene_class"] == {"code": "illegal_parking", "name_zh": "机动车违停", "name_en": "Illegal parking",
+                                  "category": "街面秩序"}
+    assert doc["camera"]["address"] == "Test St 1" and doc["zone"] == {"id": "kerb", "kind": "no_parking",
+                                                                          "grade": "arterial"}
+    assert doc["confirmed"] == {"stream_s": 20.0, "wall": "2026-11-20T12:00:20+08:00"}
+    assert doc["objects"][0]["class_name"] == "car" and doc["objects"][0]["track_id"] == 1
+
+
+def test_schema_rejects_a_broken_event():
+    doc = replay(parked_then_gone(150, 200))[0].to_dict()
+    doc["state"] = "closed"
+    try:
+        jsonschema.validate(doc, event_schema())
+    except jsonschema.ValidationError as exc:
+        assert "closed" in str(exc)
+    else:
+        raise AssertionError("schema accepted state 'closed'")

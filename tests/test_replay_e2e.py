@@ -1,0 +1,173 @@
+"""End-to-end replays of real H.264 clips: decode -> detect -> track -> rules -> dedup -> evidence -> sinks."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+import redis
+
+from streetscan.pipeline.config import parse_config
+from streetscan.pipeline.detect import make_detections
+from streetscan.pipeline.events import event_schema
+from streetscan.pipeline.models import ModelCard
+from streetscan.pipeline.sinks import JsonlSink, RedisStreamSink
+from streetscan.workers.replay import ReplayJob
+
+from conftest import REPO, encode_clip
+
+pytestmark = pytest.mark.integration
+
+
+def streetscan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "streetscan", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_replay_cli_through_real_onnx_model_and_both_sinks(untrained_yolo, h264_clip, redis_url, tmp_path):
+    out = tmp_path / "out"
+    proc = streetscan("replay", str(h264_clip), "--model", str(untrained_yolo), "--out", str(out),
+                      "--redis", redis_url, "--redis-stream", "e2e:cli", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "serves 4/14 scene classes" in proc.stdout and "cannot serve" in proc.stdout
+    assert "real-time factor" in proc.stdout and "moving_box.mp4" in proc.stdout
+    assert (out / "events.jsonl").exists() and (out / "report.md").exists()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| 640x360 | 8.0 | 200 | 16 |" in report  # 200 frames decoded, 16 analysed at 2 fps
+    # Random weights detect nothing, so no events: the next test drives events with a stub that says why.
+    assert (out / "events.jsonl").read_text() == ""
+    assert redis.Redis.from_url(redis_url).xlen("e2e:cli") == 0
+
+
+def test_replay_of_unreadable_input_exits_non_zero(untrained_yolo, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 4096)
+    proc = streetscan("replay", str(bad), "--model", str(untrained_yolo), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2 and "broken.mp4: cannot open" in proc.stderr
+    proc = streetscan("replay", str(tmp_path / "none.mp4"), "--model", str(untrained_yolo), cwd=tmp_path)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):
+    proc = streetscan("replay", str(h264_clip), "--model", str(untrained_yolo), "--redis", "redis://127.0.0.1:1/0",
+                      "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 2 and "Redis not reachable" in proc.stderr
+
+
+# --- events end to end -------------------------------------------------------------------------
+# Why a stub detector here: the only ONNX model a fresh checkout can build is untrained and detects
+# nothing, so it cannot drive events. RedBoxDetector is a real detector of a simpler world: it finds
+# the red "car" painted into the encoded clip in the *decoded* frames, so decode, tracking, rules,
+# dedup, evidence and both sinks all run for real on what the video shows.
+
+def parking_scene(t: float, img: np.ndarray) -> None:
+    """A red car drives in (0-4 s), parks on the kerb (4-24 s), drives off (24-27 s)."""
+    if t < 4:
+        x = int(20 + 120 * t)
+    elif t < 24:
+        x = 500
+    else:
+        x = int(500 + 150 * (t - 24))
+    if x < 620:
+        img[250:310, x:x + 100] = (0, 0, 255)
+
+
+class RedBoxDetector:
+    card = ModelCard(name="red-box-stub", version="test", family="yolo", weights=Path("none"), input_width=640,
+                     input_height=640, rect=False, layout="NCHW", color="RGB", mean=(0, 0, 0), std=(1, 1, 1),
+                     class_names=("car",), class_map={"car": "car"})
+
+    def detect(self, images):
+        out = []
+        for img in images:
+            mask = ((img[..., 2] > 180) & (img[..., 1] < 80) & (img[..., 0] < 80)).astype(np.uint8)
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            boxes = [cv2.boundingRect(c) for c in contours if cv2.contourArea(c) > 200]
+            xyxy = np.array([[x, y, x + w, y + h] for x, y, w, h in boxes], np.float32)
+            out.append(make_detections(xyxy, np.full(len(boxes), 0.9, np.float32), ["car"] * len(boxes)))
+        return out
+
+
+STREAMS = {
+    "defaults": {"analysis_fps": 2, "event": {"update_interval_s": 5, "resolve_grace_s": 4}},
+    "cameras": [{
+        "id": "kerb-cam", "name": "测试路 kerb", "url": "parking.mp4",
+        "location": {"address": "测试路 1 号", "lat": 31.2, "lon": 121.4},
+        "zones": [{"id": "kerb", "kind": "no_parking", "polygon": [[0, 200], [640, 200], [640, 360], [0, 360]]}],
+        "rules": {"illegal_parking": {"dwell_s": 8}},
+    }],
+}
+
+
+@pytest.fixture(scope="module")
+def parking_clip(tmp_path_factory) -> Path:
+    return encode_clip(tmp_path_factory.mktemp("parking") / "parking.mp4", seconds=32, gop=50, scene=parking_scene)
+
+
+def run_parking_replay(clip: Path, out: Path, redis_url: str, stream: str):
+    config = parse_config(STREAMS)
+    sinks = [JsonlSink(out / "events.jsonl"), RedisStreamSink(redis_url, stream=stream)]
+    job = ReplayJob(config, config.cameras[0], RedBoxDetector(), out_dir=out, sinks=sinks, batch_size=4,
+                    start_time=datetime(2026, 11, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    try:
+        return job.run(str(clip))
+    finally:
+        for s in sinks:
+            s.close()
+
+
+def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
+    result = run_parking_replay(parking_clip, tmp_path, redis_url, "e2e:parking")
+    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    states = [e["state"] for e in events]
+    assert states[0] == "opened" and states[-1] == "resolved" and set(states[1:-1]) <= {"updated"}
+    assert len({e["event_id"] for e in events}) == 1 and [e["revision"] for e in events] == list(range(len(events)))
+    opened, resolved = events[0], events[-1]
+    schema = event_schema()
+    for e in events:
+        jsonschema.validate(e, schema)
+    assert opened["scene_class"]["code"] == "illegal_parking" and opened["camera"]["name"] == "测试路 kerb"
+    # Parked from ~4 s; confirmed after 8 s of dwell; gone after 24 s; resolved 4 s later.
+    assert 3.5 <= opened["first_seen"]["stream_s"] <= 5.0
+    assert opened["confirmed"]["stream_s"] - opened["first_seen"]["stream_s"] == pytest.approx(8, abs=0.6)
+    assert opened["confirmed"]["wall"].startswith("2026-11-20T09:00:1")
+    assert 23.0 <= resolved["last_seen"]["stream_s"] <= 24.5
+    x1, y1, x2, y2 = opened["objects"][0]["box"]
+    assert abs(x1 - 500) <= 4 and abs(y1 - 250) <= 4 and abs(x2 - 600) <= 4 and abs(y2 - 310) <= 4
+    # Evidence: clean + annotated confirming frame and the first sighting, all real JPEGs.
+    assert set(opened["evidence"]) == {"clean", "annotated", "first"}
+    for rel in opened["evidence"].values():
+        img = cv2.imread(str(tmp_path / rel))
+        assert img is not None and img.shape == (360, 640, 3)
+    annotated = cv2.imread(str(tmp_path / opened["evidence"]["annotated"]))
+    clean = cv2.imread(str(tmp_path / opened["evidence"]["clean"]))
+    assert np.abs(annotated.astype(int) - clean.astype(int)).mean() > 1  # boxes, zone and header drawn
+    assert resolved["evidence"] == opened["evidence"]
+    # The same events reached Redis, in order, with their ids in the entries.
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:parking")
+    assert [(f["event_id"], f["state"]) for _, f in entries] == [(e["event_id"], e["state"]) for e in events]
+    assert result.frames_analysed == 64 and result.counts[("illegal_parking", "opened")] == 1
+    assert result.realtime_factor > 0
+
+
+def test_rerun_gives_the_same_event_ids(parking_clip, redis_url, tmp_path):
+    first = run_parking_replay(parking_clip, tmp_path / "a", redis_url, "e2e:rerun")
+    second = run_parking_replay(parking_clip, tmp_path / "b", redis_url, "e2e:rerun")
+    assert [(e["event_id"], e["revision"]) for e in first.events] == [(e["event_id"], e["revision"]) for e in second.events]
+    assert first.events
+
+
+def test_repo_streams_example_drives_a_replay(untrained_yolo, h264_clip, tmp_path):
+    proc = streetscan("replay", str(h264_clip), "--streams", str(REPO / "streams.yaml"), "--camera", "jd-kerb-07",
+                      "--model", str(untrained_yolo), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # The camera analyses 1 fps and the clip has a keyframe every second: only keyframes are decoded.
+    assert "| jd-kerb-07 | 640x360 | 8.0 | 8 | 8 |" in (tmp_path / "o" / "report.md").read_text()

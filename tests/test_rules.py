@@ -1,0 +1,144 @@
+from datetime import datetime
+
+from streetscan.pipeline.catalogue import CATALOGUE
+from streetscan.pipeline.rules import CountRule, DwellRule, PersistenceRule, RuleSet
+
+from synthetic import KERB, TZ, car, config, dets, run
+
+ALL_OBJECTS = set(o for c in CATALOGUE.values() for o in c.objects)
+
+
+def ruleset(zones, rules=None, objects=ALL_OBJECTS, defaults=None):
+    cfg = config(zones, rules, defaults)
+    return RuleSet.build(cfg, cfg.cameras[0], objects)
+
+
+def parking_only(dwell_s=60, **zone):
+    return ruleset([{**KERB, "classes": ["illegal_parking"], **zone}], {"illegal_parking": {"dwell_s": dwell_s}})
+
+
+def every(seconds: float, step: float, make):
+    return [(t, make(t)) for t in [i * step for i in range(int(seconds / step) + 1)]]
+
+
+def test_dwell_reached():
+    rs = parking_only(60)
+    out = run(rs, every(70, 1.0, lambda t: dets(car(200))))
+    first = next(i for i, v in enumerate(out) if v)
+    assert first == 60  # confirmed exactly when 60 s of dwell have passed
+    v = out[first][0]
+    assert (v.scene_class, v.zone_id, v.key) == ("illegal_parking", "kerb", "track-1")
+    assert v.first_seen_s == 0 and v.confirmed_s == 60 and v.objects[0].track_id == 1
+
+
+def test_dwell_not_reached():
+    out = run(parking_only(60), every(59, 1.0, lambda t: dets(car(200))))
+    assert not any(out)
+
+
+def test_moving_car_never_dwells():
+    out = run(parking_only(30), every(120, 1.0, lambda t: dets(car(10 + 8 * t))))
+    assert not any(out)
+
+
+def test_leaving_the_zone_and_re_entering_restarts_the_clock():
+    def frame(t):
+        if 30 <= t < 40:  # drives out of the kerb zone (bottom centre above y=400)
+            return dets(("car", (200, 250, 300, 330), 0.9, 1))
+        return dets(car(200))
+
+    out = run(parking_only(60), every(100, 1.0, frame))
+    first = next(i for i, v in enumerate(out) if v)
+    assert first == 100  # re-entered at 40 s: 60 s of fresh dwell, not 30 + 60
+    assert out[first][0].first_seen_s == 40
+
+
+def test_short_detection_gap_does_not_reset_dwell():
+    out = run(parking_only(60), every(70, 1.0, lambda t: dets() if 20 <= t < 25 else dets(car(200))))
+    assert next(i for i, v in enumerate(out) if v) == 60
+
+
+def test_long_absence_resets_dwell():
+    out = run(parking_only(60), every(110, 1.0, lambda t: dets() if 20 <= t < 40 else dets(car(200))))
+    first = next(i for i, v in enumerate(out) if v)
+    assert first == 100 and out[first][0].first_seen_s == 40
+
+
+def test_new_track_id_on_the_same_spot_keeps_dwell_time():
+    out = run(parking_only(60), every(70, 1.0, lambda t: dets(car(200, tid=1 if t < 30 else 7))))
+    first = next(i for i, v in enumerate(out) if v)
+    assert first == 60 and out[first][0].key == "track-1" and out[first][0].objects[0].track_id == 7
+
+
+def test_two_parked_cars_are_two_violations():
+    out = run(parking_only(10), every(12, 1.0, lambda t: dets(car(100, tid=1), car(600, tid=2))))
+    assert sorted(v.key for v in out[-1]) == ["track-1", "track-2"]
+
+
+def test_low_confidence_and_wrong_class_are_ignored():
+    out = run(parking_only(10), every(20, 1.0, lambda t: dets(car(100, conf=0.2), car(600, tid=2, cls="person"))))
+    assert not any(out)
+
+
+def test_count_rule_crowd():
+    rs = ruleset([{"id": "plaza", "kind": "sidewalk"}], {"crowd_gathering": {"min_count": 5, "hold_s": 10}})
+    crowd = [("person", (100 + 40 * i, 300, 130 + 40 * i, 400), 0.8, -1) for i in range(6)]
+    out = run(rs, every(20, 1.0, lambda t: dets(*(crowd if t < 15 else crowd[:3]))))
+    crowd_v = [[v for v in f if v.scene_class == "crowd_gathering"] for f in out]
+    assert [i for i, v in enumerate(crowd_v) if v] == [10, 11, 12, 13, 14]
+    assert len(crowd_v[10][0].objects) == 6 and crowd_v[10][0].key == "zone"
+
+
+def test_persistence_rule_tolerates_flicker_but_not_absence():
+    rs = ruleset([{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
+                 {"exposed_garbage": {"persist_s": 30, "gap_s": 5}})
+    pile = ("garbage", (500, 500, 600, 580), 0.6, -1)
+    # Detected on 2 of every 3 frames (flicker), never tracked: persistence needs no track ids.
+    out = run(rs, every(40, 1.0, lambda t: dets(pile) if int(t) % 3 else dets()))
+    assert any(out[30:]) and not any(out[:30])
+    rs2 = ruleset([{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
+                  {"exposed_garbage": {"persist_s": 30, "gap_s": 5}})
+    out2 = run(rs2, every(40, 1.0, lambda t: dets(pile) if t < 20 or t >= 27 else dets()))
+    assert not any(out2)  # a 7 s absence ended the first episode; the second is only 13 s old
+
+
+def test_schedule_off_hours_reports_nothing():
+    zone = {"id": "shops", "kind": "storefront", "classes": ["out_of_store_trading"],
+            "schedule": {"active": ["07:00-18:00"]}}
+    stall = ("stall", (300, 400, 400, 500), 0.9, 3)
+    evening = datetime(2026, 11, 20, 19, 0, tzinfo=TZ)
+    rs = ruleset([zone], {"out_of_store_trading": {"dwell_s": 30}})
+    assert not any(run(rs, every(60, 1.0, lambda t: dets(stall)), start=evening))
+    rs = ruleset([zone], {"out_of_store_trading": {"dwell_s": 30}})
+    assert any(run(rs, every(60, 1.0, lambda t: dets(stall))))  # noon: active
+
+
+def test_schedule_boundary_resets_running_dwell():
+    zone = {"id": "shops", "kind": "storefront", "classes": ["out_of_store_trading"],
+            "schedule": {"active": ["07:00-18:00"]}}
+    rs = ruleset([zone], {"out_of_store_trading": {"dwell_s": 60}})
+    before_six = datetime(2026, 11, 20, 17, 59, 30, tzinfo=TZ)
+    out = run(rs, every(100, 1.0, lambda t: dets(("stall", (300, 400, 400, 500), 0.9, 3))), start=before_six)
+    assert not any(out)  # 30 s before closing is not 60 s; after 18:00 trading is allowed
+
+
+def test_grade_sets_default_dwell():
+    stall_zone = lambda grade: [{"id": "s", "kind": "sidewalk", "grade": grade, "classes": ["mobile_vendor"]}]
+    rules = {g: ruleset(stall_zone(g)).rules[0] for g in ("demonstration", "arterial", "alley")}
+    assert {g: r.dwell_s for g, r in rules.items()} == {"demonstration": 150, "arterial": 300, "alley": 600}
+    cart = ("tricycle", (300, 400, 400, 500), 0.9, 4)
+    assert next(i for i, v in enumerate(run(ruleset(stall_zone("demonstration")),
+                                              every(160, 1.0, lambda t: dets(cart)))) if v) == 150
+
+
+def test_ruleset_builds_only_what_zone_kind_and_model_allow():
+    rs = ruleset([{"id": "river", "kind": "water"}, {"id": "kerb", "kind": "no_parking"}],
+                 objects={"car", "person", "floating_debris"})
+    built = {(r.zone.id, r.scene.code, type(r)) for r in rs.rules}
+    assert built == {("river", "floating_debris", PersistenceRule), ("kerb", "illegal_parking", DwellRule)}
+    assert "exposed_garbage" in {c.code for c in rs.unserved}
+
+
+def test_disabled_class_is_not_built():
+    rs = ruleset([{"id": "p", "kind": "sidewalk"}], {"crowd_gathering": {"enabled": False}})
+    assert not any(isinstance(r, CountRule) and r.scene.code == "crowd_gathering" for r in rs.rules)

@@ -1,0 +1,60 @@
+import json
+
+import pytest
+import redis
+
+from streetscan.pipeline.sinks import JsonlSink, RedisStreamSink, SinkError
+
+
+def event(n: int, state: str = "opened") -> dict:
+    return {"event_id": f"00000000-0000-0000-0000-{n:012d}", "revision": 0, "state": state,
+            "scene_class": {"code": "illegal_parking"}, "camera": {"id": "cam-1"}, "note": "违停"}
+
+
+def test_jsonl_appends_one_object_per_line(tmp_path):
+    path = tmp_path / "sub" / "events.jsonl"
+    sink = JsonlSink(path, durable=True)
+    for i in range(3):
+        sink.emit(event(i))
+    sink.close()
+    JsonlSink(path).emit(event(3))  # reopening appends, never truncates
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(l)["event_id"][-1] for l in lines] == ["0", "1", "2", "3"]
+    assert "违停" in lines[0]  # UTF-8 kept readable, not \\u-escaped
+
+
+@pytest.mark.integration
+def test_redis_stream_entries_ids_and_payload(redis_url):
+    sink = RedisStreamSink(redis_url, stream="t:entries")
+    sink.ping()
+    for i in range(5):
+        sink.emit(event(i))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    entries = client.xrange("t:entries")
+    assert len(entries) == 5
+    ids = [fields["event_id"] for _, fields in entries]
+    assert ids == [event(i)["event_id"] for i in range(5)]  # in order, id in the entry itself
+    _, fields = entries[0]
+    assert fields["state"] == "opened" and fields["scene_class"] == "illegal_parking" and fields["camera_id"] == "cam-1"
+    assert json.loads(fields["payload"]) == event(0)
+    stream_ids = [sid for sid, _ in entries]
+    assert stream_ids == sorted(stream_ids, key=lambda s: tuple(map(int, s.split("-"))))
+
+
+@pytest.mark.integration
+def test_redis_stream_maxlen_bounds_the_queue(redis_url):
+    sink = RedisStreamSink(redis_url, stream="t:bounded", maxlen=10, approximate=False)
+    for i in range(25):
+        sink.emit(event(i))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.xlen("t:bounded") == 10
+    assert client.xrange("t:bounded")[0][1]["event_id"] == event(15)["event_id"]  # oldest trimmed first
+
+
+@pytest.mark.integration
+def test_redis_unreachable_is_a_clear_error():
+    sink = RedisStreamSink("redis://127.0.0.1:1/0", timeout_s=0.5)
+    with pytest.raises(SinkError, match=r"redis:streetscan:events: Redis not reachable"):
+        sink.ping()
+    with pytest.raises(SinkError, match="XADD failed"):
+        sink.emit(event(0))
