@@ -62,7 +62,7 @@ def replay(
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
     from .pipeline.sinks import JsonlSink, RedisStreamSink, SinkError
-    from .workers.replay import ReplayJob, camera_for_file
+    from .workers.replay import ReplayJob, camera_for_file, camera_for_path
     from .workers.report import class_totals, write_report
 
     try:
@@ -70,17 +70,16 @@ def replay(
         card = resolve_model(model)
     except (ConfigError, ModelError) as exc:
         _fail(str(exc))
-    if config is not None and camera is None and len(config.cameras) > 1:
-        _fail(f"{streams} has {len(config.cameras)} cameras: choose one with --camera "
-              f"({', '.join(c.id for c in config.cameras)})")
-    if config is not None:
-        try:
-            cam = config.camera(camera) if camera else config.cameras[0]
-        except KeyError as exc:
-            _fail(f"{streams}: {exc.args[0]}")
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
+    cameras = {}
+    if config is not None:
+        for path in paths:
+            try:
+                cameras[path] = camera_for_path(config, path, camera)
+            except KeyError as exc:
+                _fail(f"{streams}: {exc.args[0]}")
 
     unserved = print_served(card.objects, card.name)
     detector = load_detector(card)
@@ -97,7 +96,7 @@ def replay(
     results = []
     try:
         for path in paths:
-            file_cam = cam if config is not None else camera_for_file(path)
+            file_cam = cameras[path] if config is not None else camera_for_file(path)
             if analysis_fps:
                 file_cam = file_cam.model_copy(update={"analysis_fps": analysis_fps})
             file_config = (config or StreamsConfig(cameras=[file_cam])).model_copy(update={"cameras": [file_cam]})

