@@ -79,6 +79,22 @@ def test_duplicate_camera_ids(tmp_path):
     assert "camera id 'cam-1' is used twice" in msg
 
 
+def test_duplicate_zone_ids(tmp_path):
+    cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway"}, {"id": "z", "kind": "sidewalk"}]}
+    msg = problems(tmp_path, {"cameras": [cam]})
+    assert "camera 'cam-1' (cameras[0]): zone id 'z' is used twice" in msg
+
+
+def test_replay_picks_the_camera_whose_url_names_the_file():
+    from streetscan.workers.replay import camera_for_path
+
+    config = load_config(REPO / "examples" / "footage.yaml")
+    assert camera_for_path(config, "/any/dir/plaza_pedestrians.mp4").id == "plaza"
+    assert camera_for_path(config, "x.mp4", "overpass").id == "overpass"
+    with pytest.raises(KeyError, match="no camera's url names x.mp4: choose one with --camera"):
+        camera_for_path(config, "x.mp4")
+
+
 def test_bad_schedule_range(tmp_path):
     cam = {**GOOD_CAMERA, "zones": [{"id": "z", "kind": "storefront", "schedule": {"active": ["7am-6pm"]}}]}
     msg = problems(tmp_path, {"cameras": [cam]})

@@ -145,6 +145,14 @@ def _check_tz(v: str) -> str:
     return v
 
 
+def _require_unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise ValueError(f"{what} id {i!r} is used twice")
+        seen.add(i)
+
+
 TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
 RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
 
@@ -177,11 +185,7 @@ class CameraConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
-        seen: set[str] = set()
-        for z in self.zones:
-            if z.id in seen:
-                raise ValueError(f"zone id {z.id!r} is used twice")
-            seen.add(z.id)
+        _require_unique("zone", [z.id for z in self.zones])
         return self
 
 
@@ -199,11 +203,7 @@ class StreamsConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_cameras(self) -> StreamsConfig:
-        seen: set[str] = set()
-        for cam in self.cameras:
-            if cam.id in seen:
-                raise ValueError(f"camera id {cam.id!r} is used twice")
-            seen.add(cam.id)
+        _require_unique("camera", [c.id for c in self.cameras])
         return self
 
     def camera(self, camera_id: str) -> CameraConfig:

@@ -127,7 +127,12 @@ class ReplayJob:
             except BaseException as exc:  # surfaced in the main thread
                 failure.append(exc)
             finally:
-                frames.put(_END)
+                while not stop.is_set():  # the consumer may have stopped on an error: never block forever
+                    try:
+                        frames.put(_END, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
 
         t0 = time.perf_counter()
         reader = threading.Thread(target=decode, name=f"decode-{self.camera.id}", daemon=True)
