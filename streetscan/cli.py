@@ -16,6 +16,7 @@ from . import __version__
 from .pipeline.catalogue import CATALOGUE, served_by
 from .pipeline.config import ConfigError, StreamsConfig, load_config
 from .pipeline.decode import SourceError
+from .logs import configure as configure_logging
 from .pipeline.models import ModelError, resolve_model
 
 app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
@@ -41,9 +42,60 @@ def print_served(objects: set[str], model_name: str) -> list[str]:
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each event and stage detail.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each event and stage detail.")] = False,
+         log_format: Annotated[str, typer.Option(help="Log lines as 'text' or 'json' (one object per line).")] = "text",
+         ) -> None:
+    if log_format not in ("text", "json"):
+        _fail(f"--log-format must be text or json, not {log_format!r}")
+    configure_logging(logging.INFO if verbose else logging.WARNING, log_format)
+
+
+@app.command()
+def run(
+    streams: Annotated[Path, typer.Option(help="streams.yaml: the cameras, zones and rules.")] = Path("streams.yaml"),
+    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: evidence/, events.jsonl (when written), spool.")] = Path("out/live"),
+    spool: Annotated[Optional[Path], typer.Option(help="Durable event spool (SQLite). Default: OUT/spool.db.")] = None,
+    redis: Annotated[Optional[str], typer.Option(help="Case queue: Redis URL (redis://host:port/db).")] = None,
+    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
+    jsonl: Annotated[Optional[bool], typer.Option("--jsonl/--no-jsonl", help="Write OUT/events.jsonl (default: only when no --redis).")] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz.")] = "0.0.0.0",
+    metrics_port: Annotated[int, typer.Option(help="Port for /metrics, /healthz, /readyz (0: any free port).")] = 9108,
+    max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 20.0,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
+    watch: Annotated[bool, typer.Option(help="Reload when streams.yaml changes (SIGHUP always reloads).")] = False,
+    shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
+) -> None:
+    """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
+    root = logging.getLogger()
+    root.setLevel(min(root.level, logging.INFO))  # a daemon's state changes belong in its log
+    from .pipeline.detect import load_detector
+    from .pipeline.sinks import JsonlSink, RedisStreamSink
+    from .workers.supervisor import Daemon, DaemonOptions
+
+    try:
+        config = load_config(streams)
+        card = resolve_model(model)
+    except (ConfigError, ModelError) as exc:
+        _fail(str(exc))
+    print_served(card.objects, card.name)
+    detector = load_detector(card, threads=threads)
+    out.mkdir(parents=True, exist_ok=True)
+    sinks = []
+    if jsonl or (jsonl is None and not redis):
+        sinks.append(JsonlSink(out / "events.jsonl"))
+    if redis:
+        # Not pinged: Redis being down at start is an outage like any other; events spool.
+        sinks.append(RedisStreamSink(redis, stream=redis_stream))
+    options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
+                            metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
+                            max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch)
+    try:
+        daemon = Daemon(options, config, detector, sinks)
+    except OSError as exc:
+        _fail(f"cannot start: {exc}")
+    raise typer.Exit(daemon.run())
 
 
 @app.command()

@@ -53,6 +53,16 @@ class CameraPipeline:
                      ev.violation.zone_id, ev.event_id)
         return events
 
+    def snapshot(self) -> dict:
+        """What must outlive a restart: open events and the evidence they point to."""
+        return {"dedup": self.dedup.snapshot(), "evidence": self._evidence_by_event}
+
+    def restore(self, state: dict, t: float) -> int:
+        restored = self.dedup.restore(state.get("dedup", {}), t, self.rules.confirm_s)
+        open_ids = {rec.event.event_id for rec in self.dedup.open.values()}
+        self._evidence_by_event = {k: v for k, v in state.get("evidence", {}).items() if k in open_ids}
+        return restored
+
     def _with_evidence(self, ev: Event, frame: Frame) -> Event:
         if ev.state == "opened":
             v = ev.violation

@@ -116,6 +116,24 @@ class EventPolicy(_Model):
     resolve_grace_s: float = Field(default=120.0, gt=0)  # absent this long -> `resolved`
 
 
+class ReaderPolicy(_Model):
+    """How the daemon treats a camera connection (live streams only; replay ignores it)."""
+
+    open_timeout_s: float = Field(default=10.0, gt=0)  # RTSP handshake
+    read_timeout_s: float = Field(default=10.0, gt=0)  # a blocking read with no data at all
+    stall_timeout_s: float = Field(default=15.0, gt=0)  # data but no decodable frame -> reconnect
+    max_lag_s: float = Field(default=5.0, gt=0)  # decode fell this far behind the camera -> reconnect
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    backoff_jitter: float = Field(default=0.2, ge=0, le=1)  # +-fraction, so a fleet does not redial in step
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> ReaderPolicy:
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("backoff_max_s must be at least backoff_initial_s")
+        return self
+
+
 def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for code, params in v.items():
         if code not in CATALOGUE:
@@ -161,6 +179,7 @@ class Defaults(_Model):
     analysis_fps: float = Field(default=2.0, gt=0, le=30)
     timezone: TimeZoneName = "Asia/Shanghai"
     event: EventPolicy = EventPolicy()
+    reader: ReaderPolicy = ReaderPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,10 @@ NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://")
 
 class SourceError(RuntimeError):
     """The source cannot be opened or holds no decodable video."""
+
+
+class SourceStalled(SourceError):
+    """A live source delivers packets (or nothing) but no frame for too long."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,22 @@ class DecodeStats:
     keyframe_only: bool = False
 
 
-def _is_network(url: str) -> bool:
+def is_network(url: str) -> bool:
     return url.lower().startswith(NETWORK_SCHEMES)
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and events (camera URLs often carry credentials)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, host = rest.split("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
 def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
-    if not _is_network(url):
+    if not is_network(url):
         path = Path(url.removeprefix("file://"))
         if not path.exists():
             raise SourceError(f"{url}: no such file")
@@ -63,10 +77,10 @@ def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.containe
     try:
         container = av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
     except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"{url}: cannot open ({exc})") from None
+        raise SourceError(f"{redact_url(url)}: cannot open ({exc})") from None
     if not container.streams.video:
         container.close()
-        raise SourceError(f"{url}: no video stream")
+        raise SourceError(f"{redact_url(url)}: no video stream")
     return container
 
 
@@ -88,22 +102,36 @@ class VideoSource:
 
     keyframes: "auto" decodes keyframes only when they come at least as often as the analysis
     interval (falling back to full decode if they later thin out); "never" always decodes all.
+
+    Files are probed when constructed (replay wants the duration up front); a network stream is
+    probed on the connection that reads it, so a camera is never dialled twice.
+    `watchdog`, when given, is called before each packet and may raise to abandon the stream
+    (a reader's stop request or stall timeout): PyAV's own timeouts only cover blocking reads.
     """
 
     def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
-                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0):
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
+                 watchdog: Callable[[], None] | None = None):
         if analysis_fps <= 0:
             raise ValueError("analysis_fps must be positive")
         self.url = url
+        self.label = redact_url(url)
         self.analysis_fps = analysis_fps
         self.keyframes = keyframes
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.watchdog = watchdog
         self.stats = DecodeStats()
-        self.info = self._probe()
+        self.info: SourceInfo | None = None if is_network(url) else self._probe()
 
     def _probe(self) -> SourceInfo:
         container = _open(self.url, self.open_timeout_s, self.read_timeout_s)
+        try:
+            return self._describe(container, probe_keyframes=True)
+        finally:
+            container.close()
+
+    def _describe(self, container: av.container.InputContainer, probe_keyframes: bool) -> SourceInfo:
         try:
             stream = container.streams.video[0]
             ctx = stream.codec_context
@@ -114,7 +142,7 @@ class VideoSource:
                 duration = container.duration / 1_000_000
             fps = float(stream.average_rate) if stream.average_rate else None
             kf = None
-            if not _is_network(self.url) and self.keyframes == "auto":
+            if probe_keyframes and self.keyframes == "auto":
                 kf = _probe_keyframe_interval(container)
             return SourceInfo(
                 url=self.url, width=ctx.width, height=ctx.height, fps=fps, duration_s=duration,
@@ -122,9 +150,7 @@ class VideoSource:
                 creation_time=container.metadata.get("creation_time"),
             )
         except av.error.FFmpegError as exc:
-            raise SourceError(f"{self.url}: cannot read video ({exc})") from None
-        finally:
-            container.close()
+            raise SourceError(f"{self.label}: cannot read video ({exc})") from None
 
     @property
     def interval_s(self) -> float:
@@ -133,6 +159,8 @@ class VideoSource:
     def frames(self) -> Iterator[Frame]:
         container = _open(self.url, self.open_timeout_s, self.read_timeout_s)
         try:
+            if self.info is None:
+                self.info = self._describe(container, probe_keyframes=False)
             yield from self._frames(container)
         finally:
             container.close()
@@ -140,7 +168,7 @@ class VideoSource:
     def _frames(self, container: av.container.InputContainer) -> Iterator[Frame]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        kf = self.info.keyframe_interval_s
+        kf = self.info.keyframe_interval_s if self.info else None
         keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
         if keyframe_only:
             stream.codec_context.skip_frame = "NONKEY"
@@ -149,22 +177,29 @@ class VideoSource:
         next_t: float | None = None
         last_t: float | None = None
         for packet in container.demux(stream):
+            if self.watchdog is not None:
+                self.watchdog()
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
                 self.stats.decode_errors += 1
-                log.warning("%s: corrupt packet skipped (%s)", self.url, exc)
+                log.warning("%s: corrupt packet skipped (%s)", self.label, exc)
                 continue
+            except av.error.FFmpegError as exc:
+                raise SourceError(f"{self.label}: decode failed ({exc})") from None
             for vf in decoded:
                 if vf.pts is None:
                     continue
+                if vf.is_corrupt:
+                    # Concealed damage (lost slices): count it; the picture is still usable.
+                    self.stats.decode_errors += 1
                 t = float(vf.pts * vf.time_base) - start
                 self.stats.decoded += 1
                 if keyframe_only and last_t is not None and t - last_t > 2 * self.interval_s:
                     # Keyframes thinned out below the analysis rate: decode everything from here on.
                     stream.codec_context.skip_frame = "DEFAULT"
                     keyframe_only = self.stats.keyframe_only = False
-                    log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.url, t - last_t)
+                    log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.label, t - last_t)
                 last_t = t
                 if next_t is None:
                     next_t = t

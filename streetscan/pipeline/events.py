@@ -15,7 +15,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from typing import Any, Literal
 from .. import __version__
 from .catalogue import CATALOGUE
 from .config import CameraConfig, EventPolicy
-from .rules import Violation, box_iou
+from .rules import ObservedObject, Violation, box_iou
 
 SCHEMA_VERSION = "1"
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
@@ -146,3 +146,42 @@ class EventDeduplicator:
             if ok[:2] == k[:2] and prev and box_iou(prev[0].box, v.objects[0].box) >= 0.5:
                 return ok
         return k
+
+    # Open events outlive the process (the daemon persists them), so that a restart continues a
+    # violation under its event id instead of reporting it again as new.
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "open": [{"key": list(k), "event_id": rec.event.event_id, "state": rec.event.state,
+                      "revision": rec.event.revision, "zone_kind": rec.event.zone_kind,
+                      "zone_grade": rec.event.zone_grade, "repeat_count": rec.event.repeat_count,
+                      "violation": asdict(rec.event.violation), "last_seen_s": rec.last_seen_s,
+                      "last_sent_s": rec.last_sent_s}
+                     for k, rec in self.open.items()],
+            "history": [[zone, cls, n] for (zone, cls), n in self.history.items()],
+        }
+
+    def restore(self, snapshot: dict[str, Any], t: float, hold_s: Callable[[str, str], float]) -> int:
+        """Reload open events saved by `snapshot`. After a restart the rules must confirm a
+        violation afresh before it can be matched, so each restored event is kept at least
+        `hold_s(zone, class)` beyond `t` before the resolve grace starts counting."""
+        for zone, cls, n in snapshot.get("history", []):
+            self.history[(zone, cls)] = max(self.history[(zone, cls)], int(n))
+        restored = 0
+        for rec in snapshot.get("open", []):
+            v = dict(rec["violation"])
+            if v["zone_id"] not in self._zones:
+                continue  # the zone was removed from the config while we were down
+            v["objects"] = tuple(ObservedObject(o["class_name"], tuple(o["box"]), o["confidence"], o["track_id"])
+                                 for o in v["objects"])
+            violation = Violation(**v)
+            key = tuple(rec["key"])
+            if violation.key.startswith("track-"):
+                # Track ids restart with the tracker: match by place (IoU) only, never by a stale id.
+                key = (key[0], key[1], f"restored-{rec['event_id']}")
+            event = Event(event_id=rec["event_id"], state=rec["state"], revision=int(rec["revision"]),
+                          violation=violation, zone_kind=rec["zone_kind"], zone_grade=rec["zone_grade"],
+                          repeat_count=int(rec["repeat_count"]), **self._ctx)
+            hold = hold_s(violation.zone_id, violation.scene_class)
+            self.open[key] = _Open(event, max(float(rec["last_seen_s"]), t + hold), float(rec["last_sent_s"]))
+            restored += 1
+        return restored

@@ -172,6 +172,10 @@ class DwellRule(ZoneRule):
                 out.append(ep.violation(self))
         return out
 
+    @property
+    def confirm_s(self) -> float:
+        return self.dwell_s
+
     def _inherit(self, tid: int, box: Box, present: dict[int, int]) -> _Episode | None:
         """A stationary object that reappears under a new track id (the tracker lost it behind a
         passing bus) keeps its dwell time: take over a lost episode at the same place."""
@@ -190,6 +194,10 @@ class CountRule(ZoneRule):
 
     def reset(self) -> None:
         self.episode = None
+
+    @property
+    def confirm_s(self) -> float:
+        return self.hold_s
 
     def update(self, det, t, frame_seq, frame_size):
         self.episode_started = False
@@ -240,6 +248,11 @@ class RuleSet:
                     continue
                 rs.rules.append(RULES[scene.rule](scene, zone, params, camera.id))
         return rs
+
+    def confirm_s(self, zone_id: str, scene_class: str) -> float:
+        """How long this camera's rule for (zone, class) takes to confirm a violation; 0 if none."""
+        return max((r.confirm_s for r in self.rules if r.zone.id == zone_id and r.scene.code == scene_class),
+                   default=0.0)
 
     @property
     def episode_started(self) -> bool:

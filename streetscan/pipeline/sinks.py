@@ -43,20 +43,33 @@ class JsonlSink:
         self._fh.close()
 
 
+# SET NX marks (event_id, revision) as delivered and XADD appends, in one atomic step: a retry after
+# a lost reply (the spool redelivers anything not acknowledged) cannot add the entry twice.
+_XADD_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], ARGV[3], '*', unpack(ARGV, 4))
+end
+return false
+"""
+
+
 class RedisStreamSink:
     """XADD to a Redis Stream, trimmed to `maxlen` entries so the case queue stays bounded.
 
     Each entry carries the event id and revision as top-level fields, so consumers (XREADGROUP)
-    can deduplicate redeliveries without parsing the payload.
+    can deduplicate without parsing the payload; the sink itself adds an (event_id, revision) at
+    most once within `dedupe_ttl_s`, so redeliveries after an outage or a crash are absorbed.
     """
 
     def __init__(self, url: str, stream: str = "streetscan:events", maxlen: int = 100_000,
-                 approximate: bool = True, timeout_s: float = 5.0):
+                 approximate: bool = True, timeout_s: float = 5.0, dedupe_ttl_s: int = 7 * 86400):
         self.name = f"redis:{stream}"
         self.stream = stream
         self.maxlen = maxlen
         self.approximate = approximate
+        self.dedupe_ttl_s = dedupe_ttl_s
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self._xadd_once = self.client.register_script(_XADD_ONCE)
 
     def ping(self) -> None:
         try:
@@ -73,8 +86,12 @@ class RedisStreamSink:
             "camera_id": event["camera"]["id"],
             "payload": json.dumps(event, ensure_ascii=False, separators=(",", ":")),
         }
+        args = [self.dedupe_ttl_s, "~" if self.approximate else "=", self.maxlen]
+        for k, v in fields.items():
+            args += [k, v]
         try:
-            self.client.xadd(self.stream, fields, maxlen=self.maxlen, approximate=self.approximate)
+            self._xadd_once(keys=[self.stream, f"{self.stream}:delivered:{event['event_id']}:{event['revision']}"],
+                            args=args)
         except redis.RedisError as exc:
             raise SinkError(f"{self.name}: XADD failed ({exc})") from None
 

@@ -1,0 +1,127 @@
+"""Prometheus metrics and the daemon's HTTP endpoints: /metrics, /healthz, /readyz.
+
+Counters and histograms are updated by the stages as they work; values that are a property of
+the moment (frame age, queue and spool depth, camera state) are read at scrape time through
+callbacks, so nothing has to keep a gauge in step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+CAMERA_STATES = ("connecting", "live", "backoff", "disabled", "stopped")
+AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class _Live(Collector):
+    """Gauges read at scrape time from callbacks returning {label values: value}."""
+
+    def __init__(self):
+        self._gauges: list[tuple[str, str, tuple[str, ...], Callable[[], dict[tuple[str, ...], float]]]] = []
+
+    def add(self, name: str, doc: str, labels: tuple[str, ...], fn: Callable[[], dict[tuple[str, ...], float]]) -> None:
+        self._gauges.append((name, doc, labels, fn))
+
+    def collect(self):
+        for name, doc, labels, fn in self._gauges:
+            family = GaugeMetricFamily(name, doc, labels=list(labels))
+            try:
+                values = fn()
+            except Exception:  # a scrape must never take the daemon down
+                log.exception("metrics callback %s failed", name)
+                continue
+            for label_values, value in values.items():
+                family.add_metric(list(label_values), value)
+            yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        cam = ["camera"]
+        self.frames_decoded = Counter("streetscan_frames_decoded", "Frames decoded per camera", cam, registry=r)
+        self.frames_sampled = Counter("streetscan_frames_sampled", "Frames sampled for analysis per camera", cam, registry=r)
+        self.frames_analysed = Counter("streetscan_frames_analysed", "Frames through detection and rules per camera", cam, registry=r)
+        self.frames_dropped = Counter("streetscan_frames_dropped",
+                                      "Sampled frames dropped: superseded by a newer frame before inference took them",
+                                      cam, registry=r)
+        self.decode_errors = Counter("streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r)
+        self.reconnects = Counter("streetscan_reconnects", "Times a camera was dialled again after a failure", cam, registry=r)
+        self.frame_age = Histogram("streetscan_frame_age_at_analysis_seconds",
+                                   "Time from a frame's arrival to the end of its analysis", registry=r, buckets=AGE_BUCKETS)
+        self.batch_size = Histogram("streetscan_inference_batch_size", "Frames per batched inference call",
+                                    ["worker"], registry=r, buckets=BATCH_BUCKETS)
+        self.inference_latency = Histogram("streetscan_inference_latency_seconds", "Wall time of one batched inference call",
+                                           ["worker"], registry=r)
+        self.events = Counter("streetscan_events", "Events emitted", ["scene_class", "state"], registry=r)
+        self.sink_delivered = Counter("streetscan_sink_delivered", "Events delivered per sink", ["sink"], registry=r)
+        self.sink_errors = Counter("streetscan_sink_errors", "Failed deliveries per sink (the event stays spooled)",
+                                   ["sink"], registry=r)
+        self.live = _Live()
+        r.register(self.live)
+
+    def forget_camera(self, camera_id: str) -> None:
+        """Drop a removed camera's series so a fleet that changes for months does not grow them."""
+        for metric in (self.frames_decoded, self.frames_sampled, self.frames_analysed, self.frames_dropped,
+                       self.decode_errors, self.reconnects):
+            try:
+                metric.remove(camera_id)
+            except KeyError:
+                pass
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """/metrics (Prometheus text), /healthz (the process's loops are alive), /readyz (it is doing
+    its job); the probes answer 200 or 503 with a JSON body that says why."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, *,
+                 health: Callable[[], tuple[bool, dict]], ready: Callable[[], tuple[bool, dict]]):
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, metrics.render(), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/readyz"):
+                    ok, detail = (outer.health if path == "/healthz" else outer.ready)()
+                    self._send(200 if ok else 503, json.dumps({"ok": ok, **detail}).encode(), "application/json")
+                else:
+                    self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # scrapes every 15 s would drown the log
+                pass
+
+        self.health, self.ready = health, ready
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,117 @@
+"""The durable event spool: every live event is committed here before any sink sees it.
+
+A SQLite database in WAL mode holds an append-only outbox (ordered by `seq`), one delivery cursor
+per sink, and each camera's open-event state. A camera's events and its new state are committed
+in one transaction, so a `kill -9` at any instant leaves either both or neither. Sinks are fed
+from the outbox in order and acknowledged row by row: delivery is at-least-once, and consumers
+(or the idempotent Redis sink) deduplicate on (event_id, revision).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    camera_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS camera_state (camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, saved_at REAL NOT NULL);
+"""
+
+
+class EventSpool:
+    def __init__(self, path: str | Path, sinks: Iterable[str]):
+        self.sinks = list(sinks)
+        if not self.sinks:
+            raise ValueError("a spool needs at least one sink to deliver to")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # survive power loss, not only a killed process
+        self._db.executescript(_SCHEMA)
+        with self._lock:
+            head = self._head()
+            for name in self.sinks:
+                # A sink new to this spool starts at the head: it is not flooded with history.
+                # A known sink resumes where it stopped, so a backlog from a Redis outage is kept.
+                self._db.execute("INSERT OR IGNORE INTO cursors (sink, seq) VALUES (?, ?)", (name, head))
+
+    def _head(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
+
+    def commit(self, camera_id: str, events: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
+        """Append a camera's events and save its open-event state, atomically."""
+        now = time.time()
+        with self._changed:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                    [(e["event_id"], e["revision"], camera_id,
+                      json.dumps(e, ensure_ascii=False, separators=(",", ":")), now) for e in events])
+                if state is not None:
+                    self._db.execute("INSERT OR REPLACE INTO camera_state (camera_id, state, saved_at) VALUES (?, ?, ?)",
+                                     (camera_id, json.dumps(state, separators=(",", ":")), now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if events:
+                self._changed.notify_all()
+
+    def wait_for_events(self, timeout_s: float) -> None:
+        with self._changed:
+            self._changed.wait(timeout_s)
+
+    def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, payload FROM outbox WHERE seq > (SELECT seq FROM cursors WHERE sink = ?) "
+                "ORDER BY seq LIMIT ?", (sink, limit)).fetchall()
+        return [(seq, json.loads(payload)) for seq, payload in rows]
+
+    def ack(self, sink: str, seq: int) -> None:
+        """`sink` has taken every row up to `seq`; rows every sink has taken are deleted."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE cursors SET seq = ? WHERE sink = ? AND seq < ?", (seq, sink, seq))
+            placeholders = ",".join("?" * len(self.sinks))
+            self._db.execute(f"DELETE FROM outbox WHERE seq <= (SELECT MIN(seq) FROM cursors WHERE sink IN ({placeholders}))",
+                             self.sinks)
+            self._db.execute("COMMIT")
+
+    def depth(self, sink: str | None = None) -> int:
+        """Events not yet delivered: to `sink`, or to the slowest sink."""
+        with self._lock:
+            if sink is None:
+                placeholders = ",".join("?" * len(self.sinks))
+                row = self._db.execute(f"SELECT COUNT(*) FROM outbox WHERE seq > (SELECT MIN(seq) FROM cursors "
+                                       f"WHERE sink IN ({placeholders}))", self.sinks).fetchone()
+            else:
+                row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE seq > (SELECT seq FROM cursors WHERE sink = ?)",
+                                       (sink,)).fetchone()
+        return int(row[0])
+
+    def load_state(self, camera_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT state FROM camera_state WHERE camera_id = ?", (camera_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,94 @@
+"""The event emitter: delivers the spool to each sink in order, one loop.
+
+Each sink has its own cursor, so a Redis outage never holds back the JSONL file (or the other
+way round). A failing sink is retried with backoff; its events wait in the spool meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from ..pipeline.metrics import Metrics
+from ..pipeline.sinks import CaseSink, SinkError
+from ..pipeline.spool import EventSpool
+from .reader import Backoff
+
+log = logging.getLogger(__name__)
+
+
+class EventEmitter:
+    def __init__(self, spool: EventSpool, sinks: Sequence[CaseSink], metrics: Metrics, *,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, batch: int = 200):
+        self.spool = spool
+        self.sinks = list(sinks)
+        self.metrics = metrics
+        self.batch = batch
+        self._backoff = {s.name: Backoff(backoff_initial_s, backoff_max_s) for s in self.sinks}
+        self._retry_at = {s.name: 0.0 for s in self.sinks}
+        self.sink_ok = {s.name: True for s in self.sinks}
+        self.heartbeat = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="event-emitter", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            if not self.deliver():
+                self.spool.wait_for_events(0.5)
+
+    def deliver(self, force: bool = False) -> bool:
+        """One pass over the sinks; True when some sink still has events it could take now."""
+        more = False
+        now = time.monotonic()
+        for sink in self.sinks:
+            if not force and now < self._retry_at[sink.name]:
+                continue
+            rows = self.spool.pending(sink.name, self.batch)
+            last = None
+            try:
+                for seq, event in rows:
+                    sink.emit(event)
+                    last = seq
+                    self.metrics.sink_delivered.labels(sink.name).inc()
+            except SinkError as exc:
+                self.metrics.sink_errors.labels(sink.name).inc()
+                delay = self._backoff[sink.name].next_delay()
+                self._retry_at[sink.name] = time.monotonic() + delay
+                if self.sink_ok[sink.name]:
+                    log.warning("%s; events stay in the spool, retrying (next in %.1fs)", exc, delay)
+                self.sink_ok[sink.name] = False
+            else:
+                if not self.sink_ok[sink.name]:
+                    log.info("%s: delivering again", sink.name)
+                self.sink_ok[sink.name] = True
+                self._backoff[sink.name].reset()
+                more = more or len(rows) == self.batch
+            finally:
+                if last is not None:
+                    self.spool.ack(sink.name, last)
+        return more
+
+    def flush(self, deadline: float) -> int:
+        """Deliver what the sinks take before `deadline` (monotonic); returns what stays spooled."""
+        while time.monotonic() < deadline:
+            self.deliver(force=True)
+            if self.spool.depth() == 0 or not all(self.sink_ok.values()):
+                break
+        return self.spool.depth()

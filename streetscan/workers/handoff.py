@@ -1,0 +1,94 @@
+"""Latest-frame-wins hand-off from the stream readers to batched inference.
+
+Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
+before inference took it is dropped and counted. Inference gathers one frame per ready camera,
+round-robin from where the last batch stopped, so no camera starves the others. Memory is
+bounded by one frame per camera whatever the load, and a frame's age at analysis by one batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..pipeline.frames import Frame
+
+
+@dataclass(frozen=True, slots=True)
+class LiveFrame:
+    camera_id: str
+    generation: int  # the camera's (re)start count: results for a replaced camera are discarded
+    frame: Frame
+    arrived: float  # time.monotonic() when the reader had it
+
+
+class FrameBoard:
+    def __init__(self, on_drop: Callable[[str], None] | None = None):
+        self._cond = threading.Condition()
+        self._slots: dict[str, LiveFrame | None] = {}
+        self._order: list[str] = []
+        self._next = 0
+        self._on_drop = on_drop
+
+    def add(self, camera_id: str) -> None:
+        with self._cond:
+            if camera_id not in self._slots:
+                self._slots[camera_id] = None
+                self._order.append(camera_id)
+
+    def remove(self, camera_id: str) -> None:
+        with self._cond:
+            if camera_id in self._slots:
+                del self._slots[camera_id]
+                self._order.remove(camera_id)
+
+    def put(self, lf: LiveFrame) -> bool:
+        """Offer a camera's newest frame; True when it replaced one inference had not taken."""
+        with self._cond:
+            if lf.camera_id not in self._slots:
+                return False  # the camera was removed while its reader was finishing
+            replaced = self._slots[lf.camera_id] is not None
+            self._slots[lf.camera_id] = lf
+            self._cond.notify()
+        if replaced and self._on_drop:
+            self._on_drop(lf.camera_id)
+        return replaced
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(1 for v in self._slots.values() if v is not None)
+
+    def _take_round_robin(self, batch: list[LiveFrame], limit: int) -> None:
+        n = len(self._order)
+        for i in range(n):
+            if len(batch) >= limit:
+                return
+            idx = (self._next + i) % n
+            cam = self._order[idx]
+            lf = self._slots[cam]
+            if lf is not None and all(b.camera_id != cam for b in batch):
+                batch.append(lf)
+                self._slots[cam] = None
+                self._next = (idx + 1) % n
+
+    def gather(self, max_batch: int, max_wait_s: float, idle_timeout_s: float = 0.25) -> list[LiveFrame]:
+        """Up to `max_batch` frames, one per camera. Waits up to `idle_timeout_s` for a first frame,
+        then up to `max_wait_s` more for the batch to fill (not longer than the cameras can fill it)."""
+        with self._cond:
+            if not any(v is not None for v in self._slots.values()):
+                self._cond.wait(idle_timeout_s)
+            batch: list[LiveFrame] = []
+            self._take_round_robin(batch, max_batch)
+            if not batch:
+                return batch
+            limit = min(max_batch, len(self._order))
+            deadline = time.monotonic() + max_wait_s
+            while len(batch) < limit:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+                self._take_round_robin(batch, limit)
+            return batch

@@ -1,0 +1,93 @@
+"""Batched inference across cameras: one worker per device, one loop.
+
+It gathers the newest frame of each ready camera (round-robin, up to `max_batch`, waiting at most
+`max_wait_ms` for the batch to fill), runs one detector call, and hands (frame, detections) pairs
+on to analysis in order. Decoding never happens on this thread. When analysis is behind, the
+hand-off blocks this loop, frames pile up in the readers' slots one deep and are dropped there:
+back-pressure never turns into a queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import supervision as sv
+
+from ..pipeline.detect import Detector
+from ..pipeline.metrics import Metrics
+from .handoff import FrameBoard, LiveFrame
+
+log = logging.getLogger(__name__)
+
+Batch = list[tuple[LiveFrame, sv.Detections]]
+
+
+class BatchedInference:
+    def __init__(self, detector: Detector, board: FrameBoard, out: queue.Queue, metrics: Metrics, *,
+                 max_batch: int = 8, max_wait_ms: float = 20.0, name: str = "cpu0"):
+        self.detector = detector
+        self.board = board
+        self.out = out
+        self.metrics = metrics
+        self.max_batch = max(1, max_batch)
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.name = name
+        self.heartbeat = time.monotonic()
+        self.batches = 0
+        self.frames = 0
+        self._stop = threading.Event()
+        self._drain = False
+        self._thread = threading.Thread(target=self._run, name=f"inference-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, drain: bool = True) -> None:
+        """Stop after the frames already waiting in the slots have been analysed (drain)."""
+        self._drain = drain
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            self.heartbeat = time.monotonic()
+            stopping = self._stop.is_set()
+            if stopping and not (self._drain and self.board.pending()):
+                break
+            batch = self.board.gather(self.max_batch, 0.0 if stopping else self.max_wait_s)
+            if not batch:
+                continue
+            try:
+                t0 = time.perf_counter()
+                detections = self.detector.detect([lf.frame.image for lf in batch])
+                elapsed = time.perf_counter() - t0
+            except Exception:
+                # A bad frame must not end the worker: its batch is lost (counted as drops), the next one runs.
+                log.exception("inference failed on a batch of %d; frames dropped", len(batch))
+                for lf in batch:
+                    self.metrics.frames_dropped.labels(lf.camera_id).inc()
+                continue
+            self.metrics.batch_size.labels(self.name).observe(len(batch))
+            self.metrics.inference_latency.labels(self.name).observe(elapsed)
+            self.batches += 1
+            self.frames += len(batch)
+            self._hand_on(list(zip(batch, detections)))
+        self._hand_on(None)
+
+    def _hand_on(self, item: Batch | None) -> None:
+        while True:
+            try:
+                self.out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                self.heartbeat = time.monotonic()  # blocked by analysis, not dead
