@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+
+from marker_model import build_marker_model
+from servers import RedisServer, rtsp_server_available
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,34 +39,29 @@ def assets() -> Path:
     return d
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    if shutil.which("redis-server") is None:
+        _required_in_ci("redis-server")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory) -> str:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        _required_in_ci("redis-server")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(workdir)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start")
-    yield f"redis://127.0.0.1:{port}/0"
-    proc.terminate()
-    proc.wait(timeout=10)
+def rtsp_ready() -> None:
+    missing = rtsp_server_available()
+    if missing:
+        _required_in_ci(missing)
+
+
+@pytest.fixture(scope="session")
+def marker_model(tmp_path_factory) -> Path:
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        _required_in_ci("onnx (pip install -e '.[train]')")
+    return build_marker_model(tmp_path_factory.mktemp("marker-model"))
 
 
 def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,

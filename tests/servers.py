@@ -1,0 +1,188 @@
+"""Real servers for integration tests: redis-server, a GStreamer RTSP server, the daemon itself."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+REPO = Path(__file__).resolve().parents[1]
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-gi lives there, not in the venv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.25, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def rtsp_server_available() -> str | None:
+    """None when the RTSP server can run here, else what is missing."""
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"{SYSTEM_PYTHON} (Debian python3)"
+    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; "
+             "Gst.init(None); assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))")
+    ok = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
+    return None if ok else "gst-rtsp-server (gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good/-bad, python3-gi)"
+
+
+class RedisServer:
+    """redis-server on a fixed port with an append-only file, so it can be stopped and restarted
+    with its data (as a production Redis restart would keep the case queue)."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.exe = shutil.which("redis-server")
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        if not wait_port(self.port):
+            self.proc.kill()
+            raise RuntimeError("redis-server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+class RtspServer:
+    def __init__(self, mounts: dict[str, Path], port: int | None = None):
+        self.mounts = mounts
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, mount: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}/{mount}"
+
+    def start(self) -> RtspServer:
+        args = [SYSTEM_PYTHON, str(REPO / "scripts" / "rtsp_server.py"), "--port", str(self.port)]
+        for name, path in self.mounts.items():
+            args += ["--mount", f"{name}={path}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            self.proc.kill()
+            raise RuntimeError(f"RTSP server did not start: {line}{self.proc.stdout.read()}")
+        return self
+
+    def kill(self) -> None:
+        """Gone without a goodbye, as a camera that loses power."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    stop = kill
+
+
+class DaemonProcess:
+    """`streetscan run` as a real subprocess: signals, exit codes and kill -9 are the real thing."""
+
+    def __init__(self, streams: Path, out: Path, model: Path, *extra: str, metrics_port: int | None = None):
+        self.streams, self.out, self.model, self.extra = streams, out, model, extra
+        self.port = metrics_port or free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log = out / "daemon.log"
+
+    def start(self) -> DaemonProcess:
+        self.out.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "streetscan", "--log-format", "json", "run", "--streams", str(self.streams),
+                "--model", str(self.model), "--out", str(self.out), "--metrics-host", "127.0.0.1",
+                "--metrics-port", str(self.port), *self.extra]
+        self._log_fh = self.log.open("a")
+        self.proc = subprocess.Popen(args, stdout=self._log_fh, stderr=subprocess.STDOUT, cwd=self.out,
+                                     env={**os.environ, "COLUMNS": "200"})
+        return self
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """{(sample name, sorted label items): value}; empty while the daemon is not serving."""
+        status, text = self.get("/metrics")
+        if status != 200:
+            return {}
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+    def metric(self, name: str, **labels) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def camera_state(self, camera: str) -> str | None:
+        for (name, labels), value in self.metrics().items():
+            d = dict(labels)
+            if name == "streetscan_camera_state" and d.get("camera") == camera and value == 1.0:
+                return d["state"]
+        return None
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        self._log_fh.close()
+        return rc
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.proc:
+            self._log_fh.close()
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
