@@ -6,17 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 
 from marker_model import build_marker_model
-from servers import RedisServer, rtsp_server_available
+from streetscan.devtools import REPO, RedisServer, encode_clip, free_port, rtsp_server_available  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _required_in_ci(what: str) -> None:
@@ -62,33 +58,6 @@ def marker_model(tmp_path_factory) -> Path:
     except ImportError:
         _required_in_ci("onnx (pip install -e '.[train]')")
     return build_marker_model(tmp_path_factory.mktemp("marker-model"))
-
-
-def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,
-                gop: int = 25, scene=None) -> Path:
-    """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast"}
-    stream.time_base = Fraction(1, fps)
-    for i in range(int(seconds * fps)):
-        t = i / fps
-        img = np.full((height, width, 3), 90, dtype=np.uint8)
-        img[height // 2:, :] = 60  # a "road"
-        if scene is None:
-            x = int((t * 60) % (width - 80))
-            img[100:160, x:x + 80] = (0, 200, 0)
-        else:
-            scene(t, img)
-        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-        frame.pts = i
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from streetscan.workers.reader import CameraState, StreamReader
 
 from conftest import encode_clip
 from marker_model import red_marker
-from servers import DaemonProcess, RedisServer, RtspServer, wait_for
+from streetscan.devtools import DaemonProcess, RedisServer, RtspServer, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 

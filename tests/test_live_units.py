@@ -25,7 +25,7 @@ from streetscan.pipeline.spool import EventSpool
 from streetscan.workers.handoff import FrameBoard, LiveFrame
 from streetscan.workers.reader import Backoff
 
-from servers import free_port
+from streetscan.devtools import free_port
 
 
 def lf(cam: str, seq: int) -> LiveFrame:

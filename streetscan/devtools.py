@@ -1,4 +1,6 @@
-"""Real servers for integration tests: redis-server, a GStreamer RTSP server, the daemon itself."""
+"""Real parts for tests, the soak and the benchmarks: an RTSP server serving real H.264 files,
+a restartable redis-server, the daemon as a subprocess, and clip encoding. Development tooling:
+nothing in the pipeline imports it."""
 
 from __future__ import annotations
 
@@ -9,12 +11,17 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
+from fractions import Fraction
 from pathlib import Path
+
+import av
+import numpy as np
 
 from prometheus_client.parser import text_string_to_metric_families
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the checkout: scripts/rtsp_server.py lives there
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-gi lives there, not in the venv
 
 
@@ -186,3 +193,48 @@ class DaemonProcess:
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""
+
+
+def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,
+                gop: int = 25, scene=None) -> Path:
+    """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast"}
+    stream.time_base = Fraction(1, fps)
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        img = np.full((height, width, 3), 90, dtype=np.uint8)
+        img[height // 2:, :] = 60  # a "road"
+        if scene is None:
+            x = int((t * 60) % (width - 80))
+            img[100:160, x:x + 80] = (0, 200, 0)
+        else:
+            scene(t, img)
+        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+        frame.pts = i
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def loop_clip(src: Path, dst: Path, min_seconds: float) -> Path:
+    """`src` repeated (stream copy, no re-encode) until it lasts at least `min_seconds`."""
+    with av.open(str(src)) as c:
+        duration = (c.duration or 1_000_000) / 1_000_000
+    loops = max(0, int(min_seconds // duration))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-c", "copy",
+                    str(dst)], check=True)
+    return dst
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
