@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import statistics
@@ -24,7 +25,6 @@ from pathlib import Path
 import yaml
 
 from streetscan.devtools import DaemonProcess, RtspServer, encode_clip, loop_clip, rss_bytes
-from streetscan.pipeline.metrics import AGE_BUCKETS
 from streetscan.pipeline.models import resolve_model
 
 
@@ -114,7 +114,7 @@ def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, ana
             batch_hist[int(le)] = c - prev
             prev = c
     return {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": __import__("os").cpu_count(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                     "python": platform.python_version()},
         "settings": {"cameras": cameras, "seconds": seconds, "warmup_s": warmup_s, "analysis_fps": analysis_fps,
                      "model": card.name, "clip": str(clip), "max_batch": max_batch},

@@ -33,12 +33,12 @@ def marker_clip(tmp_path_factory) -> Path:
                        scene=red_marker(present=lambda t: t >= 1.0))
 
 
-def write_streams(path: Path, cameras: dict[str, str], **extra_defaults) -> Path:
+def write_streams(path: Path, cameras: dict[str, str], disabled: tuple[str, ...] = (), **extra_defaults) -> Path:
     doc = {
         "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 3},
                      "reader": FAST_READER, "rules": {"illegal_parking": {"dwell_s": 1.5}}, **extra_defaults},
-        "cameras": [{"id": cid, "name": f"camera {cid}", "url": url, "location": {"address": f"test street {cid}"}}
-                    for cid, url in cameras.items()],
+        "cameras": [{"id": cid, "name": f"camera {cid}", "url": url, "location": {"address": f"test street {cid}"},
+                     "enabled": cid not in disabled} for cid, url in cameras.items()],
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
@@ -196,9 +196,11 @@ def test_sighup_adds_removes_and_keeps_cameras_and_rejects_a_bad_config(marker_c
         wait_for(lambda: daemon.camera_state("cam-a") == "live" and daemon.camera_state("cam-c") == "live", 40,
                  what="both cameras live")
         before_c = daemon.metric("streetscan_frames_analysed_total", camera="cam-c")
-        write_streams(streams, {"cam-c": rtsp.url("c"), "cam-b": rtsp.url("b")})
+        write_streams(streams, {"cam-c": rtsp.url("c"), "cam-b": rtsp.url("b"), "cam-d": rtsp.url("a")},
+                      disabled=("cam-d",))
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: daemon.camera_state("cam-b") == "live", 40, what="the added camera live")
+        assert daemon.camera_state("cam-d") == "disabled"
         wait_for(lambda: daemon.camera_state("cam-a") is None, 10, what="the removed camera gone")
         assert daemon.metric("streetscan_frames_analysed_total", camera="cam-a") == 0.0  # series dropped
         # The untouched camera kept running: never re-dialled, frames kept coming.

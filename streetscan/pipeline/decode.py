@@ -183,7 +183,8 @@ class VideoSource:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
                 self.stats.decode_errors += 1
-                log.warning("%s: corrupt packet skipped (%s)", self.label, exc)
+                # Counted in stats (and the daemon's metrics); a lossy link would flood a warning log.
+                log.debug("%s: corrupt packet skipped (%s)", self.label, exc)
                 continue
             except av.error.FFmpegError as exc:
                 raise SourceError(f"{self.label}: decode failed ({exc})") from None

@@ -7,19 +7,19 @@ way round). A failing sink is retried with backoff; its events wait in the spool
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 
 from ..pipeline.metrics import Metrics
 from ..pipeline.sinks import CaseSink, SinkError
 from ..pipeline.spool import EventSpool
+from .loop import Worker
 from .reader import Backoff
 
 log = logging.getLogger(__name__)
 
 
-class EventEmitter:
+class EventEmitter(Worker):
     def __init__(self, spool: EventSpool, sinks: Sequence[CaseSink], metrics: Metrics, *,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, batch: int = 200):
         self.spool = spool
@@ -29,27 +29,12 @@ class EventEmitter:
         self._backoff = {s.name: Backoff(backoff_initial_s, backoff_max_s) for s in self.sinks}
         self._retry_at = {s.name: 0.0 for s in self.sinks}
         self.sink_ok = {s.name: True for s in self.sinks}
-        self.heartbeat = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="event-emitter", daemon=True)
+        super().__init__("event-emitter")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.heartbeat = time.monotonic()
+            self.beat()
             if not self.deliver():
                 self.spool.wait_for_events(0.5)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 
 import supervision as sv
@@ -19,13 +18,14 @@ import supervision as sv
 from ..pipeline.detect import Detector
 from ..pipeline.metrics import Metrics
 from .handoff import FrameBoard, LiveFrame
+from .loop import Worker
 
 log = logging.getLogger(__name__)
 
 Batch = list[tuple[LiveFrame, sv.Detections]]
 
 
-class BatchedInference:
+class BatchedInference(Worker):
     def __init__(self, detector: Detector, board: FrameBoard, out: queue.Queue, metrics: Metrics, *,
                  max_batch: int = 8, max_wait_ms: float = 20.0, name: str = "cpu0"):
         self.detector = detector
@@ -35,32 +35,20 @@ class BatchedInference:
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_ms / 1000.0
         self.name = name
-        self.heartbeat = time.monotonic()
         self.batches = 0
         self.frames = 0
-        self._stop = threading.Event()
         self._drain = False
-        self._thread = threading.Thread(target=self._run, name=f"inference-{name}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
+        super().__init__(f"inference-{name}")
 
     def stop(self, drain: bool = True) -> None:
         """Stop after the frames already waiting in the slots have been analysed (drain)."""
         self._drain = drain
-        self._stop.set()
+        super().stop()
 
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
-            self.heartbeat = time.monotonic()
+            self.beat()
             stopping = self._stop.is_set()
             if stopping and not (self._drain and self.board.pending()):
                 break
@@ -90,4 +78,4 @@ class BatchedInference:
                 self.out.put(item, timeout=0.5)
                 return
             except queue.Full:
-                self.heartbeat = time.monotonic()  # blocked by analysis, not dead
+                self.beat()  # blocked by analysis, not dead

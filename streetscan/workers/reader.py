@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import threading
 import time
 from dataclasses import replace
 from enum import Enum
@@ -19,6 +18,7 @@ from ..pipeline.config import ReaderPolicy
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network, redact_url
 from ..pipeline.metrics import Metrics
 from .handoff import FrameBoard, LiveFrame
+from .loop import Worker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class _StopRequested(Exception):
     pass
 
 
-class StreamReader:
+class StreamReader(Worker):
     def __init__(self, camera_id: str, url: str, analysis_fps: float, policy: ReaderPolicy, board: FrameBoard,
                  metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None):
         self.camera_id = camera_id
@@ -71,28 +71,13 @@ class StreamReader:
         self.reason = "starting"
         self.last_frame_at: float | None = None  # monotonic
         self.connected_since: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"reader-{camera_id}", daemon=True)
+        super().__init__(f"reader-{camera_id}")
         self._seq = 0
         self._log = logging.LoggerAdapter(log, {"camera": camera_id})
 
     def stream_time(self, mono: float) -> float:
         wall0, mono0 = self._epoch
         return wall0 + (mono - mono0)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _set_state(self, state: CameraState, reason: str) -> None:
         if state != self.state or reason != self.reason:

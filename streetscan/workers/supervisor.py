@@ -29,6 +29,7 @@ from ..pipeline.spool import EventSpool
 from .emitter import EventEmitter
 from .handoff import FrameBoard
 from .inference import Batch, BatchedInference
+from .loop import Worker
 from .reader import CameraState, StreamReader
 
 log = logging.getLogger(__name__)
@@ -66,30 +67,19 @@ class CameraRuntime:
         return self.reader.reason if self.reader else "enabled: false in streams.yaml"
 
 
-class AnalysisWorker:
+class AnalysisWorker(Worker):
     """Tracker, rules and event lifecycle for each analysed frame, in each camera's frame order;
     a camera's events and its new open-event state are committed to the spool together."""
 
     def __init__(self, daemon: Daemon, inbox: queue.Queue):
         self.daemon = daemon
         self.inbox = inbox
-        self.heartbeat = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
+        super().__init__("analysis")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _run(self) -> None:
         while True:
-            self.heartbeat = time.monotonic()
+            self.beat()
             try:
                 batch: Batch | None = self.inbox.get(timeout=0.5)
             except queue.Empty:
