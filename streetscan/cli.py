@@ -192,6 +192,32 @@ def replay(
 
 
 @app.command()
+def bench(
+    clip: Annotated[Optional[Path], typer.Option(help="H.264 clip every simulated camera plays (default: staged footage at 1080p, else synthetic).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model name, card or .onnx (default: models/DEFAULT).")] = None,
+    analysis_fps: Annotated[list[float], typer.Option(help="Analysis rate(s) per camera to size for (repeatable).")] = [1.0],
+    quick: Annotated[bool, typer.Option(help="Short stages and trials (under 2 minutes on 2 cores).")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for capacity.json and capacity.png.")] = Path("out/bench"),
+    max_age: Annotated[float, typer.Option(help="Frame age bound (p95 seconds) a sustained load must keep.")] = 3.0,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
+    max_batch: Annotated[int, typer.Option(help="Daemon's max batch.")] = 8,
+    limit: Annotated[int, typer.Option(help="Most cameras to try.")] = 1024,
+) -> None:
+    """Capacity benchmark: stage figures, raw inference ceiling and the cameras this machine carries."""
+    from .capacity import run as run_bench, table
+
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
+    try:
+        results = run_bench(clip=clip, model=model, analysis_fps=analysis_fps, quick=quick, out=out,
+                            max_age_s=max_age, threads=threads, max_batch=max_batch, limit=limit,
+                            log=lambda m: console.print(m, highlight=False))
+    except (ModelError, SourceError) as exc:
+        _fail(str(exc))
+    console.print(table(results), highlight=False)
+    console.print(f"results: {out / 'capacity.json'}   plot: {out / 'capacity.png'}", highlight=False)
+
+
+@app.command()
 def classes() -> None:
     """List the 14 scene classes: category, objects, rule and default parameters."""
     table = Table(title="StreetScan scene classes")

@@ -1,0 +1,308 @@
+"""Capacity benchmark: how many cameras this machine carries at an analysis rate.
+
+Stage figures first (decode, preprocessing, raw inference per input size and batch size: the
+compute ceiling), then the end-to-end answer: the largest number of simulated cameras (one clip
+opened N times, each paced at its real frame rate by the daemon's own readers) that the daemon
+sustains with every sampled frame analysed and frame age under a bound, found by search.
+
+Run: `streetscan bench` or `benchmarks/capacity.py` (same options). Writes a table to stdout,
+a JSON file and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import yaml
+
+from . import __version__
+from .pipeline.config import load_config
+from .pipeline.decode import VideoSource
+from .pipeline.detect import OnnxDetector, load_detector
+from .pipeline.models import ModelCard, resolve_model
+from .pipeline.preprocess import letterbox
+from .pipeline.sinks import JsonlSink
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = None
+    if shutil.which("nvidia-smi"):
+        r = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                           capture_output=True, text=True)
+        gpu = r.stdout.strip() or None
+    import onnxruntime as ort
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
+            "versions": {"streetscan": __version__, "onnxruntime": ort.__version__, "av": av.__version__,
+                         "numpy": np.__version__}, "ort_providers": ort.get_available_providers()}
+
+
+def _timed(fn, min_s: float) -> tuple[int, float]:
+    """Call fn() repeatedly for at least min_s; (calls, seconds)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_s:
+            return n, dt
+
+
+def decode_figures(clip: Path, analysis_fps: float) -> dict:
+    """Per decode thread: frames/s decoding everything, and camera-seconds per second (how many
+    cameras one thread keeps up with) when sampling with full decode and keyframe-only."""
+    t0 = time.perf_counter()
+    frames = 0
+    with av.open(str(clip)) as c:
+        stream = c.streams.video[0]
+        stream.thread_type = "AUTO"
+        for _ in c.decode(stream):
+            frames += 1
+    all_s = time.perf_counter() - t0
+    out = {"all_frames": {"decoded_fps": frames / all_s}}
+    for mode, keyframes in (("sampled_full_decode", "never"), ("keyframe_only", "auto")):
+        src = VideoSource(str(clip), analysis_fps, keyframes=keyframes)
+        t0 = time.perf_counter()
+        n = sum(1 for _ in src.frames())
+        dt = time.perf_counter() - t0
+        out[mode] = {"decoded_fps": src.stats.decoded / dt, "sampled": n, "keyframe_only": src.stats.keyframe_only,
+                     "cameras_per_thread": (src.info.duration_s or 0) / dt}
+    info = VideoSource(str(clip), analysis_fps).info
+    out["clip"] = {"path": str(clip), "width": info.width, "height": info.height, "fps": info.fps,
+                   "duration_s": info.duration_s, "keyframe_interval_s": info.keyframe_interval_s}
+    return out
+
+
+def _sample_frame(clip: Path) -> np.ndarray:
+    with av.open(str(clip)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="bgr24")
+
+
+def preprocess_ms(detector: OnnxDetector, image: np.ndarray, min_s: float) -> float:
+    size = detector.input_size(image)
+    n, dt = _timed(lambda: detector._to_tensor([letterbox(image, size)[0]]), min_s)
+    return 1000 * dt / n
+
+
+def inference_figures(detector: OnnxDetector, sizes: list[tuple[int, int]], batches: list[int], min_s: float) -> list[dict]:
+    """Raw ONNX Runtime throughput on ready tensors: the compute ceiling, nothing else."""
+    card = detector.card
+    fixed = [d if isinstance(d, int) else None for d in detector.session.get_inputs()[0].shape]
+    rows = []
+    for w, h in sizes:
+        for b in batches:
+            if fixed[0] is not None and b != fixed[0]:
+                continue
+            shape = (b, h, w, 3) if card.layout == "NHWC" else (b, 3, h, w)
+            if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:])):
+                continue
+            x = np.random.default_rng(0).random(shape, dtype=np.float32) * 255
+            detector.session.run(None, {detector.input_name: x})  # warm-up
+            n, dt = _timed(lambda: detector.session.run(None, {detector.input_name: x}), min_s)
+            rows.append({"input": f"{w}x{h}", "batch": b, "img_s": n * b / dt, "ms_per_call": 1000 * dt / n})
+    return rows
+
+
+@dataclass
+class Trial:
+    cameras: int
+    analysis_fps: float
+    offered_fps: float
+    analysed_fps: float
+    dropped_fps: float
+    age_p95_s: float
+    mean_batch: float
+
+    def sustained(self, max_age_s: float) -> bool:
+        return self.analysed_fps >= 0.95 * self.offered_fps and self.age_p95_s <= max_age_s
+
+
+def _quantile(registry, name: str, q: float) -> float:
+    buckets = sorted((float(s.labels["le"]), s.value) for m in registry.collect() for s in m.samples
+                     if s.name == f"{name}_bucket")
+    total = buckets[-1][1] if buckets else 0
+    for le, c in buckets:
+        if total and c >= q * total:
+            return le
+    return 0.0
+
+
+def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,
+              threads: int | None, max_batch: int) -> Trial:
+    from .workers.supervisor import Daemon, DaemonOptions
+
+    streams = workdir / f"bench-{cameras}.yaml"
+    streams.write_text(yaml.safe_dump({
+        "defaults": {"analysis_fps": analysis_fps, "reader": {"backoff_initial_s": 0.05, "backoff_max_s": 1}},
+        "cameras": [{"id": f"sim{i:03d}", "name": f"simulated {i}", "url": str(clip), "location": {"address": "bench"}}
+                    for i in range(cameras)]}), encoding="utf-8")
+    out = workdir / f"out-{cameras}"
+    options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
+                            metrics_port=0, max_batch=max_batch)
+    daemon = Daemon(options, load_config(streams), load_detector(card, threads=threads), [JsonlSink(out / "events.jsonl")])
+    m = daemon.metrics
+
+    def totals() -> tuple[float, float, float, float]:
+        vals = {"sampled": 0.0, "analysed": 0.0, "dropped": 0.0}
+        for metric in m.registry.collect():
+            for s in metric.samples:
+                for k in vals:
+                    if s.name == f"streetscan_frames_{k}_total":
+                        vals[k] += s.value
+        bsum = m.registry.get_sample_value("streetscan_inference_batch_size_sum", {"worker": "cpu0"}) or 0.0
+        return vals["sampled"], vals["analysed"], vals["dropped"], bsum
+
+    daemon.start()
+    try:
+        time.sleep(min(5.0, seconds / 2))  # connect and warm up
+        s0, a0, d0, b0 = totals()
+        c0 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        s1, a1, d1, b1 = totals()
+        c1 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
+        dt = time.monotonic() - t0
+        age = _quantile(m.registry, "streetscan_frame_age_at_analysis_seconds", 0.95)
+    finally:
+        daemon.stop()
+    return Trial(cameras, analysis_fps, cameras * analysis_fps, (a1 - a0) / dt, (d1 - d0) / dt, age,
+                 (b1 - b0) / max(1.0, c1 - c0))
+
+
+def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: float, workdir: Path, *,
+                   max_age_s: float, threads: int | None, max_batch: int, limit: int, log=print) -> tuple[int, list[Trial]]:
+    """Largest N sustained: double until a trial fails, then bisect."""
+    trials: list[Trial] = []
+
+    def ok(n: int) -> bool:
+        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, threads, max_batch)
+        trials.append(t)
+        log(f"  {n:4d} cameras @ {analysis_fps:g} fps: offered {t.offered_fps:6.1f} analysed {t.analysed_fps:6.1f} "
+            f"dropped {t.dropped_fps:5.1f}/s  age p95 {t.age_p95_s:.2f}s  batch {t.mean_batch:.1f}  "
+            f"{'ok' if t.sustained(max_age_s) else 'over'}")
+        return t.sustained(max_age_s)
+
+    good, bad = 0, None
+    n = 1
+    while n <= limit:
+        if ok(n):
+            good, n = n, n * 2
+        else:
+            bad = n
+            break
+    if bad is None:
+        return good, trials
+    while bad - good > 1 and bad - good > max(1, good // 8):  # within 12.5%: enough for planning
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return good, trials
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    by_size: dict[str, list] = {}
+    for r in results["inference"]:
+        by_size.setdefault(r["input"], []).append((r["batch"], r["img_s"]))
+    for size, pts in by_size.items():
+        a.plot(*zip(*sorted(pts)), marker="o", label=size)
+    a.set(xscale="log", xlabel="batch size", ylabel="images/s (raw inference)", title=results["model"])
+    a.legend()
+    pts = sorted((fps, r["cameras"]) for fps, r in results["e2e"].items())
+    if pts:
+        b.plot([float(p[0]) for p in pts], [p[1] for p in pts], marker="o")
+    b.set(xlabel="analysis fps per camera", ylabel="cameras sustained", title="end to end")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def default_clip(workdir: Path, quick: bool) -> Path:
+    """The staged street footage at 1080p (the common camera), else a synthetic 1080p clip."""
+    assets = os.environ.get("STREETSCAN_ASSETS")
+    src = Path(assets) / "footage" / "plaza_pedestrians.mp4" if assets else None
+    dst = workdir / "bench_1080p.mp4"
+    if src and src.exists():
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-t", "10" if quick else "40", "-vf",
+                        "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-an", str(dst)],
+                       check=True)
+        return dst
+    from .devtools import encode_clip
+    return encode_clip(dst, width=1920, height=1080, seconds=10 if quick else 30, gop=50)
+
+
+def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quick: bool, out: Path,
+        max_age_s: float, threads: int | None, max_batch: int, limit: int, log=print) -> dict:
+    card = resolve_model(model)
+    detector = load_detector(card, threads=threads)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        work = Path(tmp)
+        clip = clip or default_clip(work, quick)
+        stage_s = 1.0 if quick else 5.0
+        log(f"machine: {machine()['cpu']}, {os.cpu_count()} cores; model {card.name}; clip {clip.name}")
+        dec = decode_figures(clip, min(analysis_fps))
+        frame = _sample_frame(clip)
+        pre = preprocess_ms(detector, frame, stage_s)
+        rect = detector.input_size(frame)
+        sizes = list(dict.fromkeys([rect, (card.input_width, card.input_height)] +
+                                   ([] if quick else [(320, 192), (640, 640)])))
+        batches = [1, 2, 4] if quick else [1, 2, 4, 8, 16]
+        inf = inference_figures(detector, sizes, batches, stage_s)
+        ceiling = max((r["img_s"] for r in inf if r["input"] == f"{rect[0]}x{rect[1]}"), default=0.0)
+        e2e = {}
+        for fps in analysis_fps:
+            n, trials = search_cameras(clip, card, fps, 6.0 if quick else 20.0, work, max_age_s=max_age_s,
+                                       threads=threads, max_batch=max_batch, limit=limit, log=log)
+            best = next((t for t in reversed(trials) if t.cameras == n), None)
+            e2e[str(fps)] = {"cameras": n, "analysed_fps": best.analysed_fps if best else 0.0,
+                             "ratio_to_ceiling": (best.analysed_fps / ceiling) if best and ceiling else None,
+                             "trials": [t.__dict__ for t in trials]}
+    results = {"machine": machine(), "model": card.name, "settings": {
+        "quick": quick, "analysis_fps": analysis_fps, "max_age_s": max_age_s, "max_batch": max_batch,
+        "threads": threads, "clip": str(clip)}, "decode": dec, "preprocess_ms": pre,
+        "inference": inf, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "capacity.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    plot(results, out / "capacity.png")
+    return results
+
+
+def table(results: dict) -> str:
+    d = results["decode"]
+    lines = [f"model {results['model']} on {results['machine']['cpu']} ({results['machine']['cores']} cores)",
+             f"decode {d['clip']['width']}x{d['clip']['height']}: all frames {d['all_frames']['decoded_fps']:.0f} fps; "
+             f"sampled (full decode) {d['sampled_full_decode']['cameras_per_thread']:.1f} cameras/thread; "
+             f"keyframe-only {d['keyframe_only']['cameras_per_thread']:.1f} cameras/thread"
+             f"{'' if d['keyframe_only']['keyframe_only'] else ' (GOP too long: full decode)'}",
+             f"preprocess {results['preprocess_ms']:.2f} ms/frame",
+             "inference (raw):  input     batch   img/s   ms/call"]
+    for r in results["inference"]:
+        lines.append(f"                  {r['input']:9s} {r['batch']:5d} {r['img_s']:7.1f} {r['ms_per_call']:8.1f}")
+    for fps, e in results["e2e"].items():
+        ratio = f"{100 * e['ratio_to_ceiling']:.0f}% of the {results['ceiling_img_s']:.1f} img/s ceiling" \
+            if e["ratio_to_ceiling"] else "n/a"
+        lines.append(f"end to end @ {fps} fps: {e['cameras']} cameras, {e['analysed_fps']:.1f} frames/s analysed ({ratio})")
+    return "\n".join(lines)

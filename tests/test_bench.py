@@ -1,0 +1,29 @@
+"""Smoke test of the capacity benchmark's quick mode: it runs end to end and reports every figure.
+No timing assertions: speed targets live in benchmarks/RESULTS.md."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_quick_reports_stages_ceiling_and_cameras(h264_clip, tmp_path):
+    out = tmp_path / "bench"
+    proc = subprocess.run([sys.executable, "-m", "streetscan", "bench", "--quick", "--clip", str(h264_clip),
+                           "--limit", "2", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "COLUMNS": "200"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = json.loads((out / "capacity.json").read_text())
+    assert (out / "capacity.png").stat().st_size > 1000
+    assert r["machine"]["cores"] >= 1 and r["machine"]["versions"]["onnxruntime"]
+    assert r["decode"]["all_frames"]["decoded_fps"] > 0 and r["decode"]["clip"]["width"] == 640
+    assert r["decode"]["keyframe_only"]["keyframe_only"] is True  # 1 s GOP at 1 fps: keyframes suffice
+    assert r["preprocess_ms"] > 0 and r["ceiling_img_s"] > 0
+    assert {row["batch"] for row in r["inference"]} == {1}  # the default model takes batch 1 only
+    e2e = r["e2e"]["1.0"]
+    assert 1 <= e2e["cameras"] <= 2 and [t["cameras"] for t in e2e["trials"]][:1] == [1]
+    assert 0 < e2e["ratio_to_ceiling"] and "end to end @ 1.0 fps" in proc.stdout
