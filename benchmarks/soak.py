@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from streetscan.devtools import DaemonProcess, RtspServer, encode_clip, loop_clip, rss_bytes
+from streetscan.pipeline.metrics import histogram_quantile
 from streetscan.pipeline.models import resolve_model
 
 
@@ -37,17 +38,6 @@ def street_scene(t: float, img) -> None:
         x = int((t * (40 + 25 * i) + 150 * i) % (w + 100)) - 100
         y = h // 2 + 20 + 35 * i
         img[y:y + 30, max(0, x):max(0, x + 70)] = (40 + 50 * i, 60, 200 - 40 * i)
-
-
-def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Upper bound of the bucket holding quantile q (buckets: cumulative (le, count))."""
-    total = buckets[-1][1]
-    if total == 0:
-        return 0.0
-    for le, count in buckets:
-        if count >= q * total:
-            return le
-    return float("inf")
 
 
 def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, analysis_fps: float, workdir: Path,

@@ -29,6 +29,7 @@ from . import __version__
 from .pipeline.config import load_config
 from .pipeline.decode import VideoSource
 from .pipeline.detect import OnnxDetector, load_detector
+from .pipeline.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import letterbox
 from .pipeline.sinks import JsonlSink
@@ -77,14 +78,15 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
             frames += 1
     all_s = time.perf_counter() - t0
     out = {"all_frames": {"decoded_fps": frames / all_s}}
+    info = None
     for mode, keyframes in (("sampled_full_decode", "never"), ("keyframe_only", "auto")):
         src = VideoSource(str(clip), analysis_fps, keyframes=keyframes)
+        info = src.info
         t0 = time.perf_counter()
         n = sum(1 for _ in src.frames())
         dt = time.perf_counter() - t0
         out[mode] = {"decoded_fps": src.stats.decoded / dt, "sampled": n, "keyframe_only": src.stats.keyframe_only,
                      "cameras_per_thread": (src.info.duration_s or 0) / dt}
-    info = VideoSource(str(clip), analysis_fps).info
     out["clip"] = {"path": str(clip), "width": info.width, "height": info.height, "fps": info.fps,
                    "duration_s": info.duration_s, "keyframe_interval_s": info.keyframe_interval_s}
     return out
@@ -135,13 +137,8 @@ class Trial:
 
 
 def _quantile(registry, name: str, q: float) -> float:
-    buckets = sorted((float(s.labels["le"]), s.value) for m in registry.collect() for s in m.samples
-                     if s.name == f"{name}_bucket")
-    total = buckets[-1][1] if buckets else 0
-    for le, c in buckets:
-        if total and c >= q * total:
-            return le
-    return 0.0
+    return histogram_quantile(q, [(float(s.labels["le"]), s.value) for m in registry.collect() for s in m.samples
+                                  if s.name == f"{name}_bucket"])
 
 
 def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,

@@ -25,5 +25,9 @@ def test_bench_quick_reports_stages_ceiling_and_cameras(h264_clip, tmp_path):
     assert r["preprocess_ms"] > 0 and r["ceiling_img_s"] > 0
     assert {row["batch"] for row in r["inference"]} == {1}  # the default model takes batch 1 only
     e2e = r["e2e"]["1.0"]
-    assert 1 <= e2e["cameras"] <= 2 and [t["cameras"] for t in e2e["trials"]][:1] == [1]
+    trials = e2e["trials"]
+    assert trials[0]["cameras"] == 1 and {t["cameras"] for t in trials} <= {1, 2}  # doubling, within --limit
+    sustained = [t["cameras"] for t in trials if t["analysed_fps"] >= 0.95 * t["offered_fps"]
+                 and t["age_p95_s"] <= r["settings"]["max_age_s"]]
+    assert e2e["cameras"] == max(sustained, default=0)  # the answer is the largest trial that held
     assert 0 < e2e["ratio_to_ceiling"] and "end to end @ 1.0 fps" in proc.stdout

@@ -57,12 +57,18 @@ def ids(events: list[dict]) -> list[tuple[str, int]]:
     return [(e["event_id"], e["revision"]) for e in events]
 
 
+def start_reader(server: RtspServer, mount: str) -> tuple[StreamReader, FrameBoard, Metrics]:
+    """A lone StreamReader on one of the server's mounts, at 4 fps with fast reconnects."""
+    metrics, board = Metrics(), FrameBoard()
+    board.add(mount)
+    reader = StreamReader(mount, server.url(mount), 4, ReaderPolicy(**FAST_READER), board, metrics)
+    reader.start()
+    return reader, board, metrics
+
+
 def test_reader_backs_off_when_the_camera_dies_and_reconnects_when_it_returns(marker_clip):
     server = RtspServer({"cam": marker_clip}).start()
-    metrics, board = Metrics(), FrameBoard()
-    board.add("cam")
-    reader = StreamReader("cam", server.url("cam"), 4, ReaderPolicy(**FAST_READER), board, metrics)
-    reader.start()
+    reader, board, metrics = start_reader(server, "cam")
     try:
         wait_for(lambda: reader.state == CameraState.LIVE, 20, what="first connection")
         wait_for(lambda: board.gather(1, 0.0), 5, what="a frame")
@@ -96,10 +102,7 @@ def corrupt_copy(src: Path, dst: Path, every: int = 6000, span: int = 48) -> Pat
 def test_corrupt_packets_are_counted_and_never_stop_the_reader(marker_clip, tmp_path):
     bad = corrupt_copy(marker_clip, tmp_path / "corrupt.mp4")
     server = RtspServer({"bad": bad}).start()
-    metrics, board = Metrics(), FrameBoard()
-    board.add("bad")
-    reader = StreamReader("bad", server.url("bad"), 4, ReaderPolicy(**FAST_READER), board, metrics)
-    reader.start()
+    reader, _, metrics = start_reader(server, "bad")
     try:
         wait_for(lambda: metrics.decode_errors.labels("bad")._value.get() >= 3, 40, what="decode errors counted")
         assert reader.alive and reader.state == CameraState.LIVE

@@ -24,6 +24,17 @@ AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
+def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Upper bound of the bucket holding quantile q; `buckets` are cumulative (le, count) pairs
+    ending with +Inf, as Prometheus exposes them. 0 when nothing was observed."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    for le, count in buckets:
+        if total and count >= q * total:
+            return le
+    return 0.0
+
+
 class _Live(Collector):
     """Gauges read at scrape time from callbacks returning {label values: value}."""
 

@@ -35,8 +35,6 @@ class BatchedInference(Worker):
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max_wait_ms / 1000.0
         self.name = name
-        self.batches = 0
-        self.frames = 0
         self._drain = False
         super().__init__(f"inference-{name}")
 
@@ -67,8 +65,6 @@ class BatchedInference(Worker):
                 continue
             self.metrics.batch_size.labels(self.name).observe(len(batch))
             self.metrics.inference_latency.labels(self.name).observe(elapsed)
-            self.batches += 1
-            self.frames += len(batch)
             self._hand_on(list(zip(batch, detections)))
         self._hand_on(None)
 

@@ -70,7 +70,6 @@ class StreamReader(Worker):
         self.state = CameraState.CONNECTING
         self.reason = "starting"
         self.last_frame_at: float | None = None  # monotonic
-        self.connected_since: float | None = None
         super().__init__(f"reader-{camera_id}")
         self._seq = 0
         self._log = logging.LoggerAdapter(log, {"camera": camera_id})
@@ -134,7 +133,6 @@ class StreamReader(Worker):
                 now = time.monotonic()
                 if start is None:
                     start = (frame.pts_s, now)
-                    self.connected_since = now
                     self.backoff.reset()
                     self._set_state(CameraState.LIVE, "receiving frames")
                 ahead = (frame.pts_s - start[0]) - (now - start[1])
@@ -163,4 +161,3 @@ class StreamReader(Worker):
             return f"{type(exc).__name__}: {exc}"
         finally:
             account()
-            self.connected_since = None

@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 
@@ -56,7 +56,6 @@ class CameraRuntime:
     pipeline: CameraPipeline
     reader: StreamReader | None  # None: disabled in streams.yaml
     tz: tzinfo
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def state(self) -> CameraState:
@@ -104,8 +103,9 @@ class AnalysisWorker(Worker):
             for ev in events:
                 m.events.labels(ev.violation.scene_class, ev.state).inc()
         m.frames_analysed.labels(lf.camera_id).inc()
-        m.frame_age.observe(time.monotonic() - lf.arrived)
-        self.daemon.last_age[lf.camera_id] = time.monotonic() - lf.arrived
+        age = time.monotonic() - lf.arrived
+        m.frame_age.observe(age)
+        self.daemon.last_age[lf.camera_id] = age
 
 
 class Daemon:
