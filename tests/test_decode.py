@@ -1,6 +1,10 @@
+import cv2
+import numpy as np
 import pytest
 
+from streetscan.devtools import RtspServer
 from streetscan.pipeline.decode import SourceError, VideoSource
+from streetscan.pipeline.detect import make_detections
 
 from conftest import encode_clip
 
@@ -50,3 +54,56 @@ def test_truncated_file_yields_what_it_can(tmp_path):
     cut.write_bytes(data[: len(data) // 2])
     frames = list(VideoSource(str(cut), 2).frames())
     assert 2 <= len(frames) < 8
+
+
+def test_decoder_scales_to_the_detector_input(h264_clip):
+    src = VideoSource(str(h264_clip), analysis_fps=2, fit=(320, 320))
+    frame = next(iter(src.frames()))
+    assert frame.image.shape == (180, 320, 3)
+    assert frame.source_size == (640, 360) and (frame.width, frame.height) == (640, 360)
+    full = frame.full_image()
+    assert full.shape == (360, 640, 3)
+    assert frame.full_image() is full  # converted once
+    # The scaled picture is the camera picture downscaled, not some other frame.
+    ref = cv2.resize(full, (320, 180), interpolation=cv2.INTER_AREA)
+    assert np.abs(ref.astype(int) - frame.image.astype(int)).mean() < 3
+    det = make_detections(np.array([[10, 20, 110, 90]]), [0.9], ["car"])
+    assert frame.to_source(det).xyxy.tolist() == [[20, 40, 220, 180]]
+    assert det.xyxy.tolist() == [[10, 20, 110, 90]]  # the caller's detections are left alone
+
+
+def test_decoder_never_enlarges(h264_clip):
+    frame = next(iter(VideoSource(str(h264_clip), analysis_fps=2, fit=(1280, 1280)).frames()))
+    assert frame.image.shape == (360, 640, 3) and frame.source_size is None
+    assert frame.full_image() is frame.image
+
+
+def test_sampling_takes_keyframes_slightly_early(tmp_path):
+    # Keyframes every 24 frames at 25 fps (0.96 s) at 1 analysed fps: a keyframe a little before
+    # its grid point is taken, so every keyframe is analysed (never every other one).
+    clip = encode_clip(tmp_path / "g24.mp4", seconds=10, gop=24)
+    src = VideoSource(str(clip), analysis_fps=1)
+    frames = list(src.frames())
+    assert src.stats.keyframe_only
+    assert len(frames) == src.stats.decoded == 11  # keyframes at 0, 0.96, ... 9.6 s
+    assert max(b.pts_s - a.pts_s for a, b in zip(frames, frames[1:])) == pytest.approx(0.96)
+
+
+def test_live_stream_switches_to_keyframe_only(h264_clip, rtsp_ready):
+    server = RtspServer({"cam": h264_clip}).start()
+    try:
+        src = VideoSource(server.url("cam"), analysis_fps=0.5)
+        frames = []
+        for frame in src.frames():
+            frames.append(frame)
+            if len(frames) == 4:
+                break
+    finally:
+        server.kill()
+    assert src.info.keyframe_interval_s is None  # a live stream is not probed
+    assert src.stats.keyframe_only
+    # Full decode until three keyframes (1 s apart) are seen, then keyframes only: full decode
+    # up to the fourth sample (6 s) would be ~150 frames.
+    assert src.stats.decoded < 100
+    gaps = [b.pts_s - a.pts_s for a, b in zip(frames, frames[1:])]
+    assert gaps == pytest.approx([2.0, 2.0, 2.0], abs=0.05)

@@ -92,3 +92,25 @@ def test_card_with_missing_weights(tmp_path):
     card.write_text("name: m\nfamily: yolo\nweights: m.onnx\ninput: {width: 640, height: 640}\nclass_map: coco\n")
     with pytest.raises(ModelError, match=r"weights .*m.onnx named by .*m.yaml are missing"):
         load_card(card)
+
+
+@pytest.mark.parametrize("spec", ["coco-centernet-mbv3", "untrained"])
+@pytest.mark.parametrize("norm", ["card", "per-channel"])
+def test_tensor_matches_the_plain_arithmetic(spec, norm, request):
+    from dataclasses import replace
+
+    card = resolve_model(spec) if spec != "untrained" else load_card(request.getfixturevalue("untrained_yolo"))
+    if norm == "per-channel":  # NanoDet-style BGR mean/std, as a card may give
+        card = replace(card, mean=(103.53, 116.28, 123.675), std=(57.375, 57.12, 58.395))
+    det = load_detector(card)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (384, 640, 3), dtype=np.uint8) for _ in range(3)]
+    batch = np.stack(images).astype(np.float32)
+    if card.color == "RGB":
+        batch = batch[..., ::-1]
+    ref = (batch - np.array(card.mean, np.float32)) / np.array(card.std, np.float32)
+    if card.layout == "NCHW":
+        ref = ref.transpose(0, 3, 1, 2)
+    got = det._to_tensor(images)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-4)

