@@ -24,14 +24,15 @@ from pathlib import Path
 import av
 import numpy as np
 import yaml
+from av.video.reformatter import VideoReformatter
 
 from . import __version__
 from .pipeline.config import load_config
-from .pipeline.decode import VideoSource
+from .pipeline.decode import VideoSource, analysis_image, fit_size
 from .pipeline.detect import OnnxDetector, load_detector
 from .pipeline.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
-from .pipeline.preprocess import letterbox
+from .pipeline.preprocess import input_size, letterbox
 from .pipeline.sinks import JsonlSink
 
 
@@ -92,14 +93,21 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
     return out
 
 
-def _sample_frame(clip: Path) -> np.ndarray:
+def _first_frame(clip: Path) -> av.VideoFrame:
     with av.open(str(clip)) as c:
-        return next(c.decode(video=0)).to_ndarray(format="bgr24")
+        return next(c.decode(video=0))
 
 
-def preprocess_ms(detector: OnnxDetector, image: np.ndarray, min_s: float) -> float:
-    size = detector.input_size(image)
-    n, dt = _timed(lambda: detector._to_tensor([letterbox(image, size)[0]]), min_s)
+def preprocess_ms(detector: OnnxDetector, vf: av.VideoFrame, min_s: float) -> float:
+    """Decoded picture -> model tensor, as the pipeline does it: scale + BGR in the decoder's
+    scaler, letterbox padding, tensor packing."""
+    scaler, size = VideoReformatter(), fit_size(vf.width, vf.height, detector.card.fit)
+
+    def once() -> None:
+        image = analysis_image(scaler, vf, size)
+        detector._to_tensor([letterbox(image, detector.input_size(image))[0]])
+
+    n, dt = _timed(once, min_s)
     return 1000 * dt / n
 
 
@@ -142,7 +150,7 @@ def _quantile(registry, name: str, q: float) -> float:
 
 
 def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,
-              threads: int | None, max_batch: int) -> Trial:
+              detector_opts: dict, max_batch: int) -> Trial:
     from .workers.supervisor import Daemon, DaemonOptions
 
     streams = workdir / f"bench-{cameras}.yaml"
@@ -153,7 +161,7 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
     out = workdir / f"out-{cameras}"
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
                             metrics_port=0, max_batch=max_batch)
-    daemon = Daemon(options, load_config(streams), load_detector(card, threads=threads), [JsonlSink(out / "events.jsonl")])
+    daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [JsonlSink(out / "events.jsonl")])
     m = daemon.metrics
 
     def totals() -> tuple[float, float, float, float]:
@@ -184,12 +192,12 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
 
 
 def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: float, workdir: Path, *,
-                   max_age_s: float, threads: int | None, max_batch: int, limit: int, log=print) -> tuple[int, list[Trial]]:
+                   max_age_s: float, detector_opts: dict, max_batch: int, limit: int, log=print) -> tuple[int, list[Trial]]:
     """Largest N sustained: double until a trial fails, then bisect."""
     trials: list[Trial] = []
 
     def ok(n: int) -> bool:
-        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, threads, max_batch)
+        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch)
         trials.append(t)
         log(f"  {n:4d} cameras @ {analysis_fps:g} fps: offered {t.offered_fps:6.1f} analysed {t.analysed_fps:6.1f} "
             f"dropped {t.dropped_fps:5.1f}/s  age p95 {t.age_p95_s:.2f}s  batch {t.mean_batch:.1f}  "
@@ -237,33 +245,38 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def default_clip(workdir: Path, quick: bool) -> Path:
-    """The staged street footage at 1080p (the common camera), else a synthetic 1080p clip."""
+def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
+    """The staged street footage at 1080p (the common camera), else a synthetic 1080p clip, with
+    keyframes every `gop_s` (cameras ship with 1-2 s; keyframe-only decode needs <= 1/analysis_fps)."""
+    gop = max(1, round(25 * gop_s))
     assets = os.environ.get("STREETSCAN_ASSETS")
     src = Path(assets) / "footage" / "plaza_pedestrians.mp4" if assets else None
     dst = workdir / "bench_1080p.mp4"
     if src and src.exists():
         subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-t", "10" if quick else "40", "-vf",
-                        "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-an", str(dst)],
+                        "scale=1920:1080,fps=25", "-c:v", "libx264", "-preset", "veryfast", "-g", str(gop),
+                        "-keyint_min", str(gop), "-sc_threshold", "0", "-an", str(dst)],
                        check=True)
         return dst
     from .devtools import encode_clip
-    return encode_clip(dst, width=1920, height=1080, seconds=10 if quick else 30, gop=50)
+    return encode_clip(dst, width=1920, height=1080, seconds=10 if quick else 30, gop=gop)
 
 
 def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quick: bool, out: Path,
-        max_age_s: float, threads: int | None, max_batch: int, limit: int, log=print) -> dict:
+        max_age_s: float, threads: int | None, max_batch: int, limit: int, gop_s: float = 2.0,
+        device: str = "cpu", log=print) -> dict:
     card = resolve_model(model)
-    detector = load_detector(card, threads=threads)
+    detector_opts = {"threads": threads, "device": device}
+    detector = load_detector(card, **detector_opts)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         work = Path(tmp)
-        clip = clip or default_clip(work, quick)
+        clip = clip or default_clip(work, quick, gop_s)
         stage_s = 1.0 if quick else 5.0
         log(f"machine: {machine()['cpu']}, {os.cpu_count()} cores; model {card.name}; clip {clip.name}")
         dec = decode_figures(clip, min(analysis_fps))
-        frame = _sample_frame(clip)
-        pre = preprocess_ms(detector, frame, stage_s)
-        rect = detector.input_size(frame)
+        vf = _first_frame(clip)
+        pre = preprocess_ms(detector, vf, stage_s)
+        rect = input_size(*fit_size(vf.width, vf.height, card.fit), card.input_width, card.input_height, card.rect)
         sizes = list(dict.fromkeys([rect, (card.input_width, card.input_height)] +
                                    ([] if quick else [(320, 192), (640, 640)])))
         batches = [1, 2, 4] if quick else [1, 2, 4, 8, 16]
@@ -272,14 +285,14 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
         e2e = {}
         for fps in analysis_fps:
             n, trials = search_cameras(clip, card, fps, 6.0 if quick else 20.0, work, max_age_s=max_age_s,
-                                       threads=threads, max_batch=max_batch, limit=limit, log=log)
+                                       detector_opts=detector_opts, max_batch=max_batch, limit=limit, log=log)
             best = next((t for t in reversed(trials) if t.cameras == n), None)
             e2e[str(fps)] = {"cameras": n, "analysed_fps": best.analysed_fps if best else 0.0,
                              "ratio_to_ceiling": (best.analysed_fps / ceiling) if best and ceiling else None,
                              "trials": [t.__dict__ for t in trials]}
     results = {"machine": machine(), "model": card.name, "settings": {
         "quick": quick, "analysis_fps": analysis_fps, "max_age_s": max_age_s, "max_batch": max_batch,
-        "threads": threads, "clip": str(clip)}, "decode": dec, "preprocess_ms": pre,
+        "threads": threads, "device": device, "gop_s": gop_s, "clip": str(clip)}, "decode": dec, "preprocess_ms": pre,
         "inference": inf, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

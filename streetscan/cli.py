@@ -64,6 +64,7 @@ def run(
     max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 20.0,
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
+    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
     watch: Annotated[bool, typer.Option(help="Reload when streams.yaml changes (SIGHUP always reloads).")] = False,
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
 ) -> None:
@@ -77,10 +78,10 @@ def run(
     try:
         config = load_config(streams)
         card = resolve_model(model)
+        print_served(card.objects, card.name)
+        detector = load_detector(card, threads=threads, device=device)
     except (ConfigError, ModelError) as exc:
         _fail(str(exc))
-    print_served(card.objects, card.name)
-    detector = load_detector(card, threads=threads)
     out.mkdir(parents=True, exist_ok=True)
     sinks = []
     if jsonl or (jsonl is None and not redis):
@@ -110,6 +111,7 @@ def replay(
     analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
     batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 4,
     start_time: Annotated[Optional[datetime], typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime).")] = None,
+    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
@@ -134,7 +136,10 @@ def replay(
                 _fail(f"{streams}: {exc.args[0]}")
 
     unserved = print_served(card.objects, card.name)
-    detector = load_detector(card)
+    try:
+        detector = load_detector(card, device=device)
+    except ModelError as exc:
+        _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     sinks = [JsonlSink(out / "events.jsonl")]
     if redis:
@@ -202,6 +207,8 @@ def bench(
     threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
     max_batch: Annotated[int, typer.Option(help="Daemon's max batch.")] = 8,
     limit: Annotated[int, typer.Option(help="Most cameras to try.")] = 1024,
+    gop_s: Annotated[float, typer.Option(help="Keyframe interval of the clip the benchmark encodes (cameras' I-frame interval).")] = 2.0,
+    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
 ) -> None:
     """Capacity benchmark: stage figures, raw inference ceiling and the cameras this machine carries."""
     from .capacity import run as run_bench, table
@@ -209,7 +216,8 @@ def bench(
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     try:
         results = run_bench(clip=clip, model=model, analysis_fps=analysis_fps, quick=quick, out=out,
-                            max_age_s=max_age, threads=threads, max_batch=max_batch, limit=limit,
+                            max_age_s=max_age, threads=threads, device=device, max_batch=max_batch, limit=limit,
+                            gop_s=gop_s,
                             log=lambda m: console.print(m, highlight=False))
     except (ModelError, SourceError) as exc:
         _fail(str(exc))

@@ -256,12 +256,18 @@ class VideoSource:
 
     def _frame(self, vf: av.VideoFrame, t: float, size: tuple[int, int]) -> Frame:
         scaled = size != (vf.width, vf.height)
-        # AREA is swscale's cheapest good downscaler; a plain conversion when no scaling is needed.
-        image = self._scaler.reformat(vf, width=size[0], height=size[1], format="bgr24",
-                                      interpolation="AREA" if scaled else None).to_ndarray()
+        image = analysis_image(self._scaler, vf, size)
         return Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t, image=image,
                      keyframe=bool(vf.key_frame), source_size=(vf.width, vf.height) if scaled else None,
                      full_res=_lazy_full(vf) if scaled else None)
+
+
+def analysis_image(scaler: VideoReformatter, vf: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """BGR picture at `size`, scaled and converted in one swscale pass. AREA is swscale's cheapest
+    good downscaler; a plain conversion when no scaling is needed."""
+    scaled = size != (vf.width, vf.height)
+    return scaler.reformat(vf, width=size[0], height=size[1], format="bgr24",
+                           interpolation="AREA" if scaled else None).to_ndarray()
 
 
 def _lazy_full(vf: av.VideoFrame) -> Callable[[], np.ndarray]:

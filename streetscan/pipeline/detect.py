@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import supervision as sv
 
-from .models import ModelCard, vocabulary
+from .models import ModelCard, ModelError, vocabulary
 from .preprocess import Letterbox, input_size, letterbox
 
 
@@ -45,11 +45,29 @@ def make_detections(xyxy: np.ndarray, confidence: np.ndarray, objects: Sequence[
     )
 
 
+# Where inference runs: ONNX Runtime execution providers in order of preference.
+DEVICES = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def providers_for(device: str) -> list[str]:
+    if device not in DEVICES:
+        raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    wanted, have = DEVICES[device], ort.get_available_providers()
+    if wanted[0] not in have:
+        raise ModelError(f"device {device!r} needs ONNX Runtime's {wanted[0]}, which this onnxruntime lacks "
+                         f"(it has {', '.join(have)}); install onnxruntime-gpu on a machine with CUDA")
+    return [p for p in wanted if p in have]
+
+
 class OnnxDetector:
     """Shared ONNX Runtime plumbing: session, batching by input size, class mapping."""
 
     def __init__(self, card: ModelCard, *, conf_threshold: float = 0.1, iou_threshold: float = 0.5,
-                 threads: int | None = None, providers: Sequence[str] | None = None):
+                 threads: int | None = None, device: str = "cpu"):
         self.card = card
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
@@ -57,7 +75,8 @@ class OnnxDetector:
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(card.weights), sess_options=opts,
-                                            providers=list(providers or ["CPUExecutionProvider"]))
+                                            providers=providers_for(device))
+        self.device = device
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]
         self.max_batch = card.max_batch if not isinstance(batch_dim, int) else batch_dim

@@ -52,6 +52,9 @@ class _StopRequested(Exception):
     pass
 
 
+LOOPED = "file played to its end; looping"  # a file standing in for a camera: not an outage
+
+
 class StreamReader(Worker):
     def __init__(self, camera_id: str, url: str, analysis_fps: float, policy: ReaderPolicy, board: FrameBoard,
                  metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None,
@@ -96,6 +99,9 @@ class StreamReader(Worker):
             reason = self._session()
             if self._stop.is_set():
                 break
+            if reason == LOOPED:
+                first = True  # play it again at once: no backoff, not a reconnect
+                continue
             delay = self.backoff.next_delay()
             self._set_state(CameraState.BACKOFF, f"{reason}; retry in {delay:.1f}s")
             self._stop.wait(delay)
@@ -154,7 +160,7 @@ class StreamReader(Worker):
                                replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now)
                 self._seq += 1
                 self.board.put(lf)
-            return "stream ended"
+            return LOOPED if paced else "stream ended"
         except _StopRequested:
             return "stopped"
         except SourceError as exc:

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Make an INT8 variant of a model card (ONNX Runtime static quantization, QDQ, per-channel).
+
+    .venv/bin/python scripts/quantize_model.py yolo11n-untrained --calibrate ../shared/footage/*.mp4
+    # -> models/<name>-int8.onnx + card; select it per deployment with --model <name>-int8
+
+The whole network is quantized (weights int8 per channel, activations uint8: quantizing only the
+convolutions leaves a float SiLU between every pair and gains nothing), calibrated on frames
+letterboxed exactly as the pipeline feeds the model; the detection head's decoding (YOLO's DFL,
+anchors, strides) stays float, since its distances do not survive 8 bits. Measure what it costs before you
+deploy it: scripts/evaluate.py on a human-labelled split, both cards, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from streetscan.pipeline.decode import VideoSource
+from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.models import ModelCard, resolve_model
+from streetscan.pipeline.preprocess import letterbox
+
+
+def calibration_tensors(card: ModelCard, clips: list[Path], frames: int) -> list[np.ndarray]:
+    det = load_detector(card)
+    per_clip = max(1, frames // max(1, len(clips)))
+    out = []
+    for clip in clips:
+        src = VideoSource(str(clip), analysis_fps=1.0, fit=card.fit)
+        for frame in src.frames():
+            out.append(det._to_tensor([letterbox(frame.image, det.input_size(frame.image))[0]]))
+            if len(out) % per_clip == 0:
+                break
+    if not out:
+        raise SystemExit("no calibration frames: give --calibrate clips")
+    return out
+
+
+def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64) -> Path:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    tensors = calibration_tensors(card, clips, frames)
+    input_name = load_detector(card).input_name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._it = iter(tensors)
+
+        def get_next(self):
+            x = next(self._it, None)
+            return None if x is None else {input_name: x}
+
+    name = f"{card.name}-int8"
+    target = out_dir / f"{name}.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(card.weights), str(pre), skip_symbolic_shape=True)
+        graph = onnx.load(str(pre)).graph
+        # Ultralytics' Detect module: its conv branches (cv2 boxes, cv3 classes) are quantized like
+        # the rest; what follows them (DFL, anchors, strides, the class sigmoid) stays float.
+        head = card.extra.get("float_head", "/model.23/")
+        keep_float = [n.name for n in graph.node
+                      if n.name.startswith(head) and not n.name.startswith((head + "cv2", head + "cv3"))]
+        quantize_static(str(pre), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=keep_float)
+    data = dict(card.extra)
+    data.update({
+        "name": name, "weights": target.name, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "
+                      f"calibrated on {len(tensors)} frames of {', '.join(c.name for c in clips)}. "
+                      f"Source model: {card.provenance}",
+        "quantization": {"source": card.name, "calibration_frames": len(tensors), "format": "QDQ",
+                         "activations": "uint8", "weights": "int8 per channel"},
+    })
+    target.with_suffix(".yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return target.with_suffix(".yaml")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model", help="name, card or ONNX path of the float model")
+    ap.add_argument("--calibrate", type=Path, nargs="+", required=True, help="clips to take calibration frames from")
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--out", type=Path, help="default: beside the source card")
+    args = ap.parse_args()
+    card = resolve_model(args.model)
+    print(quantize(card, args.calibrate, args.out or card.weights.parent, args.frames))
+
+
+if __name__ == "__main__":
+    main()
