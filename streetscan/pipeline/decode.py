@@ -2,7 +2,7 @@
 
 Decode only what is analysed:
 - When keyframes alone come often enough for the analysis rate, non-key frames are not decoded
-  at all (`skip_frame = NONKEY`). Files are probed up front; a live stream switches over once its
+  at all (`skip_frame = NONKEY`), nor are the keyframes between analysed ones. Files are probed up front; a live stream switches over once its
   first keyframe intervals are seen, and any source falls back to full decode if keyframes thin out.
 - Otherwise every frame is decoded (H.264 needs them as references) and the frames that are not
   analysed are dropped before colour conversion.
@@ -203,10 +203,25 @@ class VideoSource:
         next_t: float | None = None
         last_t: float | None = None
         spacing = 0.0  # between decoded frames: a frame within half of it before the grid point is taken
+        key_spacing = kf or 0.0  # between keyframes: the same, when only keyframes are decoded
+        last_key: float | None = None
         size: tuple[int, int] | None = None
         for packet in container.demux(stream):
             if self.watchdog is not None:
                 self.watchdog()
+            if keyframe_only and packet.is_keyframe and packet.pts is not None:
+                pt = float(packet.pts * packet.time_base) - start
+                gap = pt - last_key if last_key is not None else 0.0
+                last_key = pt
+                if gap > 2 * self.interval_s:
+                    # Keyframes thinned out below the analysis rate: decode everything from here on.
+                    stream.codec_context.skip_frame = "DEFAULT"
+                    keyframe_only = self.stats.keyframe_only = watch_keys = False
+                    log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.label, gap)
+                else:
+                    key_spacing = gap if gap > 0 else key_spacing
+                    if next_t is not None and pt < next_t - min(key_spacing, self.interval_s) / 2:
+                        continue  # a keyframe that will not be analysed is not decoded either
             try:
                 decoded = packet.decode()
             except av.error.InvalidDataError as exc:
@@ -224,19 +239,15 @@ class VideoSource:
                     self.stats.decode_errors += 1
                 t = float(vf.pts * vf.time_base) - start
                 self.stats.decoded += 1
-                if keyframe_only and last_t is not None and t - last_t > 2 * self.interval_s:
-                    # Keyframes thinned out below the analysis rate: decode everything from here on.
-                    stream.codec_context.skip_frame = "DEFAULT"
-                    keyframe_only = self.stats.keyframe_only = watch_keys = False
-                    log.info("%s: keyframe gap %.1fs > analysis interval; decoding all frames", self.label, t - last_t)
-                elif watch_keys and vf.key_frame:
+                if watch_keys and vf.key_frame:
                     key_times.append(t)
                     if self._keyframes_suffice(key_times):
                         stream.codec_context.skip_frame = "NONKEY"
                         keyframe_only = self.stats.keyframe_only = True
                         watch_keys = False
-                        log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label,
-                                 statistics.median(b - a for a, b in zip(key_times, key_times[1:])))
+                        key_spacing = statistics.median(b - a for a, b in zip(key_times, key_times[1:]))
+                        last_key = t
+                        log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label, key_spacing)
                     elif len(key_times) >= 4:
                         watch_keys = False
                 if last_t is not None and t > last_t:
@@ -244,7 +255,7 @@ class VideoSource:
                 last_t = t
                 if next_t is None:
                     next_t = t
-                if t < next_t - min(spacing, self.interval_s) / 2:
+                if t < next_t - min(key_spacing if keyframe_only else spacing, self.interval_s) / 2:
                     continue  # not analysed: dropped before colour conversion
                 next_t += self.interval_s
                 if next_t <= t:
