@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Per-class precision, recall, AP50 and AP50-95 of model cards on a human-labelled YOLO split.
+
+    .venv/bin/python scripts/evaluate.py ../shared/datasets/cn_garbage_bins \\
+        --model streetscan-0.1 --model coco-centernet-mbv3 [--split val] [--json out.json]
+
+The split is a staged source folder (classes.txt, images/<split>, labels/<split>): its classes
+are mapped onto the vocabulary by models/dataset_mapping.yaml (or --mapping), and only the
+classes the source labels are scored; a model's detections of anything else are not counted
+against it (the source simply does not label cars). Models are run as the pipeline runs them
+(same card, letterbox and decoder) at a low confidence for AP; precision and recall are taken at
+--conf, the operating threshold. AP follows COCO (supervision's MeanAveragePrecision). Several
+--model give columns side by side on the same images. Never score on pseudo-labels: a teacher
+would grade itself perfect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+import yaml
+from supervision.metrics import MeanAveragePrecision, Precision, Recall
+
+from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.models import REPO_MODELS_DIR, resolve_model, vocabulary
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+@dataclass
+class Split:
+    name: str
+    images: list[Path]
+    targets: list[sv.Detections]  # vocabulary class ids, pixels
+    classes: list[str]  # vocabulary objects this source labels
+
+
+def load_split(folder: Path, split: str, mapping_path: Path) -> Split:
+    mapping = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))["sources"]
+    if folder.name not in mapping:
+        raise SystemExit(f"{folder.name}: not in {mapping_path}; map its classes first")
+    names = folder.joinpath("classes.txt").read_text(encoding="utf-8").split()
+    vocab = list(vocabulary())
+    to_vocab = {i: vocab.index(mapping[folder.name][n]) for i, n in enumerate(names) if mapping[folder.name].get(n)}
+    images, targets = [], []
+    for img in sorted((folder / "images" / split).glob("*")):
+        if img.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        h, w = cv2.imread(str(img)).shape[:2]
+        boxes, ids = [], []
+        label = folder / "labels" / split / f"{img.stem}.txt"
+        for line in label.read_text().splitlines() if label.exists() else []:
+            parts = line.split()
+            if len(parts) != 5 or int(parts[0]) not in to_vocab:
+                continue
+            cx, cy, bw, bh = (float(v) for v in parts[1:])
+            boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            ids.append(to_vocab[int(parts[0])])
+        images.append(img)
+        targets.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
+    if not images:
+        raise SystemExit(f"{folder / 'images' / split}: no images")
+    classes = sorted({vocab[i] for i in to_vocab.values()}, key=vocab.index)
+    return Split(f"{folder.name}/{split}", images, targets, classes)
+
+
+def predict(card_spec: str, split: Split) -> list[sv.Detections]:
+    detector = load_detector(resolve_model(card_spec), conf_threshold=0.01)
+    keep = [vocabulary().index(c) for c in split.classes]
+    out = []
+    for img in split.images:
+        det = detector.detect([cv2.imread(str(img))])[0]
+        out.append(det[np.isin(det.class_id, keep)])
+    return out
+
+
+def score(preds: list[sv.Detections], split: Split, conf: float) -> dict[str, dict]:
+    vocab = vocabulary()
+    m = MeanAveragePrecision().update(preds, split.targets).compute()
+    ap = {int(c): row for c, row in zip(m.matched_classes, m.ap_per_class)}
+    at_conf = [d[d.confidence >= conf] for d in preds]
+    p = Precision().update(at_conf, split.targets).compute()
+    r = Recall().update(at_conf, split.targets).compute()
+    p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class)}
+    r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class)}
+    out = {}
+    for name in split.classes:
+        c = vocab.index(name)
+        row = ap.get(c)
+        out[name] = {
+            "boxes": int(sum((t.class_id == c).sum() for t in split.targets)),
+            "precision": float(p50.get(c, 0.0)), "recall": float(r50.get(c, 0.0)),
+            "ap50": float(row[0]) if row is not None else 0.0,
+            "ap50_95": float(np.mean(row)) if row is not None else 0.0,
+        }
+    return out
+
+
+def table(split: Split, results: dict[str, dict[str, dict]]) -> str:
+    models = list(results)
+    head = "| class | boxes | " + " | ".join(f"{m} P / R / AP50 / AP50-95" for m in models) + " |"
+    lines = [f"{split.name}: {len(split.images)} images, human labels", "", head,
+             "|" + "---|" * (2 + len(models))]
+    for cls in split.classes:
+        cells = [f"{r[cls]['precision']:.2f} / {r[cls]['recall']:.2f} / {r[cls]['ap50']:.3f} / {r[cls]['ap50_95']:.3f}"
+                 for r in results.values()]
+        lines.append(f"| {cls} | {results[models[0]][cls]['boxes']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/)")
+    ap.add_argument("--model", action="append", required=True, help="model name, card or ONNX (repeatable)")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--mapping", type=Path, default=REPO_MODELS_DIR / "dataset_mapping.yaml")
+    ap.add_argument("--conf", type=float, default=0.25, help="operating threshold for precision and recall")
+    ap.add_argument("--limit", type=int, help="first N images only")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    split = load_split(args.source, args.split, args.mapping)
+    if args.limit:
+        split.images, split.targets = split.images[:args.limit], split.targets[:args.limit]
+    results = {m: score(predict(m, split), split, args.conf) for m in args.model}
+    print(table(split, results))
+    report = {"split": split.name, "images": len(split.images), "conf": args.conf, "models": results}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

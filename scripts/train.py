@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Train StreetScan's own YOLO from scratch, resumably, and export it with its model card.
+
+    .venv/bin/python scripts/train.py                       # recipe: scripts/train.yaml
+    .venv/bin/python scripts/train.py --epochs 2 --imgsz 160 --data /tmp/tiny/data.yaml --no-export
+
+Every epoch writes `<project>/<name>/weights/last.pt`. Run the same command again after any
+interruption (a 10-minute device call ending, a crash) and training resumes from it; once the
+run is complete it goes straight to export. `--fresh` discards the run and starts over.
+Export: ONNX (opset 17, dynamic batch and H/W, so the 16:9 rectangular input works) and a
+card in `export.out`, named `export.name`, carrying the recipe and data provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("YOLO_OFFLINE", "1")  # no hub, no font or weight downloads: nothing is reachable
+sys.path.insert(0, str(REPO / "scripts"))
+
+from export_yolo import export_yolo  # noqa: E402
+
+TRAIN_KEYS = ("model", "data", "imgsz", "epochs", "batch", "seed", "deterministic", "patience", "workers",
+              "device", "close_mosaic", "project", "name")
+
+
+def load_recipe(path: Path, overrides: dict) -> dict:
+    recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    missing = [k for k in TRAIN_KEYS if k not in recipe and k != "device"]
+    if missing:
+        raise SystemExit(f"{path}: missing {', '.join(missing)}")
+    recipe.update({k: v for k, v in overrides.items() if v is not None})
+    return recipe
+
+
+def resumable(last: Path) -> bool:
+    """Ultralytics strips the optimizer and sets epoch -1 once a run is complete."""
+    if not last.exists():
+        return False
+    import torch
+
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    return int(ckpt.get("epoch", -1)) >= 0
+
+
+def train(recipe: dict, fresh: bool = False) -> Path:
+    """Train (or resume, or do nothing if complete); the run's best.pt."""
+    from ultralytics import YOLO
+
+    run_dir = (REPO / recipe["project"] / recipe["name"]) if not Path(recipe["project"]).is_absolute() \
+        else Path(recipe["project"]) / recipe["name"]
+    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    if resumable(last):
+        print(f"resuming {last}")
+        YOLO(str(last)).train(resume=True)
+    elif best.exists():
+        print(f"{run_dir} is complete; nothing to train")
+    else:
+        data = Path(recipe["data"])
+        if not data.exists():
+            raise SystemExit(f"dataset {data} not found: build it with scripts/build_dataset.py --out {data.parent}")
+        YOLO(recipe["model"]).train(
+            data=str(data), imgsz=recipe["imgsz"], epochs=recipe["epochs"], batch=recipe["batch"],
+            seed=recipe["seed"], deterministic=recipe["deterministic"], patience=recipe["patience"],
+            workers=recipe["workers"], device=recipe.get("device"), close_mosaic=recipe["close_mosaic"],
+            project=str(run_dir.parent), name=run_dir.name, exist_ok=True, pretrained=False,
+            plots=False,  # plotting fetches a font from the internet
+            amp=True, save_period=-1, verbose=False)
+    if not best.exists():
+        raise SystemExit(f"training left no {best}")
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=REPO / "scripts" / "train.yaml")
+    for key, typ in (("model", str), ("data", str), ("imgsz", int), ("epochs", int), ("batch", int),
+                     ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int)):
+        ap.add_argument(f"--{key}", type=typ)
+    ap.add_argument("--fresh", action="store_true", help="discard an existing run and start over")
+    ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
+    args = ap.parse_args(argv)
+    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS if hasattr(args, k)})
+    best = train(recipe, fresh=args.fresh)
+    print(f"best weights: {best}")
+    if args.no_export:
+        return
+    ex = recipe["export"]
+    provenance = (f"trained from scratch by scripts/train.py ({recipe['model']}, imgsz {recipe['imgsz']}, "
+                  f"{recipe['epochs']} epochs, seed {recipe['seed']}) on {recipe['data']}")
+    card = export_yolo(str(best), args.export_out or REPO / ex["out"], ex["name"], version=str(ex["version"]), imgsz=recipe["imgsz"],
+                       provenance=provenance, licence="AGPL-3.0 (Ultralytics code); data licences in models/MODEL_CARD.md")
+    print(f"exported: {card}")
+
+
+if __name__ == "__main__":
+    main()
