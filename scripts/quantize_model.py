@@ -93,6 +93,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="default: beside the source card")
     args = ap.parse_args()
     card = resolve_model(args.model)
+    if card.family != "yolo":
+        # Measured on coco-centernet-mbv3: whole-graph INT8 loses every detection (its peak picking
+        # does not survive 8 bits) and conv-only INT8 runs at 0.8x float speed. Not offered.
+        ap.error(f"{card.name}: only yolo-family models have an INT8 recipe (see benchmarks/RESULTS.md)")
     print(quantize(card, args.calibrate, args.out or card.weights.parent, args.frames))
 
 

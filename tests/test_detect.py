@@ -114,3 +114,30 @@ def test_tensor_matches_the_plain_arithmetic(spec, norm, request):
     got = det._to_tensor(images)
     assert got.shape == ref.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.integration
+def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
+    import subprocess
+    import sys
+
+    import onnx
+
+    from streetscan.devtools import REPO
+
+    script = str(REPO / "scripts" / "quantize_model.py")
+    proc = subprocess.run([sys.executable, script, str(untrained_yolo), "--calibrate", str(h264_clip), "--frames", "4",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    source = load_card(untrained_yolo)
+    card = load_card(tmp_path / f"{source.name}-int8.yaml")
+    assert card.name == f"{source.name}-int8" and card.extra["quantization"]["source"] == source.name
+    nodes = onnx.load(str(card.weights)).graph.node
+    quantized_convs = {n.input[0] for n in nodes if n.op_type == "Conv"} & {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    assert len(quantized_convs) > 50  # the backbone runs in int8
+    assert not [n for n in nodes if n.op_type == "QuantizeLinear" and "/dfl/" in n.name]  # box decoding stays float
+    image = np.full((360, 640, 3), 90, np.uint8)
+    assert len(load_detector(card).detect([image])) == 1
+    refused = subprocess.run([sys.executable, script, "coco-centernet-mbv3", "--calibrate", str(h264_clip)],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "only yolo-family" in refused.stderr
