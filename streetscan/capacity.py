@@ -81,7 +81,7 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
     out = {"all_frames": {"decoded_fps": frames / all_s}}
     info = None
     for mode, keyframes in (("sampled_full_decode", "never"), ("keyframe_only", "auto")):
-        src = VideoSource(str(clip), analysis_fps, keyframes=keyframes)
+        src = VideoSource(str(clip), analysis_fps, keyframes=keyframes, threads=1)  # as the daemon decodes
         info = src.info
         t0 = time.perf_counter()
         n = sum(1 for _ in src.frames())

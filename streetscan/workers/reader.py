@@ -121,7 +121,8 @@ class StreamReader(Worker):
 
         try:
             source = VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
-                                 read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit)
+                                 read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
+                                 threads=1)
         except SourceError as exc:
             return str(exc)
         paced = not is_network(self.url)  # a file stands in for a camera: play it at its real rate
