@@ -38,7 +38,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 class Split:
     name: str
     images: list[Path]
-    targets: list[sv.Detections]  # vocabulary class ids, pixels
+    labels: list[sv.Detections]  # vocabulary class ids, boxes normalised to 0..1
     classes: list[str]  # vocabulary objects this source labels
 
 
@@ -49,11 +49,10 @@ def load_split(folder: Path, split: str, mapping_path: Path) -> Split:
     names = folder.joinpath("classes.txt").read_text(encoding="utf-8").split()
     vocab = list(vocabulary())
     to_vocab = {i: vocab.index(mapping[folder.name][n]) for i, n in enumerate(names) if mapping[folder.name].get(n)}
-    images, targets = [], []
+    images, labels = [], []
     for img in sorted((folder / "images" / split).glob("*")):
         if img.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        h, w = cv2.imread(str(img)).shape[:2]
         boxes, ids = [], []
         label = folder / "labels" / split / f"{img.stem}.txt"
         for line in label.read_text().splitlines() if label.exists() else []:
@@ -61,41 +60,48 @@ def load_split(folder: Path, split: str, mapping_path: Path) -> Split:
             if len(parts) != 5 or int(parts[0]) not in to_vocab:
                 continue
             cx, cy, bw, bh = (float(v) for v in parts[1:])
-            boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+            boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
             ids.append(to_vocab[int(parts[0])])
         images.append(img)
-        targets.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
+        labels.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
     if not images:
         raise SystemExit(f"{folder / 'images' / split}: no images")
     classes = sorted({vocab[i] for i in to_vocab.values()}, key=vocab.index)
-    return Split(f"{folder.name}/{split}", images, targets, classes)
+    return Split(f"{folder.name}/{split}", images, labels, classes)
 
 
-def predict(card_spec: str, split: Split) -> list[sv.Detections]:
-    detector = load_detector(resolve_model(card_spec), conf_threshold=0.01)
+def predict(card_specs: list[str], split: Split) -> tuple[list[sv.Detections], dict[str, list[sv.Detections]]]:
+    """One pass over the images (each read once): targets in pixels, and every model's detections
+    of the classes the source labels."""
+    detectors = {s: load_detector(resolve_model(s), conf_threshold=0.01) for s in card_specs}
     keep = [vocabulary().index(c) for c in split.classes]
-    out = []
-    for img in split.images:
-        det = detector.detect([cv2.imread(str(img))])[0]
-        out.append(det[np.isin(det.class_id, keep)])
-    return out
+    targets: list[sv.Detections] = []
+    preds: dict[str, list[sv.Detections]] = {s: [] for s in card_specs}
+    for path, label in zip(split.images, split.labels):
+        image = cv2.imread(str(path))
+        h, w = image.shape[:2]
+        targets.append(sv.Detections(xyxy=label.xyxy * np.array([w, h, w, h], np.float32), class_id=label.class_id))
+        for spec, detector in detectors.items():
+            det = detector.detect([image])[0]
+            preds[spec].append(det[np.isin(det.class_id, keep)])
+    return targets, preds
 
 
-def score(preds: list[sv.Detections], split: Split, conf: float) -> dict[str, dict]:
+def score(preds: list[sv.Detections], targets: list[sv.Detections], classes: list[str], conf: float) -> dict[str, dict]:
     vocab = vocabulary()
-    m = MeanAveragePrecision().update(preds, split.targets).compute()
+    m = MeanAveragePrecision().update(preds, targets).compute()
     ap = {int(c): row for c, row in zip(m.matched_classes, m.ap_per_class)}
     at_conf = [d[d.confidence >= conf] for d in preds]
-    p = Precision().update(at_conf, split.targets).compute()
-    r = Recall().update(at_conf, split.targets).compute()
+    p = Precision().update(at_conf, targets).compute()
+    r = Recall().update(at_conf, targets).compute()
     p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class)}
     r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class)}
     out = {}
-    for name in split.classes:
+    for name in classes:
         c = vocab.index(name)
         row = ap.get(c)
         out[name] = {
-            "boxes": int(sum((t.class_id == c).sum() for t in split.targets)),
+            "boxes": int(sum((t.class_id == c).sum() for t in targets)),
             "precision": float(p50.get(c, 0.0)), "recall": float(r50.get(c, 0.0)),
             "ap50": float(row[0]) if row is not None else 0.0,
             "ap50_95": float(np.mean(row)) if row is not None else 0.0,
@@ -127,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     split = load_split(args.source, args.split, args.mapping)
     if args.limit:
-        split.images, split.targets = split.images[:args.limit], split.targets[:args.limit]
-    results = {m: score(predict(m, split), split, args.conf) for m in args.model}
+        split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
+    targets, preds = predict(args.model, split)
+    results = {m: score(preds[m], targets, split.classes, args.conf) for m in args.model}
     print(table(split, results))
     report = {"split": split.name, "images": len(split.images), "conf": args.conf, "models": results}
     if args.json:

@@ -22,13 +22,13 @@ import numpy as np
 import yaml
 
 from streetscan.pipeline.decode import VideoSource
-from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.detect import OnnxDetector, load_detector
 from streetscan.pipeline.models import ModelCard, resolve_model
 from streetscan.pipeline.preprocess import letterbox
 
 
-def calibration_tensors(card: ModelCard, clips: list[Path], frames: int) -> list[np.ndarray]:
-    det = load_detector(card)
+def calibration_tensors(det: OnnxDetector, clips: list[Path], frames: int) -> list[np.ndarray]:
+    card = det.card
     per_clip = max(1, frames // max(1, len(clips)))
     out = []
     for clip in clips:
@@ -47,8 +47,9 @@ def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    tensors = calibration_tensors(card, clips, frames)
-    input_name = load_detector(card).input_name
+    detector = load_detector(card)
+    tensors = calibration_tensors(detector, clips, frames)
+    input_name = detector.input_name
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -164,24 +164,24 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
     daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [JsonlSink(out / "events.jsonl")])
     m = daemon.metrics
 
-    def totals() -> tuple[float, float, float, float]:
-        vals = {"sampled": 0.0, "analysed": 0.0, "dropped": 0.0}
+    def totals() -> tuple[float, float, float]:
+        vals = {"analysed": 0.0, "dropped": 0.0}
         for metric in m.registry.collect():
             for s in metric.samples:
                 for k in vals:
                     if s.name == f"streetscan_frames_{k}_total":
                         vals[k] += s.value
         bsum = m.registry.get_sample_value("streetscan_inference_batch_size_sum", {"worker": "cpu0"}) or 0.0
-        return vals["sampled"], vals["analysed"], vals["dropped"], bsum
+        return vals["analysed"], vals["dropped"], bsum
 
     daemon.start()
     try:
         time.sleep(min(5.0, seconds / 2))  # connect and warm up
-        s0, a0, d0, b0 = totals()
+        a0, d0, b0 = totals()
         c0 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
         t0 = time.monotonic()
         time.sleep(seconds)
-        s1, a1, d1, b1 = totals()
+        a1, d1, b1 = totals()
         c1 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
         dt = time.monotonic() - t0
         age = _quantile(m.registry, "streetscan_frame_age_at_analysis_seconds", 0.95)

@@ -2,8 +2,9 @@
 
 Decode only what is analysed:
 - When keyframes alone come often enough for the analysis rate, non-key frames are not decoded
-  at all (`skip_frame = NONKEY`), nor are the keyframes between analysed ones. Files are probed up front; a live stream switches over once its
-  first keyframe intervals are seen, and any source falls back to full decode if keyframes thin out.
+  at all (`skip_frame = NONKEY`), nor are the keyframes between analysed ones. Files are probed
+  up front; a live stream switches over once its first keyframe intervals are seen, and any
+  source falls back to full decode if keyframes thin out.
 - Otherwise every frame is decoded (H.264 needs them as references) and the frames that are not
   analysed are dropped before colour conversion.
 - A sampled frame is scaled to the detector's input and converted to BGR in one swscale pass
@@ -119,6 +120,12 @@ class _SamplingGrid:
         return True
 
 
+def _median_interval(times: list[float], at_least: int = 1) -> float | None:
+    """Median gap between increasing times; None with fewer than `at_least` gaps."""
+    deltas = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return statistics.median(deltas) if len(deltas) >= max(1, at_least) else None
+
+
 def _probe_keyframe_interval(container: av.container.InputContainer, max_packets: int = 1500) -> float | None:
     """Median seconds between keyframes over the first packets (demux only, no decoding)."""
     stream = container.streams.video[0]
@@ -128,8 +135,7 @@ def _probe_keyframe_interval(container: av.container.InputContainer, max_packets
             key_times.append(float(packet.pts * stream.time_base))
         if len(key_times) >= 4 or i >= max_packets:
             break
-    deltas = [b - a for a, b in zip(key_times, key_times[1:]) if b > a]
-    return statistics.median(deltas) if deltas else None
+    return _median_interval(key_times)
 
 
 class VideoSource:
@@ -210,10 +216,6 @@ class VideoSource:
         finally:
             container.close()
 
-    def _keyframes_suffice(self, key_times: list[float]) -> bool:
-        deltas = [b - a for a, b in zip(key_times, key_times[1:]) if b > a]
-        return len(deltas) >= 2 and statistics.median(deltas) <= self.interval_s * 1.05
-
     def _frames(self, container: av.container.InputContainer) -> Iterator[Frame]:
         stream = container.streams.video[0]
         if self.threads:
@@ -277,11 +279,12 @@ class VideoSource:
                 decoded_in_full = not keyframe_only  # (a switch below applies from the next packet)
                 if watch_keys and vf.key_frame:
                     key_times.append(t)
-                    if self._keyframes_suffice(key_times):
+                    median = _median_interval(key_times, at_least=2)
+                    if median is not None and median <= self.interval_s * 1.05:
                         stream.codec_context.skip_frame = "NONKEY"
                         keyframe_only = self.stats.keyframe_only = True
                         watch_keys = False
-                        key_spacing = statistics.median(b - a for a, b in zip(key_times, key_times[1:]))
+                        key_spacing = median
                         last_key = t
                         log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label, key_spacing)
                     elif len(key_times) >= 4:
@@ -300,8 +303,8 @@ class VideoSource:
 
     def _frame(self, vf: av.VideoFrame, t: float, size: tuple[int, int]) -> Frame:
         scaled = size != (vf.width, vf.height)
-        image = analysis_image(self._scaler, vf, size)
-        return Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t, image=image,
+        return Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t,
+                     image=analysis_image(self._scaler, vf, size),
                      keyframe=bool(vf.key_frame), source_size=(vf.width, vf.height) if scaled else None,
                      full_res=_lazy_full(vf) if scaled else None)
 
