@@ -7,6 +7,7 @@
 `--untrained` builds the architecture from its YAML with random weights (no download): the
 pipeline's mechanics can be exercised on a real ONNX graph before any trained weights exist.
 The export has a dynamic batch and dynamic H/W (so the 16:9 rectangular input works), opset 17.
+The checkpoint is saved beside it (`<name>.pt`, fp16) for the torch devices.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def export_yolo(source: str, out_dir: Path, name: str, *, version: str = "0", im
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model = YOLO(source)
+    # The checkpoint travels with the ONNX: the torch devices (PyTorch fp16 on GPU) run it.
+    torch_target = out_dir / f"{name}.pt"
+    model.save(torch_target)
     onnx_path = Path(model.export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False, opset=17, batch=1))
     target = out_dir / f"{name}.onnx"
     shutil.move(str(onnx_path), target)
@@ -47,6 +51,8 @@ def export_yolo(source: str, out_dir: Path, name: str, *, version: str = "0", im
         "family": "yolo",
         "weights": target.name,
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+        "torch_weights": torch_target.name,
+        "torch_sha256": hashlib.sha256(torch_target.read_bytes()).hexdigest(),
         "input": {"width": imgsz, "height": imgsz, "rect": True, "layout": "NCHW", "color": "RGB",
                   "mean": [0, 0, 0], "std": [255, 255, 255]},
         "max_batch": 16,

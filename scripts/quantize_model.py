@@ -22,12 +22,12 @@ import numpy as np
 import yaml
 
 from streetscan.pipeline.decode import VideoSource
-from streetscan.pipeline.detect import OnnxDetector, load_detector
+from streetscan.pipeline.detect import ModelDetector, load_detector
 from streetscan.pipeline.models import ModelCard, resolve_model
 from streetscan.pipeline.preprocess import letterbox
 
 
-def calibration_tensors(det: OnnxDetector, clips: list[Path], frames: int) -> list[np.ndarray]:
+def calibration_tensors(det: ModelDetector, clips: list[Path], frames: int) -> list[np.ndarray]:
     card = det.card
     per_clip = max(1, frames // max(1, len(clips)))
     out = []
@@ -49,7 +49,7 @@ def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64
 
     detector = load_detector(card)
     tensors = calibration_tensors(detector, clips, frames)
-    input_name = detector.input_name
+    input_name = detector.runtime.input_name
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -73,7 +73,7 @@ def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64
         quantize_static(str(pre), str(target), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         nodes_to_exclude=keep_float)
-    data = dict(card.extra)
+    data = {k: v for k, v in card.extra.items() if not k.startswith("torch_")}  # INT8 is ONNX only
     data.update({
         "name": name, "weights": target.name, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "

@@ -29,7 +29,7 @@ from av.video.reformatter import VideoReformatter
 from . import __version__
 from .pipeline.config import load_config
 from .pipeline.decode import VideoSource, analysis_image, fit_size
-from .pipeline.detect import OnnxDetector, load_detector
+from .pipeline.detect import ModelDetector, load_detector
 from .pipeline.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import input_size, letterbox
@@ -98,7 +98,7 @@ def _first_frame(clip: Path) -> av.VideoFrame:
         return next(c.decode(video=0))
 
 
-def preprocess_ms(detector: OnnxDetector, vf: av.VideoFrame, min_s: float) -> float:
+def preprocess_ms(detector: ModelDetector, vf: av.VideoFrame, min_s: float) -> float:
     """Decoded picture -> model tensor, as the pipeline does it: scale + BGR in the decoder's
     scaler, letterbox padding, tensor packing."""
     scaler, size = VideoReformatter(), fit_size(vf.width, vf.height, detector.card.fit)
@@ -111,10 +111,10 @@ def preprocess_ms(detector: OnnxDetector, vf: av.VideoFrame, min_s: float) -> fl
     return 1000 * dt / n
 
 
-def inference_figures(detector: OnnxDetector, sizes: list[tuple[int, int]], batches: list[int], min_s: float) -> list[dict]:
-    """Raw ONNX Runtime throughput on ready tensors: the compute ceiling, nothing else."""
-    card = detector.card
-    fixed = [d if isinstance(d, int) else None for d in detector.session.get_inputs()[0].shape]
+def inference_figures(detector: ModelDetector, sizes: list[tuple[int, int]], batches: list[int], min_s: float) -> list[dict]:
+    """Raw runtime throughput on ready tensors: the compute ceiling, nothing else."""
+    card, run = detector.card, detector.runtime.run
+    fixed = detector.runtime.input_shape
     rows = []
     for w, h in sizes:
         for b in batches:
@@ -124,8 +124,8 @@ def inference_figures(detector: OnnxDetector, sizes: list[tuple[int, int]], batc
             if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:])):
                 continue
             x = np.random.default_rng(0).random(shape, dtype=np.float32) * 255
-            detector.session.run(None, {detector.input_name: x})  # warm-up
-            n, dt = _timed(lambda: detector.session.run(None, {detector.input_name: x}), min_s)
+            run(x)  # warm-up
+            n, dt = _timed(lambda: run(x), min_s)
             rows.append({"input": f"{w}x{h}", "batch": b, "img_s": n * b / dt, "ms_per_call": 1000 * dt / n})
     return rows
 

@@ -22,6 +22,10 @@ from .pipeline.models import ModelError, resolve_model
 app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
                   no_args_is_help=True, add_completion=False)
 console = Console()
+DeviceOption = Annotated[str, typer.Option(
+    help="Inference device: cpu, cuda, tensorrt (ONNX Runtime) or torch-cuda, torch-cpu (PyTorch, fp16 on "
+         "CUDA; yolo models whose card names their checkpoint).")]
+ThreadsOption = Annotated[Optional[int], typer.Option(help="Inference threads on CPU (default: all cores).")]
 err = Console(stderr=True)
 
 
@@ -63,8 +67,8 @@ def run(
     metrics_port: Annotated[int, typer.Option(help="Port for /metrics, /healthz, /readyz (0: any free port).")] = 9108,
     max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 20.0,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
-    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
+    threads: ThreadsOption = None,
+    device: DeviceOption = "cpu",
     watch: Annotated[bool, typer.Option(help="Reload when streams.yaml changes (SIGHUP always reloads).")] = False,
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
 ) -> None:
@@ -111,7 +115,7 @@ def replay(
     analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
     batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 4,
     start_time: Annotated[Optional[datetime], typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime).")] = None,
-    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
@@ -204,11 +208,11 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Short stages and trials (under 2 minutes on 2 cores).")] = False,
     out: Annotated[Path, typer.Option(help="Folder for capacity.json and capacity.png.")] = Path("out/bench"),
     max_age: Annotated[float, typer.Option(help="Frame age bound (p95 seconds) a sustained load must keep.")] = 3.0,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: all cores).")] = None,
+    threads: ThreadsOption = None,
     max_batch: Annotated[int, typer.Option(help="Daemon's max batch.")] = 8,
     limit: Annotated[int, typer.Option(help="Most cameras to try.")] = 1024,
     gop_s: Annotated[float, typer.Option(help="Keyframe interval of the clip the benchmark encodes (cameras' I-frame interval).")] = 2.0,
-    device: Annotated[str, typer.Option(help="Inference device: cpu, cuda or tensorrt (ONNX Runtime providers).")] = "cpu",
+    device: DeviceOption = "cpu",
 ) -> None:
     """Capacity benchmark: stage figures, raw inference ceiling and the cameras this machine carries."""
     from .capacity import run as run_bench, table

@@ -141,3 +141,30 @@ def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
     refused = subprocess.run([sys.executable, script, "coco-centernet-mbv3", "--calibrate", str(h264_clip)],
                              capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "only yolo-family" in refused.stderr
+
+
+def test_torch_runtime_matches_onnx_export(untrained_yolo):
+    """The PyTorch path (the GPU path without an onnxruntime-gpu wheel) runs the checkpoint saved
+    beside the export; on CPU its raw output is the ONNX graph's, so one yolo decoder serves both."""
+    pytest.importorskip("torch")
+    card = load_card(untrained_yolo)
+    assert card.torch_weights is not None and card.torch_weights.exists()
+    onnx_det, torch_det = load_detector(card), load_detector(card, device="torch-cpu")
+    x = onnx_det._to_tensor([np.random.default_rng(1).integers(0, 256, (384, 640, 3), dtype=np.uint8)] * 2)
+    ref, got = onnx_det.runtime.run(x)[0], torch_det.runtime.run(x)[0]
+    assert got.shape == ref.shape == (2, 4 + 80, 5040)
+    # The checkpoint is stored in fp16: boxes agree to a pixel, class scores (tiny, untrained) to 2 %.
+    np.testing.assert_allclose(got[:, :4], ref[:, :4], atol=1.0)
+    np.testing.assert_allclose(got[:, 4:], ref[:, 4:], rtol=0.02, atol=1e-7)
+
+
+def test_torch_device_needs_a_checkpoint(untrained_yolo):
+    from dataclasses import replace
+
+    with pytest.raises(ModelError, match="torch_weights"):
+        load_detector(resolve_model("coco-centernet-mbv3"), device="torch-cpu")
+    card = replace(load_card(untrained_yolo), torch_weights=untrained_yolo.with_name("gone.pt"))
+    with pytest.raises(ModelError, match="gone.pt.*missing"):
+        load_detector(card, device="torch-cpu")
+    with pytest.raises(ModelError, match="unknown device 'gpu'"):
+        load_detector(card, device="gpu")

@@ -1,14 +1,16 @@
 """Detection: images in, `sv.Detections` in source pixels and StreetScan vocabulary out.
 
-One `Detector` interface; one ONNX Runtime decoder per model family (Frigate's `model_type`
-convention). Detector classes that the card's class map does not name are dropped here, so no
-later stage ever sees a class the rules do not know.
+One `Detector` interface; one decoder per model family (Frigate's `model_type` convention) on
+a runtime the device picks (ONNX Runtime, or PyTorch for Ultralytics checkpoints). Detector
+classes that the card's class map does not name are dropped here, so no later stage ever sees a
+class the rules do not know.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -45,41 +47,100 @@ def make_detections(xyxy: np.ndarray, confidence: np.ndarray, objects: Sequence[
     )
 
 
-# Where inference runs: ONNX Runtime execution providers in order of preference.
-DEVICES = {
+# Where and with what inference runs. ONNX Runtime runs every family on its execution providers
+# (in order of preference); PyTorch runs Ultralytics checkpoints (fp16 on CUDA), the GPU path
+# that needs no onnxruntime-gpu wheel.
+ONNX_DEVICES = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+TORCH_DEVICES = {"torch-cpu": "cpu", "torch-cuda": "cuda"}
+DEVICES = (*ONNX_DEVICES, *TORCH_DEVICES)
 
 
 def providers_for(device: str) -> list[str]:
-    if device not in DEVICES:
+    if device not in ONNX_DEVICES:
         raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    wanted, have = DEVICES[device], ort.get_available_providers()
+    wanted, have = ONNX_DEVICES[device], ort.get_available_providers()
     if wanted[0] not in have:
         raise ModelError(f"device {device!r} needs ONNX Runtime's {wanted[0]}, which this onnxruntime lacks "
-                         f"(it has {', '.join(have)}); install onnxruntime-gpu on a machine with CUDA")
+                         f"(it has {', '.join(have)}); install onnxruntime-gpu on a machine with CUDA, "
+                         f"or use torch-cuda")
     return [p for p in wanted if p in have]
 
 
-class OnnxDetector:
-    """Shared ONNX Runtime plumbing: session, batching by input size, class mapping."""
+class Runtime(Protocol):
+    input_shape: tuple[int | None, ...]  # None where the graph takes any size
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]: ...
+
+
+class OnnxRuntime:
+    def __init__(self, weights: Path, device: str, threads: int | None):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(weights), sess_options=opts, providers=providers_for(device))
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: x})
+
+
+class TorchRuntime:
+    """An Ultralytics checkpoint through its AutoBackend (fused, fp16 on CUDA). Its raw output is
+    the ONNX export's, so the yolo decoder serves both."""
+
+    def __init__(self, weights: Path, device: str, threads: int | None):
+        try:
+            import torch
+            from ultralytics.nn.autobackend import AutoBackend
+        except ImportError:
+            raise ModelError("torch devices need PyTorch and Ultralytics: scripts/setup.sh --train") from None
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ModelError("device 'torch-cuda': PyTorch sees no CUDA GPU here")
+        if threads and device == "cpu":
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.device = torch.device(device)
+        self.model = AutoBackend(str(weights), device=self.device, fp16=device == "cuda", fuse=True, verbose=False)
+        self.model.eval()
+        self.input_shape = (None, 3, None, None)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        with self._torch.inference_mode():
+            y = self.model(self._torch.from_numpy(x).to(self.device))
+        y = y[0] if isinstance(y, (list, tuple)) else y
+        return [y.float().cpu().numpy()]
+
+
+def make_runtime(card: ModelCard, device: str, threads: int | None) -> Runtime:
+    if device in TORCH_DEVICES:
+        if card.family != "yolo" or card.torch_weights is None:
+            raise ModelError(f"device {device!r} runs Ultralytics checkpoints; the card of {card.name!r} names "
+                             f"none (torch_weights)")
+        if not card.torch_weights.exists():
+            raise ModelError(f"{card.torch_weights} named by {card.card_path} is missing; "
+                             f"scripts/export_yolo.py writes it beside the ONNX")
+        return TorchRuntime(card.torch_weights, TORCH_DEVICES[device], threads)
+    return OnnxRuntime(card.weights, device, threads)
+
+
+class ModelDetector:
+    """What every family shares: a runtime, batching by input size, tensor packing, class mapping."""
 
     def __init__(self, card: ModelCard, *, conf_threshold: float = 0.1, iou_threshold: float = 0.5,
                  threads: int | None = None, device: str = "cpu"):
         self.card = card
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(card.weights), sess_options=opts,
-                                            providers=providers_for(device))
         self.device = device
-        self.input_name = self.session.get_inputs()[0].name
-        batch_dim = self.session.get_inputs()[0].shape[0]
-        self.max_batch = card.max_batch if not isinstance(batch_dim, int) else batch_dim
+        self.runtime = make_runtime(card, device, threads)
+        batch_dim = self.runtime.input_shape[0]
+        self.max_batch = card.max_batch if batch_dim is None else batch_dim
         # Detector class index -> vocabulary object, for mapped classes only.
         self.mapped = {i: card.class_map[n] for i, n in enumerate(card.class_names) if n in card.class_map}
         self._mean = np.array(card.mean, dtype=np.float32)
@@ -123,7 +184,7 @@ class OnnxDetector:
             for start in range(0, len(idxs), self.max_batch):
                 chunk = idxs[start:start + self.max_batch]
                 boxed = [letterbox(images[i], size) for i in chunk]
-                outputs = self.session.run(None, {self.input_name: self._to_tensor([b[0] for b in boxed])})
+                outputs = self.runtime.run(self._to_tensor([b[0] for b in boxed]))
                 for j, i in enumerate(chunk):
                     results[i] = self._decode(outputs, j, boxed[j][1])
         return results  # type: ignore[return-value]
@@ -146,7 +207,7 @@ class OnnxDetector:
                                [self.mapped[int(c)] for c in cls])
 
 
-class YoloDetector(OnnxDetector):
+class YoloDetector(ModelDetector):
     """Ultralytics YOLO (v8/11) ONNX export: output [B, 4 + nc, anchors], boxes cx, cy, w, h."""
 
     def _decode(self, outputs, index, lb):
@@ -162,7 +223,7 @@ class YoloDetector(OnnxDetector):
         return self._finish(xyxy, conf, cls, lb, nms=True)
 
 
-class CenterNetDetector(OnnxDetector):
+class CenterNetDetector(ModelDetector):
     """MobileNetV3-CenterNet (TF.js COCO bootstrap): output [1, K, 6] = x1, y1, x2, y2, score, class,
     already peak-picked, so no NMS."""
 
@@ -174,5 +235,5 @@ class CenterNetDetector(OnnxDetector):
 DETECTORS = {"yolo": YoloDetector, "centernet": CenterNetDetector}
 
 
-def load_detector(card: ModelCard, **kwargs) -> OnnxDetector:
+def load_detector(card: ModelCard, **kwargs) -> ModelDetector:
     return DETECTORS[card.family](card, **kwargs)

@@ -52,6 +52,7 @@ class ModelCard:
     provenance: str = ""
     licence: str = ""
     card_path: Path | None = None
+    torch_weights: Path | None = None  # the Ultralytics checkpoint the ONNX came from (torch devices)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -119,7 +120,8 @@ def load_card(card_path: Path, weights_override: Path | None = None) -> ModelCar
         mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))), std=tuple(inp.get("std", (255.0, 255.0, 255.0))),
         class_names=tuple(names), class_map=class_map, max_batch=int(data.get("max_batch", 16)),
         provenance=str(data.get("provenance", "")), licence=str(data.get("licence", "")),
-        card_path=card_path, extra=data,
+        card_path=card_path, torch_weights=base / data["torch_weights"] if data.get("torch_weights") else None,
+        extra=data,
     )
 
 
