@@ -71,6 +71,8 @@ def run(
     device: DeviceOption = "cpu",
     watch: Annotated[bool, typer.Option(help="Reload when streams.yaml changes (SIGHUP always reloads).")] = False,
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
+    evidence_days: Annotated[float, typer.Option(help="Delete evidence older than this, unless its event is open or undelivered (0: keep all).")] = 30.0,
+    jsonl_max_mb: Annotated[float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")] = 256.0,
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -89,13 +91,14 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     sinks = []
     if jsonl or (jsonl is None and not redis):
-        sinks.append(JsonlSink(out / "events.jsonl"))
+        sinks.append(JsonlSink(out / "events.jsonl", max_bytes=int(jsonl_max_mb * 2**20) if jsonl_max_mb > 0 else None))
     if redis:
         # Not pinged: Redis being down at start is an outage like any other; events spool.
         sinks.append(RedisStreamSink(redis, stream=redis_stream))
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
-                            max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch)
+                            max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
+                            evidence_days=evidence_days)
     try:
         daemon = Daemon(options, config, detector, sinks)
     except OSError as exc:

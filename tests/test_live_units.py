@@ -125,6 +125,33 @@ def test_spool_commit_is_atomic(tmp_path):
     assert spool.depth() == 0 and spool.load_state("cam") is None  # neither the events nor the state
 
 
+def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
+    import os
+
+    from streetscan.pipeline.metrics import Metrics
+    from streetscan.workers.retention import EvidenceRetention
+
+    now = 1_800_000_000.0
+    for name, age_days in [("old-done", 40), ("old-open", 40), ("old-pending", 40), ("new-done", 5)]:
+        folder = tmp_path / "evidence" / name
+        folder.mkdir(parents=True)
+        (folder / "clean.jpg").write_bytes(b"jpeg")
+        os.utime(folder, (now - age_days * 86400,) * 2)
+    spool = EventSpool(tmp_path / "spool.db", ["redis"])
+    pending = {**event(1), "event_id": "old-pending"}
+    spool.commit("cam", [pending], {"dedup": {}, "evidence": {"old-open": {"clean": "evidence/old-open/clean.jpg"}}})
+    metrics = Metrics()
+    retention = EvidenceRetention(tmp_path, spool, metrics, evidence_days=30)
+    assert retention.sweep(now) == 1
+    assert sorted(p.name for p in (tmp_path / "evidence").iterdir()) == ["new-done", "old-open", "old-pending"]
+    # Delivered and closed: then it goes too.
+    spool.ack("redis", spool.pending("redis")[-1][0])
+    spool.commit("cam", [], {"dedup": {}, "evidence": {}})
+    assert retention.sweep(now) == 2
+    assert [p.name for p in (tmp_path / "evidence").iterdir()] == ["new-done"]
+    assert metrics.registry.get_sample_value("streetscan_evidence_pruned_total") == 3
+
+
 def violation(key: str, box, t: float) -> Violation:
     return Violation(camera_id="cam", zone_id="frame", scene_class="illegal_parking", key=key, first_seen_s=t,
                      confirmed_s=t, last_seen_s=t, confidence=0.9,

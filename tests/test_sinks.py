@@ -23,6 +23,19 @@ def test_jsonl_appends_one_object_per_line(tmp_path):
     assert "违停" in lines[0]  # UTF-8 kept readable, not \\u-escaped
 
 
+def test_jsonl_rotates_by_size_without_losing_or_splitting_a_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    line_bytes = len(json.dumps(event(0), ensure_ascii=False, separators=(",", ":")).encode()) + 1
+    sink = JsonlSink(path, max_bytes=3 * line_bytes + 10)  # three events per file
+    for i in range(10):
+        sink.emit(event(i))
+    sink.close()
+    parts = sorted(tmp_path.glob("events-*.jsonl")) + [path]  # rotated parts sort by time
+    assert [len(p.read_text(encoding="utf-8").splitlines()) for p in parts] == [3, 3, 3, 1]
+    ids = [json.loads(l)["event_id"] for p in parts for l in p.read_text(encoding="utf-8").splitlines()]
+    assert ids == [event(i)["event_id"] for i in range(10)]
+
+
 @pytest.mark.integration
 def test_redis_stream_entries_ids_and_payload(redis_url):
     sink = RedisStreamSink(redis_url, stream="t:entries")

@@ -58,6 +58,11 @@ class CameraPipeline:
         """What must outlive a restart: open events and the evidence they point to."""
         return {"dedup": self.dedup.snapshot(), "evidence": self._evidence_by_event}
 
+    @staticmethod
+    def evidence_in(state: dict) -> set[str]:
+        """Events of a saved snapshot whose evidence is still referenced (open events)."""
+        return set(state.get("evidence", {}))
+
     def restore(self, state: dict, t: float) -> int:
         restored = self.dedup.restore(state.get("dedup", {}), t, self.rules.confirm_s)
         open_ids = {rec.event.event_id for rec in self.dedup.open.values()}

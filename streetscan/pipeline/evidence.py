@@ -3,6 +3,7 @@ frame of first sighting (before/after the dwell), which is what a case officer c
 
 from __future__ import annotations
 
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 
@@ -78,3 +79,23 @@ class EvidenceWriter:
         cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
         cv2.putText(out, header, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
         return out
+
+
+def prune_evidence(out_dir: Path, written_before: float, keep: set[str]) -> int:
+    """Delete the evidence folders last written before `written_before` (epoch seconds) whose
+    event is not in `keep`; returns how many went."""
+    root = Path(out_dir) / "evidence"
+    if not root.is_dir():
+        return 0
+    pruned = 0
+    for folder in root.iterdir():
+        if folder.name in keep or not folder.is_dir():
+            continue
+        try:
+            if folder.stat().st_mtime >= written_before:
+                continue
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            continue
+        pruned += 1
+    return pruned

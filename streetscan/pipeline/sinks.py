@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,20 +25,36 @@ class CaseSink(Protocol):
 
 class JsonlSink:
     """Appends one JSON object per line; each line is flushed (and fsynced with durable=True) so a
-    crash never leaves a half-written event behind a written one."""
+    crash never leaves a half-written event behind a written one.
 
-    def __init__(self, path: Path, durable: bool = False):
+    With `max_bytes`, a file about to grow past it is renamed to `<stem>-<UTC time>.jsonl` first
+    and a new one started, so a daemon running for months never writes one endless file; the
+    parts are kept (they are the event record), and a line is never split across two."""
+
+    def __init__(self, path: Path, durable: bool = False, max_bytes: int | None = None):
         self.name = f"jsonl:{path}"
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.durable = durable
+        self.max_bytes = max_bytes
         self._fh = self.path.open("a", encoding="utf-8")
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
+        line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
+        if self.max_bytes:
+            size = os.fstat(self._fh.fileno()).st_size
+            if size and size + len(line.encode("utf-8")) > self.max_bytes:
+                self._rotate()
+        self._fh.write(line)
         self._fh.flush()
         if self.durable:
             os.fsync(self._fh.fileno())
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        self.path.rename(self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
+        self._fh = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
         self._fh.close()

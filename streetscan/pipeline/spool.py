@@ -112,6 +112,16 @@ class EventSpool:
             row = self._db.execute("SELECT state FROM camera_state WHERE camera_id = ?", (camera_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
+    def undelivered_event_ids(self) -> set[str]:
+        """Events some sink has not taken yet (rows every sink took are deleted)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT DISTINCT event_id FROM outbox")}
+
+    def camera_states(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT camera_id, state FROM camera_state").fetchall()
+        return {cam: json.loads(state) for cam, state in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

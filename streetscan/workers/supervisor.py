@@ -31,6 +31,7 @@ from .handoff import FrameBoard
 from .inference import Batch, BatchedInference
 from .loop import Worker
 from .reader import CameraState, StreamReader
+from .retention import EvidenceRetention
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class DaemonOptions:
     analysis_queue: int = 2  # batches between inference and analysis
     shutdown_timeout_s: float = 20.0
     watch_config: bool = False  # reload when streams.yaml changes, as well as on SIGHUP
+    evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
 
 
 @dataclass
@@ -122,6 +124,8 @@ class Daemon:
                                           max_batch=options.max_batch, max_wait_ms=options.max_wait_ms)
         self.analysis = AnalysisWorker(self, self.analysis_queue)
         self.emitter = EventEmitter(self.spool, self.sinks, self.metrics)
+        self.retention = (EvidenceRetention(options.out_dir, self.spool, self.metrics, evidence_days=options.evidence_days)
+                          if options.evidence_days > 0 else None)
         self.last_age: dict[str, float] = {}
         self._cameras: dict[str, CameraRuntime] = {}
         self._lock = threading.Lock()
@@ -224,6 +228,8 @@ class Daemon:
     def start(self) -> None:
         self.server.start()
         self.emitter.start()
+        if self.retention:
+            self.retention.start()
         self.analysis.start()
         self.inference.start()
         for cam in self.config.cameras:
@@ -268,6 +274,9 @@ class Daemon:
         self.inference.stop(drain=True)
         drained = self.inference.join(timeout=max(0.1, deadline - time.monotonic() - 2))
         drained = self.analysis.join(timeout=max(0.1, deadline - time.monotonic() - 2)) and drained
+        if self.retention:
+            self.retention.stop()
+            self.retention.join(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
         self.emitter.stop()
         self.emitter.join(timeout=max(0.1, deadline - time.monotonic() - 1))
         left = self.emitter.flush(deadline)

@@ -1,0 +1,57 @@
+"""Retention: keeps the daemon's disk bounded over months of running, one loop.
+
+Evidence folders older than `evidence_days` are deleted, except those of events still open or
+not yet taken by every sink: a late sink or the case officer of an open case still needs them.
+Event records are not pruned: events.jsonl rotates by size (JsonlSink) and its parts are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ..pipeline.camera import CameraPipeline
+from ..pipeline.evidence import prune_evidence
+from ..pipeline.metrics import Metrics
+from ..pipeline.spool import EventSpool
+from .loop import Worker
+
+log = logging.getLogger(__name__)
+
+
+def evidence_in_use(spool: EventSpool) -> set[str]:
+    ids = spool.undelivered_event_ids()
+    for state in spool.camera_states().values():
+        ids |= CameraPipeline.evidence_in(state)
+    return ids
+
+
+class EvidenceRetention(Worker):
+    def __init__(self, out_dir: Path, spool: EventSpool, metrics: Metrics, *, evidence_days: float,
+                 interval_s: float = 3600.0, first_after_s: float = 60.0):
+        self.out_dir = Path(out_dir)
+        self.spool = spool
+        self.metrics = metrics
+        self.evidence_days = evidence_days
+        self.interval_s = interval_s
+        self.first_after_s = first_after_s
+        super().__init__("retention")
+
+    def _run(self) -> None:
+        wait = self.first_after_s
+        while not self._stop.wait(wait):
+            self.beat()
+            try:
+                self.sweep()
+            except OSError as exc:  # a full or read-only disk must not end the loop
+                log.warning("evidence retention: %s", exc)
+            wait = self.interval_s
+
+    def sweep(self, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - self.evidence_days * 86400
+        pruned = prune_evidence(self.out_dir, cutoff, evidence_in_use(self.spool))
+        if pruned:
+            self.metrics.evidence_pruned.inc(pruned)
+            log.info("evidence retention: %d folder(s) older than %g days deleted", pruned, self.evidence_days)
+        return pruned
