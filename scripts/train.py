@@ -80,6 +80,17 @@ def train(recipe: dict, fresh: bool = False) -> Path:
     return best
 
 
+def hardware(device: str | None) -> str:
+    import torch
+
+    from streetscan.capacity import machine
+
+    if torch.cuda.is_available() and device != "cpu":
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    m = machine()
+    return f"CPU {m['cpu']} ({m['cores']} cores)"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=REPO / "scripts" / "train.yaml")
@@ -97,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     ex = recipe["export"]
     provenance = (f"trained from scratch by scripts/train.py ({recipe['model']}, imgsz {recipe['imgsz']}, "
-                  f"{recipe['epochs']} epochs, seed {recipe['seed']}) on {recipe['data']}")
+                  f"{recipe['epochs']} epochs, batch {recipe['batch']}, seed {recipe['seed']}) on {recipe['data']}, "
+                  f"on {hardware(recipe.get('device'))}")
     card = export_yolo(str(best), args.export_out or REPO / ex["out"], ex["name"], version=str(ex["version"]), imgsz=recipe["imgsz"],
                        provenance=provenance, licence="AGPL-3.0 (Ultralytics code); data licences in models/MODEL_CARD.md")
     print(f"exported: {card}")
