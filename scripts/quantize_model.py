@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make an INT8 variant of a model card (ONNX Runtime static quantization, QDQ, per-channel).
 
-    .venv/bin/python scripts/quantize_model.py yolo11n-untrained --calibrate ../shared/footage/*.mp4
+    .venv/bin/python scripts/quantize_model.py streetscan-0.1 --calibrate ../shared/footage/*.mp4 \\
+        ../shared/datasets/cn_garbage_bins/images/train ../shared/datasets/facade_ads/images/train
     # -> models/<name>-int8.onnx + card; select it per deployment with --model <name>-int8
 
 The whole network is quantized (weights int8 per channel, activations uint8: quantizing only the
@@ -18,6 +19,7 @@ import hashlib
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -27,28 +29,47 @@ from streetscan.pipeline.models import ModelCard, resolve_model
 from streetscan.pipeline.preprocess import letterbox
 
 
-def calibration_tensors(det: ModelDetector, clips: list[Path], frames: int) -> list[np.ndarray]:
-    card = det.card
-    per_clip = max(1, frames // max(1, len(clips)))
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def _calibration_images(source: Path, card: ModelCard):
+    """BGR frames from a clip (1 per second), an image, or a folder of images (sorted)."""
+    if source.is_dir():
+        for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            yield cv2.imread(str(path))
+    elif source.suffix.lower() in IMAGE_SUFFIXES:
+        yield cv2.imread(str(source))
+    else:
+        for frame in VideoSource(str(source), analysis_fps=1.0, fit=card.fit).frames():
+            yield frame.image
+
+
+def _label(source: Path) -> str:
+    """A folder named by its dataset too (`cn_garbage_bins/images/train`, not `train`)."""
+    return "/".join(source.parts[-3:]) if source.is_dir() else source.name
+
+
+def calibration_tensors(det: ModelDetector, sources: list[Path], frames: int) -> list[np.ndarray]:
+    """`frames` tensors split evenly over the sources, letterboxed exactly as the pipeline does."""
+    per_source = max(1, frames // max(1, len(sources)))
     out = []
-    for clip in clips:
-        src = VideoSource(str(clip), analysis_fps=1.0, fit=card.fit)
-        for frame in src.frames():
-            out.append(det._to_tensor([letterbox(frame.image, det.input_size(frame.image))[0]]))
-            if len(out) % per_clip == 0:
+    for source in sources:
+        for taken, image in enumerate(_calibration_images(source, det.card)):
+            if taken == per_source:
                 break
+            out.append(det._to_tensor([letterbox(image, det.input_size(image))[0]]))
     if not out:
-        raise SystemExit("no calibration frames: give --calibrate clips")
+        raise SystemExit("no calibration frames: give --calibrate clips, images or image folders")
     return out
 
 
-def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64) -> Path:
+def quantize(card: ModelCard, sources: list[Path], out_dir: Path, frames: int = 64) -> Path:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     detector = load_detector(card)
-    tensors = calibration_tensors(detector, clips, frames)
+    tensors = calibration_tensors(detector, sources, frames)
     input_name = detector.runtime.input_name
 
     class Reader(CalibrationDataReader):
@@ -77,7 +98,7 @@ def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64
     data.update({
         "name": name, "weights": target.name, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "
-                      f"calibrated on {len(tensors)} frames of {', '.join(c.name for c in clips)}. "
+                      f"calibrated on {len(tensors)} frames of {', '.join(_label(s) for s in sources)}. "
                       f"Source model: {card.provenance}",
         "quantization": {"source": card.name, "calibration_frames": len(tensors), "format": "QDQ",
                          "activations": "uint8", "weights": "int8 per channel"},
@@ -89,7 +110,7 @@ def quantize(card: ModelCard, clips: list[Path], out_dir: Path, frames: int = 64
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="name, card or ONNX path of the float model")
-    ap.add_argument("--calibrate", type=Path, nargs="+", required=True, help="clips to take calibration frames from")
+    ap.add_argument("--calibrate", type=Path, nargs="+", required=True, help="clips (1 frame/s), images or image folders to calibrate on; mix scenes and objects")
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--out", type=Path, help="default: beside the source card")
     args = ap.parse_args()
