@@ -82,7 +82,7 @@ def test_train_smoke_run_exports_a_working_card(tmp_path, marker_model):
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert (tmp_path / "runs" / "smoke" / "weights" / "last.pt").exists()
-    card = load_card(tmp_path / "models" / "streetscan-0.1.yaml")
+    card = load_card(tmp_path / "models" / "streetscan-0.2.yaml")
     assert card.family == "yolo" and card.class_names == ("car",) and card.class_map == {"car": "car"}
     assert "trained from scratch" in card.provenance
     detections = load_detector(card).detect([cv2.imread(str(next((src / "images" / "val").glob("*.png"))))])
