@@ -11,7 +11,6 @@ import supervision as sv
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.models import vocabulary
 
-FRAME = (1280, 720)
 TZ = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 11, 20, 12, 0, tzinfo=TZ)  # a Friday
 
@@ -51,5 +50,5 @@ def run(ruleset, frames: list[tuple[float, sv.Detections]], start: datetime = NO
     """Feed (t, detections) frames; return the violations per frame."""
     out = []
     for seq, (t, d) in enumerate(frames):
-        out.append(ruleset.update(d, t, start + timedelta(seconds=t), seq, FRAME))
+        out.append(ruleset.update(d, t, start + timedelta(seconds=t), seq))
     return out

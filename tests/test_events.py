@@ -20,7 +20,7 @@ def replay(frames, seconds_per_frame=1.0):
     events = []
     for seq, d in enumerate(frames):
         t = seq * seconds_per_frame
-        events += dedup.update(rules.update(d, t, NOON + timedelta(seconds=t), seq, (1280, 720)), t)
+        events += dedup.update(rules.update(d, t, NOON + timedelta(seconds=t), seq), t)
     return events
 
 

@@ -142,3 +142,19 @@ def test_ruleset_builds_only_what_zone_kind_and_model_allow():
 def test_disabled_class_is_not_built():
     rs = ruleset([{"id": "p", "kind": "sidewalk"}], {"crowd_gathering": {"enabled": False}})
     assert not any(isinstance(r, CountRule) and r.scene.code == "crowd_gathering" for r in rs.rules)
+
+
+def test_zones_share_one_mask_and_the_whole_picture_needs_none():
+    from streetscan.pipeline.rules import _polygon_zone
+
+    rs = ruleset([{**KERB, "classes": ["illegal_parking", "bike_misparking"]},
+                  {"id": "all", "kind": "any", "classes": ["illegal_parking"]}])
+    _polygon_zone.cache_clear()
+    for rule in rs.rules:
+        rule.candidates(dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2)))
+    # Two rules on the kerb polygon with the same anchor: one supervision zone (one mask) between
+    # them; the zone without a polygon (the whole picture) rasterises nothing.
+    assert _polygon_zone.cache_info().currsize == 1
+    whole = next(r for r in rs.rules if r.zone.id == "all")
+    edge = dets(("car", (0.0, 620.0, 100.0, 720.0), 0.9, 3))  # bottom edge on the frame's last row
+    assert list(whole.candidates(edge)[0]) == [0]

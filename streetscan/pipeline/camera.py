@@ -41,7 +41,7 @@ class CameraPipeline:
     def process(self, frame: Frame, detections: sv.Detections, wall: datetime) -> list[Event]:
         """`detections` are on `frame.image`; from here on everything speaks camera pixels."""
         tracked = self.tracker.update(frame.to_source(detections), frame.pts_s)
-        violations = self.rules.update(tracked, frame.pts_s, wall, frame.seq, (frame.width, frame.height))
+        violations = self.rules.update(tracked, frame.pts_s, wall, frame.seq)
         if self.rules.episode_started:
             self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(violations, frame.pts_s)]

@@ -12,6 +12,7 @@ stream into opened/updated/resolved events is the deduplicator's job (events.py)
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -87,6 +88,14 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+@lru_cache(maxsize=4096)
+def _polygon_zone(points: tuple[tuple[float, float], ...], anchor: sv.Position) -> sv.PolygonZone:
+    """One zone, and one mask, per polygon and anchor, shared by every rule and camera that uses it:
+    supervision rasterises the polygon to a mask as large as its bounding corner (2 MB for a zone
+    reaching a 1080p frame's corner), and a camera has one rule per scene class."""
+    return sv.PolygonZone(np.array(points, dtype=np.int64), triggering_anchors=(anchor,))
+
+
 class ZoneRule:
     """One scene class in one zone of one camera."""
 
@@ -100,32 +109,25 @@ class ZoneRule:
         # Once confirmed, a violation survives absences up to the event's resolve grace: a parked car
         # hidden by a bus for 30 s is the same case when it reappears, not a new dwell from zero.
         self.confirmed_gap_s = max(self.gap_s, float(params.get("confirmed_gap_s", self.gap_s)))
-        anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
-        self._anchor = anchor
-        self._polygon_zone: sv.PolygonZone | None = None
-        self._frame_size: tuple[int, int] | None = None
+        self._anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
+        self._polygon = tuple(map(tuple, zone.polygon)) if zone.polygon is not None else None
         self.episode_started = False  # set by update() when a new episode began on this frame
 
-    def _zone_for(self, frame_size: tuple[int, int]) -> sv.PolygonZone:
-        if self._polygon_zone is None or self._frame_size != frame_size:
-            w, h = frame_size
-            pts = self.zone.polygon or [(0, 0), (w - 1, 0), (w - 1, h - 1), (0, h - 1)]
-            self._polygon_zone = sv.PolygonZone(np.array(pts, dtype=np.int64), triggering_anchors=(self._anchor,))
-            self._frame_size = frame_size
-        return self._polygon_zone
-
-    def candidates(self, det: sv.Detections, frame_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(self, det: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
         """(indices of this rule's objects inside the zone, indices of its objects outside it)."""
         if len(det) == 0:
             return np.array([], dtype=int), np.array([], dtype=int)
         ours = np.isin(det.data["class_name"], self.scene.objects) & (det.confidence >= self.min_confidence)
-        inside = self._zone_for(frame_size).trigger(det)
+        if self._polygon is None:
+            inside = np.ones(len(det), dtype=bool)  # the whole picture: every detection is in it
+        else:
+            inside = _polygon_zone(self._polygon, self._anchor).trigger(det)
         return np.flatnonzero(ours & inside), np.flatnonzero(ours & ~inside)
 
     def _gap(self, ep: _Episode) -> float:
         return self.confirmed_gap_s if ep.confirmed_s is not None else self.gap_s
 
-    def update(self, det: sv.Detections, t: float, frame_seq: int, frame_size: tuple[int, int]) -> list[Violation]:
+    def update(self, det: sv.Detections, t: float, frame_seq: int) -> list[Violation]:
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -142,9 +144,9 @@ class DwellRule(ZoneRule):
     def reset(self) -> None:
         self.episodes.clear()
 
-    def update(self, det, t, frame_seq, frame_size):
+    def update(self, det, t, frame_seq):
         self.episode_started = False
-        inside, outside = self.candidates(det, frame_size)
+        inside, outside = self.candidates(det)
         tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
         for i in outside:  # seen outside the zone: it left, whatever the gap tolerance says
             self.episodes.pop(int(tids[i]), None)
@@ -199,9 +201,9 @@ class CountRule(ZoneRule):
     def confirm_s(self) -> float:
         return self.hold_s
 
-    def update(self, det, t, frame_seq, frame_size):
+    def update(self, det, t, frame_seq):
         self.episode_started = False
-        inside, _ = self.candidates(det, frame_size)
+        inside, _ = self.candidates(det)
         ep = self.episode
         if len(inside) >= self.min_count:
             if ep is None:
@@ -258,8 +260,7 @@ class RuleSet:
     def episode_started(self) -> bool:
         return any(r.episode_started for r in self.rules)
 
-    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int,
-               frame_size: tuple[int, int]) -> list[Violation]:
+    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int) -> list[Violation]:
         out: list[Violation] = []
         weekday, clock = wall.isoweekday(), wall.timetz().replace(tzinfo=None)
         for rule in self.rules:
@@ -268,5 +269,5 @@ class RuleSet:
                 rule.reset()
                 rule.episode_started = False
                 continue
-            out.extend(rule.update(det, t, frame_seq, frame_size))
+            out.extend(rule.update(det, t, frame_seq))
         return out
