@@ -30,6 +30,24 @@ def test_keyframe_only_when_keyframes_suffice(h264_clip):
     assert all(f.keyframe for f in frames)
 
 
+def test_unwanted_frames_are_not_decoded_nor_converted(h264_clip):
+    asked = []
+
+    def every_other(t: float) -> bool:
+        asked.append(t)
+        return len(asked) % 2 == 1
+
+    key = VideoSource(str(h264_clip), analysis_fps=1, wanted=every_other)
+    frames = list(key.frames())
+    assert key.stats.keyframe_only and asked == pytest.approx([float(i) for i in range(8)], abs=0.04)
+    assert [f.pts_s for f in frames] == pytest.approx([0.0, 2.0, 4.0, 6.0], abs=0.04)
+    assert key.stats.decoded == 4 and key.stats.skipped == 4  # a skipped keyframe is never decoded
+    asked.clear()
+    full = VideoSource(str(h264_clip), analysis_fps=2, wanted=every_other)
+    frames = list(full.frames())  # GOP 1 s > 0.5 s: everything decoded, only the wanted converted
+    assert len(frames) == 8 and full.stats.skipped == 8 and full.stats.decoded == 200 and full.stats.sampled == 8
+
+
 def test_keyframe_mode_can_be_turned_off(h264_clip):
     src = VideoSource(str(h264_clip), analysis_fps=0.5, keyframes="never")
     assert len(list(src.frames())) == 4 and src.stats.decoded == 200

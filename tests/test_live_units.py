@@ -43,6 +43,18 @@ def test_board_keeps_only_the_newest_frame_and_counts_drops():
     assert board.put(lf("gone", 0)) is False and board.pending() == 0  # unknown camera: ignored
 
 
+def test_board_wants_a_frame_unless_a_recent_one_waits():
+    board = FrameBoard()
+    board.add("a")
+    assert board.wants("a", fresh_s=1.0)  # nothing waiting
+    board.put(lf("a", 0))
+    assert not board.wants("a", fresh_s=1.0)  # a fresh one waits: do not decode another
+    board.put(LiveFrame("a", 0, lf("a", 1).frame, time.monotonic() - 2.0))
+    assert board.wants("a", fresh_s=1.0)  # the waiting one is stale: replace it
+    board.gather(8, 0.0)
+    assert board.wants("a", fresh_s=1.0) and board.wants("unknown", fresh_s=1.0)
+
+
 def test_board_gathers_one_frame_per_camera_round_robin():
     board = FrameBoard()
     cams = [f"c{i}" for i in range(5)]

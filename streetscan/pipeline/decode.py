@@ -55,6 +55,7 @@ class SourceInfo:
 class DecodeStats:
     decoded: int = 0
     sampled: int = 0
+    skipped: int = 0  # due for analysis but not wanted (the consumer still had one waiting)
     decode_errors: int = 0
     keyframe_only: bool = False
 
@@ -154,12 +155,16 @@ class VideoSource:
     probed on the connection that reads it, so a camera is never dialled twice.
     `watchdog`, when given, is called before each packet and may raise to abandon the stream
     (a reader's stop request or stall timeout): PyAV's own timeouts only cover blocking reads.
+    `wanted(t)`, when given, is asked each time the frame at `t` (s from the stream's start) is due
+    for analysis, before any work on it (before decoding a keyframe, before converting a fully
+    decoded frame); False skips that instant (`stats.skipped`). It may block (pacing) or raise. An overloaded daemon uses it so that frames nobody will analyse
+    are not decoded only to be dropped.
     """
 
     def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
                  open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
                  watchdog: Callable[[], None] | None = None, fit: tuple[int, int] | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, wanted: Callable[[float], bool] | None = None):
         if analysis_fps <= 0:
             raise ValueError("analysis_fps must be positive")
         self.url = url
@@ -171,6 +176,7 @@ class VideoSource:
         self.watchdog = watchdog
         self.fit = fit
         self.threads = threads
+        self.wanted = wanted
         self._scaler = VideoReformatter()  # one swscale context reused for every sampled frame
         self.stats = DecodeStats()
         self.info: SourceInfo | None = None if is_network(url) else self._probe()
@@ -253,6 +259,8 @@ class VideoSource:
                     key_spacing = gap if gap > 0 else key_spacing
                     if not grid.take(pt, key_spacing):
                         continue  # a keyframe that will not be analysed is not decoded either
+                    if not self._wanted(pt):
+                        continue
                     chosen.add(packet.pts)
             try:
                 decoded = decoder.decode(packet)
@@ -291,10 +299,18 @@ class VideoSource:
                     chosen.discard(vf.pts)
                 elif not decoded_in_full or not grid.take(t, spacing):
                     continue  # not analysed: dropped before colour conversion
+                elif not self._wanted(t):
+                    continue
                 if size is None:
                     size = fit_size(vf.width, vf.height, self.fit)
                 yield self._frame(vf, t, size)
                 self.stats.sampled += 1
+
+    def _wanted(self, t: float) -> bool:
+        if self.wanted is None or self.wanted(t):
+            return True
+        self.stats.skipped += 1
+        return False
 
     def _decoder(self, stream: av.video.stream.VideoStream, keyframe_only: bool) -> av.CodecContext:
         """A fresh decoder for the stream's codec, set up for the mode; a mode switch replaces it

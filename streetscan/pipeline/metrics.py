@@ -65,7 +65,8 @@ class Metrics:
         self.frames_sampled = Counter("streetscan_frames_sampled", "Frames sampled for analysis per camera", cam, registry=r)
         self.frames_analysed = Counter("streetscan_frames_analysed", "Frames through detection and rules per camera", cam, registry=r)
         self.frames_dropped = Counter("streetscan_frames_dropped",
-                                      "Sampled frames dropped: superseded by a newer frame before inference took them",
+                                      "Sampled frames dropped: superseded by a newer frame before inference took them, "
+                                      "or not decoded while a recent one still waited for inference",
                                       cam, registry=r)
         self.decode_errors = Counter("streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r)
         self.reconnects = Counter("streetscan_reconnects", "Times a camera was dialled again after a failure", cam, registry=r)

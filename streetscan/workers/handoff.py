@@ -1,7 +1,8 @@
 """Latest-frame-wins hand-off from the stream readers to batched inference.
 
 Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
-before inference took it is dropped and counted. Inference gathers one frame per ready camera,
+before inference took it is dropped and counted. A reader does not even decode a frame while its
+slot holds a recent one (`wants`): that frame is skipped, and counted as dropped too. Inference gathers one frame per ready camera,
 round-robin from where the last batch stopped, so no camera starves the others. Memory is
 bounded by one frame per camera whatever the load, and a frame's age at analysis by one batch.
 """
@@ -55,6 +56,15 @@ class FrameBoard:
         if replaced and self._on_drop:
             self._on_drop(lf.camera_id)
         return replaced
+
+    def wants(self, camera_id: str, fresh_s: float) -> bool:
+        """Whether a new frame from the camera is worth making: no frame of it is waiting, or the
+        one waiting is older than `fresh_s`. Under overload a reader then skips decoding frames
+        that would only replace a recent one, and the cores go to inference instead; a waiting
+        frame never gets older than `fresh_s` plus one batch before it is replaced."""
+        with self._cond:
+            lf = self._slots.get(camera_id)
+            return lf is None or time.monotonic() - lf.arrived > fresh_s
 
     def pending(self) -> int:
         with self._cond:
