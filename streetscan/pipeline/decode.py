@@ -264,6 +264,12 @@ class VideoSource:
                     chosen.add(packet.pts)
             try:
                 decoded = decoder.decode(packet)
+                if keyframe_only and packet.size:
+                    # Keyframes alone need no reordering: drain now instead of waiting out the B-frame
+                    # delay the stream declares (2 keyframes, i.e. 2 s at 1 fps, on a High-profile
+                    # camera), and start the next keyframe clean.
+                    decoded += decoder.decode(None)
+                    decoder.flush_buffers()
             except av.error.InvalidDataError as exc:
                 self.stats.decode_errors += 1
                 # Counted in stats (and the daemon's metrics); a lossy link would flood a warning log.
@@ -277,7 +283,7 @@ class VideoSource:
                 if vf.is_corrupt:
                     # Concealed damage (lost slices): count it; the picture is still usable.
                     self.stats.decode_errors += 1
-                t = float(vf.pts * vf.time_base) - start
+                t = float(vf.pts * stream.time_base) - start  # (a drained frame carries no time_base)
                 self.stats.decoded += 1
                 decoded_in_full = not keyframe_only  # (a switch below applies from the next packet)
                 if watch_keys and vf.key_frame:
