@@ -75,6 +75,7 @@ class StreamReader(Worker):
         self.state = CameraState.CONNECTING
         self.reason = "starting"
         self.last_frame_at: float | None = None  # monotonic
+        self._loop_ends_at: float | None = None  # monotonic: when a looping file's last play would have ended
         super().__init__(f"reader-{camera_id}")
         self._seq = 0
         self._log = logging.LoggerAdapter(log, {"camera": camera_id})
@@ -125,12 +126,15 @@ class StreamReader(Worker):
         # cameras on 2 cores analysed 16 frames/s while decoding 64, most of them only to drop).
         fresh_s = 2.0 / self.analysis_fps
         clock: dict[str, tuple[float, float]] = {}  # "start": (pts, monotonic) of the session's first due frame
+        # A looping file plays on at its real rate: the next play starts when the last one would
+        # have ended, not the moment its demuxer hit the end (a camera never sends two frames at once).
+        resume_at, self._loop_ends_at = self._loop_ends_at or 0.0, None
 
         def due(t: float) -> bool:
             """A frame is due for analysis: pace a file to the camera's rate first (so the board is
             asked when the camera would have sent it), then decode it only if it will be wanted."""
             now = time.monotonic()
-            start = clock.setdefault("start", (t, now))
+            start = clock.setdefault("start", (t, max(now, resume_at)))
             ahead = (t - start[0]) - (now - start[1])
             if paced and ahead > 0 and self._stop.wait(ahead):
                 raise _StopRequested
@@ -182,7 +186,13 @@ class StreamReader(Worker):
                                replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now)
                 self._seq += 1
                 self.board.put(lf)
-            return LOOPED if paced else "stream ended"
+            if not paced:
+                return "stream ended"
+            duration = source.info.duration_s if source.info else None
+            if duration and "start" in clock:
+                pts0, mono0 = clock["start"]
+                self._loop_ends_at = mono0 + duration - pts0
+            return LOOPED
         except _StopRequested:
             return "stopped"
         except SourceError as exc:
