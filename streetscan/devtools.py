@@ -196,12 +196,14 @@ class DaemonProcess:
 
 
 def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,
-                gop: int = 25, scene=None) -> Path:
-    """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box."""
+                gop: int = 25, scene=None, bframes: int = 0) -> Path:
+    """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box.
+    `bframes` > 0 makes a stream with B-frames (a decoder reorder delay), as many cameras send."""
     container = av.open(str(path), "w")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast"}
+    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast",
+                      "bf": str(bframes)}
     stream.time_base = Fraction(1, fps)
     for i in range(int(seconds * fps)):
         t = i / fps

@@ -1,3 +1,4 @@
+import av
 import cv2
 import numpy as np
 import pytest
@@ -46,6 +47,18 @@ def test_unwanted_frames_are_not_decoded_nor_converted(h264_clip):
     full = VideoSource(str(h264_clip), analysis_fps=2, wanted=every_other)
     frames = list(full.frames())  # GOP 1 s > 0.5 s: everything decoded, only the wanted converted
     assert len(frames) == 8 and full.stats.skipped == 8 and full.stats.decoded == 200 and full.stats.sampled == 8
+
+
+def test_keyframe_output_is_not_held_back_by_b_frames(tmp_path):
+    clip = encode_clip(tmp_path / "bframes.mp4", seconds=6, bframes=2)
+    with av.open(str(clip)) as c:
+        assert c.streams.video[0].codec_context.has_b_frames  # the decoder would hold frames back
+    events = []
+    src = VideoSource(str(clip), analysis_fps=1, wanted=lambda t: events.append(("due", round(t))) is None)
+    for f in src.frames():
+        events.append(("frame", round(f.pts_s)))
+    # Each keyframe comes out before the next is even due: no analysis interval of added latency.
+    assert src.stats.keyframe_only and events == [e for t in range(6) for e in (("due", t), ("frame", t))]
 
 
 def test_keyframe_mode_can_be_turned_off(h264_clip):
