@@ -43,3 +43,37 @@ def test_trained_model_quality_on_human_labels_holds(assets, tmp_path):
     for cls, floor in FLOORS.items():
         assert fp32[cls]["ap50"] >= floor, (cls, fp32[cls])
         assert int8[cls]["ap50"] >= fp32[cls]["ap50"] - INT8_MAX_LOSS, (cls, fp32[cls], int8[cls])
+
+
+@pytest.mark.assets
+def test_trained_model_opens_an_overflowing_bin_case_on_a_labelled_photo(assets, tmp_path):
+    """The whole chain on real imagery: the val photo with the most human-drawn overflowing bins,
+    held as a 2 fps H.264 camera for 130 s, replayed with streetscan-0.1: the bins persist past the
+    rule's 120 s, so an overflowing_bin case opens, with evidence."""
+    import cv2
+
+    from conftest import encode_clip
+
+    root = assets / "datasets" / "cn_garbage_bins"
+    overflow = (root / "classes.txt").read_text().split().index("overflow")
+
+    def boxes(label):
+        return sum(1 for line in label.read_text().splitlines() if line.split() and int(line.split()[0]) == overflow)
+
+    label = min((root / "labels" / "val").glob("*.txt"), key=lambda p: (-boxes(p), p.name))
+    photo = cv2.imread(str(root / "images" / "val" / f"{label.stem}.jpg"))
+    h, w = photo.shape[:2]
+
+    def still(t, img):
+        img[:] = photo
+
+    clip = encode_clip(tmp_path / "bins.mp4", width=w, height=h, fps=2, seconds=130, gop=2, scene=still)
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(clip), "--model", NAME,
+                           "--analysis-fps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    opened = [e for e in events if e["scene_class"]["code"] == "overflowing_bin" and e["state"] == "opened"]
+    assert len(opened) == 1, events
+    assert opened[0]["confirmed"]["stream_s"] >= 120 and opened[0]["model"]["name"] == NAME
+    assert (out / opened[0]["evidence"]["annotated"]).stat().st_size > 0
