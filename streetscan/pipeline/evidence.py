@@ -76,8 +76,14 @@ class EvidenceWriter:
             out = self._labels.annotate(out, det, labels=labels)
         wall = event.wall(v.confirmed_s).strftime("%Y-%m-%d %H:%M:%S")
         header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
-        cv2.rectangle(out, (0, 0), (out.shape[1], 34), (0, 0, 0), -1)
-        cv2.putText(out, header, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+        # Sized to the picture: readable on a 1080p frame, whole on a 512-px one.
+        font, width = cv2.FONT_HERSHEY_SIMPLEX, out.shape[1]
+        (text_w, _), _ = cv2.getTextSize(header, font, 1.0, 2)
+        scale = min(0.7 * max(1.0, width / 1280), (width - 16) / text_w)
+        bar = int(round(48 * scale))
+        cv2.rectangle(out, (0, 0), (width, bar), (0, 0, 0), -1)
+        cv2.putText(out, header, (8, int(round(34 * scale))), font, scale, (255, 255, 255), max(1, round(2.5 * scale)),
+                    cv2.LINE_AA)
         return out
 
 
