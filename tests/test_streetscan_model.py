@@ -22,7 +22,7 @@ def test_trained_model_is_committed_with_its_card_and_variants():
     card = resolve_model(NAME)
     assert card.family == "yolo" and card.rect
     assert hashlib.sha256(card.weights.read_bytes()).hexdigest() == card.extra["sha256"]
-    assert hashlib.sha256(card.torch_weights.read_bytes()).hexdigest() == card.extra["torch_sha256"]
+    assert card.torch_weights is None  # only ONNX is committed; export_yolo.py makes the checkpoint
     assert {"bin", "garbage", "overflowing_bin", "advertisement", "person", "car"} <= card.objects
     int8 = resolve_model(f"{NAME}-int8")
     assert int8.extra["quantization"]["source"] == NAME and int8.torch_weights is None
