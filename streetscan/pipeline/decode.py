@@ -157,8 +157,9 @@ class VideoSource:
     (a reader's stop request or stall timeout): PyAV's own timeouts only cover blocking reads.
     `wanted(t)`, when given, is asked each time the frame at `t` (s from the stream's start) is due
     for analysis, before any work on it (before decoding a keyframe, before converting a fully
-    decoded frame); False skips that instant (`stats.skipped`). It may block (pacing) or raise. An overloaded daemon uses it so that frames nobody will analyse
-    are not decoded only to be dropped.
+    decoded frame); False skips that instant (`stats.skipped`). It may block (pacing) or raise.
+    An overloaded daemon uses it so that frames nobody will analyse are not decoded only to be
+    dropped.
     """
 
     def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",

@@ -12,9 +12,9 @@ stream into opened/updated/resolved events is the deduplicator's job (events.py)
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 import supervision as sv

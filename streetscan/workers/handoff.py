@@ -2,9 +2,10 @@
 
 Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
 before inference took it is dropped and counted. A reader does not even decode a frame while its
-slot holds a recent one (`wants`): that frame is skipped, and counted as dropped too. Inference gathers one frame per ready camera,
-round-robin from where the last batch stopped, so no camera starves the others. Memory is
-bounded by one frame per camera whatever the load, and a frame's age at analysis by one batch.
+slot holds a recent one (`wants`): that frame is skipped, and counted as dropped too. Inference
+gathers one frame per ready camera, round-robin from where the last batch stopped, so no camera
+starves the others. Memory is bounded by one frame per camera whatever the load, and a frame's
+age at analysis by the reader's freshness bound plus one batch.
 """
 
 from __future__ import annotations

@@ -168,16 +168,12 @@ class StreamReader(Worker):
                     live = True
                     self.backoff.reset()
                     self._set_state(CameraState.LIVE, "receiving frames")
-                start = clock["start"]
-                ahead = (frame.pts_s - start[0]) - (now - start[1])
-                if paced and ahead > 0:  # (due() paced it already; a decode this fast is rare)
-                    if self._stop.wait(ahead):
-                        return "stopped"
-                    now = time.monotonic()
-                elif -ahead > self.policy.max_lag_s:
+                start = clock["start"]  # (a file was paced in due(), before the frame was decoded)
+                behind = (now - start[1]) - (frame.pts_s - start[0])
+                if behind > self.policy.max_lag_s:
                     # Decoding slower than the camera sends: reconnecting drops the backlog, where
                     # reading on would serve ever older frames.
-                    raise SourceStalled(f"decode {-ahead:.1f}s behind the camera")
+                    raise SourceStalled(f"decode {behind:.1f}s behind the camera")
                 watch["last"] = now
                 self.last_frame_at = now
                 account()
