@@ -233,6 +233,59 @@ def bench(
 
 
 @app.command()
+def evaluate(
+    truths: Annotated[Optional[list[Path]], typer.Argument(help="Truth files (default: every .yaml in benchmarks/truth).")] = None,
+    streams: Annotated[Path, typer.Option(help="streams.yaml holding the cameras the truth files name.")] = Path("examples/footage.yaml"),
+    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
+    footage: Annotated[Optional[Path], typer.Option(help="Folder of the clips (default: $STREETSCAN_ASSETS/footage, else ../shared/footage).")] = None,
+    split: Annotated[str, typer.Option(help="Score clips of this split only: all, tune or holdout.")] = "all",
+    out: Annotated[Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each clip's events and evidence.")] = Path("out/accuracy"),
+    device: DeviceOption = "cpu",
+) -> None:
+    """Event-level accuracy: replay clips with known truth, match cases to true violations, score per class."""
+    import json
+    import os
+
+    from .accuracy import TruthError, load_truth, markdown_table, run_evaluation
+    from .capacity import machine
+    from .pipeline.detect import load_detector
+
+    if split not in ("all", "tune", "holdout"):
+        _fail(f"--split must be all, tune or holdout, not {split!r}")
+    paths = truths or sorted(Path("benchmarks/truth").glob("*.yaml"))
+    if not paths:
+        _fail("no truth files given and none in benchmarks/truth")
+    footage_dir = footage or Path(os.environ.get("STREETSCAN_ASSETS") or "../shared") / "footage"
+    try:
+        loaded = [load_truth(p) for p in paths]
+        config = load_config(streams)
+        card = resolve_model(model)
+        detector = load_detector(card, device=device)
+    except (TruthError, ConfigError, ModelError) as exc:
+        _fail(str(exc))
+    loaded = [t for t in loaded if split == "all" or t.split == split]
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result, settings = run_evaluation(loaded, footage_dir=footage_dir, config=config, detector=detector, out_dir=out)
+    except (TruthError, KeyError, SourceError) as exc:
+        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+    doc = {"date": stamp, "machine": machine(), "streams": str(streams), "split": split, "settings": settings,
+           **result.as_dict()}
+    (out / "accuracy.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    table = markdown_table(result)
+    (out / "accuracy.md").write_text(f"# Event accuracy — model {card.name} {card.version}, {stamp}\n\n"
+                                     f"Clips: {', '.join(result.clips)} ({result.camera_hours * 3600:.0f} s)\n\n{table}\n",
+                                     encoding="utf-8")
+    console.print(table, highlight=False)
+    for code, s in sorted(result.classes.items()):
+        for what, items in (("missed", s.missed), ("false", s.false)):
+            if items:
+                console.print(f"{code} {what}: {', '.join(items)}", highlight=False)
+    console.print(f"results: {out / 'accuracy.json'}   table: {out / 'accuracy.md'}", highlight=False)
+
+
+@app.command()
 def classes() -> None:
     """List the 14 scene classes: category, objects, rule and default parameters."""
     table = Table(title="StreetScan scene classes")

@@ -1,0 +1,304 @@
+"""Event-level accuracy: the cases StreetScan reported, scored against what the footage shows.
+
+A truth file (YAML, one per clip, `benchmarks/truth/`) lists each true violation with its scene
+class, zone, start/end stream seconds and an approximate box, optional ones (half out of frame,
+ambiguous) that neither count as missed nor make an event false, and "must not fire" spans. The
+scorer groups event messages by `event_id`, matches each case to a truth (same camera, class and
+zone, overlapping time, box IoU >= 0.3 or the case's object centre inside the truth box) and
+reports per scene class what an operator feels: missed violations, duplicate cases for one
+violation, false cases per camera-hour, how long a violation stood before its case opened, and
+cases resolved while the violation was still there.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .pipeline.catalogue import CATALOGUE
+
+Box = tuple[float, float, float, float]
+BOX_IOU = 0.3  # approximate, hand-drawn truth boxes: loose on purpose, the centre test backs it up
+TIME_SLACK_S = 1.0  # one analysis interval of tolerance at either end of a truth span
+EARLY_RESOLVE_SLACK_S = 5.0  # a case may lose sight of its object this long before the truth ends
+
+
+class TruthError(ValueError):
+    """A truth file problem, phrased with the file and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrueViolation(_Model):
+    id: str = Field(min_length=1, description="Name of this violation within the clip (e.g. far-silver-car).")
+    scene_class: str = Field(description="Scene class code from the catalogue.")
+    zone: str = Field(min_length=1, description="Zone id in the camera's streams.yaml entry.")
+    start_s: float = Field(ge=0, description="Stream seconds when the violation is first true.")
+    end_s: float = Field(gt=0, description="Stream seconds when it stops (or the clip ends).")
+    box: Box | None = Field(default=None, description="Approximate box in source pixels; omitted: anywhere in the zone.")
+    optional: bool = Field(default=False, description="Ambiguous or cut off: neither a miss nor a false case.")
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> TrueViolation:
+        if self.scene_class not in CATALOGUE:
+            raise ValueError(f"unknown scene class {self.scene_class!r}")
+        if self.end_s <= self.start_s:
+            raise ValueError(f"end_s {self.end_s} must be after start_s {self.start_s}")
+        if self.box is not None and (self.box[2] <= self.box[0] or self.box[3] <= self.box[1]):
+            raise ValueError(f"box {list(self.box)} is not x1, y1, x2, y2 with x2 > x1 and y2 > y1")
+        return self
+
+
+class NoFireSpan(_Model):
+    scene_class: str
+    start_s: float = Field(ge=0)
+    end_s: float = Field(gt=0)
+    zone: str | None = Field(default=None, description="Zone id; omitted: every zone of the camera.")
+    note: str = ""
+
+
+class ClipTruth(_Model):
+    clip: str = Field(min_length=1, description="File name under $STREETSCAN_ASSETS/footage.")
+    camera: str = Field(min_length=1, description="Camera id in the streams file whose zones apply.")
+    duration_s: float = Field(gt=0)
+    split: Literal["tune", "holdout"] = Field(description="tune: thresholds were calibrated on it; holdout: only scored.")
+    drawn_by: str = ""
+    violations: list[TrueViolation] = Field(default_factory=list)
+    must_not_fire: list[NoFireSpan] = Field(default_factory=list)
+    path: str = ""
+
+
+def load_truth(path: str | Path) -> ClipTruth:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise TruthError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise TruthError(f"{path}: expected a mapping")
+    try:
+        return ClipTruth.model_validate({**raw, "path": str(path)})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
+        raise TruthError(f"{path}: {problems}") from None
+
+
+@dataclass
+class Case:
+    """All messages of one event id, reduced to what scoring needs."""
+
+    event_id: str
+    camera_id: str
+    zone_id: str
+    scene_class: str
+    first_seen_s: float
+    opened_s: float  # stream time the case was confirmed (its `opened` message)
+    last_seen_s: float
+    resolved: bool
+    boxes: tuple[Box, ...]
+
+    @classmethod
+    def from_messages(cls, messages: list[dict[str, Any]]) -> Case:
+        messages = sorted(messages, key=lambda m: m["revision"])
+        first, last = messages[0], messages[-1]
+        boxes = tuple(tuple(o["box"]) for m in messages for o in m.get("objects", []))
+        return cls(event_id=first["event_id"], camera_id=first["camera"]["id"], zone_id=first["zone"]["id"],
+                   scene_class=first["scene_class"]["code"], first_seen_s=first["first_seen"]["stream_s"],
+                   opened_s=first["confirmed"]["stream_s"], last_seen_s=last["last_seen"]["stream_s"],
+                   resolved=any(m["state"] == "resolved" for m in messages), boxes=boxes)  # type: ignore[arg-type]
+
+
+def cases_from_events(events: Iterable[dict[str, Any]]) -> list[Case]:
+    by_id: dict[str, list[dict]] = defaultdict(list)
+    for ev in events:
+        by_id[ev["event_id"]].append(ev)
+    return sorted((Case.from_messages(msgs) for msgs in by_id.values()), key=lambda c: (c.camera_id, c.opened_s))
+
+
+def _iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def box_match(truth: Box | None, boxes: tuple[Box, ...]) -> float:
+    """How well a case's objects sit on a truth box: IoU, or BOX_IOU when only the centre is inside
+    (a loose hand-drawn box around a car); 0 for no match. No truth box: anywhere matches."""
+    if truth is None:
+        return 1.0
+    best = 0.0
+    for b in boxes:
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        inside = truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3]
+        best = max(best, _iou(truth, b), BOX_IOU if inside else 0.0)
+    return best if best >= BOX_IOU else 0.0
+
+
+@dataclass
+class ClassScore:
+    scene_class: str
+    truths: int = 0  # non-optional true violations
+    found: int = 0  # of those, matched by at least one case
+    cases: int = 0  # cases counted for precision (those on optional truths excluded)
+    true_cases: int = 0  # cases matched to a truth (duplicates included)
+    duplicates: int = 0  # cases beyond the first on one violation
+    false_cases: int = 0
+    must_not_fire_hits: int = 0  # false cases inside a "must not fire" span
+    resolved_too_early: int = 0
+    delays_s: list[float] = field(default_factory=list)  # violation start -> case opened, first case per truth
+    missed: list[str] = field(default_factory=list)  # "clip:truth id"
+    false: list[str] = field(default_factory=list)  # "clip:event id@opened_s"
+
+    @property
+    def recall(self) -> float | None:
+        return self.found / self.truths if self.truths else None
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_cases / self.cases if self.cases else None
+
+    @property
+    def duplicates_per_violation(self) -> float | None:
+        return self.duplicates / self.found if self.found else None
+
+    @property
+    def median_delay_s(self) -> float | None:
+        return statistics.median(self.delays_s) if self.delays_s else None
+
+    def as_dict(self, camera_hours: float) -> dict[str, Any]:
+        return {
+            "scene_class": self.scene_class, "truths": self.truths, "found": self.found, "cases": self.cases,
+            "true_cases": self.true_cases, "false_cases": self.false_cases, "duplicates": self.duplicates,
+            "recall": self.recall, "precision": self.precision,
+            "duplicates_per_violation": self.duplicates_per_violation,
+            "median_time_to_open_s": self.median_delay_s,
+            "false_per_camera_hour": self.false_cases / camera_hours if camera_hours else None,
+            "must_not_fire_hits": self.must_not_fire_hits, "resolved_too_early": self.resolved_too_early,
+            "missed": self.missed, "false": self.false,
+        }
+
+
+@dataclass
+class Score:
+    classes: dict[str, ClassScore]
+    camera_hours: float
+    clips: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"camera_hours": self.camera_hours, "clips": self.clips,
+                "classes": {k: v.as_dict(self.camera_hours) for k, v in sorted(self.classes.items())}}
+
+
+def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]]) -> Score:
+    """Score each clip's cases against its truth; `cases_by_clip` is keyed by `ClipTruth.clip`."""
+    classes: dict[str, ClassScore] = {}
+
+    def cls(code: str) -> ClassScore:
+        return classes.setdefault(code, ClassScore(code))
+
+    for truth in truths:
+        for v in truth.violations:
+            cls(v.scene_class)  # a class with truths is reported even when no case came
+        matched: dict[str, list[Case]] = defaultdict(list)
+        for case in cases_by_clip.get(truth.clip, []):
+            best, best_q = None, 0.0
+            for v in truth.violations:
+                if (v.scene_class != case.scene_class or v.zone != case.zone_id
+                        or case.last_seen_s < v.start_s - TIME_SLACK_S or case.first_seen_s > v.end_s + TIME_SLACK_S):
+                    continue
+                q = box_match(v.box, case.boxes)
+                # Prefer a violation not yet taken, so two cases on two cars are not one car's duplicate.
+                q += 1.0 if q and not matched[v.id] else 0.0
+                if q > best_q:
+                    best, best_q = v, q
+            s = cls(case.scene_class)
+            if best is None:
+                s.cases += 1
+                s.false_cases += 1
+                s.false.append(f"{truth.clip}:{case.event_id}@{case.opened_s:.1f}s")
+                if any(n.scene_class == case.scene_class and (n.zone in (None, case.zone_id))
+                       and case.opened_s >= n.start_s and case.opened_s <= n.end_s for n in truth.must_not_fire):
+                    s.must_not_fire_hits += 1
+                continue
+            matched[best.id].append(case)
+            if not best.optional:
+                s.cases += 1
+                s.true_cases += 1
+        for v in truth.violations:
+            if v.optional:
+                continue
+            s = cls(v.scene_class)
+            s.truths += 1
+            found = sorted(matched[v.id], key=lambda c: c.opened_s)
+            if not found:
+                s.missed.append(f"{truth.clip}:{v.id}")
+                continue
+            s.found += 1
+            s.duplicates += len(found) - 1
+            s.delays_s.append(max(0.0, found[0].opened_s - v.start_s))
+            if any(c.resolved and c.last_seen_s + EARLY_RESOLVE_SLACK_S < v.end_s for c in found):
+                s.resolved_too_early += 1
+    hours = sum(t.duration_s for t in truths) / 3600.0
+    return Score(classes=classes, camera_hours=hours, clips=[t.clip for t in truths])
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def markdown_table(result: Score) -> str:
+    lines = ["| scene class | truths | found | cases | recall | precision | duplicates / violation | "
+             "median s to open | false / camera-hour | resolved too early |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for code in CATALOGUE:
+        s = result.classes.get(code)
+        if s is None:
+            continue
+        fph = s.false_cases / result.camera_hours if result.camera_hours else None
+        lines.append(f"| {code} | {s.truths} | {s.found} | {s.cases} | {_fmt(s.recall)} | {_fmt(s.precision)} | "
+                     f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(fph, 0)} | "
+                     f"{s.resolved_too_early} |")
+    return "\n".join(lines)
+
+
+def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detector, out_dir: Path,
+                   batch_size: int = 4) -> tuple[Score, dict[str, Any]]:
+    """Replay each truth clip through the real pipeline (its camera from `config`), then score.
+    Returns the score and the settings it was measured with (model, per-camera effective rules)."""
+    from .pipeline.sinks import JsonlSink
+    from .workers.replay import ReplayJob
+
+    cases: dict[str, list[Case]] = {}
+    settings: dict[str, Any] = {"model": {"name": detector.card.name, "version": detector.card.version},
+                                "cameras": {}}
+    for truth in truths:
+        clip = footage_dir / truth.clip
+        if not clip.is_file():
+            raise TruthError(f"{truth.path}: clip {clip} not found (set STREETSCAN_ASSETS or --footage)")
+        camera = config.camera(truth.camera)
+        one = config.model_copy(update={"cameras": [camera]})
+        sink = JsonlSink(out_dir / f"events-{Path(truth.clip).stem}.jsonl")
+        try:
+            result = ReplayJob(one, camera, detector, out_dir=out_dir, sinks=[sink], batch_size=batch_size).run(str(clip))
+        finally:
+            sink.close()
+        cases[truth.clip] = cases_from_events(result.events)
+        settings["cameras"][camera.id] = {
+            "clip": truth.clip, "split": truth.split, "analysis_fps": config.analysis_fps(camera),
+            "rules": {code: config.rule_overrides(camera, code) for code in CATALOGUE if config.rule_overrides(camera, code)},
+            "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
+            "frames_analysed": result.frames_analysed, "wall_s": round(result.wall_s, 2)}
+    return score(truths, cases), settings
