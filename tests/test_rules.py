@@ -76,8 +76,18 @@ def test_two_parked_cars_are_two_violations():
 
 
 def test_low_confidence_and_wrong_class_are_ignored():
-    out = run(parking_only(10), every(20, 1.0, lambda t: dets(car(100, conf=0.2), car(600, tid=2, cls="person"))))
+    # Below min_confidence an untracked detection does not count; nor does another class.
+    rs = ruleset([{**KERB, "classes": ["exposed_garbage"]}], {"exposed_garbage": {"persist_s": 5}})
+    out = run(rs, every(20, 1.0, lambda t: dets(("garbage", (100, 480, 200, 560), 0.2, -1),
+                                                  ("car", (600, 480, 700, 560), 0.9, -1))))
     assert not any(out)
+
+
+def test_low_confidence_on_an_activated_track_counts():
+    # The tracker activates a track only on persistence: once it has, a 0.2 sighting of that
+    # track is the same parked car, and the dwell clock runs.
+    out = run(parking_only(10), every(20, 1.0, lambda t: dets(car(100, tid=3, conf=0.2))))
+    assert [v.key for v in out[10]] == ["track-3"]
 
 
 def test_count_rule_crowd():

@@ -19,7 +19,7 @@ from .frames import Frame
 from .models import ModelCard
 from .rules import RuleSet
 from .sinks import CaseSink
-from .track import ObjectTracker
+from .track import ObjectTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,11 @@ class CameraPipeline:
     def __init__(self, config: StreamsConfig, camera: CameraConfig, card: ModelCard, *,
                  wall: Callable[[float], datetime], source: str, out_dir: Path, sinks: Sequence[CaseSink]):
         self.camera = camera
-        self.tracker = ObjectTracker(config.analysis_fps(camera))
-        self.rules = RuleSet.build(config, camera, card.objects)
+        tracking = config.tracking(camera)
+        self.tracker = ObjectTracker(config.analysis_fps(camera), TrackerSettings.resolve(
+            card.thresholds, lost_s=tracking.lost_s or config.defaults.event.resolve_grace_s,
+            high=tracking.high, activate=tracking.activate, min_frames=tracking.min_frames))
+        self.rules = RuleSet.build(config, camera, card.objects, card.thresholds)
         self.dedup = EventDeduplicator(camera, config.defaults.event, wall=wall, model_name=card.name,
                                        model_version=card.version, source=source)
         self.snapshots = SnapshotStore()

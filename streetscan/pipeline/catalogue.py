@@ -88,6 +88,7 @@ class SceneClass:
 
 BASE_DEFAULTS: dict[str, float | int | bool] = {
     "enabled": True,
+    # The model card's calibrated thresholds replace this per class (models.Thresholds).
     "min_confidence": 0.35,
     # Missing detections shorter than this do not break a dwell/presence episode.
     "gap_s": 10.0,
@@ -116,7 +117,7 @@ SCENE_CLASSES: tuple[SceneClass, ...] = (
                {"dwell_s": 300, "max_move_ratio": 0.25}),
     SceneClass("illegal_parking", "机动车违停", "Illegal parking", Category.STREET_ORDER,
                ("car", "bus", "truck"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.ROADWAY, ZoneKind.SIDEWALK),
-               {"dwell_s": 300, "max_move_ratio": 0.15, "min_confidence": 0.4}),
+               {"dwell_s": 300, "max_move_ratio": 0.15}),
     SceneClass("bike_misparking", "非机动车乱停放", "Bike misparking", Category.STREET_ORDER,
                ("bicycle", "motorcycle"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.SIDEWALK),
                {"dwell_s": 600, "max_move_ratio": 0.2}),
@@ -130,7 +131,7 @@ SCENE_CLASSES: tuple[SceneClass, ...] = (
     SceneClass("uncovered_muck_truck", "渣土车未密闭", "Uncovered muck truck", Category.CITY_APPEARANCE,
                ("muck_truck",), "persistence", (ZoneKind.ROADWAY,),
                # Trucks drive through: a few seconds of sightings is the whole evidence.
-               {"persist_s": 2, "gap_s": 2.0, "min_confidence": 0.5}),
+               {"persist_s": 2, "gap_s": 2.0}),
 )
 
 CATALOGUE: dict[str, SceneClass] = {c.code: c for c in SCENE_CLASSES}

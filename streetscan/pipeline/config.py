@@ -134,6 +134,27 @@ class ReaderPolicy(_Model):
         return self
 
 
+class TrackingPolicy(_Model):
+    """Per-camera overrides of the model card's tracking thresholds (its calibrated confidence
+    scale); unset fields take the card's values. See models.Thresholds for what each one does."""
+
+    high: float | None = Field(default=None, ge=0, le=1, title="First-stage confidence",
+                               description="Detections from this confidence are matched first and may start tracks.")
+    activate: float | None = Field(default=None, ge=0, le=1, title="Activation confidence",
+                                   description="The least confidence that starts a new track.")
+    min_frames: int | None = Field(default=None, ge=1, le=30, title="Frames to activate",
+                                   description="Consecutive analysed frames a new track must be matched on to get an id.")
+    lost_s: float | None = Field(default=None, gt=0, title="Lost-track memory (s)",
+                                 description="How long a track that is not seen (hidden by traffic) keeps its id; "
+                                             "default: the event resolve grace.")
+
+    @model_validator(mode="after")
+    def _order(self) -> TrackingPolicy:
+        if self.high is not None and self.activate is not None and self.activate > self.high:
+            raise ValueError(f"activate ({self.activate}) must not exceed high ({self.high})")
+        return self
+
+
 def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for code, params in v.items():
         if code not in CATALOGUE:
@@ -180,6 +201,7 @@ class Defaults(_Model):
     timezone: TimeZoneName = "Asia/Shanghai"
     event: EventPolicy = EventPolicy()
     reader: ReaderPolicy = ReaderPolicy()
+    tracking: TrackingPolicy = TrackingPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
 
@@ -192,6 +214,7 @@ class CameraConfig(_Model):
     timezone: TimeZoneName | None = None
     enabled: bool = True
     zones: list[ZoneConfig] = Field(default_factory=lambda: [ZoneConfig(id="frame", kind=ZoneKind.ANY)])
+    tracking: TrackingPolicy = TrackingPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
     @field_validator("url")
@@ -237,6 +260,11 @@ class StreamsConfig(_Model):
 
     def timezone(self, cam: CameraConfig) -> ZoneInfo:
         return ZoneInfo(cam.timezone or self.defaults.timezone)
+
+    def tracking(self, cam: CameraConfig) -> TrackingPolicy:
+        """The camera's tracking overrides over the file's (unset fields still take the card's)."""
+        merged = {**self.defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
+        return TrackingPolicy.model_validate(merged)
 
     def rule_overrides(self, cam: CameraConfig, code: str) -> dict[str, Any]:
         return {**self.defaults.rules.get(code, {}), **cam.rules.get(code, {})}

@@ -132,10 +132,11 @@ def make_runtime(card: ModelCard, device: str, threads: int | None) -> Runtime:
 class ModelDetector:
     """What every family shares: a runtime, batching by input size, tensor packing, class mapping."""
 
-    def __init__(self, card: ModelCard, *, conf_threshold: float = 0.1, iou_threshold: float = 0.5,
+    def __init__(self, card: ModelCard, *, conf_threshold: float | None = None, iou_threshold: float = 0.5,
                  threads: int | None = None, device: str = "cpu"):
         self.card = card
-        self.conf_threshold = conf_threshold
+        # The card's calibrated floor: what the tracker's low-score stage may still use.
+        self.conf_threshold = card.thresholds.detect if conf_threshold is None else conf_threshold
         self.iou_threshold = iou_threshold
         self.device = device
         self.runtime = make_runtime(card, device, threads)

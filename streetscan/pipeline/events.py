@@ -23,7 +23,7 @@ from typing import Any, Literal
 from .. import __version__
 from .catalogue import CATALOGUE
 from .config import CameraConfig, EventPolicy
-from .rules import ObservedObject, Violation, box_iou
+from .rules import ObservedObject, Violation, same_place
 
 SCHEMA_VERSION = "1"
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
@@ -143,7 +143,7 @@ class EventDeduplicator:
             return k
         for ok, rec in self.open.items():
             prev = rec.event.violation.objects
-            if ok[:2] == k[:2] and prev and box_iou(prev[0].box, v.objects[0].box) >= 0.5:
+            if ok[:2] == k[:2] and prev and same_place(prev[0].box, v.objects[0].box):
                 return ok
         return k
 

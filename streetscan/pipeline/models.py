@@ -34,6 +34,59 @@ def vocabulary(path: Path | None = None) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """A model's own confidence scale, calibrated on event truth (benchmarks/ACCURACY.md) and kept in
+    its card: a CenterNet's 0.3 and a YOLO's 0.3 do not mean the same thing.
+
+    detect:          the decoder drops boxes below this; everything above reaches the tracker, whose
+                     second stage (ByteTrack's low-score matching) keeps occluded, far objects alive
+    track_high:      first-stage association; only such detections may start a track
+    track_activate:  the least confidence a detection needs to start a track
+    track_min_frames: a new track gets its id once matched on this many consecutive analysed frames:
+                     persistence, not a single high score, is what activates a distant parked car
+    min_confidence:  per scene class ("default" for the rest): an *untracked* detection counts for a
+                     rule from this confidence; a detection on an activated track always counts
+    """
+
+    detect: float = 0.1
+    track_high: float = 0.5
+    track_activate: float = 0.4
+    track_min_frames: int = 2
+    min_confidence: dict[str, float] = field(default_factory=lambda: {"default": 0.35})
+
+    def min_confidence_for(self, scene_class: str) -> float:
+        return self.min_confidence.get(scene_class, self.min_confidence.get("default", 0.35))
+
+    @classmethod
+    def from_card(cls, raw: dict | None, card_path: Path) -> Thresholds:
+        if not raw:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ModelError(f"model card {card_path}: thresholds must be a mapping")
+        known = {"detect", "track_high", "track_activate", "track_min_frames", "min_confidence"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ModelError(f"model card {card_path}: unknown thresholds {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(known))}")
+        mc = raw.get("min_confidence", {"default": 0.35})
+        if isinstance(mc, (int, float)):
+            mc = {"default": mc}
+        values = {k: float(v) for k, v in raw.items() if k not in ("min_confidence", "track_min_frames")}
+        values.update({f"min_confidence.{k}": float(v) for k, v in mc.items()})
+        bad = [f"{k}={v}" for k, v in values.items() if not 0.0 <= v <= 1.0]
+        if bad:
+            raise ModelError(f"model card {card_path}: thresholds must be within 0..1: {', '.join(bad)}")
+        t = cls(detect=float(raw.get("detect", 0.1)), track_high=float(raw.get("track_high", 0.5)),
+                track_activate=float(raw.get("track_activate", 0.4)),
+                track_min_frames=int(raw.get("track_min_frames", 2)),
+                min_confidence={str(k): float(v) for k, v in mc.items()})
+        if t.track_activate > t.track_high or t.detect > t.track_activate or t.track_min_frames < 1:
+            raise ModelError(f"model card {card_path}: thresholds need detect <= track_activate <= track_high "
+                             f"and track_min_frames >= 1")
+        return t
+
+
+@dataclass(frozen=True)
 class ModelCard:
     name: str
     version: str
@@ -53,6 +106,7 @@ class ModelCard:
     licence: str = ""
     card_path: Path | None = None
     torch_weights: Path | None = None  # the Ultralytics checkpoint the ONNX came from (torch devices)
+    thresholds: Thresholds = field(default_factory=Thresholds)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -121,7 +175,7 @@ def load_card(card_path: Path, weights_override: Path | None = None) -> ModelCar
         class_names=tuple(names), class_map=class_map, max_batch=int(data.get("max_batch", 16)),
         provenance=str(data.get("provenance", "")), licence=str(data.get("licence", "")),
         card_path=card_path, torch_weights=base / data["torch_weights"] if data.get("torch_weights") else None,
-        extra=data,
+        thresholds=Thresholds.from_card(data.get("thresholds"), card_path), extra=data,
     )
 
 

@@ -21,6 +21,7 @@ import supervision as sv
 
 from .catalogue import CATALOGUE, SceneClass, served_by
 from .config import CameraConfig, StreamsConfig, ZoneConfig
+from .models import Thresholds
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
 # bottom centre of its box (where a car's wheels touch the kerb).
@@ -88,6 +89,20 @@ def box_iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _inside(point: tuple[float, float], box: Box) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+def same_place(a: Box, b: Box) -> bool:
+    """Two boxes of one stationary object seen twice: IoU >= 0.5, or each box's centre inside the
+    other (a detector's box for a half-hidden or merged car can shrink or widen a lot, but two
+    neighbouring parked cars never hold each other's centres)."""
+    if box_iou(a, b) >= 0.5:
+        return True
+    ca, cb = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
+    return _inside(ca, b) and _inside(cb, a)
+
+
 @lru_cache(maxsize=4096)
 def _polygon_zone(points: tuple[tuple[float, float], ...], anchor: sv.Position) -> sv.PolygonZone:
     """One zone, and one mask, per polygon and anchor, shared by every rule and camera that uses it:
@@ -117,7 +132,10 @@ class ZoneRule:
         """(indices of this rule's objects inside the zone, indices of its objects outside it)."""
         if len(det) == 0:
             return np.array([], dtype=int), np.array([], dtype=int)
-        ours = np.isin(det.data["class_name"], self.scene.objects) & (det.confidence >= self.min_confidence)
+        # A detection on an activated track counts whatever its score this frame: the tracker has
+        # already seen it persist. Untracked ones must be confident on their own.
+        tracked = det.tracker_id >= 0 if det.tracker_id is not None else np.zeros(len(det), dtype=bool)
+        ours = np.isin(det.data["class_name"], self.scene.objects) & ((det.confidence >= self.min_confidence) | tracked)
         if self._polygon is None:
             inside = np.ones(len(det), dtype=bool)  # the whole picture: every detection is in it
         else:
@@ -140,9 +158,18 @@ class DwellRule(ZoneRule):
         self.dwell_s = float(self.params["dwell_s"])
         self.max_move_ratio = float(self.params["max_move_ratio"])
         self.episodes: dict[int, _Episode] = {}  # by current track id
+        self.displaced: dict[int, _Episode] = {}  # by track id: where it stood before it moved
+        # Only an object that stood still this long may pass its dwell time to a new track id (a
+        # parked car the tracker lost behind a bus); a car seen for a moment at a spot that passing
+        # traffic keeps visiting must not.
+        self.inherit_after_s = min(0.25 * self.dwell_s, 10.0)
 
     def reset(self) -> None:
         self.episodes.clear()
+        self.displaced.clear()
+
+    def _moved(self, ep: _Episode, centre: tuple[float, float]) -> bool:
+        return math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag
 
     def update(self, det, t, frame_seq):
         self.episode_started = False
@@ -155,9 +182,17 @@ class DwellRule(ZoneRule):
             obj = _objects(det, [i])
             box = obj[0].box
             centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-            ep = self.episodes.get(tid) or self._inherit(tid, box, present)
-            if ep is not None and math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag:
-                ep = None  # it moved: a moving object is not dwelling, start over
+            ep = self.episodes.get(tid)
+            if ep is not None and self._moved(ep, centre):
+                # It moved, or its track jumped onto a merged or passing box for a frame. The old
+                # episode is set aside for this track alone: back at its spot within the gap
+                # tolerance, the dwell clock carries on. No other track may take it over (that
+                # would chain a stream of passing cars into one "parked" car).
+                back = self.displaced.get(tid)
+                self.displaced[tid] = self.episodes.pop(tid)
+                ep = back if back is not None and not self._moved(back, centre) else None
+            if ep is None or ep.confirmed_s is None:
+                ep = self._inherit(tid, box, present, ep)
             if ep is None:
                 ep = _Episode(key=f"track-{tid}", start_s=t, last_s=t, first_frame=frame_seq, ref_centre=centre,
                               ref_diag=max(1.0, math.hypot(box[2] - box[0], box[3] - box[1])))
@@ -166,6 +201,8 @@ class DwellRule(ZoneRule):
             self.episodes[tid] = ep
         for tid in [k for k, ep in self.episodes.items() if k not in present and t - ep.last_s > self._gap(ep)]:
             del self.episodes[tid]
+        for tid in [k for k, ep in self.displaced.items() if t - ep.last_s > self._gap(ep)]:
+            del self.displaced[tid]
         out = []
         for tid in present:
             ep = self.episodes[tid]
@@ -178,13 +215,21 @@ class DwellRule(ZoneRule):
     def confirm_s(self) -> float:
         return self.dwell_s
 
-    def _inherit(self, tid: int, box: Box, present: dict[int, int]) -> _Episode | None:
+    def _inherit(self, tid: int, box: Box, present: dict[int, int], current: _Episode | None) -> _Episode | None:
         """A stationary object that reappears under a new track id (the tracker lost it behind a
-        passing bus) keeps its dwell time: take over a lost episode at the same place."""
-        for old, ep in self.episodes.items():
-            if old not in present and ep.objects and box_iou(ep.objects[0].box, box) >= 0.5:
-                return self.episodes.pop(old)
-        return None
+        passing bus, or its old track drifted onto a merged box) keeps its dwell time: it takes
+        over an episode at the same place, lost or set aside, that began before its own and stood
+        still long enough to be a parked object rather than a moment of passing traffic."""
+        pools = [(self.episodes, k, ep) for k, ep in self.episodes.items() if k != tid and k not in present]
+        pools += [(self.displaced, k, ep) for k, ep in self.displaced.items() if k != tid]
+        best, best_pool, best_key = current, None, None
+        for pool, key, ep in pools:
+            if (ep.objects and ep.last_s - ep.start_s >= self.inherit_after_s and same_place(ep.objects[0].box, box)
+                    and (best is None or ep.start_s < best.start_s)):
+                best, best_pool, best_key = ep, pool, key
+        if best_pool is not None:
+            del best_pool[best_key]
+        return best
 
 
 class CountRule(ZoneRule):
@@ -235,7 +280,10 @@ class RuleSet:
     unserved: list[SceneClass] = field(default_factory=list)  # scene classes the model cannot serve
 
     @classmethod
-    def build(cls, config: StreamsConfig, camera: CameraConfig, model_objects: set[str]) -> RuleSet:
+    def build(cls, config: StreamsConfig, camera: CameraConfig, model_objects: set[str],
+              thresholds: Thresholds | None = None) -> RuleSet:
+        """`thresholds`: the model card's; they set each class's min_confidence unless streams.yaml does."""
+        thresholds = thresholds or Thresholds()
         served, unserved = served_by(model_objects)
         served_codes = {c.code for c in served}
         rs = cls(camera=camera, unserved=unserved)
@@ -244,7 +292,8 @@ class RuleSet:
                 scene = CATALOGUE[code]
                 if code not in served_codes or not scene.applies_to(zone.kind):
                     continue
-                params = scene.params(zone.grade, config.rule_overrides(camera, code))
+                params = scene.params(zone.grade, {"min_confidence": thresholds.min_confidence_for(code),
+                                                   **config.rule_overrides(camera, code)})
                 params["confirmed_gap_s"] = config.defaults.event.resolve_grace_s
                 if not params["enabled"]:
                     continue
