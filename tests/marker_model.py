@@ -15,7 +15,10 @@ import yaml
 SIZE = 320
 
 
-def build_marker_model(out_dir: Path) -> Path:
+def build_marker_model(out_dir: Path, *, score: float = 0.9, name: str = "red-marker",
+                       thresholds: dict | None = None) -> Path:
+    """`score`: the confidence every marker detection gets (a far, low-confidence object: 0.3);
+    `thresholds`: the card's calibrated tracking thresholds (models.Thresholds), if any."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -27,7 +30,7 @@ def build_marker_model(out_dir: Path) -> Path:
     nodes = [
         const("c0", [0], np.int64), const("c1", [1], np.int64), const("c2", [2], np.int64), const("c3", [3], np.int64),
         const("ax3", [3], np.int64), const("hi", 180.0), const("lo", 80.0), const("big", [1e6]), const("neg", [-1.0]),
-        const("one", [1.0]), const("minpx", 30.0), const("score", [0.9]), const("zero", [0.0]), const("cls", [2.0]),
+        const("one", [1.0]), const("minpx", 30.0), const("score", [score]), const("zero", [0.0]), const("cls", [2.0]),
         const("shape", [1, 1, 6], np.int64),
         helper.make_node("Slice", ["image", "c0", "c1", "ax3"], ["B"]),
         helper.make_node("Slice", ["image", "c1", "c2", "ax3"], ["G"]),
@@ -72,15 +75,17 @@ def build_marker_model(out_dir: Path) -> Path:
     model.ir_version = 8
     onnx.checker.check_model(model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out_dir / "red-marker.onnx")
+    onnx.save(model, out_dir / f"{name}.onnx")
     card = {
-        "name": "red-marker", "version": "1", "family": "centernet", "weights": "red-marker.onnx",
+        "name": name, "version": "1", "family": "centernet", "weights": f"{name}.onnx",
         "input": {"width": SIZE, "height": SIZE, "rect": False, "layout": "NHWC", "color": "BGR",
                   "mean": [0, 0, 0], "std": [1, 1, 1]},
         "max_batch": 1, "classes": ["person", "bicycle", "car"], "class_map": "coco",
         "provenance": "tests/marker_model.py (built, not trained)", "licence": "same as StreetScan",
     }
-    path = out_dir / "red-marker.yaml"
+    if thresholds:
+        card["thresholds"] = thresholds
+    path = out_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
     return path
 

@@ -42,8 +42,8 @@ class CameraPipeline:
         self.counts: Counter[tuple[str, str]] = Counter()  # (scene class, state) -> events emitted
 
     def process(self, frame: Frame, detections: sv.Detections, wall: datetime) -> list[Event]:
-        """`detections` are on `frame.image`; from here on everything speaks camera pixels."""
-        tracked = self.tracker.update(frame.to_source(detections), frame.pts_s)
+        """`detections` are in camera pixels (crops.FrameDetector)."""
+        tracked = self.tracker.update(detections, frame.pts_s)
         violations = self.rules.update(tracked, frame.pts_s, wall, frame.seq)
         if self.rules.episode_started:
             self.snapshots.keep(frame.seq, frame.full_image())

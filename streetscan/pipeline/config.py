@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -196,8 +196,14 @@ TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
 RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
 
 
+ZoneCrops = Literal["auto", "on", "off"]
+ZONE_CROPS_HELP = ("Also detect each drawn zone cut out at native resolution: auto (zones where objects come out "
+                   "at least 2x larger than in the letterboxed frame), on (every drawn zone that gains), off.")
+
+
 class Defaults(_Model):
     analysis_fps: float = Field(default=2.0, gt=0, le=30)
+    zone_crops: ZoneCrops = Field(default="auto", title="Zone-crop inference", description=ZONE_CROPS_HELP)
     timezone: TimeZoneName = "Asia/Shanghai"
     event: EventPolicy = EventPolicy()
     reader: ReaderPolicy = ReaderPolicy()
@@ -213,6 +219,7 @@ class CameraConfig(_Model):
     analysis_fps: float | None = Field(default=None, gt=0, le=30)
     timezone: TimeZoneName | None = None
     enabled: bool = True
+    zone_crops: ZoneCrops | None = Field(default=None, title="Zone-crop inference", description=ZONE_CROPS_HELP)
     zones: list[ZoneConfig] = Field(default_factory=lambda: [ZoneConfig(id="frame", kind=ZoneKind.ANY)])
     tracking: TrackingPolicy = TrackingPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
@@ -260,6 +267,13 @@ class StreamsConfig(_Model):
 
     def timezone(self, cam: CameraConfig) -> ZoneInfo:
         return ZoneInfo(cam.timezone or self.defaults.timezone)
+
+    def crop_planner(self, cam: CameraConfig, fit: tuple[int, int]):
+        """Which of the camera's zones are also detected at native resolution (pipeline/crops.py)."""
+        from .crops import CropPlanner
+
+        polygons = tuple(tuple(map(tuple, z.polygon)) for z in cam.zones if z.polygon is not None)
+        return CropPlanner(polygons, fit, cam.zone_crops or self.defaults.zone_crops)
 
     def tracking(self, cam: CameraConfig) -> TrackingPolicy:
         """The camera's tracking overrides over the file's (unset fields still take the card's)."""

@@ -24,6 +24,7 @@ class LiveFrame:
     generation: int  # the camera's (re)start count: results for a replaced camera are discarded
     frame: Frame
     arrived: float  # time.monotonic() when the reader had it
+    crops: tuple = ()  # zone boxes to detect again at native resolution (pipeline/crops.py)
 
 
 class FrameBoard:

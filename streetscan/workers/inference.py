@@ -15,7 +15,7 @@ import time
 
 import supervision as sv
 
-from ..pipeline.detect import Detector
+from ..pipeline.crops import FrameDetector
 from ..pipeline.metrics import Metrics
 from .handoff import FrameBoard, LiveFrame
 from .loop import Worker
@@ -26,7 +26,7 @@ Batch = list[tuple[LiveFrame, sv.Detections]]
 
 
 class BatchedInference(Worker):
-    def __init__(self, detector: Detector, board: FrameBoard, out: queue.Queue, metrics: Metrics, *,
+    def __init__(self, detector: FrameDetector, board: FrameBoard, out: queue.Queue, metrics: Metrics, *,
                  max_batch: int = 8, max_wait_ms: float = 20.0, name: str = "cpu0"):
         self.detector = detector
         self.board = board
@@ -55,7 +55,7 @@ class BatchedInference(Worker):
                 continue
             try:
                 t0 = time.perf_counter()
-                detections = self.detector.detect([lf.frame.image for lf in batch])
+                detections = self.detector.detect([lf.frame for lf in batch], [lf.crops for lf in batch])
                 elapsed = time.perf_counter() - t0
             except Exception:
                 # A bad frame must not end the worker: its batch is lost (counted as drops), the next one runs.

@@ -15,6 +15,7 @@ from dataclasses import replace
 from enum import Enum
 
 from ..pipeline.config import ReaderPolicy
+from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network, redact_url
 from ..pipeline.metrics import Metrics
 from .handoff import FrameBoard, LiveFrame
@@ -58,9 +59,10 @@ LOOPED = "file played to its end; looping"  # a file standing in for a camera: n
 class StreamReader(Worker):
     def __init__(self, camera_id: str, url: str, analysis_fps: float, policy: ReaderPolicy, board: FrameBoard,
                  metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None,
-                 fit: tuple[int, int] | None = None):
+                 fit: tuple[int, int] | None = None, crops: CropPlanner | None = None):
         self.camera_id = camera_id
         self.fit = fit
+        self.crops = crops
         self.url = url
         self.analysis_fps = analysis_fps
         self.policy = policy
@@ -179,7 +181,8 @@ class StreamReader(Worker):
                 account()
                 self.metrics.frames_sampled.labels(self.camera_id).inc()
                 lf = LiveFrame(self.camera_id, self.generation,
-                               replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now)
+                               replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now,
+                               self.crops.plan(frame.width, frame.height) if self.crops else ())
                 self._seq += 1
                 self.board.put(lf)
             if not paced:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..pipeline.camera import CameraPipeline
 from ..pipeline.config import CameraConfig, Location, StreamsConfig
+from ..pipeline.crops import FrameDetector
 from ..pipeline.decode import VideoSource
 from ..pipeline.detect import Detector
 from ..pipeline.frames import Frame
@@ -107,6 +108,8 @@ class ReplayJob:
         def wall(t: float) -> datetime:
             return start + timedelta(seconds=t)
 
+        planner = self.config.crop_planner(self.camera, self.detector.card.fit)
+        detector = FrameDetector(self.detector)
         pipeline = CameraPipeline(self.config, self.camera, self.detector.card, wall=wall, source=path,
                                   out_dir=self.out_dir, sinks=self.sinks)
         frames: queue.Queue = queue.Queue(maxsize=2 * self.batch_size)
@@ -155,7 +158,8 @@ class ReplayJob:
                 done = item is _END
                 if not batch:
                     continue
-                for frame, det in zip(batch, self.detector.detect([f.image for f in batch])):
+                crops = [planner.plan(f.width, f.height) for f in batch]
+                for frame, det in zip(batch, detector.detect(batch, crops)):
                     events.extend(ev.to_dict() for ev in pipeline.process(frame, det, wall(frame.pts_s)))
                     last_pts = frame.pts_s
                 if self.on_progress:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..pipeline.camera import CameraPipeline
 from ..pipeline.config import CameraConfig, ConfigError, StreamsConfig, load_config
+from ..pipeline.crops import FrameDetector
 from ..pipeline.decode import redact_url
 from ..pipeline.detect import Detector
 from ..pipeline.metrics import CAMERA_STATES, Metrics, MetricsServer
@@ -120,7 +121,7 @@ class Daemon:
         self.spool = EventSpool(options.spool_path, [s.name for s in self.sinks])
         self.board = FrameBoard(on_drop=lambda cam: self.metrics.frames_dropped.labels(cam).inc())
         self.analysis_queue: queue.Queue = queue.Queue(maxsize=options.analysis_queue)
-        self.inference = BatchedInference(detector, self.board, self.analysis_queue, self.metrics,
+        self.inference = BatchedInference(FrameDetector(detector), self.board, self.analysis_queue, self.metrics,
                                           max_batch=options.max_batch, max_wait_ms=options.max_wait_ms)
         self.analysis = AnalysisWorker(self, self.analysis_queue)
         self.emitter = EventEmitter(self.spool, self.sinks, self.metrics)
@@ -164,7 +165,8 @@ class Daemon:
         if cam.enabled:
             reader = StreamReader(cam.id, cam.url, self.config.analysis_fps(cam), self.config.defaults.reader,
                                   self.board, self.metrics, generation=self._generation, epoch=self._epoch,
-                                  fit=self.detector.card.fit)
+                                  fit=self.detector.card.fit,
+                                  crops=self.config.crop_planner(cam, self.detector.card.fit))
         rt = CameraRuntime(cam, self._generation, pipeline, reader, tz)
         with self._lock:
             self._cameras[cam.id] = rt
