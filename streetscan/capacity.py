@@ -28,8 +28,10 @@ from av.video.reformatter import VideoReformatter
 
 from . import __version__
 from .pipeline.config import load_config
+from .pipeline.crops import CropPlanner, FrameDetector
 from .pipeline.decode import VideoSource, analysis_image, fit_size
 from .pipeline.detect import ModelDetector, load_detector
+from .pipeline.frames import Frame
 from .pipeline.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import input_size, letterbox
@@ -128,6 +130,30 @@ def inference_figures(detector: ModelDetector, sizes: list[tuple[int, int]], bat
             n, dt = _timed(lambda: run(x), min_s)
             rows.append({"input": f"{w}x{h}", "batch": b, "img_s": n * b / dt, "ms_per_call": 1000 * dt / n})
     return rows
+
+
+def zone_crop_figures(card: ModelCard, vf: av.VideoFrame, min_s: float, device: str = "cpu") -> dict:
+    """What zone-crop inference costs a camera: ms of one inference thread per analysed frame for
+    the letterboxed frame alone, then with one and two small zones (a sixth of the frame each,
+    which `auto` crops) detected again at native resolution. Interleaved rounds, medians."""
+    detector = FrameDetector(load_detector(card, threads=1, device=device))
+    w, h = vf.width, vf.height
+    scaled = analysis_image(VideoReformatter(), vf, fit_size(w, h, card.fit))
+    full = vf.to_ndarray(format="bgr24")
+    frame = Frame(seq=0, decoded_index=0, pts_s=0.0, image=scaled, keyframe=True, source_size=(w, h),
+                  full_res=lambda: full)
+    zones = [((w * 0.55, h * 0.35), (w * 0.95, h * 0.35), (w * 0.95, h * 0.75), (w * 0.55, h * 0.75)),
+             ((w * 0.05, h * 0.35), (w * 0.45, h * 0.35), (w * 0.45, h * 0.75), (w * 0.05, h * 0.75))]
+    plans = {n: CropPlanner(tuple(zones[:n]), card.fit, "on").plan(w, h) for n in (0, 1, 2)}
+    timings: dict[int, list[float]] = {n: [] for n in plans}
+    detector.detect([frame], [plans[2]])  # warm-up
+    for _ in range(5):
+        for n, plan in plans.items():
+            k, dt = _timed(lambda p=plan: detector.detect([frame], [p]), min_s / 15)
+            timings[n].append(1000 * dt / k)
+    ms = {n: float(np.median(v)) for n, v in timings.items()}
+    return {"frame": f"{w}x{h}", "crops": {str(n): {"boxes": [list(b) for b in plans[n]], "ms_per_frame": ms[n],
+                                                    "cameras_per_core_at_1fps": 1000 / ms[n]} for n in plans}}
 
 
 @dataclass
@@ -281,6 +307,7 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
                                    ([] if quick else [(320, 192), (640, 640)])))
         batches = [1, 2, 4] if quick else [1, 2, 4, 8, 16]
         inf = inference_figures(detector, sizes, batches, stage_s)
+        crops = zone_crop_figures(card, vf, stage_s, device)
         ceiling = max((r["img_s"] for r in inf if r["input"] == f"{rect[0]}x{rect[1]}"), default=0.0)
         e2e = {}
         for fps in analysis_fps:
@@ -293,7 +320,7 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
     results = {"machine": machine(), "model": card.name, "settings": {
         "quick": quick, "analysis_fps": analysis_fps, "max_age_s": max_age_s, "max_batch": max_batch,
         "threads": threads, "device": device, "gop_s": gop_s, "clip": str(clip)}, "decode": dec, "preprocess_ms": pre,
-        "inference": inf, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
+        "inference": inf, "zone_crops": crops, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     plot(results, out / "capacity.png")
@@ -311,6 +338,11 @@ def table(results: dict) -> str:
              "inference (raw):  input     batch   img/s   ms/call"]
     for r in results["inference"]:
         lines.append(f"                  {r['input']:9s} {r['batch']:5d} {r['img_s']:7.1f} {r['ms_per_call']:8.1f}")
+    zc = results.get("zone_crops")
+    if zc:
+        lines.append("zone crops (1 thread, " + zc["frame"] + "): " + "; ".join(
+            f"{n} crop(s) {c['ms_per_frame']:.1f} ms/frame = {c['cameras_per_core_at_1fps']:.1f} cameras/core @ 1 fps"
+            for n, c in zc["crops"].items()))
     for fps, e in results["e2e"].items():
         ratio = f"{100 * e['ratio_to_ceiling']:.0f}% of the {results['ceiling_img_s']:.1f} img/s ceiling" \
             if e["ratio_to_ceiling"] else "n/a"
