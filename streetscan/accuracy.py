@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .pipeline.catalogue import CATALOGUE
+from .pipeline.rules import box_iou
 
 Box = tuple[float, float, float, float]
 BOX_IOU = 0.3  # approximate, hand-drawn truth boxes: loose on purpose, the centre test backs it up
@@ -126,14 +127,6 @@ def cases_from_events(events: Iterable[dict[str, Any]]) -> list[Case]:
     return sorted((Case.from_messages(msgs) for msgs in by_id.values()), key=lambda c: (c.camera_id, c.opened_s))
 
 
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def box_match(truth: Box | None, boxes: tuple[Box, ...]) -> float:
     """How well a case's objects sit on a truth box: IoU, or BOX_IOU when only the centre is inside
     (a loose hand-drawn box around a car); 0 for no match. No truth box: anywhere matches."""
@@ -143,7 +136,7 @@ def box_match(truth: Box | None, boxes: tuple[Box, ...]) -> float:
     for b in boxes:
         cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
         inside = truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3]
-        best = max(best, _iou(truth, b), BOX_IOU if inside else 0.0)
+        best = max(best, box_iou(truth, b), BOX_IOU if inside else 0.0)
     return best if best >= BOX_IOU else 0.0
 
 
