@@ -185,9 +185,9 @@ class DwellRule(ZoneRule):
             ep = self.episodes.get(tid)
             if ep is not None and self._moved(ep, centre):
                 # It moved, or its track jumped onto a merged or passing box for a frame. The old
-                # episode is set aside for this track alone: back at its spot within the gap
-                # tolerance, the dwell clock carries on. No other track may take it over (that
-                # would chain a stream of passing cars into one "parked" car).
+                # episode is set aside: back at its spot within the gap tolerance, the dwell clock
+                # carries on. Another track may take it over only once it stood still for
+                # inherit_after_s (_inherit), or passing cars would chain into one "parked" car.
                 back = self.displaced.get(tid)
                 self.displaced[tid] = self.episodes.pop(tid)
                 ep = back if back is not None and not self._moved(back, centre) else None
