@@ -171,6 +171,9 @@ class ClassScore:
     def median_delay_s(self) -> float | None:
         return statistics.median(self.delays_s) if self.delays_s else None
 
+    def false_per_camera_hour(self, camera_hours: float) -> float | None:
+        return self.false_cases / camera_hours if camera_hours else None
+
     def as_dict(self, camera_hours: float) -> dict[str, Any]:
         return {
             "scene_class": self.scene_class, "truths": self.truths, "found": self.found, "cases": self.cases,
@@ -178,7 +181,7 @@ class ClassScore:
             "recall": self.recall, "precision": self.precision,
             "duplicates_per_violation": self.duplicates_per_violation,
             "median_time_to_open_s": self.median_delay_s,
-            "false_per_camera_hour": self.false_cases / camera_hours if camera_hours else None,
+            "false_per_camera_hour": self.false_per_camera_hour(camera_hours),
             "must_not_fire_hits": self.must_not_fire_hits, "resolved_too_early": self.resolved_too_early,
             "missed": self.missed, "false": self.false,
         }
@@ -260,7 +263,7 @@ def markdown_table(result: Score) -> str:
         s = result.classes.get(code)
         if s is None:
             continue
-        fph = s.false_cases / result.camera_hours if result.camera_hours else None
+        fph = s.false_per_camera_hour(result.camera_hours)
         lines.append(f"| {code} | {s.truths} | {s.found} | {s.cases} | {_fmt(s.recall)} | {_fmt(s.precision)} | "
                      f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(fph, 0)} | "
                      f"{s.resolved_too_early} |")
@@ -291,7 +294,7 @@ def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detect
         cases[truth.clip] = cases_from_events(result.events)
         settings["cameras"][camera.id] = {
             "clip": truth.clip, "split": truth.split, "analysis_fps": config.analysis_fps(camera),
-            "rules": {code: config.rule_overrides(camera, code) for code in CATALOGUE if config.rule_overrides(camera, code)},
+            "rules": {code: rules for code in CATALOGUE if (rules := config.rule_overrides(camera, code))},
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed, "wall_s": round(result.wall_s, 2)}
     return score(truths, cases), settings
