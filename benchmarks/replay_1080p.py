@@ -20,9 +20,9 @@ from pathlib import Path
 
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
-from streetscan.pipeline.sinks import JsonlSink
-from streetscan.workers.replay import ReplayJob, camera_for_file
-from streetscan.pipeline.config import StreamsConfig
+from streetscan.service.sinks import JsonlSink
+from streetscan.pipeline.config import camera_for_file
+from streetscan.workers.replay import ReplayJob
 
 
 def main() -> None:
@@ -40,9 +40,9 @@ def main() -> None:
                         "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-an", str(clip)],
                        check=True)
         card = resolve_model(args.model)
-        cam = camera_for_file(str(clip)).model_copy(update={"analysis_fps": args.analysis_fps})
+        cam = camera_for_file(str(clip)).with_analysis_fps(args.analysis_fps)
         sink = JsonlSink(Path(tmp) / "events.jsonl")
-        result = ReplayJob(StreamsConfig(cameras=[cam]), cam, load_detector(card), out_dir=Path(tmp),
+        result = ReplayJob(cam, load_detector(card), out_dir=Path(tmp),
                            sinks=[sink]).run(str(clip))
         sink.close()
     print(json.dumps({

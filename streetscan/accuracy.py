@@ -274,7 +274,7 @@ def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detect
                    batch_size: int = 4) -> tuple[Score, dict[str, Any]]:
     """Replay each truth clip through the real pipeline (its camera from `config`), then score.
     Returns the score and the settings it was measured with (model, per-camera effective rules)."""
-    from .pipeline.sinks import JsonlSink
+    from .service.sinks import JsonlSink
     from .workers.replay import ReplayJob
 
     cases: dict[str, list[Case]] = {}
@@ -285,16 +285,15 @@ def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detect
         if not clip.is_file():
             raise TruthError(f"{truth.path}: clip {clip} not found (set STREETSCAN_ASSETS or --footage)")
         camera = config.camera(truth.camera)
-        one = config.model_copy(update={"cameras": [camera]})
         sink = JsonlSink(out_dir / f"events-{Path(truth.clip).stem}.jsonl")
         try:
-            result = ReplayJob(one, camera, detector, out_dir=out_dir, sinks=[sink], batch_size=batch_size).run(str(clip))
+            result = ReplayJob(camera, detector, out_dir=out_dir, sinks=[sink], batch_size=batch_size).run(str(clip))
         finally:
             sink.close()
         cases[truth.clip] = cases_from_events(result.events)
         settings["cameras"][camera.id] = {
-            "clip": truth.clip, "split": truth.split, "analysis_fps": config.analysis_fps(camera),
-            "rules": {code: rules for code in CATALOGUE if (rules := config.rule_overrides(camera, code))},
+            "clip": truth.clip, "split": truth.split, "analysis_fps": camera.analysis_fps,
+            "rules": {code: rules for code in CATALOGUE if (rules := camera.rule_overrides(code))},
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed, "wall_s": round(result.wall_s, 2)}
     return score(truths, cases), settings

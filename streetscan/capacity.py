@@ -32,10 +32,10 @@ from .pipeline.crops import CropPlanner, FrameDetector
 from .pipeline.decode import VideoSource, analysis_image, fit_size
 from .pipeline.detect import ModelDetector, load_detector
 from .pipeline.frames import Frame
-from .pipeline.metrics import histogram_quantile
+from .service.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import input_size, letterbox
-from .pipeline.sinks import JsonlSink
+from .service.sinks import JsonlSink
 
 
 def machine() -> dict:
@@ -278,14 +278,14 @@ def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
     assets = os.environ.get("STREETSCAN_ASSETS")
     src = Path(assets) / "footage" / "plaza_pedestrians.mp4" if assets else None
     dst = workdir / "bench_1080p.mp4"
+    gop_args = ["-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
+                "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-an", str(dst)]
     if src and src.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(src), "-t", "10" if quick else "40", "-vf",
-                        "scale=1920:1080,fps=25", "-c:v", "libx264", "-preset", "veryfast", "-g", str(gop),
-                        "-keyint_min", str(gop), "-sc_threshold", "0", "-an", str(dst)],
-                       check=True)
-        return dst
-    from .devtools import encode_clip
-    return encode_clip(dst, width=1920, height=1080, seconds=10 if quick else 30, gop=gop)
+        args = ["-i", str(src), "-t", "10" if quick else "40", "-vf", "scale=1920:1080,fps=25"]
+    else:  # FFmpeg's moving test pattern: real H.264 at the same size, rate and GOP
+        args = ["-f", "lavfi", "-i", f"testsrc2=size=1920x1080:rate=25:duration={10 if quick else 30}"]
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args, *gop_args], check=True)
+    return dst
 
 
 def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quick: bool, out: Path,

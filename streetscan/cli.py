@@ -78,7 +78,7 @@ def run(
     root = logging.getLogger()
     root.setLevel(min(root.level, logging.INFO))  # a daemon's state changes belong in its log
     from .pipeline.detect import load_detector
-    from .pipeline.sinks import JsonlSink, RedisStreamSink
+    from .service.sinks import JsonlSink, RedisStreamSink
     from .workers.supervisor import Daemon, DaemonOptions
 
     try:
@@ -112,7 +112,7 @@ def replay(
     streams: Annotated[Optional[Path], typer.Option(help="streams.yaml giving the camera's zones and rules.")] = None,
     camera: Annotated[Optional[str], typer.Option(help="Camera id in --streams whose zones apply to the footage.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md.")] = Path("out"),
+    out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md, spool.db.")] = Path("out"),
     redis: Annotated[Optional[str], typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
     analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
@@ -122,9 +122,8 @@ def replay(
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
-    from .pipeline.sinks import JsonlSink, RedisStreamSink, SinkError
-    from .workers.replay import ReplayJob, camera_for_file, camera_for_path
-    from .workers.report import class_totals, write_report
+    from .workers.replay import ReplayJob
+    from .workers.report import write_report
 
     try:
         config = load_config(streams) if streams else None
@@ -134,53 +133,68 @@ def replay(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
-    cameras = {}
-    if config is not None:
-        for path in paths:
-            try:
-                cameras[path] = camera_for_path(config, path, camera)
-            except KeyError as exc:
-                _fail(f"{streams}: {exc.args[0]}")
-
+    cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
     unserved = print_served(card.objects, card.name)
     try:
         detector = load_detector(card, device=device)
     except ModelError as exc:
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
-    sinks = [JsonlSink(out / "events.jsonl")]
-    if redis:
-        rs = RedisStreamSink(redis, stream=redis_stream)
-        try:
-            rs.ping()
-        except SinkError as exc:
-            _fail(str(exc))
-        sinks.append(rs)
-
+    sinks = _replay_sinks(out, redis, redis_stream)
     results = []
     try:
         for path in paths:
-            file_cam = cameras[path] if config is not None else camera_for_file(path)
-            if analysis_fps:
-                file_cam = file_cam.model_copy(update={"analysis_fps": analysis_fps})
-            file_config = (config or StreamsConfig(cameras=[file_cam])).model_copy(update={"cameras": [file_cam]})
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                           TimeElapsedColumn(), console=console, transient=True) as progress:
                 task = progress.add_task(Path(path).name, total=None)
-                job = ReplayJob(file_config, file_cam, detector, out_dir=out, sinks=sinks, batch_size=batch,
-                                start_time=start_time,
-                                on_progress=lambda t: progress.update(task, completed=t))
+                job = ReplayJob(cameras[path], detector, out_dir=out, sinks=sinks, batch_size=batch,
+                                start_time=start_time, on_progress=lambda t: progress.update(task, completed=t))
                 try:
                     results.append(job.run(path))
                 except SourceError as exc:
                     _fail(str(exc))
-    except SinkError as exc:
-        _fail(str(exc))
     finally:
         for s in sinks:
             s.close()
+    _print_replay(results, card.name)
+    report = write_report(out, results, card, unserved)
+    console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
 
-    table = Table(title=f"StreetScan replay — model {card.name}")
+
+def _replay_cameras(paths: list[str], config: StreamsConfig | None, streams: Path | None, camera_id: str | None,
+                    analysis_fps: float | None) -> dict:
+    """The camera (zones, rules) each recording is analysed as; a stand-in without --streams."""
+    from .pipeline.config import camera_for_file
+    from .workers.replay import camera_for_path
+
+    cameras = {}
+    for path in paths:
+        try:
+            cam = camera_for_path(config, path, camera_id) if config is not None else camera_for_file(path)
+        except KeyError as exc:
+            _fail(f"{streams}: {exc.args[0]}")
+        cameras[path] = cam.with_analysis_fps(analysis_fps) if analysis_fps else cam
+    return cameras
+
+
+def _replay_sinks(out: Path, redis: str | None, redis_stream: str) -> list:
+    from .service.sinks import JsonlSink, RedisStreamSink, SinkError
+
+    sinks = [JsonlSink(out / "events.jsonl")]
+    if redis:
+        rs = RedisStreamSink(redis, stream=redis_stream)
+        try:
+            rs.ping()  # an analyst gets the typo now, not after the footage
+        except SinkError as exc:
+            _fail(str(exc))
+        sinks.append(rs)
+    return sinks
+
+
+def _print_replay(results: list, model_name: str) -> None:
+    from .workers.report import class_totals
+
+    table = Table(title=f"StreetScan replay — model {model_name}")
     for col in ("file", "frames decoded", "analysed", "analysed fps", "real-time factor", "decode errors"):
         table.add_column(col, justify="right" if col != "file" else "left")
     for r in results:
@@ -199,8 +213,10 @@ def replay(
         console.print(ev_table)
     else:
         console.print("no events", style="dim")
-    report = write_report(out, results, card, unserved)
-    console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
+    undelivered = sum(r.undelivered for r in results)
+    if undelivered:
+        err.print(f"[yellow]warning:[/] {undelivered} event(s) not taken by a sink stay in the spool "
+                  "and are delivered by the next replay into this folder", highlight=False)
 
 
 @app.command()
@@ -305,9 +321,9 @@ def check_config(path: Annotated[Path, typer.Argument(help="streams.yaml to vali
         config = load_config(path)
     except ConfigError as exc:
         _fail(str(exc))
-    for cam in config.cameras:
+    for cam in config.resolved():
         zones = ", ".join(f"{z.id}({z.kind.value}/{z.grade.value})" for z in cam.zones)
-        console.print(f"{cam.id}: {cam.name} @ {config.analysis_fps(cam)} fps — zones {zones}", highlight=False)
+        console.print(f"{cam.id}: {cam.name} @ {cam.analysis_fps:g} fps — zones {zones}", highlight=False)
     console.print(f"{path}: {len(config.cameras)} cameras OK", style="green")
 
 

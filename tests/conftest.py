@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from marker_model import build_marker_model
-from streetscan.devtools import REPO, RedisServer, encode_clip, free_port, rtsp_server_available  # noqa: F401
+from realparts import REPO, RedisServer, encode_clip, free_port, rtsp_server_available  # noqa: F401
 
 
 

@@ -33,9 +33,10 @@ def dets(*objects: tuple[str, tuple[float, float, float, float], float, int]) ->
 
 
 def config(zones: list[dict], rules: dict | None = None, defaults: dict | None = None):
+    """A one-camera streams.yaml, resolved: the Camera "cam"."""
     cam = {"id": "cam", "name": "Test cam", "url": "test.mp4", "location": {"address": "Test St 1"},
            "zones": zones, "rules": rules or {}}
-    return parse_config({"defaults": defaults or {}, "cameras": [cam]})
+    return parse_config({"defaults": defaults or {}, "cameras": [cam]}).camera("cam")
 
 
 def car(x: float, tid: int = 1, conf: float = 0.9, cls: str = "car"):
@@ -50,5 +51,5 @@ def run(ruleset, frames: list[tuple[float, sv.Detections]], start: datetime = NO
     """Feed (t, detections) frames; return the violations per frame."""
     out = []
     for seq, (t, d) in enumerate(frames):
-        out.append(ruleset.update(d, t, start + timedelta(seconds=t), seq))
+        out.append(ruleset.update(d, t, start + timedelta(seconds=t), seq).violations)
     return out

@@ -12,7 +12,7 @@ import yaml
 
 from marker_model import build_marker_model
 from streetscan.accuracy import ClipTruth, Case, load_truth, run_evaluation, score
-from streetscan.devtools import REPO, encode_clip
+from realparts import REPO, encode_clip
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.crops import CropPlanner
 from streetscan.pipeline.detect import load_detector

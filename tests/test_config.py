@@ -33,9 +33,56 @@ def test_repo_example_is_valid():
     config = load_config(REPO / "streams.yaml")
     assert len(config.cameras) >= 3
     kerb = config.camera("jd-kerb-07")
-    assert config.analysis_fps(kerb) == 1
-    assert config.rule_overrides(kerb, "illegal_parking") == {"dwell_s": 180}
-    assert config.rule_overrides(kerb, "crowd_gathering") == {"min_count": 25}  # file-level default
+    assert kerb.analysis_fps == 1
+    assert kerb.rule_overrides("illegal_parking") == {"dwell_s": 180}
+    assert kerb.rule_overrides("crowd_gathering") == {"min_count": 25}  # file-level default
+
+
+def test_camera_is_resolved_once_with_defaults_grades_and_time_zone(tmp_path):
+    zones = [{"id": "main", "kind": "no_parking", "grade": "demonstration"},
+             {"id": "side", "kind": "no_parking", "grade": "alley"}]
+    data = {"defaults": {"analysis_fps": 3, "timezone": "Asia/Urumqi", "tracking": {"min_frames": 4, "high": 0.6},
+                         "rules": {"illegal_parking": {"max_move_ratio": 0.2}}},
+            "cameras": [{**GOOD_CAMERA, "zones": zones, "tracking": {"high": 0.5},
+                         "rules": {"illegal_parking": {"gap_s": 4}}},
+                        {**GOOD_CAMERA, "id": "cam-2", "analysis_fps": 1, "timezone": "Asia/Shanghai"}]}
+    config = load_config(write(tmp_path, data))
+    cam, other = config.camera("cam-1"), config.camera("cam-2")
+    assert (cam.analysis_fps, str(cam.tz), other.analysis_fps, str(other.tz)) == (3, "Asia/Urumqi", 1, "Asia/Shanghai")
+    assert (cam.tracking.high, cam.tracking.min_frames) == (0.5, 4)  # camera over file defaults, field by field
+    parking = {r.zone.id: r for r in cam.rules if r.scene_class == "illegal_parking"}
+    base = CATALOGUE["illegal_parking"].defaults["dwell_s"]
+    # Grade scaling is applied at load: a demonstration street is stricter than an alley.
+    assert parking["main"].params["dwell_s"] < base < parking["side"].params["dwell_s"]
+    assert parking["main"].overrides == {"max_move_ratio": 0.2, "gap_s": 4}
+    assert parking["main"].params["max_move_ratio"] == 0.2 and parking["main"].params["gap_s"] == 4
+    # What a reload compares: the same file gives equal cameras; a changed default changes them.
+    assert load_config(write(tmp_path, data)).camera("cam-1") == cam
+    data["defaults"]["analysis_fps"] = 2
+    changed = load_config(write(tmp_path, data))
+    assert changed.camera("cam-1") != cam and changed.camera("cam-2") == other  # cam-2 sets its own fps
+
+
+def test_http_flv_hls_and_rtmp_urls_are_cameras_other_schemes_are_not(tmp_path):
+    for url in ("http://10.1.2.3/live/cam1.flv", "https://platform.example/hls/cam1.m3u8", "rtmp://10.1.2.3/live/1"):
+        assert load_config(write(tmp_path, {"cameras": [{**GOOD_CAMERA, "url": url}]})).camera("cam-1").url == url
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "url": "ftp://10.1.2.3/cam1"}]})
+    assert "field url: unsupported URL scheme 'ftp'" in msg and "http(s)://" in msg
+
+
+def test_self_intersecting_zone_is_rejected(tmp_path):
+    bow_tie = [[0, 0], [100, 0], [0, 100], [100, 120]]  # corners out of order: the outline crosses itself
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]})
+    assert "field zones[0].polygon: polygon crosses itself: edge 2 (points 2-3) crosses edge 4 (points 4-1)" in msg
+
+
+def test_zero_area_bow_tie_is_reported_as_crossing_not_as_collinear(tmp_path):
+    bow_tie = [[0, 0], [100, 100], [100, 0], [0, 100]]  # its two halves cancel: area 0
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]})
+    assert "polygon crosses itself" in msg and "collinear" not in msg
+    line = [[0, 0], [50, 0], [100, 0]]
+    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": line}]}]})
+    assert "polygon has no area (points are collinear or repeated)" in msg
 
 
 def test_missing_required_field_names_camera_and_field(tmp_path):

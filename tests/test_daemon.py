@@ -11,14 +11,14 @@ import pytest
 import redis
 import yaml
 
-from streetscan.pipeline.config import ReaderPolicy
-from streetscan.pipeline.metrics import Metrics
+from streetscan.pipeline.config import parse_config
+from streetscan.service.metrics import Metrics
 from streetscan.workers.handoff import FrameBoard
 from streetscan.workers.reader import CameraState, StreamReader
 
 from conftest import encode_clip
 from marker_model import red_marker
-from streetscan.devtools import DaemonProcess, RedisServer, RtspServer, wait_for
+from realparts import DaemonProcess, RedisServer, RtspServer, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 
@@ -61,9 +61,15 @@ def start_reader(server: RtspServer, mount: str) -> tuple[StreamReader, FrameBoa
     """A lone StreamReader on one of the server's mounts, at 4 fps with fast reconnects."""
     metrics, board = Metrics(), FrameBoard()
     board.add(mount)
-    reader = StreamReader(mount, server.url(mount), 4, ReaderPolicy(**FAST_READER), board, metrics)
+    camera = parse_config({"defaults": {"analysis_fps": 4, "reader": FAST_READER}, "cameras": [
+        {"id": mount, "name": mount, "url": server.url(mount), "location": {"address": "test"}}]}).camera(mount)
+    reader = StreamReader(camera, board, metrics)
     reader.start()
     return reader, board, metrics
+
+
+def count(metrics: Metrics, name: str, camera: str) -> float:
+    return metrics.registry.get_sample_value(name, {"camera": camera}) or 0.0
 
 
 def test_reader_backs_off_when_the_camera_dies_and_reconnects_when_it_returns(marker_clip):
@@ -75,7 +81,7 @@ def test_reader_backs_off_when_the_camera_dies_and_reconnects_when_it_returns(ma
         server.kill()
         wait_for(lambda: reader.state == CameraState.BACKOFF, 15, what="backoff")
         assert "retry in" in reader.reason
-        wait_for(lambda: metrics.reconnects.labels("cam")._value.get() >= 2, 15, what="re-dialling a dead camera")
+        wait_for(lambda: count(metrics, "streetscan_reconnects_total", "cam") >= 2, 15, what="re-dialling a dead camera")
         assert reader.state != CameraState.LIVE
         server.start()  # same port: the camera is back
         wait_for(lambda: reader.state == CameraState.LIVE, 20, what="reconnection")
@@ -104,9 +110,9 @@ def test_corrupt_packets_are_counted_and_never_stop_the_reader(marker_clip, tmp_
     server = RtspServer({"bad": bad}).start()
     reader, _, metrics = start_reader(server, "bad")
     try:
-        wait_for(lambda: metrics.decode_errors.labels("bad")._value.get() >= 3, 40, what="decode errors counted")
+        wait_for(lambda: count(metrics, "streetscan_decode_errors_total", "bad") >= 3, 40, what="decode errors counted")
         assert reader.alive and reader.state == CameraState.LIVE
-        assert metrics.frames_sampled.labels("bad")._value.get() > 0
+        assert count(metrics, "streetscan_frames_sampled_total", "bad") > 0
     finally:
         reader.stop()
         reader.join(10)
@@ -214,7 +220,9 @@ def test_sighup_adds_removes_and_keeps_cameras_and_rejects_a_bad_config(marker_c
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: "reload rejected" in daemon.log_text(), 10, what="the rejection logged")
         assert "camera 'cam-c' (cameras[0]) field location: required field is missing" in daemon.log_text()
-        time.sleep(1)
+        analysed = daemon.metric("streetscan_frames_analysed_total", camera="cam-c")
+        wait_for(lambda: daemon.metric("streetscan_frames_analysed_total", camera="cam-c") > analysed, 10,
+                 what="cam-c analysed on after the rejected reload")
         assert daemon.camera_state("cam-b") == "live" and daemon.camera_state("cam-c") == "live"
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0

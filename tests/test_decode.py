@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streetscan.devtools import RtspServer
+from realparts import RtspServer
 from streetscan.pipeline.decode import SourceError, VideoSource
 from streetscan.pipeline.detect import make_detections
 

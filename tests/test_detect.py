@@ -123,7 +123,7 @@ def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
 
     import onnx
 
-    from streetscan.devtools import REPO
+    from realparts import REPO
 
     script = str(REPO / "scripts" / "quantize_model.py")
     proc = subprocess.run([sys.executable, script, str(untrained_yolo), "--calibrate", str(h264_clip), "--frames", "4",

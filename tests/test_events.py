@@ -2,6 +2,7 @@ from datetime import timedelta
 
 import jsonschema
 
+from streetscan.pipeline.clock import StreamClock
 from streetscan.pipeline.events import EventDeduplicator, event_schema
 from streetscan.pipeline.rules import RuleSet
 
@@ -12,15 +13,14 @@ POLICY = {"event": {"update_interval_s": 60, "resolve_grace_s": 30}}
 
 def replay(frames, seconds_per_frame=1.0):
     """Rules + dedup over synthetic frames, as a replay would run them. Returns the events."""
-    cfg = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
-    cam = cfg.cameras[0]
-    rules = RuleSet.build(cfg, cam, {"car"})
-    dedup = EventDeduplicator(cam, cfg.defaults.event, wall=lambda s: NOON + timedelta(seconds=s),
-                              model_name="test-model", model_version="1", source="synthetic")
+    cam = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
+    rules = RuleSet.build(cam, {"car"})
+    clock = StreamClock(NOON.tzinfo, origin=NOON)
+    dedup = EventDeduplicator(cam, clock=clock, model_name="test-model", model_version="1", source="synthetic")
     events = []
     for seq, d in enumerate(frames):
         t = seq * seconds_per_frame
-        events += dedup.update(rules.update(d, t, NOON + timedelta(seconds=t), seq), t)
+        events += dedup.update(rules.update(d, t, clock.wall(t), seq).violations, t)
     return events
 
 

@@ -7,25 +7,27 @@ import sqlite3
 import threading
 import time
 import urllib.request
-from datetime import datetime, timezone
+from datetime import timezone
 
 import numpy as np
 import pytest
 import redis
 
 from streetscan.logs import JsonFormatter
-from streetscan.pipeline.config import EventPolicy, ReaderPolicy, parse_config
+from streetscan.pipeline.clock import StreamClock
+from streetscan.pipeline.config import ReaderPolicy, parse_config
 from streetscan.pipeline.decode import redact_url
 from streetscan.pipeline.events import EventDeduplicator
 from streetscan.pipeline.frames import Frame
-from streetscan.pipeline.metrics import Metrics, MetricsServer
 from streetscan.pipeline.rules import ObservedObject, Violation
-from streetscan.pipeline.sinks import RedisStreamSink
-from streetscan.pipeline.spool import EventSpool
-from streetscan.workers.handoff import FrameBoard, LiveFrame
-from streetscan.workers.reader import Backoff
+from streetscan.service.backoff import Backoff
+from streetscan.service.metrics import Metrics
+from streetscan.service.probes import MetricsServer
+from streetscan.service.sinks import RedisStreamSink
+from streetscan.service.spool import EventSpool
+from streetscan.workers.handoff import FrameBoard, FrameQueue, LiveFrame
 
-from streetscan.devtools import free_port
+from realparts import free_port, wait_for
 
 
 def lf(cam: str, seq: int) -> LiveFrame:
@@ -76,10 +78,45 @@ def test_board_waits_for_a_batch_to_fill_but_not_longer_than_max_wait():
     for c in ("a", "b", "c"):
         board.add(c)
     board.put(lf("a", 0))
-    threading.Timer(0.05, lambda: board.put(lf("b", 0))).start()
-    batch = board.gather(8, max_wait_s=2.0)
-    assert sorted(b.camera_id for b in batch) == ["a", "b"]  # waited for b; c never came, wait ended at 2 s
+
+    def b_arrives_while_gather_waits():
+        wait_for(lambda: board.pending() == 0, 10, interval=0.005, what="gather to take a")
+        board.put(lf("b", 0))
+
+    putter = threading.Thread(target=b_arrives_while_gather_waits)
+    putter.start()
+    batch = board.gather(8, max_wait_s=5.0)
+    putter.join()
+    assert sorted(b.camera_id for b in batch) == ["a", "b"]  # waited for b; c never came, wait ended at 5 s
     assert board.gather(8, 0.0, idle_timeout_s=0.01) == []
+
+
+def test_frame_queue_keeps_every_frame_in_order_and_blocks_when_full():
+    q = FrameQueue(capacity=3)
+    q.add("a")
+    q.add("b")
+    for seq in range(3):
+        assert q.put(lf("a" if seq != 1 else "b", seq)) is False  # nothing is ever replaced
+    fourth = threading.Thread(target=q.put, args=(lf("a", 3),))
+    fourth.start()
+    fourth.join(timeout=0.2)
+    assert fourth.is_alive() and q.pending() == 3  # full: the reader waits, no frame is dropped
+    assert [f.frame.seq for f in q.gather(2, 0.0)] == [0, 1]  # arrival order, cameras mixed
+    fourth.join(timeout=10)
+    assert not fourth.is_alive()
+    assert [f.frame.seq for f in q.gather(8, 0.0)] == [2, 3]
+    assert q.put(lf("gone", 0)) is False and q.pending() == 0  # unknown camera: ignored
+
+
+def test_frame_queue_remove_releases_a_blocked_reader_and_its_frames():
+    q = FrameQueue(capacity=1)
+    q.add("a")
+    q.put(lf("a", 0))
+    blocked = threading.Thread(target=q.put, args=(lf("a", 1),))
+    blocked.start()
+    q.remove("a")
+    blocked.join(timeout=10)
+    assert not blocked.is_alive() and q.pending() == 0
 
 
 def test_backoff_grows_is_capped_jittered_and_resets():
@@ -140,8 +177,8 @@ def test_spool_commit_is_atomic(tmp_path):
 def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
     import os
 
-    from streetscan.pipeline.metrics import Metrics
-    from streetscan.workers.retention import EvidenceRetention
+    from streetscan.service.metrics import Metrics
+    from streetscan.service.retention import EvidenceRetention
 
     now = 1_800_000_000.0
     for name, age_days in [("old-done", 40), ("old-open", 40), ("old-pending", 40), ("new-done", 5)]:
@@ -171,13 +208,13 @@ def violation(key: str, box, t: float) -> Violation:
 
 
 def test_open_events_restored_after_restart_continue_under_their_id():
-    cfg = parse_config({"cameras": [{"id": "cam", "name": "c", "url": "rtsp://x/1", "location": {"address": "a"}}]})
-    cam = cfg.cameras[0]
-    policy = EventPolicy(update_interval_s=1, resolve_grace_s=5)
+    cfg = parse_config({"defaults": {"event": {"update_interval_s": 1, "resolve_grace_s": 5}},
+                        "cameras": [{"id": "cam", "name": "c", "url": "rtsp://x/1", "location": {"address": "a"}}]})
+    cam = cfg.camera("cam")
 
     def dedup():
-        return EventDeduplicator(cam, policy, wall=lambda t: datetime.fromtimestamp(t, timezone.utc),
-                                 model_name="m", model_version="1", source="rtsp://x/1")
+        return EventDeduplicator(cam, clock=StreamClock(timezone.utc), model_name="m", model_version="1",
+                                 source="rtsp://x/1")
 
     before = dedup()
     [opened] = before.update([violation("track-3", (10, 10, 50, 50), 100.0)], 100.0)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime
@@ -13,12 +14,13 @@ import jsonschema
 import numpy as np
 import pytest
 import redis
+import yaml
 
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.detect import make_detections
 from streetscan.pipeline.events import event_schema
 from streetscan.pipeline.models import ModelCard
-from streetscan.pipeline.sinks import JsonlSink, RedisStreamSink
+from streetscan.service.sinks import JsonlSink, RedisStreamSink
 from streetscan.workers.replay import ReplayJob
 
 from conftest import REPO, encode_clip
@@ -30,21 +32,6 @@ def streetscan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "streetscan", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
-
-
-def test_replay_cli_through_real_onnx_model_and_both_sinks(untrained_yolo, h264_clip, redis_url, tmp_path):
-    out = tmp_path / "out"
-    proc = streetscan("replay", str(h264_clip), "--model", str(untrained_yolo), "--out", str(out),
-                      "--redis", redis_url, "--redis-stream", "e2e:cli", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "serves 4/14 scene classes" in proc.stdout and "cannot serve" in proc.stdout
-    assert "real-time factor" in proc.stdout and "moving_box.mp4" in proc.stdout
-    assert (out / "events.jsonl").exists() and (out / "report.md").exists()
-    report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| 640x360 | 8.0 | 200 | 16 |" in report  # 200 frames decoded, 16 analysed at 2 fps
-    # Random weights detect nothing, so no events: the next test drives events with a stub that says why.
-    assert (out / "events.jsonl").read_text() == ""
-    assert redis.Redis.from_url(redis_url).xlen("e2e:cli") == 0
 
 
 def test_replay_of_unreadable_input_exits_non_zero(untrained_yolo, tmp_path):
@@ -112,16 +99,54 @@ def parking_clip(tmp_path_factory) -> Path:
     return encode_clip(tmp_path_factory.mktemp("parking") / "parking.mp4", seconds=32, gop=50, scene=parking_scene)
 
 
-def run_parking_replay(clip: Path, out: Path, redis_url: str, stream: str):
-    config = parse_config(STREAMS)
-    sinks = [JsonlSink(out / "events.jsonl"), RedisStreamSink(redis_url, stream=stream)]
-    job = ReplayJob(config, config.cameras[0], RedBoxDetector(), out_dir=out, sinks=sinks, batch_size=4,
+def run_parking_replay(clip: Path, out: Path, redis_url: str, stream: str, flush_s: float = 30.0):
+    camera = parse_config(STREAMS).camera("kerb-cam")
+    sinks = [JsonlSink(out / "events.jsonl"), RedisStreamSink(redis_url, stream=stream, timeout_s=1.0)]
+    job = ReplayJob(camera, RedBoxDetector(), out_dir=out, sinks=sinks, batch_size=4, flush_s=flush_s,
                     start_time=datetime(2026, 11, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
     try:
         return job.run(str(clip))
     finally:
         for s in sinks:
             s.close()
+
+
+def test_replay_cli_through_a_real_onnx_model_delivers_events_to_both_sinks(marker_model, parking_clip, redis_url,
+                                                                            tmp_path):
+    """The CLI as an analyst runs it, with a real ONNX model that sees the parked car: events must
+    reach the JSONL file and Redis (an unwired sink fails here), with the report beside them."""
+    out = tmp_path / "out"
+    streams = tmp_path / "streams.yaml"
+    streams.write_text(yaml.safe_dump(STREAMS, allow_unicode=True), encoding="utf-8")
+    proc = streetscan("replay", str(parking_clip), "--streams", str(streams), "--model", str(marker_model),
+                      "--out", str(out), "--redis", redis_url, "--redis-stream", "e2e:cli", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "scene classes" in proc.stdout and "cannot serve" in proc.stdout  # says what the model cannot do
+    assert "real-time factor" in proc.stdout and "parking.mp4" in proc.stdout
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["state"] for e in events][0] == "opened" and events[-1]["state"] == "resolved"
+    assert {e["scene_class"]["code"] for e in events} == {"illegal_parking"}
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:cli")
+    assert [(f["event_id"], int(f["revision"])) for _, f in entries] == [(e["event_id"], e["revision"]) for e in events]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| kerb-cam | 640x360 | 32.0 | 800 | 64 |" in report  # 800 frames decoded, 64 analysed at 2 fps
+    assert f"id `{events[0]['event_id']}`" in report and "![annotated](evidence/" in report
+
+
+def test_replay_keeps_what_a_sink_did_not_take_and_delivers_it_next_time(parking_clip, redis_url, tmp_path):
+    """Replay commits events to the same durable spool as the daemon: with Redis down they wait in
+    OUT/spool.db, and the next replay into that folder delivers them before its own."""
+    down = run_parking_replay(parking_clip, tmp_path, "redis://127.0.0.1:1/0", "e2e:later", flush_s=1.0)
+    assert down.events and down.undelivered == len(down.events)  # analysed and kept, not delivered
+    rows = sqlite3.connect(tmp_path / "spool.db").execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    assert rows == len(down.events)
+    up = run_parking_replay(parking_clip, tmp_path, redis_url, "e2e:later")
+    assert up.undelivered == 0
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:later")
+    delivered = [(f["event_id"], int(f["revision"])) for _, f in entries]
+    # Same clip, same ids: the sink's (event_id, revision) dedupe absorbs the second run's copies.
+    assert delivered == [(e["event_id"], e["revision"]) for e in down.events]
+    assert sqlite3.connect(tmp_path / "spool.db").execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
 def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
@@ -155,7 +180,9 @@ def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:parking")
     assert [(f["event_id"], f["state"]) for _, f in entries] == [(e["event_id"], e["state"]) for e in events]
     assert result.frames_analysed == 64 and result.counts[("illegal_parking", "opened")] == 1
-    assert result.realtime_factor > 0
+    assert result.events == events and result.undelivered == 0 and result.still_open == 0
+    assert result.duration_s == pytest.approx(32.0, abs=0.05) and result.wall_s > 0
+    assert result.realtime_factor == pytest.approx(result.duration_s / result.wall_s)
 
 
 def test_rerun_gives_the_same_event_ids(parking_clip, redis_url, tmp_path):

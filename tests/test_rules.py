@@ -9,8 +9,7 @@ ALL_OBJECTS = set(o for c in CATALOGUE.values() for o in c.objects)
 
 
 def ruleset(zones, rules=None, objects=ALL_OBJECTS, defaults=None):
-    cfg = config(zones, rules, defaults)
-    return RuleSet.build(cfg, cfg.cameras[0], objects)
+    return RuleSet.build(config(zones, rules, defaults), objects)
 
 
 def parking_only(dwell_s=60, **zone):

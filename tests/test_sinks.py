@@ -3,7 +3,7 @@ import json
 import pytest
 import redis
 
-from streetscan.pipeline.sinks import JsonlSink, RedisStreamSink, SinkError
+from streetscan.service.sinks import JsonlSink, RedisStreamSink, SinkError
 
 
 def event(n: int, state: str = "opened") -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streetscan.devtools import REPO
+from realparts import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from soak import soak  # noqa: E402

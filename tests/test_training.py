@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from marker_model import SIZE
-from streetscan.devtools import REPO
+from realparts import REPO
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import load_card
 

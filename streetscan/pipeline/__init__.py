@@ -1,4 +1,5 @@
-"""The library: config, decode, detect, track, rules, events, evidence, sinks.
+"""Per-frame stages: config, decode, detect (and zone crops), track, rules, events, evidence.
 
-Data flows one way: Frame -> sv.Detections -> tracked sv.Detections -> Violation -> Event -> CaseSink.
+Data flows one way: Frame -> sv.Detections -> tracked sv.Detections -> Violation -> Event.
+Where events go from there (spool, sinks) is the service package's job.
 """

@@ -1,74 +1,66 @@
-"""One camera's analysis after detection: track -> rules -> events -> evidence -> sinks."""
+"""One camera's analysis after detection: track -> rules -> events -> evidence.
+
+It returns the frame's events; where they go (the spool, then the sinks) is the runner's job.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 import supervision as sv
 
 from .catalogue import CATALOGUE
-from .config import CameraConfig, StreamsConfig
+from .clock import StreamClock
+from .config import Camera
 from .events import Event, EventDeduplicator
 from .evidence import EvidenceWriter, SnapshotStore
 from .frames import Frame
 from .models import ModelCard
 from .rules import RuleSet
-from .sinks import CaseSink
 from .track import ObjectTracker, TrackerSettings
 
 log = logging.getLogger(__name__)
 
 
-class CameraPipeline:
-    def __init__(self, config: StreamsConfig, camera: CameraConfig, card: ModelCard, *,
-                 wall: Callable[[float], datetime], source: str, out_dir: Path, sinks: Sequence[CaseSink]):
+class CameraAnalysis:
+    def __init__(self, camera: Camera, card: ModelCard, *, clock: StreamClock, source: str, out_dir: Path):
         self.camera = camera
-        tracking = config.tracking(camera)
-        self.tracker = ObjectTracker(config.analysis_fps(camera), TrackerSettings.resolve(
-            card.thresholds, lost_s=tracking.lost_s or config.defaults.event.resolve_grace_s,
+        self.clock = clock
+        tracking = camera.tracking
+        self.tracker = ObjectTracker(camera.analysis_fps, TrackerSettings.resolve(
+            card.thresholds, lost_s=tracking.lost_s or camera.event.resolve_grace_s,
             high=tracking.high, activate=tracking.activate, min_frames=tracking.min_frames))
-        self.rules = RuleSet.build(config, camera, card.objects, card.thresholds)
-        self.dedup = EventDeduplicator(camera, config.defaults.event, wall=wall, model_name=card.name,
-                                       model_version=card.version, source=source)
+        self.rules = RuleSet.build(camera, card.objects, card.thresholds)
+        self.dedup = EventDeduplicator(camera, clock=clock, model_name=card.name, model_version=card.version,
+                                       source=source)
         self.snapshots = SnapshotStore()
-        self.evidence = EvidenceWriter(out_dir)
-        self.sinks = list(sinks)
+        self.evidence = EvidenceWriter(out_dir, {z.id: z.polygon for z in camera.zones})
         self._evidence_by_event: dict[str, dict[str, str]] = {}
         self.counts: Counter[tuple[str, str]] = Counter()  # (scene class, state) -> events emitted
 
-    def process(self, frame: Frame, detections: sv.Detections, wall: datetime) -> list[Event]:
+    def process(self, frame: Frame, detections: sv.Detections) -> list[Event]:
         """`detections` are in camera pixels (crops.FrameDetector)."""
         tracked = self.tracker.update(detections, frame.pts_s)
-        violations = self.rules.update(tracked, frame.pts_s, wall, frame.seq)
-        if self.rules.episode_started:
+        step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq)
+        if step.episode_started:
             self.snapshots.keep(frame.seq, frame.full_image())
-        events = [self._with_evidence(ev, frame) for ev in self.dedup.update(violations, frame.pts_s)]
+        events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
         for ev in events:
-            payload = ev.to_dict()
-            for sink in self.sinks:
-                sink.emit(payload)
             self.counts[(ev.violation.scene_class, ev.state)] += 1
             log.info("%s %s %s zone=%s id=%s", self.camera.id, ev.state, ev.violation.scene_class,
-                     ev.violation.zone_id, ev.event_id)
+                     ev.violation.zone_id, ev.event_id, extra={"camera": self.camera.id})
         return events
 
     def snapshot(self) -> dict:
         """What must outlive a restart: open events and the evidence they point to."""
         return {"dedup": self.dedup.snapshot(), "evidence": self._evidence_by_event}
 
-    @staticmethod
-    def evidence_in(state: dict) -> set[str]:
-        """Events of a saved snapshot whose evidence is still referenced (open events)."""
-        return set(state.get("evidence", {}))
-
     def restore(self, state: dict, t: float) -> int:
         restored = self.dedup.restore(state.get("dedup", {}), t, self.rules.confirm_s)
-        open_ids = {rec.event.event_id for rec in self.dedup.open.values()}
+        open_ids = {rec.event_id for rec in self.dedup.open.values()}
         self._evidence_by_event = {k: v for k, v in state.get("evidence", {}).items() if k in open_ids}
         return restored
 
@@ -83,3 +75,8 @@ class CameraPipeline:
         if ev.state == "resolved":
             self._evidence_by_event.pop(ev.event_id, None)
         return replace(ev, evidence=files)
+
+
+def evidence_in(state: dict) -> set[str]:
+    """Events of a saved camera state (CameraAnalysis.snapshot) whose evidence is still referenced."""
+    return set(state.get("evidence", {}))

@@ -7,13 +7,15 @@ so an operator can fix a 300-camera file without reading a traceback.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+                      model_validator)
 
 from .catalogue import CATALOGUE, RULE_PARAMS, Grade, ZoneKind
 
@@ -29,6 +31,36 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _self_intersection(points: list[tuple[float, float]]) -> tuple[int, int] | None:
+    """The first pair of non-adjacent edges that cross or touch (a bow-tie), as edge indices."""
+    n = len(points)
+    edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
+
+    def orient(a, b, c) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    def on_segment(a, b, c) -> bool:  # c on segment ab, given the three are collinear
+        return min(a[0], b[0]) <= c[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= c[1] <= max(a[1], b[1])
+
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the closing edge shares point 0 with the first
+            (p1, p2), (q1, q2) = edges[i], edges[j]
+            d1, d2, d3, d4 = orient(q1, q2, p1), orient(q1, q2, p2), orient(p1, p2, q1), orient(p1, p2, q2)
+            if ((d1 > 0) != (d2 > 0) and d1 != 0 and d2 != 0) and ((d3 > 0) != (d4 > 0) and d3 != 0 and d4 != 0):
+                return i, j
+            if (d1 == 0 and on_segment(q1, q2, p1)) or (d2 == 0 and on_segment(q1, q2, p2)) or \
+               (d3 == 0 and on_segment(p1, p2, q1)) or (d4 == 0 and on_segment(p1, p2, q2)):
+                if _area(points) >= 1.0:  # a degenerate (zero-area) outline is reported as such below
+                    return i, j
+    return None
+
+
+def _area(points: list[tuple[float, float]]) -> float:
+    return 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1])))
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
@@ -91,8 +123,12 @@ class ZoneConfig(_Model):
             raise ValueError(f"polygon needs at least 3 points, got {len(v)}")
         if any(x < 0 or y < 0 for x, y in v):
             raise ValueError("polygon coordinates must be non-negative pixels")
-        area = 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(v, v[1:] + v[:1])))
-        if area < 1.0:
+        crossing = _self_intersection(v)
+        if crossing is not None:
+            i, j = crossing
+            raise ValueError(f"polygon crosses itself: edge {i + 1} (points {i + 1}-{i + 2}) crosses edge {j + 1} "
+                             f"(points {j + 1}-{(j + 1) % len(v) + 1}); list the corners in order around the zone")
+        if _area(v) < 1.0:
             raise ValueError("polygon has no area (points are collinear or repeated)")
         return v
 
@@ -229,7 +265,8 @@ class CameraConfig(_Model):
     def _url(cls, v: str) -> str:
         scheme = v.split("://", 1)[0].lower() if "://" in v else ""
         if scheme and scheme not in {"rtsp", "rtsps", "rtmp", "http", "https", "file"}:
-            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, rtsps:// or a file path")
+            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, rtsps://, rtmp://, http(s):// "
+                             "(HTTP-FLV or HLS) or a file path")
         return v
 
     @model_validator(mode="after")
@@ -242,6 +279,7 @@ class StreamsConfig(_Model):
     version: int = 1
     defaults: Defaults = Defaults()
     cameras: list[CameraConfig] = Field(min_length=1)
+    _resolved: dict[str, Camera] = PrivateAttr(default_factory=dict)
 
     @field_validator("version")
     @classmethod
@@ -255,33 +293,92 @@ class StreamsConfig(_Model):
         _require_unique("camera", [c.id for c in self.cameras])
         return self
 
-    def camera(self, camera_id: str) -> CameraConfig:
-        for cam in self.cameras:
-            if cam.id == camera_id:
-                return cam
-        raise KeyError(f"no camera {camera_id!r}; known: {', '.join(c.id for c in self.cameras)}")
+    @model_validator(mode="after")
+    def _resolve(self) -> StreamsConfig:
+        self._resolved = {c.id: resolve_camera(c, self.defaults) for c in self.cameras}
+        return self
 
-    # Effective per-camera settings: camera value, else the file's defaults.
-    def analysis_fps(self, cam: CameraConfig) -> float:
-        return cam.analysis_fps or self.defaults.analysis_fps
+    def camera(self, camera_id: str) -> Camera:
+        """The camera with this file's defaults merged in (resolved once, at load)."""
+        try:
+            return self._resolved[camera_id]
+        except KeyError:
+            raise KeyError(f"no camera {camera_id!r}; known: {', '.join(self._resolved)}") from None
 
-    def timezone(self, cam: CameraConfig) -> ZoneInfo:
-        return ZoneInfo(cam.timezone or self.defaults.timezone)
+    def resolved(self) -> list[Camera]:
+        return list(self._resolved.values())
 
-    def crop_planner(self, cam: CameraConfig, fit: tuple[int, int]):
-        """Which of the camera's zones are also detected at native resolution (pipeline/crops.py)."""
-        from .crops import CropPlanner
 
-        polygons = tuple(tuple(map(tuple, z.polygon)) for z in cam.zones if z.polygon is not None)
-        return CropPlanner(polygons, fit, cam.zone_crops or self.defaults.zone_crops)
+@dataclass(frozen=True)
+class RuleSettings:
+    """One scene class in one zone: the catalogue's defaults scaled to the zone's grade, with
+    streams.yaml's overrides (file defaults, then the camera's) on top. The model card supplies
+    min_confidence unless `overrides` set it."""
 
-    def tracking(self, cam: CameraConfig) -> TrackingPolicy:
-        """The camera's tracking overrides over the file's (unset fields still take the card's)."""
-        merged = {**self.defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
-        return TrackingPolicy.model_validate(merged)
+    zone: ZoneConfig
+    scene_class: str
+    params: dict[str, Any]
+    overrides: dict[str, Any]
 
-    def rule_overrides(self, cam: CameraConfig, code: str) -> dict[str, Any]:
-        return {**self.defaults.rules.get(code, {}), **cam.rules.get(code, {})}
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera as every stage sees it: its own settings with the file's defaults merged in,
+    grade scaling applied and the time zone attached, so no stage works out an effective value
+    again. Equal cameras behave the same, which is what a reload compares."""
+
+    id: str
+    name: str
+    url: str
+    location: Location
+    enabled: bool
+    analysis_fps: float
+    tz: ZoneInfo
+    zone_crops: ZoneCrops
+    zones: tuple[ZoneConfig, ...]
+    rules: tuple[RuleSettings, ...]  # every (zone, class) the zone's kind admits; `enabled` may be false
+    overrides: dict[str, dict[str, Any]]  # streams.yaml's rule parameters per scene class (file, then camera)
+    tracking: TrackingPolicy
+    event: EventPolicy
+    reader: ReaderPolicy
+
+    def zone(self, zone_id: str) -> ZoneConfig:
+        return next(z for z in self.zones if z.id == zone_id)
+
+    def rule_overrides(self, code: str) -> dict[str, Any]:
+        """streams.yaml's parameters for a scene class on this camera (for reports)."""
+        return self.overrides.get(code, {})
+
+    def with_analysis_fps(self, fps: float) -> Camera:
+        return replace(self, analysis_fps=fps)
+
+
+def resolve_camera(cam: CameraConfig, defaults: Defaults) -> Camera:
+    tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
+    overrides = {code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})}
+                 for code in {*defaults.rules, *cam.rules}}
+    rules = []
+    for zone in cam.zones:
+        for code in zone.classes or list(CATALOGUE):
+            scene = CATALOGUE[code]
+            if not scene.applies_to(zone.kind):
+                continue
+            params = scene.params(zone.grade, overrides.get(code))
+            # A confirmed violation survives a gap as long as its event would.
+            params["confirmed_gap_s"] = defaults.event.resolve_grace_s
+            rules.append(RuleSettings(zone, code, params, overrides.get(code, {})))
+    return Camera(id=cam.id, name=cam.name, url=cam.url, location=cam.location, enabled=cam.enabled,
+                  analysis_fps=cam.analysis_fps or defaults.analysis_fps,
+                  tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,
+                  zones=tuple(cam.zones), rules=tuple(rules), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
+                  event=defaults.event, reader=defaults.reader)
+
+
+def camera_for_file(path: str | Path, defaults: Defaults | None = None) -> Camera:
+    """A stand-in camera for footage without a streams.yaml entry: one `any` zone over the frame."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem).strip("-") or "replay"
+    cam = CameraConfig(id=stem, name=Path(path).name, url=str(path), location=Location(address=f"replay of {path}"))
+    return resolve_camera(cam, defaults or Defaults())
 
 
 def _format_loc(loc: tuple, raw: Any) -> str:

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import supervision as sv
 
+from .config import Camera
 from .detect import Detector, empty_detections
 from .frames import Frame
 
@@ -38,6 +39,11 @@ class CropPlanner:
     polygons: tuple[tuple[tuple[float, float], ...], ...]  # the camera's drawn zones
     fit: tuple[int, int]  # the detector's input box (w, h)
     mode: CropMode = "auto"
+
+    @classmethod
+    def for_camera(cls, camera: Camera, fit: tuple[int, int]) -> CropPlanner:
+        polygons = tuple(tuple(map(tuple, z.polygon)) for z in camera.zones if z.polygon is not None)
+        return cls(polygons, fit, camera.zone_crops)
 
     def plan(self, width: int, height: int) -> tuple[Box, ...]:
         return _plan(self.polygons, self.fit, self.mode, width, height)

@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from .. import __version__
 from .catalogue import CATALOGUE
-from .config import CameraConfig, EventPolicy
+from .clock import StreamClock
+from .config import Camera
 from .rules import ObservedObject, Violation, same_place
 
 SCHEMA_VERSION = "1"
@@ -41,16 +42,36 @@ def event_id(camera_id: str, zone_id: str, scene_class: str, key: str, first_see
 
 
 @dataclass(frozen=True)
+class CameraRef:
+    """Who saw it, as consumers read it: plain fields, not the camera's configuration."""
+
+    id: str
+    name: str
+    address: str
+    lat: float | None = None
+    lon: float | None = None
+
+    @classmethod
+    def of(cls, camera: Camera) -> CameraRef:
+        loc = camera.location
+        return cls(camera.id, camera.name, loc.address, loc.lat, loc.lon)
+
+
+@dataclass(frozen=True)
 class Event:
+    """One message about a case. Plain data: wall times are worked out when it is built."""
+
     event_id: str
     state: State
     revision: int  # 0 for opened, +1 for each later message of the same event
     violation: Violation
-    camera: CameraConfig
+    camera: CameraRef
     zone_kind: str
     zone_grade: str
     repeat_count: int
-    wall: Callable[[float], datetime]  # stream time -> wall-clock time of this source
+    first_seen: datetime  # wall-clock times of the violation's stream times
+    confirmed: datetime
+    last_seen: datetime
     model_name: str
     model_version: str
     source: str
@@ -58,23 +79,18 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
-
-        def at(s: float) -> dict[str, Any]:
-            return {"stream_s": round(s, 3), "wall": self.wall(s).isoformat()}
-
         return {
             "schema_version": SCHEMA_VERSION,
             "event_id": self.event_id,
             "state": self.state,
             "revision": self.revision,
-            "camera": {"id": cam.id, "name": cam.name, "address": cam.location.address,
-                       "lat": cam.location.lat, "lon": cam.location.lon},
+            "camera": {"id": cam.id, "name": cam.name, "address": cam.address, "lat": cam.lat, "lon": cam.lon},
             "zone": {"id": v.zone_id, "kind": self.zone_kind, "grade": self.zone_grade},
             "scene_class": {"code": scene.code, "name_zh": scene.name_zh, "name_en": scene.name_en,
                             "category": scene.category.value},
-            "first_seen": at(v.first_seen_s),
-            "confirmed": at(v.confirmed_s),
-            "last_seen": at(v.last_seen_s),
+            "first_seen": {"stream_s": round(v.first_seen_s, 3), "wall": self.first_seen.isoformat()},
+            "confirmed": {"stream_s": round(v.confirmed_s, 3), "wall": self.confirmed.isoformat()},
+            "last_seen": {"stream_s": round(v.last_seen_s, 3), "wall": self.last_seen.isoformat()},
             "confidence": round(v.confidence, 4),
             "objects": [{"class_name": o.class_name, "box": [round(c, 1) for c in o.box],
                          "confidence": round(o.confidence, 4), "track_id": o.track_id} for o in v.objects],
@@ -88,7 +104,11 @@ class Event:
 
 @dataclass
 class _Open:
-    event: Event
+    event_id: str
+    state: State
+    revision: int
+    violation: Violation  # the latest sighting, keeping the first sighting's key and times
+    repeat_count: int
     last_seen_s: float
     last_sent_s: float
 
@@ -96,14 +116,23 @@ class _Open:
 class EventDeduplicator:
     """Lifecycle of one camera's events. Feed it each analysed frame's violations in stream order."""
 
-    def __init__(self, camera: CameraConfig, policy: EventPolicy, *, wall: Callable[[float], datetime],
-                 model_name: str, model_version: str, source: str):
-        self.camera = camera
-        self.policy = policy
+    def __init__(self, camera: Camera, *, clock: StreamClock, model_name: str, model_version: str, source: str):
+        self.camera_id = camera.id
+        self.policy = camera.event
+        self.clock = clock
         self._zones = {z.id: z for z in camera.zones}
-        self._ctx = dict(camera=camera, wall=wall, model_name=model_name, model_version=model_version, source=source)
+        self._ref = CameraRef.of(camera)
+        self._model = (model_name, model_version)
+        self.source = source
         self.open: dict[tuple[str, str, str], _Open] = {}
         self.history: Counter[tuple[str, str]] = Counter()  # events per (zone, class) so far
+
+    def _event(self, rec: _Open) -> Event:
+        v, zone, wall = rec.violation, self._zones[rec.violation.zone_id], self.clock.wall
+        return Event(event_id=rec.event_id, state=rec.state, revision=rec.revision, violation=v, camera=self._ref,
+                     zone_kind=zone.kind.value, zone_grade=zone.grade.value, repeat_count=rec.repeat_count,
+                     first_seen=wall(v.first_seen_s), confirmed=wall(v.confirmed_s), last_seen=wall(v.last_seen_s),
+                     model_name=self._model[0], model_version=self._model[1], source=self.source)
 
     def update(self, violations: list[Violation], t: float) -> list[Event]:
         out: list[Event] = []
@@ -113,26 +142,23 @@ class EventDeduplicator:
             seen.add(k)
             rec = self.open.get(k)
             if rec is None:
-                zone = self._zones[v.zone_id]
-                ev = Event(event_id=event_id(self.camera.id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
-                           state="opened", revision=0, violation=v, zone_kind=zone.kind.value,
-                           zone_grade=zone.grade.value, repeat_count=self.history[(v.zone_id, v.scene_class)],
-                           **self._ctx)
+                rec = self.open[k] = _Open(
+                    event_id=event_id(self.camera_id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
+                    state="opened", revision=0, violation=v, repeat_count=self.history[(v.zone_id, v.scene_class)],
+                    last_seen_s=t, last_sent_s=t)
                 self.history[(v.zone_id, v.scene_class)] += 1
-                self.open[k] = _Open(ev, t, t)
-                out.append(ev)
+                out.append(self._event(rec))
                 continue
             rec.last_seen_s = t
-            rec.event = replace(rec.event, violation=replace(v, first_seen_s=rec.event.violation.first_seen_s,
-                                                             confirmed_s=rec.event.violation.confirmed_s,
-                                                             key=rec.event.violation.key))
+            rec.violation = replace(v, first_seen_s=rec.violation.first_seen_s, confirmed_s=rec.violation.confirmed_s,
+                                    key=rec.violation.key)
             if t - rec.last_sent_s >= self.policy.update_interval_s:
-                rec.event = replace(rec.event, state="updated", revision=rec.event.revision + 1)
-                rec.last_sent_s = t
-                out.append(rec.event)
+                rec.state, rec.revision, rec.last_sent_s = "updated", rec.revision + 1, t
+                out.append(self._event(rec))
         for k in [k for k, rec in self.open.items() if k not in seen and t - rec.last_seen_s >= self.policy.resolve_grace_s]:
             rec = self.open.pop(k)
-            out.append(replace(rec.event, state="resolved", revision=rec.event.revision + 1))
+            rec.state, rec.revision = "resolved", rec.revision + 1
+            out.append(self._event(rec))
         return out
 
     def _match(self, v: Violation) -> tuple[str, str, str]:
@@ -142,7 +168,7 @@ class EventDeduplicator:
         if k in self.open or not v.objects:
             return k
         for ok, rec in self.open.items():
-            prev = rec.event.violation.objects
+            prev = rec.violation.objects
             if ok[:2] == k[:2] and prev and same_place(prev[0].box, v.objects[0].box):
                 return ok
         return k
@@ -151,11 +177,11 @@ class EventDeduplicator:
     # violation under its event id instead of reporting it again as new.
     def snapshot(self) -> dict[str, Any]:
         return {
-            "open": [{"key": list(k), "event_id": rec.event.event_id, "state": rec.event.state,
-                      "revision": rec.event.revision, "zone_kind": rec.event.zone_kind,
-                      "zone_grade": rec.event.zone_grade, "repeat_count": rec.event.repeat_count,
-                      "violation": asdict(rec.event.violation), "last_seen_s": rec.last_seen_s,
-                      "last_sent_s": rec.last_sent_s}
+            "open": [{"key": list(k), "event_id": rec.event_id, "state": rec.state, "revision": rec.revision,
+                      "zone_kind": self._zones[rec.violation.zone_id].kind.value,
+                      "zone_grade": self._zones[rec.violation.zone_id].grade.value,
+                      "repeat_count": rec.repeat_count, "violation": asdict(rec.violation),
+                      "last_seen_s": rec.last_seen_s, "last_sent_s": rec.last_sent_s}
                      for k, rec in self.open.items()],
             "history": [[zone, cls, n] for (zone, cls), n in self.history.items()],
         }
@@ -178,10 +204,10 @@ class EventDeduplicator:
             if violation.key.startswith("track-"):
                 # Track ids restart with the tracker: match by place (IoU) only, never by a stale id.
                 key = (key[0], key[1], f"restored-{rec['event_id']}")
-            event = Event(event_id=rec["event_id"], state=rec["state"], revision=int(rec["revision"]),
-                          violation=violation, zone_kind=rec["zone_kind"], zone_grade=rec["zone_grade"],
-                          repeat_count=int(rec["repeat_count"]), **self._ctx)
             hold = hold_s(violation.zone_id, violation.scene_class)
-            self.open[key] = _Open(event, max(float(rec["last_seen_s"]), t + hold), float(rec["last_sent_s"]))
+            self.open[key] = _Open(event_id=rec["event_id"], state=rec["state"], revision=int(rec["revision"]),
+                                   violation=violation, repeat_count=int(rec["repeat_count"]),
+                                   last_seen_s=max(float(rec["last_seen_s"]), t + hold),
+                                   last_sent_s=float(rec["last_sent_s"]))
             restored += 1
         return restored

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -40,8 +41,11 @@ class SnapshotStore:
 
 
 class EvidenceWriter:
-    def __init__(self, out_dir: Path, quality: int = 90):
+    """`zones`: the camera's zone polygons by zone id (None: the whole frame), drawn on the annotated copy."""
+
+    def __init__(self, out_dir: Path, zones: Mapping[str, Sequence[tuple[float, float]] | None], quality: int = 90):
         self.out_dir = Path(out_dir)
+        self.zones = dict(zones)
         self.quality = quality
         self._boxes = sv.BoxAnnotator(thickness=3)
         self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4)
@@ -63,9 +67,9 @@ class EvidenceWriter:
         v = event.violation
         scene = CATALOGUE[v.scene_class]
         out = image.copy()
-        zone = next(z for z in event.camera.zones if z.id == v.zone_id)
-        if zone.polygon:
-            out = sv.draw_polygon(out, np.array(zone.polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
+        polygon = self.zones.get(v.zone_id)
+        if polygon:
+            out = sv.draw_polygon(out, np.array(polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
         if v.objects:
             det = sv.Detections(xyxy=np.array([o.box for o in v.objects], dtype=np.float32),
                                 confidence=np.array([o.confidence for o in v.objects], dtype=np.float32),
@@ -74,7 +78,7 @@ class EvidenceWriter:
                       for o in v.objects]
             out = self._boxes.annotate(out, det)
             out = self._labels.annotate(out, det, labels=labels)
-        wall = event.wall(v.confirmed_s).strftime("%Y-%m-%d %H:%M:%S")
+        wall = event.confirmed.strftime("%Y-%m-%d %H:%M:%S")
         header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
         # Sized to the picture: readable on a 1080p frame, whole on a 512-px one.
         font, width = cv2.FONT_HERSHEY_SIMPLEX, out.shape[1]

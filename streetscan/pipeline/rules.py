@@ -20,7 +20,7 @@ import numpy as np
 import supervision as sv
 
 from .catalogue import CATALOGUE, SceneClass, served_by
-from .config import CameraConfig, StreamsConfig, ZoneConfig
+from .config import Camera, ZoneConfig
 from .models import Thresholds
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
@@ -50,6 +50,15 @@ class Violation:
     confidence: float
     objects: tuple[ObservedObject, ...]
     first_seen_frame: int  # Frame.seq of the first sighting, for before/after evidence
+
+
+@dataclass(frozen=True)
+class RuleStep:
+    """What the rules made of one frame: the violations that hold on it, and whether an episode
+    began on it (its picture is then kept for the before/after evidence)."""
+
+    violations: list[Violation]
+    episode_started: bool
 
 
 @dataclass
@@ -126,7 +135,6 @@ class ZoneRule:
         self.confirmed_gap_s = max(self.gap_s, float(params.get("confirmed_gap_s", self.gap_s)))
         self._anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
         self._polygon = tuple(map(tuple, zone.polygon)) if zone.polygon is not None else None
-        self.episode_started = False  # set by update() when a new episode began on this frame
 
     def candidates(self, det: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
         """(indices of this rule's objects inside the zone, indices of its objects outside it)."""
@@ -145,7 +153,7 @@ class ZoneRule:
     def _gap(self, ep: _Episode) -> float:
         return self.confirmed_gap_s if ep.confirmed_s is not None else self.gap_s
 
-    def update(self, det: sv.Detections, t: float, frame_seq: int) -> list[Violation]:
+    def update(self, det: sv.Detections, t: float, frame_seq: int) -> RuleStep:
         raise NotImplementedError
 
     def reset(self) -> None:
@@ -172,7 +180,7 @@ class DwellRule(ZoneRule):
         return math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag
 
     def update(self, det, t, frame_seq):
-        self.episode_started = False
+        started = False
         inside, outside = self.candidates(det)
         tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
         for i in outside:  # seen outside the zone: it left, whatever the gap tolerance says
@@ -196,7 +204,7 @@ class DwellRule(ZoneRule):
             if ep is None:
                 ep = _Episode(key=f"track-{tid}", start_s=t, last_s=t, first_frame=frame_seq, ref_centre=centre,
                               ref_diag=max(1.0, math.hypot(box[2] - box[0], box[3] - box[1])))
-                self.episode_started = True
+                started = True
             ep.last_s, ep.objects = t, obj
             self.episodes[tid] = ep
         for tid in [k for k, ep in self.episodes.items() if k not in present and t - ep.last_s > self._gap(ep)]:
@@ -209,7 +217,7 @@ class DwellRule(ZoneRule):
             if t - ep.start_s >= self.dwell_s:
                 ep.confirmed_s = ep.confirmed_s or t
                 out.append(ep.violation(self))
-        return out
+        return RuleStep(out, started)
 
     @property
     def confirm_s(self) -> float:
@@ -247,20 +255,20 @@ class CountRule(ZoneRule):
         return self.hold_s
 
     def update(self, det, t, frame_seq):
-        self.episode_started = False
         inside, _ = self.candidates(det)
         ep = self.episode
+        started = False
         if len(inside) >= self.min_count:
             if ep is None:
                 ep = self.episode = _Episode(key="zone", start_s=t, last_s=t, first_frame=frame_seq)
-                self.episode_started = True
+                started = True
             ep.last_s, ep.objects = t, _objects(det, inside)
             if t - ep.start_s >= self.hold_s:
                 ep.confirmed_s = ep.confirmed_s or t
-                return [ep.violation(self)]
+                return RuleStep([ep.violation(self)], started)
         elif ep is not None and t - ep.last_s > self._gap(ep):
             self.episode = None
-        return []
+        return RuleStep([], started)
 
 
 class PersistenceRule(CountRule):
@@ -275,29 +283,25 @@ RULES = {"dwell": DwellRule, "count": CountRule, "persistence": PersistenceRule}
 class RuleSet:
     """Every active rule of one camera; applies zone schedules in the camera's local time."""
 
-    camera: CameraConfig
+    camera_id: str
     rules: list[ZoneRule] = field(default_factory=list)
     unserved: list[SceneClass] = field(default_factory=list)  # scene classes the model cannot serve
 
     @classmethod
-    def build(cls, config: StreamsConfig, camera: CameraConfig, model_objects: set[str],
-              thresholds: Thresholds | None = None) -> RuleSet:
+    def build(cls, camera: Camera, model_objects: set[str], thresholds: Thresholds | None = None) -> RuleSet:
         """`thresholds`: the model card's; they set each class's min_confidence unless streams.yaml does."""
         thresholds = thresholds or Thresholds()
         served, unserved = served_by(model_objects)
         served_codes = {c.code for c in served}
-        rs = cls(camera=camera, unserved=unserved)
-        for zone in camera.zones:
-            for code in zone.classes or list(CATALOGUE):
-                scene = CATALOGUE[code]
-                if code not in served_codes or not scene.applies_to(zone.kind):
-                    continue
-                params = scene.params(zone.grade, {"min_confidence": thresholds.min_confidence_for(code),
-                                                   **config.rule_overrides(camera, code)})
-                params["confirmed_gap_s"] = config.defaults.event.resolve_grace_s
-                if not params["enabled"]:
-                    continue
-                rs.rules.append(RULES[scene.rule](scene, zone, params, camera.id))
+        rs = cls(camera_id=camera.id, unserved=unserved)
+        for setting in camera.rules:
+            code = setting.scene_class
+            if code not in served_codes or not setting.params["enabled"]:
+                continue
+            params = {**setting.params, "min_confidence": setting.overrides.get(
+                "min_confidence", thresholds.min_confidence_for(code))}
+            scene = CATALOGUE[code]
+            rs.rules.append(RULES[scene.rule](scene, setting.zone, params, camera.id))
         return rs
 
     def confirm_s(self, zone_id: str, scene_class: str) -> float:
@@ -305,18 +309,16 @@ class RuleSet:
         return max((r.confirm_s for r in self.rules if r.zone.id == zone_id and r.scene.code == scene_class),
                    default=0.0)
 
-    @property
-    def episode_started(self) -> bool:
-        return any(r.episode_started for r in self.rules)
-
-    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int) -> list[Violation]:
+    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int) -> RuleStep:
         out: list[Violation] = []
+        started = False
         weekday, clock = wall.isoweekday(), wall.timetz().replace(tzinfo=None)
         for rule in self.rules:
             schedule = rule.zone.schedule
             if schedule is not None and not schedule.is_active(weekday, clock):
                 rule.reset()
-                rule.episode_started = False
                 continue
-            out.extend(rule.update(det, t, frame_seq))
-        return out
+            step = rule.update(det, t, frame_seq)
+            out.extend(step.violations)
+            started = started or step.episode_started
+        return RuleStep(out, started)

@@ -1,1 +1,2 @@
-"""Process loops that drive the pipeline: replay of recorded footage (and, later, the live daemon)."""
+"""Loops that drive the pipeline: camera readers, batched inference, analysis, and the one runner
+that `streetscan run` (live daemon) and `streetscan replay` configure."""

@@ -1,11 +1,15 @@
-"""Latest-frame-wins hand-off from the stream readers to batched inference.
+"""Hand-off from the readers to batched inference, in two policies behind one interface:
 
-Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
+FrameBoard (live, newest frame wins). Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
 before inference took it is dropped and counted. A reader does not even decode a frame while its
 slot holds a recent one (`wants`): that frame is skipped, and counted as dropped too. Inference
 gathers one frame per ready camera, round-robin from where the last batch stopped, so no camera
 starves the others. Memory is bounded by one frame per camera whatever the load, and a frame's
 age at analysis by the reader's freshness bound plus one batch.
+
+FrameQueue (recordings, nothing dropped). One bounded queue in arrival order; a reader blocks
+while it is full, so a replay analyses every sampled frame at the speed inference allows and
+holds at most `capacity` decoded frames.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..pipeline.frames import Frame
 
@@ -25,6 +31,20 @@ class LiveFrame:
     frame: Frame
     arrived: float  # time.monotonic() when the reader had it
     crops: tuple = ()  # zone boxes to detect again at native resolution (pipeline/crops.py)
+
+
+class Handoff(Protocol):
+    def add(self, camera_id: str) -> None: ...
+
+    def remove(self, camera_id: str) -> None: ...
+
+    def put(self, lf: LiveFrame) -> bool: ...
+
+    def wants(self, camera_id: str, fresh_s: float) -> bool: ...
+
+    def pending(self) -> int: ...
+
+    def gather(self, max_batch: int, max_wait_s: float) -> list[LiveFrame]: ...
 
 
 class FrameBoard:
@@ -103,4 +123,58 @@ class FrameBoard:
                     break
                 self._cond.wait(left)
                 self._take_round_robin(batch, limit)
+            return batch
+
+
+class FrameQueue:
+    """Every frame, in order, up to `capacity` waiting; `put` blocks while full (see module doc)."""
+
+    def __init__(self, capacity: int):
+        self.capacity = max(1, capacity)
+        self._cond = threading.Condition()
+        self._frames: deque[LiveFrame] = deque()
+        self._cameras: set[str] = set()
+
+    def add(self, camera_id: str) -> None:
+        with self._cond:
+            self._cameras.add(camera_id)
+
+    def remove(self, camera_id: str) -> None:
+        """Forget the camera and its waiting frames; a reader blocked in `put` for it returns."""
+        with self._cond:
+            self._cameras.discard(camera_id)
+            self._frames = deque(lf for lf in self._frames if lf.camera_id != camera_id)
+            self._cond.notify_all()
+
+    def put(self, lf: LiveFrame) -> bool:
+        """Wait for room, then queue the frame. Never replaces one: always False (nothing dropped)."""
+        with self._cond:
+            while lf.camera_id in self._cameras and len(self._frames) >= self.capacity:
+                self._cond.wait()
+            if lf.camera_id in self._cameras:
+                self._frames.append(lf)
+                self._cond.notify_all()
+        return False
+
+    def wants(self, camera_id: str, fresh_s: float) -> bool:
+        return True  # every frame of a recording is analysed
+
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._frames)
+
+    def gather(self, max_batch: int, max_wait_s: float, idle_timeout_s: float = 0.25) -> list[LiveFrame]:
+        """Up to `max_batch` frames in arrival order: waits up to `idle_timeout_s` for a first one,
+        then up to `max_wait_s` for the batch to fill."""
+        with self._cond:
+            if not self._frames:
+                self._cond.wait(idle_timeout_s)
+            deadline = time.monotonic() + max_wait_s
+            while self._frames and len(self._frames) < max_batch:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._cond.wait(left):
+                    break
+            batch = [self._frames.popleft() for _ in range(min(max_batch, len(self._frames)))]
+            if batch:
+                self._cond.notify_all()  # room for a blocked reader
             return batch

@@ -1,10 +1,11 @@
 """Batched inference across cameras: one worker per device, one loop.
 
-It gathers the newest frame of each ready camera (round-robin, up to `max_batch`, waiting at most
-`max_wait_ms` for the batch to fill), runs one detector call, and hands (frame, detections) pairs
-on to analysis in order. Decoding never happens on this thread. When analysis is behind, the
-hand-off blocks this loop, frames pile up in the readers' slots one deep and are dropped there:
-back-pressure never turns into a queue.
+It gathers frames from the hand-off (live: the newest frame of each ready camera, round-robin;
+replay: the next frames in order), up to `max_batch`, waiting at most `max_wait_ms` for the batch
+to fill, runs one detector call, and hands (frame, detections) pairs on to analysis in order.
+Decoding never happens on this thread. When analysis is behind, the hand-off to it blocks this
+loop: live frames then pile up in the readers' slots one deep and are dropped there, replay
+readers wait. Back-pressure never turns into an unbounded queue.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import time
 import supervision as sv
 
 from ..pipeline.crops import FrameDetector
-from ..pipeline.metrics import Metrics
-from .handoff import FrameBoard, LiveFrame
-from .loop import Worker
+from ..service.loop import Worker
+from ..service.metrics import Metrics
+from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ Batch = list[tuple[LiveFrame, sv.Detections]]
 
 
 class BatchedInference(Worker):
-    def __init__(self, detector: FrameDetector, board: FrameBoard, out: queue.Queue, metrics: Metrics, *,
+    def __init__(self, detector: FrameDetector, board: Handoff, out: queue.Queue, metrics: Metrics, *,
                  max_batch: int = 8, max_wait_ms: float = 20.0, name: str = "cpu0"):
         self.detector = detector
         self.board = board

@@ -1,25 +1,29 @@
-"""One camera's stream reader: connect, decode, sample, hand the newest frame to inference.
+"""Camera readers: decode one source, sample it, hand frames to inference.
 
-It owns one loop and survives whatever the camera does: a refused or timed-out connection, a
-stream that ends, packets that carry no decodable picture (stall watchdog), decode falling behind
-the camera (lag watchdog). Each failure goes to `backoff` with a reason, then the reader dials
-again after an exponentially growing, jittered, capped delay.
+StreamReader (live) owns one loop and survives whatever the camera does: a refused or timed-out
+connection, a stream that ends, packets that carry no decodable picture (stall watchdog), decode
+falling behind the camera (lag watchdog). Each failure goes to `backoff` with a reason, then the
+reader dials again after an exponentially growing, jittered, capped delay.
+
+RecordingReader (replay) reads a file once, as fast as the hand-off takes its frames.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import threading
 import time
 from dataclasses import replace
 from enum import Enum
 
-from ..pipeline.config import ReaderPolicy
+from ..pipeline.config import Camera
 from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network, redact_url
-from ..pipeline.metrics import Metrics
-from .handoff import FrameBoard, LiveFrame
-from .loop import Worker
+from ..pipeline.frames import Frame
+from ..service.backoff import Backoff
+from ..service.loop import Worker
+from ..service.metrics import Metrics
+from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)
 
@@ -32,23 +36,6 @@ class CameraState(str, Enum):
     STOPPED = "stopped"
 
 
-class Backoff:
-    """Exponential backoff with +-jitter, capped; `reset()` after a connection that worked."""
-
-    def __init__(self, initial_s: float, max_s: float, jitter: float = 0.2, rng: random.Random | None = None):
-        self.initial_s, self.max_s, self.jitter = initial_s, max_s, jitter
-        self._rng = rng or random.Random()
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * (2 ** self.attempt))
-        self.attempt += 1
-        return max(0.0, min(self.max_s, base * (1 + self._rng.uniform(-self.jitter, self.jitter))))
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
 class _StopRequested(Exception):
     pass
 
@@ -56,31 +43,118 @@ class _StopRequested(Exception):
 LOOPED = "file played to its end; looping"  # a file standing in for a camera: not an outage
 
 
-class StreamReader(Worker):
-    def __init__(self, camera_id: str, url: str, analysis_fps: float, policy: ReaderPolicy, board: FrameBoard,
-                 metrics: Metrics, *, generation: int = 0, epoch: tuple[float, float] | None = None,
-                 fit: tuple[int, int] | None = None, crops: CropPlanner | None = None):
-        self.camera_id = camera_id
-        self.fit = fit
-        self.crops = crops
-        self.url = url
-        self.analysis_fps = analysis_fps
-        self.policy = policy
-        self.board = board
+class DecodeAccounting:
+    """Moves a source's decode counters into the camera's metrics as they grow."""
+
+    def __init__(self, metrics: Metrics, camera_id: str):
+        self.metrics, self.camera_id = metrics, camera_id
+        self._seen = (0, 0, 0)
+
+    def __call__(self, source: VideoSource) -> None:
+        now = (source.stats.decoded, source.stats.decode_errors, source.stats.skipped)
+        decoded, errors, skipped = (a - b for a, b in zip(now, self._seen))
+        cam = self.camera_id
+        if decoded:
+            self.metrics.frames_decoded.labels(cam).inc(decoded)
+        if errors:
+            self.metrics.decode_errors.labels(cam).inc(errors)
+        if skipped:  # sampled and dropped, like a frame replaced in its slot
+            self.metrics.frames_sampled.labels(cam).inc(skipped)
+            self.metrics.frames_dropped.labels(cam).inc(skipped)
+        self._seen = now
+
+    def restart(self) -> None:
+        self._seen = (0, 0, 0)
+
+
+class _Reader(Worker):
+    """What both readers share: the camera, where frames go, and how a frame is handed on."""
+
+    def __init__(self, camera: Camera, handoff: Handoff, metrics: Metrics, *, generation: int,
+                 fit: tuple[int, int] | None, crops: CropPlanner | None):
+        self.camera_id = camera.id
+        self.camera = camera
+        self.handoff = handoff
         self.metrics = metrics
         self.generation = generation
+        self.fit = fit
+        self.crops = crops
+        self.account = DecodeAccounting(metrics, camera.id)
+        self.last_frame_at: float | None = None  # monotonic
+        super().__init__(f"reader-{camera.id}")
+
+    def hand_on(self, frame: Frame, now: float) -> None:
+        self.last_frame_at = now
+        self.metrics.frames_sampled.labels(self.camera_id).inc()
+        crops = self.crops.plan(frame.width, frame.height) if self.crops else ()
+        self.handoff.put(LiveFrame(self.camera_id, self.generation, frame, now, crops))
+
+
+class RecordingReader(_Reader):
+    """Every sampled frame of one recording, stamped with its time in the file, then done.
+    `failure` holds what ended it early (an unreadable file), for the replay to raise."""
+
+    def __init__(self, camera: Camera, source: VideoSource, handoff: Handoff, metrics: Metrics, *,
+                 generation: int, crops: CropPlanner | None):
+        self.source = source
+        self.failure: BaseException | None = None
+        self.last_pts = 0.0
+        super().__init__(camera, handoff, metrics, generation=generation, fit=source.fit, crops=crops)
+
+    def _run(self) -> None:
+        try:
+            for frame in self.source.frames():
+                if self._stop.is_set():
+                    return
+                self.beat()
+                self.account(self.source)
+                self.hand_on(frame, time.monotonic())
+                self.last_pts = frame.pts_s
+        except BaseException as exc:  # raised again by the replay, on its own thread
+            self.failure = exc
+        finally:
+            self.account(self.source)
+
+
+class _Pacer:
+    """A session's clock: paces a file to the camera's real rate and measures decode lag."""
+
+    def __init__(self, paced: bool, resume_at: float, stop: threading.Event):
+        self.paced, self.resume_at, self._stop = paced, resume_at, stop
+        self.start: tuple[float, float] | None = None  # (pts, monotonic) of the session's first due frame
+
+    def wait_until_due(self, t: float) -> None:
+        now = time.monotonic()
+        if self.start is None:
+            # A looping file plays on at its real rate: the next play starts when the last one would
+            # have ended, not the moment its demuxer hit the end (a camera never sends two frames at once).
+            self.start = (t, max(now, self.resume_at))
+        ahead = (t - self.start[0]) - (now - self.start[1])
+        if self.paced and ahead > 0 and self._stop.wait(ahead):
+            raise _StopRequested
+
+    def behind(self, t: float, now: float) -> float:
+        return (now - self.start[1]) - (t - self.start[0]) if self.start else 0.0
+
+
+class StreamReader(_Reader):
+    def __init__(self, camera: Camera, handoff: Handoff, metrics: Metrics, *, generation: int = 0,
+                 epoch: tuple[float, float] | None = None, fit: tuple[int, int] | None = None,
+                 crops: CropPlanner | None = None):
+        self.url = camera.url
+        self.analysis_fps = camera.analysis_fps
+        self.policy = camera.reader
         # Stream time of live frames is wall-clock seconds since the Unix epoch, advanced by the
         # monotonic clock: it never repeats across reconnects or restarts (event ids stay unique)
         # and never jumps with NTP.
         self._epoch = epoch or (time.time(), time.monotonic())
-        self.backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s, policy.backoff_jitter)
+        self.backoff = Backoff(self.policy.backoff_initial_s, self.policy.backoff_max_s, self.policy.backoff_jitter)
         self.state = CameraState.CONNECTING
         self.reason = "starting"
-        self.last_frame_at: float | None = None  # monotonic
         self._loop_ends_at: float | None = None  # monotonic: when a looping file's last play would have ended
-        super().__init__(f"reader-{camera_id}")
         self._seq = 0
-        self._log = logging.LoggerAdapter(log, {"camera": camera_id})
+        self._log = logging.LoggerAdapter(log, {"camera": camera.id})
+        super().__init__(camera, handoff, metrics, generation=generation, fit=fit, crops=crops)
 
     def stream_time(self, mono: float) -> float:
         wall0, mono0 = self._epoch
@@ -112,85 +186,21 @@ class StreamReader(Worker):
 
     def _session(self) -> str:
         """One connection, until it fails or a stop is requested; returns why it ended."""
-        opened = time.monotonic()
-        watch = {"last": opened}
-
-        def watchdog() -> None:
-            if self._stop.is_set():
-                raise _StopRequested
-            idle = time.monotonic() - watch["last"]
-            if idle > self.policy.stall_timeout_s:
-                raise SourceStalled(f"no frame for {idle:.1f}s")
-
-        paced = not is_network(self.url)  # a file stands in for a camera: play it at its real rate
-        # A waiting frame up to two analysis intervals old is kept rather than replaced: when
-        # inference is behind, every other due frame is then not decoded at all (measured: 64
-        # cameras on 2 cores analysed 16 frames/s while decoding 64, most of them only to drop).
-        fresh_s = 2.0 / self.analysis_fps
-        clock: dict[str, tuple[float, float]] = {}  # "start": (pts, monotonic) of the session's first due frame
-        # A looping file plays on at its real rate: the next play starts when the last one would
-        # have ended, not the moment its demuxer hit the end (a camera never sends two frames at once).
-        resume_at, self._loop_ends_at = self._loop_ends_at or 0.0, None
-
-        def due(t: float) -> bool:
-            """A frame is due for analysis: pace a file to the camera's rate first (so the board is
-            asked when the camera would have sent it), then decode it only if it will be wanted."""
-            now = time.monotonic()
-            start = clock.setdefault("start", (t, max(now, resume_at)))
-            ahead = (t - start[0]) - (now - start[1])
-            if paced and ahead > 0 and self._stop.wait(ahead):
-                raise _StopRequested
-            watch["last"] = time.monotonic()  # the stream is alive even when the frame is skipped
-            return self.board.wants(self.camera_id, fresh_s)
-
+        pacer = _Pacer(paced=not is_network(self.url), resume_at=self._loop_ends_at or 0.0, stop=self._stop)
+        self._loop_ends_at = None
+        self._last_packet = time.monotonic()
+        self.account.restart()
         try:
-            source = VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
-                                 read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
-                                 threads=1, wanted=due)
+            source = self._open(pacer)
         except SourceError as exc:
             return str(exc)
-        seen = {"decoded": 0, "errors": 0, "skipped": 0}
-
-        def account() -> None:
-            d, e, k = source.stats.decoded, source.stats.decode_errors, source.stats.skipped
-            if d > seen["decoded"]:
-                self.metrics.frames_decoded.labels(self.camera_id).inc(d - seen["decoded"])
-            if e > seen["errors"]:
-                self.metrics.decode_errors.labels(self.camera_id).inc(e - seen["errors"])
-            if k > seen["skipped"]:  # sampled and dropped, like a frame replaced in its slot
-                self.metrics.frames_sampled.labels(self.camera_id).inc(k - seen["skipped"])
-                self.metrics.frames_dropped.labels(self.camera_id).inc(k - seen["skipped"])
-            seen["decoded"], seen["errors"], seen["skipped"] = d, e, k
-
-        live = False
         try:
-            for frame in source.frames():
-                now = time.monotonic()
-                if not live:
-                    live = True
-                    self.backoff.reset()
-                    self._set_state(CameraState.LIVE, "receiving frames")
-                start = clock["start"]  # (a file was paced in due(), before the frame was decoded)
-                behind = (now - start[1]) - (frame.pts_s - start[0])
-                if behind > self.policy.max_lag_s:
-                    # Decoding slower than the camera sends: reconnecting drops the backlog, where
-                    # reading on would serve ever older frames.
-                    raise SourceStalled(f"decode {behind:.1f}s behind the camera")
-                watch["last"] = now
-                self.last_frame_at = now
-                account()
-                self.metrics.frames_sampled.labels(self.camera_id).inc()
-                lf = LiveFrame(self.camera_id, self.generation,
-                               replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now,
-                               self.crops.plan(frame.width, frame.height) if self.crops else ())
-                self._seq += 1
-                self.board.put(lf)
-            if not paced:
+            self._read(source, pacer)
+            if not pacer.paced:
                 return "stream ended"
             duration = source.info.duration_s if source.info else None
-            if duration and "start" in clock:
-                pts0, mono0 = clock["start"]
-                self._loop_ends_at = mono0 + duration - pts0
+            if duration and pacer.start:
+                self._loop_ends_at = pacer.start[1] + duration - pacer.start[0]
             return LOOPED
         except _StopRequested:
             return "stopped"
@@ -199,4 +209,46 @@ class StreamReader(Worker):
         except Exception as exc:  # PyAV network errors (reset, EOF mid-packet, ...): all mean reconnect
             return f"{type(exc).__name__}: {exc}"
         finally:
-            account()
+            self.account(source)
+
+    def _open(self, pacer: _Pacer) -> VideoSource:
+        # A waiting frame up to two analysis intervals old is kept rather than replaced: when
+        # inference is behind, every other due frame is then not decoded at all (measured: 64
+        # cameras on 2 cores analysed 16 frames/s while decoding 64, most of them only to drop).
+        fresh_s = 2.0 / self.analysis_fps
+
+        def watchdog() -> None:
+            if self._stop.is_set():
+                raise _StopRequested
+            idle = time.monotonic() - self._last_packet
+            if idle > self.policy.stall_timeout_s:
+                raise SourceStalled(f"no frame for {idle:.1f}s")
+
+        def due(t: float) -> bool:
+            """Pace a file to the camera's rate first (so the hand-off is asked when the camera
+            would have sent the frame), then decode it only if it will be wanted."""
+            pacer.wait_until_due(t)
+            self._last_packet = time.monotonic()  # the stream is alive even when the frame is skipped
+            return self.handoff.wants(self.camera_id, fresh_s)
+
+        return VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
+                           read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
+                           threads=1, wanted=due)
+
+    def _read(self, source: VideoSource, pacer: _Pacer) -> None:
+        live = False
+        for frame in source.frames():
+            now = time.monotonic()
+            if not live:
+                live = True
+                self.backoff.reset()
+                self._set_state(CameraState.LIVE, "receiving frames")
+            behind = pacer.behind(frame.pts_s, now)  # (a file was paced in due(), before decoding)
+            if behind > self.policy.max_lag_s:
+                # Decoding slower than the camera sends: reconnecting drops the backlog, where
+                # reading on would serve ever older frames.
+                raise SourceStalled(f"decode {behind:.1f}s behind the camera")
+            self._last_packet = now
+            self.account(source)
+            self.hand_on(replace(frame, seq=self._seq, pts_s=self.stream_time(now)), now)
+            self._seq += 1

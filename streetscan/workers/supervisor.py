@@ -1,38 +1,34 @@
-"""The live daemon: supervises the stream readers, batched inference, analysis and the emitter.
+"""The live daemon: the runner configured for cameras, supervised.
 
-    readers (one per camera) -> FrameBoard -> BatchedInference -> analysis queue -> AnalysisWorker
-        -> EventSpool (durable) -> EventEmitter -> sinks
+    StreamReaders -> FrameBoard (newest frame wins) -> Runner (inference, analysis, spool, emitter)
 
-Each box owns one loop. The supervisor starts and stops them, applies configuration reloads
-camera by camera, and answers the health probes. SIGTERM/SIGINT drain and exit; SIGHUP reloads.
+The supervisor adds and removes cameras as streams.yaml says (a reload restarts only the cameras
+whose resolved settings changed), runs evidence retention, answers the probes and publishes the
+live gauges. SIGTERM/SIGINT drain and exit; SIGHUP reloads.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 from pathlib import Path
 
-from ..pipeline.camera import CameraPipeline
-from ..pipeline.config import CameraConfig, ConfigError, StreamsConfig, load_config
-from ..pipeline.crops import FrameDetector
+from ..pipeline.clock import StreamClock
+from ..pipeline.config import Camera, ConfigError, StreamsConfig, load_config
+from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import redact_url
 from ..pipeline.detect import Detector
-from ..pipeline.metrics import CAMERA_STATES, Metrics, MetricsServer
-from ..pipeline.sinks import CaseSink
-from ..pipeline.spool import EventSpool
-from .emitter import EventEmitter
+from ..service.metrics import Metrics
+from ..service.probes import MetricsServer
+from ..service.retention import EvidenceRetention
+from ..service.sinks import CaseSink
 from .handoff import FrameBoard
-from .inference import Batch, BatchedInference
-from .loop import Worker
 from .reader import CameraState, StreamReader
-from .retention import EvidenceRetention
+from .runner import CameraSlot, Runner, RunnerOptions
 
 log = logging.getLogger(__name__)
 
@@ -52,148 +48,55 @@ class DaemonOptions:
     evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
 
 
-@dataclass
-class CameraRuntime:
-    config: CameraConfig
-    generation: int
-    pipeline: CameraPipeline
-    reader: StreamReader | None  # None: disabled in streams.yaml
-    tz: tzinfo
-
-    @property
-    def state(self) -> CameraState:
-        return self.reader.state if self.reader else CameraState.DISABLED
-
-    @property
-    def reason(self) -> str:
-        return self.reader.reason if self.reader else "enabled: false in streams.yaml"
-
-
-class AnalysisWorker(Worker):
-    """Tracker, rules and event lifecycle for each analysed frame, in each camera's frame order;
-    a camera's events and its new open-event state are committed to the spool together."""
-
-    def __init__(self, daemon: Daemon, inbox: queue.Queue):
-        self.daemon = daemon
-        self.inbox = inbox
-        super().__init__("analysis")
-
-
-    def _run(self) -> None:
-        while True:
-            self.beat()
-            try:
-                batch: Batch | None = self.inbox.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if batch is None:
-                return
-            for lf, det in batch:
-                try:
-                    self._analyse(lf, det)
-                except Exception:
-                    log.exception("%s: analysis failed on frame %d; skipped", lf.camera_id, lf.frame.seq,
-                                  extra={"camera": lf.camera_id})
-
-    def _analyse(self, lf, det) -> None:
-        rt = self.daemon.runtime(lf.camera_id)
-        if rt is None or rt.generation != lf.generation:
-            return  # the camera was removed or restarted since this frame was read
-        m = self.daemon.metrics
-        events = rt.pipeline.process(lf.frame, det, datetime.fromtimestamp(lf.frame.pts_s, rt.tz))
-        if events:
-            self.daemon.spool.commit(lf.camera_id, [ev.to_dict() for ev in events], rt.pipeline.snapshot())
-            for ev in events:
-                m.events.labels(ev.violation.scene_class, ev.state).inc()
-        m.frames_analysed.labels(lf.camera_id).inc()
-        age = time.monotonic() - lf.arrived
-        m.frame_age.observe(age)
-        self.daemon.last_age[lf.camera_id] = age
+def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
+    if not isinstance(slot.reader, StreamReader):
+        return CameraState.DISABLED, "enabled: false in streams.yaml"
+    return slot.reader.state, slot.reader.reason
 
 
 class Daemon:
     def __init__(self, options: DaemonOptions, config: StreamsConfig, detector: Detector, sinks: Sequence[CaseSink]):
         self.options = options
         self.config = config
-        self.detector = detector
+        self.card = detector.card
         self.sinks = list(sinks)
-        self.metrics = Metrics()
-        self.spool = EventSpool(options.spool_path, [s.name for s in self.sinks])
-        self.board = FrameBoard(on_drop=lambda cam: self.metrics.frames_dropped.labels(cam).inc())
-        self.analysis_queue: queue.Queue = queue.Queue(maxsize=options.analysis_queue)
-        self.inference = BatchedInference(FrameDetector(detector), self.board, self.analysis_queue, self.metrics,
-                                          max_batch=options.max_batch, max_wait_ms=options.max_wait_ms)
-        self.analysis = AnalysisWorker(self, self.analysis_queue)
-        self.emitter = EventEmitter(self.spool, self.sinks, self.metrics)
-        self.retention = (EvidenceRetention(options.out_dir, self.spool, self.metrics, evidence_days=options.evidence_days)
+        metrics = Metrics()
+        self.board = FrameBoard(on_drop=lambda cam: metrics.frames_dropped.labels(cam).inc())
+        self.runner = Runner(detector, self.board, self.sinks, RunnerOptions(
+            out_dir=options.out_dir, spool_path=options.spool_path, max_batch=options.max_batch,
+            max_wait_ms=options.max_wait_ms, analysis_queue=options.analysis_queue), metrics)
+        self.retention = (EvidenceRetention(options.out_dir, self.runner.spool, metrics,
+                                            evidence_days=options.evidence_days)
                           if options.evidence_days > 0 else None)
-        self.last_age: dict[str, float] = {}
-        self._cameras: dict[str, CameraRuntime] = {}
-        self._lock = threading.Lock()
-        self._generation = 0
-        self._epoch = (time.time(), time.monotonic())
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
         self._started = False
         self._config_mtime = self._mtime()
         # Bound here, so a taken port fails the start with a clear error before any camera is dialled.
-        self.server = MetricsServer(self.metrics, options.metrics_host, options.metrics_port,
+        self.server = MetricsServer(metrics, options.metrics_host, options.metrics_port,
                                     health=self.health, ready=self.ready)
-        self._register_live_metrics()
+        register_live_gauges(self)
+
+    @property
+    def metrics(self) -> Metrics:
+        return self.runner.metrics
 
     # -- the camera fleet -------------------------------------------------------------------
-    def runtime(self, camera_id: str) -> CameraRuntime | None:
-        with self._lock:
-            return self._cameras.get(camera_id)
+    def _reader(self, camera: Camera, generation: int) -> StreamReader | None:
+        if not camera.enabled:
+            log.info("%s: disabled in streams.yaml", camera.id, extra={"camera": camera.id})
+            return None
+        fit = self.card.fit
+        return StreamReader(camera, self.board, self.metrics, generation=generation, epoch=self.runner.epoch,
+                            fit=fit, crops=CropPlanner.for_camera(camera, fit))
 
-    def cameras(self) -> dict[str, CameraRuntime]:
-        with self._lock:
-            return dict(self._cameras)
-
-    def _start_camera(self, cam: CameraConfig) -> None:
-        self._generation += 1
-        tz = self.config.timezone(cam)
-        pipeline = CameraPipeline(self.config, cam, self.detector.card, wall=lambda t: datetime.fromtimestamp(t, tz),
-                                  source=redact_url(cam.url), out_dir=self.options.out_dir, sinks=[])
-        now_t = self._epoch[0] + (time.monotonic() - self._epoch[1])
-        state = self.spool.load_state(cam.id)
-        if state:
-            n = pipeline.restore(state, now_t)
-            if n:
-                log.info("%s: %d open event(s) restored", cam.id, n, extra={"camera": cam.id})
-        reader = None
-        if cam.enabled:
-            reader = StreamReader(cam.id, cam.url, self.config.analysis_fps(cam), self.config.defaults.reader,
-                                  self.board, self.metrics, generation=self._generation, epoch=self._epoch,
-                                  fit=self.detector.card.fit,
-                                  crops=self.config.crop_planner(cam, self.detector.card.fit))
-        rt = CameraRuntime(cam, self._generation, pipeline, reader, tz)
-        with self._lock:
-            self._cameras[cam.id] = rt
-        if reader:
-            self.board.add(cam.id)
-            reader.start()
-        else:
-            log.info("%s: disabled in streams.yaml", cam.id, extra={"camera": cam.id})
-
-    def _stop_camera(self, camera_id: str, forget: bool) -> None:
-        with self._lock:
-            rt = self._cameras.pop(camera_id, None)
-        if rt is None:
-            return
-        self.board.remove(camera_id)
-        if rt.reader:
-            rt.reader.stop()
-            if not rt.reader.join(timeout=2.0):
-                # Blocked in a network read: it ends at its read timeout; its frames are discarded.
-                log.info("%s: reader still closing its connection", camera_id, extra={"camera": camera_id})
-        self.last_age.pop(camera_id, None)
-        if forget:
-            self.metrics.forget_camera(camera_id)
+    def _start_camera(self, camera: Camera) -> None:
+        self.runner.add(camera, clock=StreamClock(camera.tz), source=redact_url(camera.url), reader=self._reader)
 
     def reload(self) -> bool:
-        """Apply streams.yaml again: start added cameras, stop removed ones, restart changed ones;
-        untouched cameras keep running. An invalid file is rejected and the running fleet kept."""
+        """Apply streams.yaml again: start added cameras, stop removed ones, restart those whose
+        resolved settings changed; the others keep running. An invalid file is rejected and the
+        running fleet kept."""
         path = self.options.streams_path
         self._config_mtime = self._mtime()
         try:
@@ -201,23 +104,21 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running configuration: %s", exc)
             return False
-        old = self.config
-        old_cams = {c.id: c for c in old.cameras}
-        new_cams = {c.id: c for c in new.cameras}
-        defaults_changed = old.defaults != new.defaults
-        added = [i for i in new_cams if i not in old_cams]
-        removed = [i for i in old_cams if i not in new_cams]
-        changed = [i for i in new_cams if i in old_cams and (defaults_changed or new_cams[i] != old_cams[i])]
+        old = {c.id: c for c in self.config.resolved()}
+        cams = {c.id: c for c in new.resolved()}
+        added = [i for i in cams if i not in old]
+        removed = [i for i in old if i not in cams]
+        changed = [i for i in cams if i in old and cams[i] != old[i]]
         self.config = new
         for cam_id in removed:
-            self._stop_camera(cam_id, forget=True)
+            self.runner.remove(cam_id, forget_metrics=True)
         for cam_id in changed:
-            self._stop_camera(cam_id, forget=False)
-            self._start_camera(new_cams[cam_id])
+            self.runner.remove(cam_id, forget_metrics=False)
+            self._start_camera(cams[cam_id])
         for cam_id in added:
-            self._start_camera(new_cams[cam_id])
+            self._start_camera(cams[cam_id])
         log.info("reloaded %s: %d added, %d removed, %d restarted, %d untouched", path, len(added), len(removed),
-                 len(changed), len(new_cams) - len(added) - len(changed))
+                 len(changed), len(cams) - len(added) - len(changed))
         return True
 
     def _mtime(self) -> float | None:
@@ -229,13 +130,11 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.server.start()
-        self.emitter.start()
+        self.runner.start()
         if self.retention:
             self.retention.start()
-        self.analysis.start()
-        self.inference.start()
-        for cam in self.config.cameras:
-            self._start_camera(cam)
+        for camera in self.config.resolved():
+            self._start_camera(camera)
         self._started = True
         log.info("running %d camera(s); metrics on http://%s:%d/metrics; spool %s", len(self.config.cameras),
                  self.options.metrics_host, self.server.port, self.options.spool_path)
@@ -266,22 +165,10 @@ class Daemon:
         deadline = time.monotonic() + self.options.shutdown_timeout_s
         self._stopping.set()
         log.info("stopping: draining in-flight frames and flushing sinks")
-        cams = self.cameras()
-        for rt in cams.values():
-            if rt.reader:
-                rt.reader.stop()
-        for rt in cams.values():
-            if rt.reader:
-                rt.reader.join(timeout=max(0.1, min(3.0, deadline - time.monotonic())))
-        self.inference.stop(drain=True)
-        drained = self.inference.join(timeout=max(0.1, deadline - time.monotonic() - 2))
-        drained = self.analysis.join(timeout=max(0.1, deadline - time.monotonic() - 2)) and drained
         if self.retention:
             self.retention.stop()
-            self.retention.join(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
-        self.emitter.stop()
-        self.emitter.join(timeout=max(0.1, deadline - time.monotonic() - 1))
-        left = self.emitter.flush(deadline)
+            self.retention.join(timeout=2.0)
+        drained, left = self.runner.stop(deadline)
         if left:
             log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
                         left, self.options.spool_path)
@@ -291,55 +178,56 @@ class Daemon:
             except Exception:
                 log.exception("closing %s", sink.name)
         self.server.stop()
-        self.spool.close()
         log.info("stopped (%s)", "drained" if drained else "drain timed out; unanalysed frames dropped")
         return True
 
-    # -- probes and live metrics ------------------------------------------------------------
+    # -- probes ---------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
         now = time.monotonic()
-        loops = {"inference": (self.inference.alive, now - self.inference.heartbeat),
-                 "analysis": (self.analysis.alive, now - self.analysis.heartbeat),
-                 "emitter": (self.emitter.alive, now - self.emitter.heartbeat)}
+        loops = {name: (w.alive, now - w.heartbeat) for name, w in self.runner.loops().items()}
         ok = self._started and all(alive and age < 60 for alive, age in loops.values())
-        dead_readers = [i for i, rt in self.cameras().items() if rt.reader and not rt.reader.alive]
+        dead_readers = [i for i, s in self.runner.slots().items() if s.reader and not s.reader.alive]
         ok = ok and not dead_readers
         return ok, {"loops": {k: {"alive": a, "heartbeat_age_s": round(age, 2)} for k, (a, age) in loops.items()},
                     "dead_readers": dead_readers}
 
     def ready(self) -> tuple[bool, dict]:
-        cams = self.cameras()
-        states = {i: {"state": rt.state.value, "reason": rt.reason} for i, rt in cams.items()}
-        enabled = [rt for rt in cams.values() if rt.reader]
-        live = [rt for rt in enabled if rt.state == CameraState.LIVE]
+        slots = self.runner.slots()
+        states = {i: camera_state(s) for i, s in slots.items()}
+        enabled = [i for i, s in slots.items() if s.reader]
+        live = [i for i in enabled if states[i][0] == CameraState.LIVE]
         ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live)))
-        return ok, {"cameras": states, "live": len(live), "enabled": len(enabled),
-                    "spool_depth": self.spool.depth() if ok else None}
+        return ok, {"cameras": {i: {"state": st.value, "reason": why} for i, (st, why) in states.items()},
+                    "live": len(live), "enabled": len(enabled),
+                    "spool_depth": self.runner.spool.depth() if ok else None}
 
-    def _register_live_metrics(self) -> None:
-        live = self.metrics.live
 
-        def states():
-            out = {}
-            for cam_id, rt in self.cameras().items():
-                for s in CAMERA_STATES:
-                    out[(cam_id, s)] = 1.0 if rt.state.value == s else 0.0
-            return out
+def register_live_gauges(daemon: Daemon) -> None:
+    """Values that are a property of the moment, read at scrape time."""
+    runner, live = daemon.runner, daemon.metrics.live
 
-        def last_frame_age():
-            now = time.monotonic()
-            return {(cam_id,): now - rt.reader.last_frame_at for cam_id, rt in self.cameras().items()
-                    if rt.reader and rt.reader.last_frame_at is not None}
+    def states():
+        out = {}
+        for cam_id, slot in runner.slots().items():
+            current = camera_state(slot)[0]
+            for s in CameraState:
+                out[(cam_id, s.value)] = 1.0 if s == current else 0.0
+        return out
 
-        live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
-        live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
-                 ("camera",), last_frame_age)
-        live.add("streetscan_camera_frame_age_at_analysis_seconds", "Age of the camera's last analysed frame",
-                 ("camera",), lambda: {(k,): v for k, v in dict(self.last_age).items()})
-        live.add("streetscan_queue_depth", "Frames or batches waiting between stages", ("queue",),
-                 lambda: {("frame_slots",): float(self.board.pending()),
-                          ("analysis",): float(self.analysis_queue.qsize())})
-        live.add("streetscan_spool_depth", "Events in the spool not yet delivered, per sink", ("sink",),
-                 lambda: {(s.name,): float(self.spool.depth(s.name)) for s in self.sinks})
-        live.add("streetscan_sink_up", "1 while the sink takes events", ("sink",),
-                 lambda: {(k,): 1.0 if v else 0.0 for k, v in self.emitter.sink_ok.items()})
+    def last_frame_age():
+        now = time.monotonic()
+        return {(cam_id,): now - s.reader.last_frame_at for cam_id, s in runner.slots().items()
+                if s.reader and s.reader.last_frame_at is not None}
+
+    live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
+    live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
+             ("camera",), last_frame_age)
+    live.add("streetscan_camera_frame_age_at_analysis_seconds", "Age of the camera's last analysed frame",
+             ("camera",), lambda: {(k,): v for k, v in dict(runner.analysis.last_age).items()})
+    live.add("streetscan_queue_depth", "Frames or batches waiting between stages", ("queue",),
+             lambda: {("frame_slots",): float(daemon.board.pending()),
+                      ("analysis",): float(runner.analysis_queue.qsize())})
+    live.add("streetscan_spool_depth", "Events in the spool not yet delivered, per sink", ("sink",),
+             lambda: {(s.name,): float(runner.spool.depth(s.name)) for s in daemon.sinks})
+    live.add("streetscan_sink_up", "1 while the sink takes events", ("sink",),
+             lambda: {(k,): 1.0 if v else 0.0 for k, v in runner.emitter.sink_ok.items()})

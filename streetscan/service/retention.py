@@ -11,10 +11,10 @@ import logging
 import time
 from pathlib import Path
 
-from ..pipeline.camera import CameraPipeline
+from ..pipeline.camera import evidence_in
 from ..pipeline.evidence import prune_evidence
-from ..pipeline.metrics import Metrics
-from ..pipeline.spool import EventSpool
+from .metrics import Metrics
+from .spool import EventSpool
 from .loop import Worker
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def evidence_in_use(spool: EventSpool) -> set[str]:
     ids = spool.undelivered_event_ids()
     for state in spool.camera_states().values():
-        ids |= CameraPipeline.evidence_in(state)
+        ids |= evidence_in(state)
     return ids
 
 

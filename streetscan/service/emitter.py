@@ -10,11 +10,11 @@ import logging
 import time
 from collections.abc import Sequence
 
-from ..pipeline.metrics import Metrics
-from ..pipeline.sinks import CaseSink, SinkError
-from ..pipeline.spool import EventSpool
+from .metrics import Metrics
+from .sinks import CaseSink, SinkError
+from .spool import EventSpool
 from .loop import Worker
-from .reader import Backoff
+from .backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Real parts for tests, the soak and the benchmarks: an RTSP server serving real H.264 files,
-a restartable redis-server, the daemon as a subprocess, and clip encoding. Development tooling:
-nothing in the pipeline imports it."""
+a restartable redis-server, the daemon as a subprocess, and clip encoding. Development tooling,
+kept out of the product package: the tests import it from here, benchmarks/soak.py too."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: scripts/rtsp_server.py lives there
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's python3-gi lives there, not in the venv
+# The RTSP server needs GStreamer's Python bindings, which Debian packages (python3-gi) for its own
+# interpreter, not for the venv.
+SYSTEM_PYTHON = os.environ.get("STREETSCAN_SYSTEM_PYTHON") or "/usr/bin/python3"
 
 
 def free_port() -> int:
