@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
@@ -139,6 +139,26 @@ def _probe_keyframe_interval(container: av.container.InputContainer, max_packets
     return _median_interval(key_times)
 
 
+@dataclass
+class _Pass:
+    """One pass over a container: the decode mode and the sampling bookkeeping that
+    VideoSource._frames consults for each packet and each decoded picture."""
+
+    stream: av.video.stream.VideoStream
+    decoder: av.CodecContext
+    keyframe_only: bool
+    watch_keys: bool  # a live stream: switch to keyframe-only once its keyframes are seen to suffice
+    start: float  # the stream's first pts (s)
+    grid: _SamplingGrid
+    key_spacing: float  # between keyframes
+    key_times: list[float] = field(default_factory=list)
+    last_t: float | None = None
+    spacing: float = 0.0  # between decoded frames
+    last_key: float | None = None
+    chosen: set[int] = field(default_factory=set)  # pts of keyframes chosen for analysis
+    size: tuple[int, int] | None = None
+
+
 class VideoSource:
     """A file or stream URL, sampled to `analysis_fps`.
 
@@ -227,91 +247,101 @@ class VideoSource:
         stream = container.streams.video[0]
         kf = self.info.keyframe_interval_s if self.info else None
         keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
-        decoder = self._decoder(stream, keyframe_only)
         self.stats.keyframe_only = keyframe_only
-        # A live stream is not probed: watch its first keyframes and switch when they suffice.
-        watch_keys = self.keyframes == "auto" and kf is None
-        key_times: list[float] = []
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        grid = _SamplingGrid(self.interval_s)
-        last_t: float | None = None
-        spacing = 0.0  # between decoded frames
-        key_spacing = kf or 0.0  # between keyframes
-        last_key: float | None = None
-        # Keyframe-only: the choice is made on packets, before decoding; these pts were chosen.
-        chosen: set[int] = set()
-        size: tuple[int, int] | None = None
+        p = _Pass(stream=stream, decoder=self._decoder(stream, keyframe_only), keyframe_only=keyframe_only,
+                  # A live stream is not probed: watch its first keyframes and switch when they suffice.
+                  watch_keys=self.keyframes == "auto" and kf is None,
+                  start=float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0,
+                  grid=_SamplingGrid(self.interval_s), key_spacing=kf or 0.0)
         for packet in container.demux(stream):
             if self.watchdog is not None:
                 self.watchdog()
-            if keyframe_only and packet.pts is not None:
-                pt = float(packet.pts * packet.time_base) - start
-                gap = pt - last_key if last_key is not None else 0.0
-                if gap > 2 * self.interval_s:
-                    # Keyframes thinned out below the analysis rate (or the stream stopped flagging
-                    # them): decode everything from here on.
-                    decoder = self._decoder(stream, keyframe_only=False)
-                    keyframe_only = self.stats.keyframe_only = watch_keys = False
-                    log.info("%s: no keyframe for %.1fs > analysis interval; decoding all frames", self.label, gap)
-                elif not packet.is_keyframe:
-                    continue  # the decoder would discard it (NONKEY): not even handed over
-                else:
-                    last_key = pt
-                    key_spacing = gap if gap > 0 else key_spacing
-                    if not grid.take(pt, key_spacing):
-                        continue  # a keyframe that will not be analysed is not decoded either
-                    if not self._wanted(pt):
-                        continue
-                    chosen.add(packet.pts)
-            try:
-                decoded = decoder.decode(packet)
-                if keyframe_only and packet.size:
-                    # Keyframes alone need no reordering: drain now instead of waiting out the B-frame
-                    # delay the stream declares (2 keyframes, i.e. 2 s at 1 fps, on a High-profile
-                    # camera), and start the next keyframe clean.
-                    decoded += decoder.decode(None)
-                    decoder.flush_buffers()
-            except av.error.InvalidDataError as exc:
-                self.stats.decode_errors += 1
-                # Counted in stats (and the daemon's metrics); a lossy link would flood a warning log.
-                log.debug("%s: corrupt packet skipped (%s)", self.label, exc)
+            if p.keyframe_only and packet.pts is not None and not self._admit(p, packet):
                 continue
-            except av.error.FFmpegError as exc:
-                raise SourceError(f"{self.label}: decode failed ({exc})") from None
-            for vf in decoded:
-                if vf.pts is None:
-                    continue
-                if vf.is_corrupt:
-                    # Concealed damage (lost slices): count it; the picture is still usable.
-                    self.stats.decode_errors += 1
-                t = float(vf.pts * stream.time_base) - start  # (a drained frame carries no time_base)
-                self.stats.decoded += 1
-                decoded_in_full = not keyframe_only  # (a switch below applies from the next packet)
-                if watch_keys and vf.key_frame:
-                    key_times.append(t)
-                    median = _median_interval(key_times, at_least=2)
-                    if median is not None and median <= self.interval_s * 1.05:
-                        decoder = self._keyframes_from_next_packet(stream, decoder)
-                        keyframe_only = self.stats.keyframe_only = True
-                        watch_keys = False
-                        key_spacing = median
-                        last_key = t
-                        log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label, key_spacing)
-                    elif len(key_times) >= 4:
-                        watch_keys = False
-                if last_t is not None and t > last_t:
-                    spacing = t - last_t
-                last_t = t
-                if vf.pts in chosen:
-                    chosen.discard(vf.pts)
-                elif not decoded_in_full or not grid.take(t, spacing):
-                    continue  # not analysed: dropped before colour conversion
-                elif not self._wanted(t):
-                    continue
-                if size is None:
-                    size = fit_size(vf.width, vf.height, self.fit)
-                yield self._frame(vf, t, size)
-                self.stats.sampled += 1
+            for vf in self._decode(p, packet):
+                frame = self._sample(p, vf)
+                if frame is not None:
+                    yield frame
+                    self.stats.sampled += 1
+
+    def _admit(self, p: _Pass, packet: av.Packet) -> bool:
+        """Keyframe-only: whether to hand this packet to the decoder. The choice is made on
+        packets, before decoding; the pts of chosen keyframes are remembered."""
+        pt = float(packet.pts * packet.time_base) - p.start
+        gap = pt - p.last_key if p.last_key is not None else 0.0
+        if gap > 2 * self.interval_s:
+            # Keyframes thinned out below the analysis rate (or the stream stopped flagging them):
+            # decode everything from here on.
+            p.decoder = self._decoder(p.stream, keyframe_only=False)
+            p.keyframe_only = self.stats.keyframe_only = p.watch_keys = False
+            log.info("%s: no keyframe for %.1fs > analysis interval; decoding all frames", self.label, gap)
+            return True
+        if not packet.is_keyframe:
+            return False  # the decoder would discard it (NONKEY): not even handed over
+        p.last_key = pt
+        p.key_spacing = gap if gap > 0 else p.key_spacing
+        if not p.grid.take(pt, p.key_spacing):
+            return False  # a keyframe that will not be analysed is not decoded either
+        if not self._wanted(pt):
+            return False
+        p.chosen.add(packet.pts)
+        return True
+
+    def _decode(self, p: _Pass, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            decoded = p.decoder.decode(packet)
+            if p.keyframe_only and packet.size:
+                # Keyframes alone need no reordering: drain now instead of waiting out the B-frame
+                # delay the stream declares (2 keyframes, i.e. 2 s at 1 fps, on a High-profile
+                # camera), and start the next keyframe clean.
+                decoded += p.decoder.decode(None)
+                p.decoder.flush_buffers()
+            return decoded
+        except av.error.InvalidDataError as exc:
+            self.stats.decode_errors += 1
+            # Counted in stats (and the daemon's metrics); a lossy link would flood a warning log.
+            log.debug("%s: corrupt packet skipped (%s)", self.label, exc)
+            return []
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"{self.label}: decode failed ({exc})") from None
+
+    def _sample(self, p: _Pass, vf: av.VideoFrame) -> Frame | None:
+        """The analysed frame for a decoded picture, or None when it is not due for analysis
+        (dropped before colour conversion)."""
+        if vf.pts is None:
+            return None
+        if vf.is_corrupt:
+            # Concealed damage (lost slices): count it; the picture is still usable.
+            self.stats.decode_errors += 1
+        t = float(vf.pts * p.stream.time_base) - p.start  # (a drained frame carries no time_base)
+        self.stats.decoded += 1
+        decoded_in_full = not p.keyframe_only  # (a switch below applies from the next packet)
+        if p.watch_keys and vf.key_frame:
+            self._watch_keyframe(p, t)
+        if p.last_t is not None and t > p.last_t:
+            p.spacing = t - p.last_t
+        p.last_t = t
+        if vf.pts in p.chosen:
+            p.chosen.discard(vf.pts)
+        elif not decoded_in_full or not p.grid.take(t, p.spacing) or not self._wanted(t):
+            return None
+        if p.size is None:
+            p.size = fit_size(vf.width, vf.height, self.fit)
+        return self._frame(vf, t, p.size)
+
+    def _watch_keyframe(self, p: _Pass, t: float) -> None:
+        """A live stream's keyframe at `t`: once they come often enough, decode keyframes only."""
+        p.key_times.append(t)
+        median = _median_interval(p.key_times, at_least=2)
+        if median is not None and median <= self.interval_s * 1.05:
+            p.decoder = self._keyframes_from_next_packet(p.stream, p.decoder)
+            p.keyframe_only = self.stats.keyframe_only = True
+            p.watch_keys = False
+            p.key_spacing = median
+            p.last_key = t
+            log.info("%s: keyframes every %.2fs suffice; decoding keyframes only", self.label, p.key_spacing)
+        elif len(p.key_times) >= 4:
+            p.watch_keys = False
 
     def _wanted(self, t: float) -> bool:
         if self.wanted is None or self.wanted(t):
