@@ -30,7 +30,7 @@ import yaml
 from streetscan.pipeline.catalogue import SCENE_CLASSES
 from streetscan.pipeline.decode import VideoSource
 from streetscan.pipeline.detect import load_detector
-from streetscan.pipeline.models import REPO_MODELS_DIR, resolve_model, vocabulary
+from streetscan.pipeline.models import PACKAGED_MODELS_DIR, resolve_model, vocabulary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -147,7 +147,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--assets", type=Path, default=Path(os.environ["STREETSCAN_ASSETS"]) if os.environ.get("STREETSCAN_ASSETS") else None)
     ap.add_argument("--out", type=Path, default=Path("build/dataset"))
-    ap.add_argument("--mapping", type=Path, default=REPO_MODELS_DIR / "dataset_mapping.yaml")
+    ap.add_argument("--mapping", type=Path, default=PACKAGED_MODELS_DIR / "dataset_mapping.yaml")
     ap.add_argument("--teacher", default=None, help="model for pseudo-labels (default: the default model)")
     ap.add_argument("--footage-fps", type=float, default=0.5)
     args = ap.parse_args()

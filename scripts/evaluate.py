@@ -29,7 +29,7 @@ import yaml
 from supervision.metrics import MeanAveragePrecision, Precision, Recall
 
 from streetscan.pipeline.detect import load_detector
-from streetscan.pipeline.models import REPO_MODELS_DIR, resolve_model, vocabulary
+from streetscan.pipeline.models import PACKAGED_MODELS_DIR, resolve_model, vocabulary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/)")
     ap.add_argument("--model", action="append", required=True, help="model name, card or ONNX (repeatable)")
     ap.add_argument("--split", default="val")
-    ap.add_argument("--mapping", type=Path, default=REPO_MODELS_DIR / "dataset_mapping.yaml")
+    ap.add_argument("--mapping", type=Path, default=PACKAGED_MODELS_DIR / "dataset_mapping.yaml")
     ap.add_argument("--conf", type=float, default=0.25, help="operating threshold for precision and recall")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--json", type=Path)

@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,6 +88,28 @@ def test_missing_model_says_what_is_missing(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="have no card"):
         (tmp_path / "w.onnx").write_bytes(b"x")
         resolve_model(str(tmp_path / "w.onnx"))
+
+
+def test_models_come_from_streetscan_models_else_the_package_not_the_working_directory(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+    import sys
+
+    import streetscan
+
+    # From any working directory, the default model is the one installed with the package.
+    code = "from streetscan.pipeline.models import resolve_model; print(resolve_model(None).weights)"
+    env = {k: v for k, v in os.environ.items() if k != "STREETSCAN_MODELS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    packaged = Path(streetscan.__file__).parent / "models"
+    assert Path(out.stdout.strip()).parent == packaged and Path(out.stdout.strip()).is_file()
+    # STREETSCAN_MODELS replaces it: names, DEFAULT and named class maps are looked up there.
+    for name in ("DEFAULT", "coco-centernet-mbv3.yaml", "coco-centernet-mbv3.onnx"):
+        shutil.copy(packaged / name, tmp_path / name)
+    (tmp_path / "class_maps").mkdir()
+    shutil.copy(packaged / "class_maps" / "coco.yaml", tmp_path / "class_maps" / "coco.yaml")
+    monkeypatch.setenv("STREETSCAN_MODELS", str(tmp_path))
+    assert resolve_model(None).weights == tmp_path / "coco-centernet-mbv3.onnx"
 
 
 def test_card_with_missing_weights(tmp_path):

@@ -1,19 +1,22 @@
 """Model cards: an ONNX file plus the YAML that says how to feed it and what its classes mean.
 
 Weights are resolved offline only: an explicit path, else a name in the models directory
-(`STREETSCAN_MODELS`, default: the repository's `models/`). Nothing is ever downloaded.
+(`STREETSCAN_MODELS`, default: the models installed with the package, `streetscan/models`, which
+in a checkout is the repository's `models/`). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
 import os
+from importlib import resources
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import yaml
 
-REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+# Package data: the wheel carries the project's models; a checkout links streetscan/models -> models/.
+PACKAGED_MODELS_DIR = Path(str(resources.files("streetscan") / "models"))
 FAMILIES = ("yolo", "centernet")
 
 
@@ -22,13 +25,13 @@ class ModelError(RuntimeError):
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("STREETSCAN_MODELS") or REPO_MODELS_DIR)
+    return Path(os.environ.get("STREETSCAN_MODELS") or PACKAGED_MODELS_DIR)
 
 
 @cache
 def vocabulary(path: Path | None = None) -> tuple[str, ...]:
     """The object vocabulary the rules speak (models/vocabulary.yaml), in a fixed order."""
-    path = path or REPO_MODELS_DIR / "vocabulary.yaml"
+    path = path or PACKAGED_MODELS_DIR / "vocabulary.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return tuple(data["objects"])
 
@@ -124,7 +127,7 @@ def _load_class_map(value, base: Path) -> dict[str, str]:
     if isinstance(value, str):
         # A named map lives in class_maps/ beside the card, or in the models directory's class_maps/.
         fname = value if value.endswith((".yaml", ".yml")) else f"class_maps/{value}.yaml"
-        candidates = [base / fname, models_dir() / fname, REPO_MODELS_DIR / fname]
+        candidates = [base / fname, models_dir() / fname, PACKAGED_MODELS_DIR / fname]
         ref = next((c for c in candidates if c.exists()), None)
         if ref is None:
             raise ModelError(f"class map {value!r} not found (looked in {', '.join(str(c) for c in candidates)})")

@@ -32,6 +32,10 @@ class EventEmitter(Worker):
         super().__init__("event-emitter")
 
 
+    def stop(self) -> None:
+        super().stop()
+        self.spool.wake()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.beat()

@@ -40,6 +40,7 @@ class EventSpool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._closing = False
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # survive power loss, not only a killed process
@@ -76,7 +77,14 @@ class EventSpool:
 
     def wait_for_events(self, timeout_s: float) -> None:
         with self._changed:
-            self._changed.wait(timeout_s)
+            if not self._closing:
+                self._changed.wait(timeout_s)
+
+    def wake(self) -> None:
+        """The emitter is stopping: `wait_for_events` waits no more, now or later (no lost wake-up)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
 
     def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
         with self._lock:

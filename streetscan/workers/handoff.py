@@ -46,6 +46,8 @@ class Handoff(Protocol):
 
     def gather(self, max_batch: int, max_wait_s: float) -> list[LiveFrame]: ...
 
+    def wake(self) -> None: ...
+
 
 class FrameBoard:
     def __init__(self, on_drop: Callable[[str], None] | None = None):
@@ -54,6 +56,7 @@ class FrameBoard:
         self._order: list[str] = []
         self._next = 0
         self._on_drop = on_drop
+        self._closing = False
 
     def add(self, camera_id: str) -> None:
         with self._cond:
@@ -88,6 +91,12 @@ class FrameBoard:
             lf = self._slots.get(camera_id)
             return lf is None or time.monotonic() - lf.arrived > fresh_s
 
+    def wake(self) -> None:
+        """Inference is stopping: a `gather` waits no more, now or later (no lost wake-up)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
     def pending(self) -> int:
         with self._cond:
             return sum(1 for v in self._slots.values() if v is not None)
@@ -109,7 +118,7 @@ class FrameBoard:
         """Up to `max_batch` frames, one per camera. Waits up to `idle_timeout_s` for a first frame,
         then up to `max_wait_s` more for the batch to fill (not longer than the cameras can fill it)."""
         with self._cond:
-            if not any(v is not None for v in self._slots.values()):
+            if not self._closing and not any(v is not None for v in self._slots.values()):
                 self._cond.wait(idle_timeout_s)
             batch: list[LiveFrame] = []
             self._take_round_robin(batch, max_batch)
@@ -117,7 +126,7 @@ class FrameBoard:
                 return batch
             limit = min(max_batch, len(self._order))
             deadline = time.monotonic() + max_wait_s
-            while len(batch) < limit:
+            while len(batch) < limit and not self._closing:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -134,6 +143,7 @@ class FrameQueue:
         self._cond = threading.Condition()
         self._frames: deque[LiveFrame] = deque()
         self._cameras: set[str] = set()
+        self._closing = False
 
     def add(self, camera_id: str) -> None:
         with self._cond:
@@ -159,6 +169,12 @@ class FrameQueue:
     def wants(self, camera_id: str, fresh_s: float) -> bool:
         return True  # every frame of a recording is analysed
 
+    def wake(self) -> None:
+        """Inference is stopping: a `gather` waits no more, now or later (no lost wake-up)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
     def pending(self) -> int:
         with self._cond:
             return len(self._frames)
@@ -167,10 +183,10 @@ class FrameQueue:
         """Up to `max_batch` frames in arrival order: waits up to `idle_timeout_s` for a first one,
         then up to `max_wait_s` for the batch to fill."""
         with self._cond:
-            if not self._frames:
+            if not self._frames and not self._closing:
                 self._cond.wait(idle_timeout_s)
             deadline = time.monotonic() + max_wait_s
-            while self._frames and len(self._frames) < max_batch:
+            while self._frames and len(self._frames) < max_batch and not self._closing:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._cond.wait(left):
                     break

@@ -43,6 +43,7 @@ class BatchedInference(Worker):
         """Stop after the frames already waiting in the slots have been analysed (drain)."""
         self._drain = drain
         super().stop()
+        self.board.wake()
 
 
     def _run(self) -> None:
