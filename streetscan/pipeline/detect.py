@@ -81,6 +81,11 @@ class OnnxRuntime:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Inference shares the cores with decode and analysis threads. ORT's idle pool threads
+        # otherwise spin between calls, burning the cores those threads need: measured on the demo
+        # replays (2 cores, interleaved), spinning cost 15-25 % more CPU for the same frames and
+        # up to 19 % wall time once analysis ran on its own thread (benchmarks/RESULTS.md).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(weights), sess_options=opts, providers=providers_for(device))
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
