@@ -138,3 +138,37 @@ def test_live_stream_switches_to_keyframe_only(h264_clip, rtsp_ready):
     assert src.stats.decoded < 100
     gaps = [b.pts_s - a.pts_s for a, b in zip(frames, frames[1:])]
     assert gaps == pytest.approx([2.0, 2.0, 2.0], abs=0.05)
+
+
+@pytest.mark.integration
+def test_http_flv_and_hls_streams_are_read_like_cameras(h264_clip, tmp_path):
+    """Camera platforms often re-stream as HTTP-FLV or HLS: streams.yaml accepts http(s):// URLs,
+    and FFmpeg (through PyAV) reads them as network streams. Served here by a real HTTP server."""
+    import functools
+    import subprocess
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "hls").mkdir()
+    remux = ["ffmpeg", "-v", "error", "-y", "-i", str(h264_clip), "-c", "copy"]
+    subprocess.run([*remux, "-f", "flv", str(tmp_path / "cam.flv")], check=True)
+    subprocess.run([*remux, "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
+                    str(tmp_path / "hls" / "cam.m3u8")], check=True)
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for path in ("cam.flv", "hls/cam.m3u8"):
+            src = VideoSource(f"http://127.0.0.1:{server.server_address[1]}/{path}", analysis_fps=2)
+            assert src.info is None  # a network stream is probed on the connection that reads it
+            frames = list(src.frames())
+            assert (src.info.width, src.info.height, src.info.codec) == (640, 360, "h264"), path
+            assert 15 <= len(frames) <= 16, path  # 8 s at 2 fps
+            times = [f.pts_s for f in frames]
+            assert times == sorted(times) and times[-1] == pytest.approx(7.5, abs=0.1), path
+    finally:
+        server.shutdown()

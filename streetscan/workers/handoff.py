@@ -49,14 +49,27 @@ class Handoff(Protocol):
     def wake(self) -> None: ...
 
 
-class FrameBoard:
-    def __init__(self, on_drop: Callable[[str], None] | None = None):
+class _Stoppable:
+    """The lock both hand-offs wait on, and the wake-up that ends inference's waits for good."""
+
+    def __init__(self) -> None:
         self._cond = threading.Condition()
+        self._closing = False
+
+    def wake(self) -> None:
+        """Inference is stopping: a `gather` waits no more, now or later (no lost wake-up)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+
+
+class FrameBoard(_Stoppable):
+    def __init__(self, on_drop: Callable[[str], None] | None = None):
+        super().__init__()
         self._slots: dict[str, LiveFrame | None] = {}
         self._order: list[str] = []
         self._next = 0
         self._on_drop = on_drop
-        self._closing = False
 
     def add(self, camera_id: str) -> None:
         with self._cond:
@@ -90,12 +103,6 @@ class FrameBoard:
         with self._cond:
             lf = self._slots.get(camera_id)
             return lf is None or time.monotonic() - lf.arrived > fresh_s
-
-    def wake(self) -> None:
-        """Inference is stopping: a `gather` waits no more, now or later (no lost wake-up)."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
 
     def pending(self) -> int:
         with self._cond:
@@ -135,15 +142,14 @@ class FrameBoard:
             return batch
 
 
-class FrameQueue:
+class FrameQueue(_Stoppable):
     """Every frame, in order, up to `capacity` waiting; `put` blocks while full (see module doc)."""
 
     def __init__(self, capacity: int):
+        super().__init__()
         self.capacity = max(1, capacity)
-        self._cond = threading.Condition()
         self._frames: deque[LiveFrame] = deque()
         self._cameras: set[str] = set()
-        self._closing = False
 
     def add(self, camera_id: str) -> None:
         with self._cond:
@@ -168,12 +174,6 @@ class FrameQueue:
 
     def wants(self, camera_id: str, fresh_s: float) -> bool:
         return True  # every frame of a recording is analysed
-
-    def wake(self) -> None:
-        """Inference is stopping: a `gather` waits no more, now or later (no lost wake-up)."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
 
     def pending(self) -> int:
         with self._cond:
