@@ -117,8 +117,7 @@ class ReplayJob:
                 if self.on_progress:
                     self.on_progress(reader.last_pts)
         finally:
-            finished = reader is not None and not reader.alive
-            _, left = runner.stop(time.monotonic() + self.flush_s, let_readers_finish=finished)
+            _, left = runner.stop(time.monotonic() + self.flush_s)
         if reader.failure is not None:
             raise reader.failure
         wall_s = time.perf_counter() - t0

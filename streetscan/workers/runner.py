@@ -135,16 +135,15 @@ class Runner:
     def loops(self) -> dict[str, Worker]:
         return {"inference": self.inference, "analysis": self.analysis, "emitter": self.emitter}
 
-    def stop(self, deadline: float, *, let_readers_finish: bool = False) -> tuple[bool, int]:
-        """Stop the readers (or, replaying, let them read to the end), analyse the frames already
+    def stop(self, deadline: float) -> tuple[bool, int]:
+        """Stop the readers (a replay's has already read to the end), analyse the frames already
         read, deliver what the sinks take before `deadline` (monotonic), close the spool.
         Returns (every read frame analysed, events left in the spool for the next start)."""
         readers = [s.reader for s in self.slots().values() if s.reader]
-        if not let_readers_finish:
-            for r in readers:
-                r.stop()
         for r in readers:
-            r.join(timeout=None if let_readers_finish else max(0.1, min(3.0, deadline - time.monotonic())))
+            r.stop()
+        for r in readers:
+            r.join(timeout=max(0.1, min(3.0, deadline - time.monotonic())))
         self.inference.stop(drain=True)
         drained = self.inference.join(timeout=max(0.1, deadline - time.monotonic() - 2))
         drained = self.analysis.join(timeout=max(0.1, deadline - time.monotonic() - 2)) and drained
