@@ -5,7 +5,7 @@
         --model streetscan-0.1 --model coco-centernet-mbv3 [--split val] [--json out.json]
 
 The split is a staged source folder (classes.txt, images/<split>, labels/<split>): its classes
-are mapped onto the vocabulary by models/dataset_mapping.yaml (or --mapping), and only the
+are mapped onto the vocabulary by the data manifest models/datasets.yaml, and only the
 classes the source labels are scored; a model's detections of anything else are not counted
 against it (the source simply does not label cars). Models are run as the pipeline runs them
 (same card, letterbox and decoder) at a low confidence for AP; precision and recall are taken at
@@ -25,11 +25,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import supervision as sv
-import yaml
 from supervision.metrics import MeanAveragePrecision, Precision, Recall
 
+from streetscan.dataset.formats import yolo_class_names
+from streetscan.dataset.manifest import MANIFEST_PATH, load_manifest
 from streetscan.pipeline.detect import load_detector
-from streetscan.pipeline.models import PACKAGED_MODELS_DIR, resolve_model, vocabulary
+from streetscan.pipeline.models import resolve_model, vocabulary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -42,13 +43,15 @@ class Split:
     classes: list[str]  # vocabulary objects this source labels
 
 
-def load_split(folder: Path, split: str, mapping_path: Path) -> Split:
-    mapping = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))["sources"]
-    if folder.name not in mapping:
-        raise SystemExit(f"{folder.name}: not in {mapping_path}; map its classes first")
-    names = folder.joinpath("classes.txt").read_text(encoding="utf-8").split()
+def load_split(folder: Path, split: str, manifest_path: Path) -> Split:
+    manifest = load_manifest(manifest_path)
+    spec = next((s for s in manifest.sources if s.staged == folder.name), None)
+    if spec is None:
+        raise SystemExit(f"{folder.name}: no staged source of that name in {manifest_path}; add it first")
+    names = yolo_class_names(spec, folder)
+    cmap = spec.classes
     vocab = list(vocabulary())
-    to_vocab = {i: vocab.index(mapping[folder.name][n]) for i, n in enumerate(names) if mapping[folder.name].get(n)}
+    to_vocab = {i: vocab.index(cmap[n]) for i, n in enumerate(names) if cmap.get(n)}
     images, labels = [], []
     for img in sorted((folder / "images" / split).glob("*")):
         if img.suffix.lower() not in IMAGE_SUFFIXES:
@@ -126,12 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/)")
     ap.add_argument("--model", action="append", required=True, help="model name, card or ONNX (repeatable)")
     ap.add_argument("--split", default="val")
-    ap.add_argument("--mapping", type=Path, default=PACKAGED_MODELS_DIR / "dataset_mapping.yaml")
+    ap.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
     ap.add_argument("--conf", type=float, default=0.25, help="operating threshold for precision and recall")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    split = load_split(args.source, args.split, args.mapping)
+    split = load_split(args.source, args.split, args.manifest)
     if args.limit:
         split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
     targets, preds = predict(args.model, split)
