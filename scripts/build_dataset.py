@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         what = (f"{dict(r.images)} images, {r.duplicates} duplicates, {len(r.bad_labels)} bad labels"
                 if r.status == "built" else r.reason)
         print(f"{spec.name}: {r.status}: {what}", flush=True)
-    if args.assets and args.footage_fps > 0 and not args.only:
+    if args.assets and args.footage_fps > 0 and not args.only and teacher is not None:
         for clip in sorted((args.assets / "footage").glob("*.mp4")):
             r = builder.add_footage(clip, args.footage_fps)
             print(f"{r.name}: {r.status}: {dict(r.images) or r.reason}", flush=True)
