@@ -24,7 +24,7 @@ import evaluate  # noqa: E402
 
 def make_source(root: Path, n_train: int = 16, n_val: int = 8, shift: float = 0.0) -> tuple[Path, Path]:
     """A staged-source-shaped folder ('markers': one class) of red squares on a grey street, and
-    its mapping file. `shift` moves every label right by that fraction of the image (wrong labels)."""
+    its data manifest. `shift` moves every label right by that fraction of the image (wrong labels)."""
     src = root / "markers"
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -40,14 +40,22 @@ def make_source(root: Path, n_train: int = 16, n_val: int = 8, shift: float = 0.
             cx, cy = (x + w / 2) / SIZE + shift, (y + h / 2) / SIZE
             (src / "labels" / split / f"{i:03d}.txt").write_text(f"0 {cx:.5f} {cy:.5f} {w / SIZE:.5f} {h / SIZE:.5f}\n")
     (src / "classes.txt").write_text("marker\n")
-    mapping = root / "mapping.yaml"
-    mapping.write_text(yaml.safe_dump({"sources": {"markers": {"marker": "car"}}}))
-    return src, mapping
+    return src, manifest(root, "markers")
+
+
+def manifest(root: Path, staged: str) -> Path:
+    """A data manifest with one staged source mapping `marker` onto car."""
+    path = root / "datasets.yaml"
+    path.write_text(yaml.safe_dump({"sources": [{
+        "name": staged, "staged": staged, "format": "yolo", "images": "images/{split}", "labels": "labels/{split}",
+        "splits": {"train": "train", "val": "val"}, "classes": {"marker": "car"}, "licence": "test",
+        "attribution": "test", "viewpoint": "test", "image_count": 24}]}))
+    return path
 
 
 def test_evaluate_scores_a_real_model(tmp_path, marker_model):
     src, mapping = make_source(tmp_path / "good")
-    report = evaluate.main([str(src), "--model", str(marker_model), "--mapping", str(mapping)])
+    report = evaluate.main([str(src), "--model", str(marker_model), "--manifest", str(mapping)])
     car = report["models"][str(marker_model)]["car"]
     assert report["images"] == 8 and car["boxes"] == 8
     assert car["ap50"] > 0.95 and car["precision"] > 0.95 and car["recall"] > 0.95
@@ -56,17 +64,16 @@ def test_evaluate_scores_a_real_model(tmp_path, marker_model):
 
 def test_evaluate_punishes_wrong_boxes(tmp_path, marker_model):
     src, mapping = make_source(tmp_path / "shifted", shift=0.35)
-    report = evaluate.main([str(src), "--model", str(marker_model), "--mapping", str(mapping)])
+    report = evaluate.main([str(src), "--model", str(marker_model), "--manifest", str(mapping)])
     car = report["models"][str(marker_model)]["car"]
     assert car["ap50"] < 0.2 and car["recall"] < 0.2
 
 
 def test_evaluate_refuses_an_unmapped_source(tmp_path, marker_model):
     src, _ = make_source(tmp_path / "x")
-    other = tmp_path / "other.yaml"
-    other.write_text(yaml.safe_dump({"sources": {"somewhere_else": {"a": "car"}}}))
-    with pytest.raises(SystemExit, match="not in"):
-        evaluate.main([str(src), "--model", str(marker_model), "--mapping", str(other)])
+    other = manifest(tmp_path, "somewhere_else")
+    with pytest.raises(SystemExit, match="no staged source of that name"):
+        evaluate.main([str(src), "--model", str(marker_model), "--manifest", str(other)])
 
 
 @pytest.mark.integration
