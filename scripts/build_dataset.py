@@ -7,7 +7,7 @@
   (git clones or bare mirrors, found by repository name; layouts owner+name/repo, owner/name, name)
   at the manifest's exact commit. A missing source, one whose snapshot lacks that commit, or one
   that cannot be read is reported by name and skipped; the build goes on.
-- YOLO (boxes or polygons), COCO JSON and VOC XML are normalised to YOLO boxes with vocabulary ids;
+- YOLO (boxes or polygons), COCO JSON, VOC XML and DOTA (oriented boxes) are normalised to YOLO boxes with vocabulary ids;
   images are resized to the manifest's long side; near-identical images (augmented copies) are
   dropped by perceptual hash; whole scenes go to one split; each source's own val split stays val.
 - The COCO teacher adds boxes, in train only, for vocabulary objects a source does not label.

@@ -81,7 +81,7 @@ def assets(tmp_path) -> Path:
 
 @pytest.fixture
 def mirrors(tmp_path) -> tuple[Path, str, str]:
-    """A real git repository (owner+name layout) with a COCO set and a VOC set; returns the mirror
+    """A real git repository (owner+name layout) with COCO, VOC and DOTA sets; returns the mirror
     folder, the commit that holds them and a later commit that removed the VOC set."""
     repo = tmp_path / "mirrors" / "someone+street-sets" / "repo"
     repo.mkdir(parents=True)
@@ -106,6 +106,14 @@ def mirrors(tmp_path) -> tuple[Path, str, str]:
             f"<annotation><filename>yard{i}.jpg</filename><size><width>720</width><height>480</height></size>"
             "<object><name>clothes</name><bndbox><xmin>72</xmin><ymin>48</ymin><xmax>216</xmax><ymax>144</ymax>"
             "</bndbox></object></annotation>")
+    dota = repo / "sets" / "litter"
+    for i in range(2):
+        photo(dota / "train" / "images" / f"lawn{i}.jpg", 60 + i, size=(400, 800))
+        # a header line, an upright box and a box turned 45 degrees reaching past the left edge
+        (dota / "train" / "labelTxt").mkdir(parents=True, exist_ok=True)
+        (dota / "train" / "labelTxt" / f"lawn{i}.txt").write_text(
+            "imagesource:phone\n400 100 480 100 480 140 400 140 can 0\n"
+            "-20 200 20 160 60 200 20 240 bottle 1\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "sets")
     pinned = git(repo, "rev-parse", "HEAD")
@@ -124,6 +132,8 @@ def manifest_file(tmp_path: Path, pinned: str, extra: list[dict] = ()) -> Path:
          "classes": {"vendors": None, "cart": "stall", "sign": "advertisement"}},
         {"name": "laundry", "repository": "someone/street-sets", "commit": pinned, "folder": "sets/laundry",
          "format": "voc", "splits": {"train": "train"}, "classes": {"clothes": "laundry"}},
+        {"name": "litter", "repository": "someone/street-sets", "commit": pinned, "folder": "sets/litter",
+         "format": "dota", "splits": {"train": "train"}, "classes": {"can": "litter", "bottle": "litter"}},
         {"name": "gone", "repository": "nobody/not-fetched", "commit": "0" * 40, "format": "yolo",
          "splits": {"train": "train"}, "classes": {}},
         *extra,
@@ -160,7 +170,8 @@ def test_builds_every_format_and_reports_what_it_skipped(tmp_path, assets, mirro
     # the missing source is named with the reason, and the rest was built
     assert report["skipped"] == {"gone": by_name["gone"]["reason"]}
     assert "missing: no snapshot of nobody/not-fetched" in report["skipped"]["gone"]
-    assert {n: by_name[n]["status"] for n in ("bins", "vendors", "laundry")} == dict.fromkeys(("bins", "vendors", "laundry"), "built")
+    built = ("bins", "vendors", "laundry", "litter")
+    assert {n: by_name[n]["status"] for n in built} == dict.fromkeys(built, "built")
 
     # YOLO: dropped class gone, polygon became its bounding box, ids are vocabulary ids
     label = rows(out / "labels" / "train" / "bins__street1_jpg.rf.aaa.txt")
@@ -188,6 +199,9 @@ def test_builds_every_format_and_reports_what_it_skipped(tmp_path, assets, mirro
     # VOC from the same repository at the pinned commit (HEAD no longer has it)
     yard = rows(next((out / "labels").glob("*/laundry__yard0.txt")))
     assert yard == [("laundry", pytest.approx([0.2, 0.2, 0.2, 0.2]))]
+    # DOTA: pixel corners become upright boxes, clipped to the image; header lines are not boxes
+    lawn = rows(next((out / "labels").glob("*/litter__lawn0.txt")))
+    assert lawn == [("litter", pytest.approx([0.55, 0.3, 0.1, 0.1])), ("litter", pytest.approx([0.0375, 0.5, 0.075, 0.2]))]
     # no val split in the source: whole scenes go to val by a seeded draw
     assert sum(by_name["vendors"]["images"].values()) == 4 and by_name["vendors"]["images"].get("val", 0) >= 1
 

@@ -1,5 +1,5 @@
-"""Readers for the label formats public sets come in: YOLO txt (boxes or polygons), COCO JSON and
-Pascal VOC XML. Each yields one `LabelledImage` per image, with boxes normalised to the image
+"""Readers for the label formats public sets come in: YOLO txt (boxes or polygons), COCO JSON,
+Pascal VOC XML and DOTA oriented boxes. Each yields one `LabelledImage` per image, with boxes normalised to the image
 (cx, cy, w, h in 0..1) and the source's own class names, or a `BadLabel` naming the file and the
 reason, so one broken file costs one image, not the whole source.
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 from streetscan.dataset.manifest import SourceSpec
 
@@ -220,7 +221,42 @@ def read_voc(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]
             yield LabelledImage(item.path, split, item.boxes)
 
 
-READERS = {"yolo": read_yolo, "coco": read_coco, "voc": read_voc}
+def _dota_line(line: str, width: float, height: float) -> Box | None:
+    parts = line.split()
+    if len(parts) < 9:
+        if parts and parts[0].startswith(("imagesource:", "gsd:")):   # DOTA's optional header lines
+            return None
+        raise ValueError(f"{len(parts)} fields: a DOTA line has 8 corner coordinates and a class name")
+    try:
+        xy = [float(v) for v in parts[:8]]
+    except ValueError:
+        raise ValueError(f"not numbers: {line[:60]!r}") from None
+    # The detector is axis-aligned: an oriented box becomes the upright box around its corners.
+    return box_from_xyxy(parts[8], min(xy[0::2]), min(xy[1::2]), max(xy[0::2]), max(xy[1::2]), width, height)
+
+
+def read_dota(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:
+    layout = spec.layout()
+    for split in spec.splits:
+        labels_dir = root / layout["labels"].format(split=split)
+        for image in _images_in(root / layout["images"].format(split=split)):
+            label = labels_dir / f"{image.stem}.txt"
+            if not label.exists():
+                yield BadLabel(image, "no label file")
+                continue
+            try:
+                with Image.open(image) as im:    # reads the header only
+                    width, height = im.size
+                boxes = tuple(b for b in (_dota_line(line, width, height)
+                                          for line in label.read_text(encoding="utf-8").splitlines() if line.strip())
+                              if b is not None)
+            except (ValueError, UnicodeDecodeError, OSError) as exc:
+                yield BadLabel(label, str(exc))
+                continue
+            yield LabelledImage(image, split, boxes)
+
+
+READERS = {"yolo": read_yolo, "coco": read_coco, "voc": read_voc, "dota": read_dota}
 
 
 def read_source(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:

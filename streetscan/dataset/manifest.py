@@ -20,7 +20,7 @@ from streetscan.pipeline.models import PACKAGED_MODELS_DIR, vocabulary
 MANIFEST_PATH = PACKAGED_MODELS_DIR / "datasets.yaml"
 
 SPLITS = ("train", "val")
-FORMATS = ("yolo", "coco", "voc")
+FORMATS = ("yolo", "coco", "voc", "dota")
 
 # Where each format keeps images and labels inside a source folder, by default. `{split}` is the
 # source's own split folder name (Roboflow exports: train/valid/test).
@@ -28,6 +28,7 @@ DEFAULT_LAYOUT = {
     "yolo": {"images": "{split}/images", "labels": "{split}/labels"},
     "coco": {"images": "{split}", "labels": "{split}/_annotations.coco.json"},
     "voc": {"images": "{split}", "labels": "{split}"},
+    "dota": {"images": "{split}/images", "labels": "{split}/labelTxt"},
 }
 
 
@@ -48,11 +49,12 @@ class SourceSpec(BaseModel):
     commit: str | None = Field(None, title="Commit", description="The exact commit the set is read from.",
                                pattern=r"^[0-9a-f]{40}$")
     folder: str = Field(".", title="Folder", description="Folder inside the repository or staged set.")
-    format: Literal["yolo", "coco", "voc"] = Field(title="Label format",
-                                                   description="yolo (boxes or polygons), coco (JSON) or voc (XML).")
+    format: Literal["yolo", "coco", "voc", "dota"] = Field(
+        title="Label format", description="yolo (boxes or polygons), coco (JSON), voc (XML) or dota (oriented "
+                                          "boxes: four pixel corners and a class name per line).")
     images: str | None = Field(None, title="Images path", description="Image folder per split; `{split}` is replaced.")
     labels: str | None = Field(None, title="Labels path",
-                               description="Label folder (yolo, voc) or JSON file (coco) per split.")
+                               description="Label folder (yolo, voc, dota) or JSON file (coco) per split.")
     splits: dict[str, Literal["train", "val", "drop"]] = Field(
         title="Splits", description="The source's split folders and where each goes; `val` keeps the "
                                     "source's own held-out images for evaluation.")
