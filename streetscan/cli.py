@@ -331,3 +331,57 @@ def check_config(path: Annotated[Path, typer.Argument(help="streams.yaml to vali
 def version() -> None:
     """Print the StreetScan version."""
     console.print(__version__)
+
+
+users_app = typer.Typer(help="Console users (no default account exists: create the first admin here).",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+StateOption = Annotated[Path, typer.Option("--state", help="Folder of the console's users.db (default: the output folder).")]
+
+
+@users_app.command("add")
+def users_add(name: str, role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+              out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
+              password: Annotated[Optional[str], typer.Option(
+                  help="Read from the prompt when left out (never echoed, never logged).")] = None) -> None:
+    """Create a console user with an argon2id password hash."""
+    from .console.app import ConsoleSettings
+    from .console.users import UserError, UserStore
+
+    secret = password or typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    try:
+        user = UserStore(ConsoleSettings.for_output(out).users_path).add(name, secret, role)  # type: ignore[arg-type]
+    except UserError as exc:
+        _fail(str(exc))
+    console.print(f"user {user.name} ({user.role}) created", highlight=False)
+
+
+@users_app.command("list")
+def users_list(out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out")) -> None:
+    from .console.app import ConsoleSettings
+    from .console.users import UserStore
+
+    for user in UserStore(ConsoleSettings.for_output(out).users_path).list():
+        console.print(f"{user.name}\t{user.role}", highlight=False)
+
+
+@app.command("console")
+def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon's output folder.")] = Path("out"),
+                host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+                port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
+    """Serve the operator console on a recorded output folder (its events*.jsonl and evidence)."""
+    import uvicorn
+
+    from .console.app import ConsoleSettings, create_app
+    from .console.index import CaseIndex
+    from .console.users import UserStore
+
+    if not out.is_dir():
+        _fail(f"{out}: no such output folder")
+    settings = ConsoleSettings.for_output(out)
+    if not UserStore(settings.users_path).list():
+        _fail(f"no console users in {settings.users_path}: create one with `streetscan users add NAME --role admin --out {out}`")
+    index = CaseIndex(settings.index_path)
+    added = index.import_jsonl(out)
+    console.print(f"case index {settings.index_path}: {index.count()} cases ({added} new revisions)", highlight=False)
+    uvicorn.run(create_app(settings, index=index), host=host, port=port, log_level="warning")

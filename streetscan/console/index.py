@@ -1,0 +1,243 @@
+"""The console's queryable case index: one SQLite file holding the newest revision of every case,
+every revision (the case timeline), and what operators decided about them.
+
+It is a `CaseSink` (the daemon's emitter feeds it from the same outbox as the other sinks, so it
+misses nothing the outbox delivers) and it can also read a replay's `events*.jsonl` files. Both
+paths are idempotent on (event_id, revision): a redelivery or a second import changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+STATES = ("opened", "updated", "resolved")
+VERDICTS = ("confirmed", "dismissed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS revisions (
+  event_id TEXT NOT NULL, revision INTEGER NOT NULL, state TEXT NOT NULL, at TEXT NOT NULL,
+  payload TEXT NOT NULL, PRIMARY KEY (event_id, revision));
+CREATE TABLE IF NOT EXISTS cases (
+  event_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, state TEXT NOT NULL,
+  camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL,
+  first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, confidence REAL NOT NULL,
+  repeat_count INTEGER NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cases_last_seen ON cases (last_seen DESC);
+CREATE INDEX IF NOT EXISTS cases_camera ON cases (camera_id, last_seen DESC);
+CREATE INDEX IF NOT EXISTS cases_scene ON cases (scene_code, last_seen DESC);
+CREATE INDEX IF NOT EXISTS cases_state ON cases (state, last_seen DESC);
+CREATE TABLE IF NOT EXISTS reviews (
+  event_id TEXT NOT NULL, verdict TEXT NOT NULL, reason TEXT NOT NULL, user TEXT NOT NULL,
+  at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reviews_event ON reviews (event_id, at DESC);
+CREATE TABLE IF NOT EXISTS mutes (
+  camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL, until REAL NOT NULL,
+  reason TEXT NOT NULL, user TEXT NOT NULL, at REAL NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """What the case list shows; every field optional. Times are ISO-8601 strings compared with
+    the events' wall times as written (the cameras' UTC offset), so `since`/`until` bound
+    `last_seen`."""
+
+    camera: str | None = None
+    scene: str | None = None
+    zone: str | None = None
+    state: Literal["opened", "updated", "resolved"] | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        for column, value in (("camera_id", self.camera), ("scene_code", self.scene), ("zone_id", self.zone),
+                              ("state", self.state)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.since:
+            clauses.append("last_seen >= ?")
+            args.append(self.since)
+        if self.until:
+            clauses.append("last_seen <= ?")
+            args.append(self.until)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+@dataclass(frozen=True)
+class Case:
+    """The newest revision of one case, with the operator's latest verdict on it."""
+
+    event: dict[str, Any]
+    verdict: str | None = None
+    verdict_reason: str = ""
+    verdict_user: str = ""
+
+    @property
+    def event_id(self) -> str:
+        return self.event["event_id"]
+
+
+class CaseIndex:
+    """SQLite case index. Thread-safe: one connection, one lock (the console's request handlers
+    and the emitter share it); WAL so a reader never waits for a writer's fsync."""
+
+    name = "case-index"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    # -- feeding ----------------------------------------------------------------------------
+    def emit(self, event: dict[str, Any]) -> None:
+        self.add_many([event])
+
+    def add_many(self, events: Iterable[dict[str, Any]]) -> int:
+        """Index events; returns how many (event_id, revision) pairs were new."""
+        added = 0
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                for ev in events:
+                    added += self._add(ev)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return added
+
+    def _add(self, ev: dict[str, Any]) -> int:
+        payload = json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+        cur = self._db.execute("INSERT OR IGNORE INTO revisions VALUES (?,?,?,?,?)",
+                               (ev["event_id"], int(ev["revision"]), ev["state"], ev["last_seen"]["wall"], payload))
+        if cur.rowcount == 0:
+            return 0
+        # Only a newer revision replaces the case row: revisions may arrive out of order after a
+        # sink outage, and the list must show the latest state.
+        self._db.execute(
+            """INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(event_id) DO UPDATE SET revision=excluded.revision, state=excluded.state,
+                 last_seen=excluded.last_seen, confidence=excluded.confidence,
+                 repeat_count=excluded.repeat_count, payload=excluded.payload
+               WHERE excluded.revision > cases.revision""",
+            (ev["event_id"], int(ev["revision"]), ev["state"], ev["camera"]["id"], ev["zone"]["id"],
+             ev["scene_class"]["code"], ev["first_seen"]["wall"], ev["last_seen"]["wall"], float(ev["confidence"]),
+             int(ev.get("repeat_count", 0)), payload))
+        return 1
+
+    def import_jsonl(self, folder: Path) -> int:
+        """Index every `events*.jsonl` under `folder` (a replay's output, rotated parts included)."""
+        added = 0
+        for path in sorted(Path(folder).glob("events*.jsonl")):
+            with path.open(encoding="utf-8") as fh:
+                added += self.add_many(json.loads(line) for line in fh if line.strip())
+        return added
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reading ----------------------------------------------------------------------------
+    def count(self, flt: CaseFilter = CaseFilter()) -> int:
+        where, args = flt.where()
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM cases{where}", args).fetchone()[0]
+
+    def cases(self, flt: CaseFilter = CaseFilter(), limit: int = 50, offset: int = 0) -> list[Case]:
+        where, args = flt.where()
+        with self._lock:
+            rows = self._db.execute(
+                f"""SELECT c.payload, r.verdict, r.reason, r.user FROM
+                      (SELECT event_id, payload, last_seen FROM cases{where}
+                       ORDER BY last_seen DESC, event_id LIMIT ? OFFSET ?) c
+                    LEFT JOIN reviews r ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id
+                                                      ORDER BY at DESC LIMIT 1)
+                    ORDER BY c.last_seen DESC, c.event_id""", [*args, limit, offset]).fetchall()
+        return [Case(json.loads(p), v, reason or "", user or "") for p, v, reason, user in rows]
+
+    def case(self, event_id: str) -> Case | None:
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM cases WHERE event_id = ?", (event_id,)).fetchone()
+            review = self._db.execute("SELECT verdict, reason, user FROM reviews WHERE event_id = ? "
+                                      "ORDER BY at DESC LIMIT 1", (event_id,)).fetchone()
+        if row is None:
+            return None
+        return Case(json.loads(row[0]), *(review or (None, "", "")))
+
+    def timeline(self, event_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM revisions WHERE event_id = ? ORDER BY revision",
+                                    (event_id,)).fetchall()
+        return [json.loads(p) for (p,) in rows]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The values the list can be filtered by (cameras, scene classes, zones present)."""
+        with self._lock:
+            return {col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
+                    for col in ("camera_id", "scene_code", "zone_id")}
+
+    # -- operators --------------------------------------------------------------------------
+    def review(self, event_id: str, verdict: str, reason: str, user: str) -> None:
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, not {verdict!r}")
+        if verdict == "dismissed" and not reason.strip():
+            raise ValueError("a dismissal needs a reason")
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM cases WHERE event_id = ?", (event_id,)).fetchone() is None:
+                raise KeyError(event_id)
+            self._db.execute("INSERT INTO reviews VALUES (?,?,?,?,?)",
+                             (event_id, verdict, reason.strip(), user, time.time()))
+
+    def mute(self, camera_id: str, zone_id: str, scene_code: str, hours: float, reason: str, user: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO mutes VALUES (?,?,?,?,?,?,?)",
+                             (camera_id, zone_id, scene_code, now + hours * 3600, reason, user, now))
+
+    def muted(self, camera_id: str, zone_id: str, scene_code: str, now: float | None = None) -> bool:
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM mutes WHERE camera_id=? AND zone_id=? AND scene_code=? AND until > ?",
+                (camera_id, zone_id, scene_code, time.time() if now is None else now)).fetchone() is not None
+
+    def dismissed(self) -> Iterator[tuple[dict[str, Any], str, str]]:
+        """Cases whose latest verdict is a dismissal: (event, reason, user), the hard negatives."""
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT c.payload, r.reason, r.user FROM cases c JOIN reviews r
+                   ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id ORDER BY at DESC LIMIT 1)
+                   WHERE r.verdict = 'dismissed' ORDER BY c.last_seen DESC""").fetchall()
+        for payload, reason, user in rows:
+            yield json.loads(payload), reason, user
+
+
+CSV_COLUMNS = ("event_id", "state", "revision", "camera_id", "camera_address", "zone_id", "scene_code",
+               "scene_name_zh", "confidence", "first_seen", "last_seen", "repeat_count", "verdict", "verdict_reason")
+
+
+def cases_csv(cases: Iterable[Case]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    for c in cases:
+        e = c.event
+        writer.writerow((e["event_id"], e["state"], e["revision"], e["camera"]["id"], e["camera"].get("address", ""),
+                         e["zone"]["id"], e["scene_class"]["code"], e["scene_class"]["name_zh"],
+                         f"{e['confidence']:.3f}", e["first_seen"]["wall"], e["last_seen"]["wall"], e.get("repeat_count", 0),
+                         c.verdict or "", c.verdict_reason))
+    return buf.getvalue()

@@ -1,0 +1,213 @@
+"""Console access control, against the app served by a real uvicorn on a real port: every route
+needs a session, every change needs the CSRF token, evidence cannot escape its folder, wrong
+passwords are throttled, roles are enforced; and the case index behind it (idempotent revisions,
+filters, reviews, mutes, CSV)."""
+
+from __future__ import annotations
+
+import re
+from contextlib import closing
+import socket
+import threading
+import time
+
+import cv2
+import httpx
+import jsonschema
+import numpy as np
+import pytest
+import uvicorn
+
+from streetscan.console.app import ConsoleSettings, create_app
+from streetscan.console.index import CaseFilter, CaseIndex
+from streetscan.console.users import MAX_FAILURES, UserError, UserStore
+from streetscan.pipeline.events import event_schema
+
+PASSWORD = "correct horse battery"
+
+
+def event(i: int, state="opened", revision=0, camera="cam01", scene="A01") -> dict:
+    eid = f"00000000-0000-4000-8000-{i:012d}"
+    ev = {
+        "schema_version": "1", "event_id": eid, "state": state, "revision": revision,
+        "camera": {"id": camera, "name": f"{camera} gate", "address": "1 Test Road", "lat": 31.2, "lon": 121.4},
+        "zone": {"id": "z1", "kind": "storefront", "grade": "arterial"},
+        "scene_class": {"code": scene, "name_zh": "店外经营", "name_en": "Out-of-store trading", "category": "街面秩序"},
+        "first_seen": {"stream_s": 1.0, "wall": f"2026-11-24T08:{i % 60:02d}:00+08:00"},
+        "confirmed": {"stream_s": 31.0, "wall": f"2026-11-24T08:{i % 60:02d}:30+08:00"},
+        "last_seen": {"stream_s": 60.0 + revision, "wall": f"2026-11-24T09:{i % 60:02d}:{revision:02d}+08:00"},
+        "confidence": 0.8,
+        "objects": [{"class_name": "goods", "box": [10, 10, 50, 50], "confidence": 0.8, "track_id": 3}],
+        "evidence": {"clean": f"evidence/{eid}/clean.jpg", "annotated": f"evidence/{eid}/annotated.jpg"},
+        "model": {"name": "m", "version": "1"}, "pipeline_version": "0.1.0", "repeat_count": revision,
+        "source": "test",
+    }
+    jsonschema.validate(ev, event_schema())
+    return ev
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def served(tmp_path):
+    out = tmp_path / "out"
+    settings = ConsoleSettings.for_output(out)
+    index = CaseIndex(settings.index_path)
+    events = [event(i) for i in range(3)] + [event(0, "updated", 1), event(3, camera="cam02", scene="B02")]
+    assert index.add_many(events) == 5
+    for ev in events:
+        for key in ("clean", "annotated"):
+            path = out / ev["evidence"][key]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), np.full((48, 64, 3), 120, np.uint8))
+    (out / "secret.txt").write_text("outside evidence")
+    users = UserStore(settings.users_path)
+    users.add("ops", PASSWORD, "operator")
+    users.add("watcher", PASSWORD, "viewer")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, index, users), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", index, events
+    server.should_exit = True
+    thread.join(10)
+
+
+def login(base: str, name="ops", password=PASSWORD) -> httpx.Client:
+    client = httpx.Client(base_url=base)
+    page = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+    r = client.post("/login", data={"name": name, "password": password, "csrf": csrf})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def csrf_of(client: httpx.Client, path="/cases") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_nothing_is_served_without_a_session(served):
+    base, _, events = served
+    eid = events[0]["event_id"]
+    with httpx.Client(base_url=base) as anon:
+        for path in ("/", "/cases", f"/cases/{eid}", "/cases.csv", "/dismissed.jsonl"):
+            r = anon.get(path)
+            assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+        for path in ("/api/cases", f"/evidence/{eid}/clean.jpg"):
+            assert anon.get(path).status_code == 401, path
+        r = anon.post(f"/cases/{eid}/review", data={"verdict": "confirmed"})
+        assert r.status_code in (303, 401, 403)
+        assert anon.get("/docs").status_code == 404 and anon.get("/openapi.json").status_code == 404
+
+
+def test_session_cookie_flags_and_no_default_account(served):
+    base, _, _ = served
+    with httpx.Client(base_url=base) as c:
+        r = c.get("/login")
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        csrf = re.search(r'name="csrf" value="([^"]+)"', r.text).group(1)
+        for name, pw in (("admin", "admin"), ("admin", ""), ("root", "root")):
+            assert c.post("/login", data={"name": name, "password": pw or "x", "csrf": csrf}).status_code == 401
+
+
+def test_changes_need_the_csrf_token(served):
+    base, index, events = served
+    eid = events[1]["event_id"]
+    with closing(login(base)) as c:
+        assert c.post(f"/cases/{eid}/review", data={"verdict": "confirmed"}).status_code == 403
+        assert c.post(f"/cases/{eid}/review", data={"verdict": "confirmed", "csrf": "forged"}).status_code == 403
+        assert index.case(eid).verdict is None
+        r = c.post(f"/cases/{eid}/review", data={"verdict": "confirmed", "csrf": csrf_of(c)})
+        assert r.status_code == 303 and index.case(eid).verdict == "confirmed"
+        # logging in without the token from the login page is refused too
+        with httpx.Client(base_url=base) as fresh:
+            fresh.get("/login")
+            assert fresh.post("/login", data={"name": "ops", "password": PASSWORD}).status_code == 403
+
+
+def test_evidence_cannot_escape_its_folder(served):
+    base, _, events = served
+    eid = events[0]["event_id"]
+    with closing(login(base)) as c:
+        ok = c.get(f"/evidence/{eid}/clean.jpg")
+        assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
+        for path in ("/evidence/../secret.txt", "/evidence/%2e%2e/secret.txt", f"/evidence/{eid}/../../secret.txt",
+                     "/evidence/..%2fsecret.txt", "/evidence/%2fetc%2fpasswd"):
+            r = c.get(path)
+            assert r.status_code in (404, 400) and "outside evidence" not in r.text, path
+
+
+def test_wrong_passwords_are_throttled(served):
+    base, _, _ = served
+    with httpx.Client(base_url=base) as c:
+        for _ in range(MAX_FAILURES):
+            csrf = csrf_of(c, "/login")
+            assert c.post("/login", data={"name": "ops", "password": "wrong password", "csrf": csrf}).status_code == 401
+        csrf = csrf_of(c, "/login")
+        # now even the right password is refused until the window passes
+        assert c.post("/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf}).status_code == 429
+
+
+def test_viewer_reads_but_cannot_change(served):
+    base, index, events = served
+    eid = events[2]["event_id"]
+    with closing(login(base, "watcher")) as c:
+        page = c.get(f"/cases/{eid}")
+        assert page.status_code == 200 and 'id="dismiss"' not in page.text
+        r = c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "x", "csrf": csrf_of(c)})
+        assert r.status_code == 403 and index.case(eid).verdict is None
+        assert c.get("/dismissed.jsonl").status_code == 403
+
+
+def test_operator_filters_dismisses_mutes_and_exports(served):
+    base, index, events = served
+    with closing(login(base)) as c:
+        page = c.get("/cases", params={"camera": "cam02"})
+        assert page.text.count('class="case"') == 1 and "B02" in page.text
+        assert c.get("/api/cases", params={"state": "updated"}).json()["total"] == 1
+        assert c.get("/cases", params={"state": "bogus"}).status_code == 422
+        eid = events[1]["event_id"]
+        csrf = csrf_of(c)
+        assert c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "", "csrf": csrf}).status_code == 422
+        c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "shadow, not goods", "csrf": csrf})
+        c.post(f"/cases/{eid}/mute", data={"hours": "24", "reason": "construction", "csrf": csrf})
+        assert index.muted("cam01", "z1", "A01")
+        negatives = [line for line in c.get("/dismissed.jsonl").text.splitlines() if line]
+        assert len(negatives) == 1 and "shadow, not goods" in negatives[0]
+        csv_text = c.get("/cases.csv", params={"camera": "cam01"}).text.splitlines()
+        assert csv_text[0].startswith("event_id,state") and len(csv_text) == 1 + 3
+        assert any("dismissed,shadow, not goods" in line or 'dismissed,"shadow, not goods"' in line for line in csv_text)
+        # the case page shows the newest revision and the whole timeline
+        page = c.get(f"/cases/{events[0]['event_id']}").text
+        assert page.count("<tr><td>") == 2 and 'id="evidence-clean"' in page
+
+
+def test_index_is_idempotent_and_keeps_the_newest_revision(tmp_path):
+    index = CaseIndex(tmp_path / "cases.db")
+    assert index.add_many([event(7, "updated", 2), event(7, "opened", 0)]) == 2
+    assert index.add_many([event(7, "opened", 0), event(7, "updated", 2)]) == 0
+    case = index.case(event(7)["event_id"])
+    assert case.event["revision"] == 2 and case.event["state"] == "updated"
+    assert [r["revision"] for r in index.timeline(case.event_id)] == [0, 2]
+    assert index.count(CaseFilter(since="2026-11-24T09:07:01+08:00")) == 1
+    assert index.count(CaseFilter(until="2026-11-24T09:06:59+08:00")) == 0
+
+
+def test_users_need_a_real_password_and_a_known_role(tmp_path):
+    users = UserStore(tmp_path / "u.db")
+    with pytest.raises(UserError, match="password"):
+        users.add("a1", "short", "admin")
+    with pytest.raises(UserError, match="role"):
+        users.add("a1", PASSWORD, "root")
+    users.add("a1", PASSWORD, "admin")
+    with pytest.raises(UserError, match="exists"):
+        users.add("a1", PASSWORD, "admin")
+    assert "argon2id" in users._db.execute("SELECT hash FROM users").fetchone()[0]
