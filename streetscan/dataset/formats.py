@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,8 +116,9 @@ def _yolo_line(line: str, names: list[str]) -> Box:
     raise ValueError(f"{len(values)} coordinates: neither a box (4) nor a polygon (>= 6, even)")
 
 
-def read_yolo(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:
-    names = yolo_class_names(spec, root)
+def _read_txt_per_image(spec: SourceSpec, root: Path,
+                        parse: Callable[[Path, list[str]], tuple[Box, ...]]) -> Iterator[LabelledImage | BadLabel]:
+    """Sources with one text label file per image (`<labels>/<image stem>.txt`): YOLO and DOTA."""
     layout = spec.layout()
     for split in spec.splits:
         labels_dir = root / layout["labels"].format(split=split)
@@ -127,12 +128,16 @@ def read_yolo(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel
                 yield BadLabel(image, "no label file")
                 continue
             try:
-                boxes = tuple(_yolo_line(line, names) for line in label.read_text(encoding="utf-8").splitlines()
-                              if line.strip())
-            except (ValueError, UnicodeDecodeError) as exc:
+                boxes = parse(image, [line for line in label.read_text(encoding="utf-8").splitlines() if line.strip()])
+            except (ValueError, UnicodeDecodeError, OSError) as exc:
                 yield BadLabel(label, str(exc))
                 continue
             yield LabelledImage(image, split, boxes)
+
+
+def read_yolo(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:
+    names = yolo_class_names(spec, root)
+    yield from _read_txt_per_image(spec, root, lambda _image, lines: tuple(_yolo_line(line, names) for line in lines))
 
 
 def read_coco(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:
@@ -235,25 +240,14 @@ def _dota_line(line: str, width: float, height: float) -> Box | None:
     return box_from_xyxy(parts[8], min(xy[0::2]), min(xy[1::2]), max(xy[0::2]), max(xy[1::2]), width, height)
 
 
+def _dota_boxes(image: Path, lines: list[str]) -> tuple[Box, ...]:
+    with Image.open(image) as im:    # reads the header only
+        width, height = im.size
+    return tuple(b for b in (_dota_line(line, width, height) for line in lines) if b is not None)
+
+
 def read_dota(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]:
-    layout = spec.layout()
-    for split in spec.splits:
-        labels_dir = root / layout["labels"].format(split=split)
-        for image in _images_in(root / layout["images"].format(split=split)):
-            label = labels_dir / f"{image.stem}.txt"
-            if not label.exists():
-                yield BadLabel(image, "no label file")
-                continue
-            try:
-                with Image.open(image) as im:    # reads the header only
-                    width, height = im.size
-                boxes = tuple(b for b in (_dota_line(line, width, height)
-                                          for line in label.read_text(encoding="utf-8").splitlines() if line.strip())
-                              if b is not None)
-            except (ValueError, UnicodeDecodeError, OSError) as exc:
-                yield BadLabel(label, str(exc))
-                continue
-            yield LabelledImage(image, split, boxes)
+    yield from _read_txt_per_image(spec, root, _dota_boxes)
 
 
 READERS = {"yolo": read_yolo, "coco": read_coco, "voc": read_voc, "dota": read_dota}
