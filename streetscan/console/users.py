@@ -6,6 +6,7 @@ There is no default account and no default password: `streetscan users add` crea
 from __future__ import annotations
 
 import re
+import secrets
 import sqlite3
 import threading
 import time
@@ -53,6 +54,7 @@ class UserStore:
         """)
         self._lock = threading.Lock()
         self._hasher = PasswordHasher()
+        self._decoy_hash: str | None = None   # verified against for unknown names; made on first need
 
     def add(self, name: str, password: str, role: Role) -> User:
         if not NAME_PATTERN.match(name):
@@ -103,8 +105,10 @@ class UserStore:
                 ok = False
         else:
             # Same work for an unknown name as for a wrong password: timing does not reveal names.
+            if self._decoy_hash is None:
+                self._decoy_hash = self._hasher.hash(secrets.token_urlsafe(16))
             try:
-                self._hasher.verify(self._hasher.hash("not-a-user-password"), password)
+                self._hasher.verify(self._decoy_hash, password)
             except VerificationError:
                 pass
         if not ok:
