@@ -73,6 +73,8 @@ def run(
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
     evidence_days: Annotated[float, typer.Option(help="Delete evidence older than this, unless its event is open or undelivered (0: keep all).")] = 30.0,
     jsonl_max_mb: Annotated[float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")] = 256.0,
+    http_port: Annotated[Optional[int], typer.Option(help="Serve the operator console on this port (0: any free port); needs a user from `streetscan users add`.")] = None,
+    http_host: Annotated[str, typer.Option(help="Address the console listens on.")] = "127.0.0.1",
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -89,6 +91,8 @@ def run(
     except (ConfigError, ModelError) as exc:
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
+    if http_port is not None:
+        _require_console_user(out)
     sinks = []
     if jsonl or (jsonl is None and not redis):
         sinks.append(JsonlSink(out / "events.jsonl", max_bytes=int(jsonl_max_mb * 2**20) if jsonl_max_mb > 0 else None))
@@ -98,7 +102,7 @@ def run(
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
-                            evidence_days=evidence_days)
+                            evidence_days=evidence_days, http_host=http_host, http_port=http_port)
     try:
         daemon = Daemon(options, config, detector, sinks)
     except OSError as exc:
@@ -365,23 +369,39 @@ def users_list(out: Annotated[Path, typer.Option(help="Output folder the console
         console.print(f"{user.name}\t{user.role}", highlight=False)
 
 
+def _require_console_user(out: Path) -> None:
+    from .console.app import ConsoleSettings
+    from .console.users import UserStore
+
+    users_path = ConsoleSettings.for_output(out).users_path
+    if not UserStore(users_path).list():
+        _fail(f"no console users in {users_path}: create one with `streetscan users add NAME --role admin --out {out}`")
+
+
 @app.command("console")
 def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon's output folder.")] = Path("out"),
+                streams: Annotated[Optional[Path], typer.Option(help="streams.yaml of these cameras: their zones on the cameras page, and the zone editor writes it.")] = None,
                 host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
                 port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
     """Serve the operator console on a recorded output folder (its events*.jsonl and evidence)."""
     import uvicorn
 
     from .console.app import ConsoleSettings, create_app
+    from .console.fleet import RecordedFleet
     from .console.index import CaseIndex
-    from .console.users import UserStore
 
     if not out.is_dir():
         _fail(f"{out}: no such output folder")
+    if streams is not None:
+        try:
+            load_config(streams)
+        except ConfigError as exc:
+            _fail(str(exc))
+    _require_console_user(out)
     settings = ConsoleSettings.for_output(out)
-    if not UserStore(settings.users_path).list():
-        _fail(f"no console users in {settings.users_path}: create one with `streetscan users add NAME --role admin --out {out}`")
     index = CaseIndex(settings.index_path)
     added = index.import_jsonl(out)
     console.print(f"case index {settings.index_path}: {index.count()} cases ({added} new revisions)", highlight=False)
-    uvicorn.run(create_app(settings, index=index), host=host, port=port, log_level="warning")
+    fleet = RecordedFleet(out, streams, camera_ids=index.facets()["camera_id"])
+    console.print(f"console on http://{host}:{port}/", highlight=False)
+    uvicorn.run(create_app(settings, index=index, fleet=fleet), host=host, port=port, log_level="warning")

@@ -65,6 +65,8 @@ def served(tmp_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(path), np.full((48, 64, 3), 120, np.uint8))
     (out / "secret.txt").write_text("outside evidence")
+    (out / "snapshots").mkdir()
+    cv2.imwrite(str(out / "snapshots" / "cam01.jpg"), np.full((36, 64, 3), 90, np.uint8))
     users = UserStore(settings.users_path)
     users.add("ops", PASSWORD, "operator")
     users.add("watcher", PASSWORD, "viewer")
@@ -97,13 +99,17 @@ def test_nothing_is_served_without_a_session(served):
     base, _, events = served
     eid = events[0]["event_id"]
     with httpx.Client(base_url=base) as anon:
-        for path in ("/", "/cases", f"/cases/{eid}", "/cases.csv", "/dismissed.jsonl"):
+        for path in ("/", "/cases", f"/cases/{eid}", "/cases.csv", "/dismissed.jsonl", "/cameras",
+                     "/cameras/cam01/zones", "/overview"):
             r = anon.get(path)
             assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
-        for path in ("/api/cases", f"/evidence/{eid}/clean.jpg"):
+        for path in ("/api/cases", f"/evidence/{eid}/clean.jpg", "/cameras/cam01/snapshot.jpg",
+                     "/overview/per-day.svg", "/overview/per-camera.svg"):
             assert anon.get(path).status_code == 401, path
         r = anon.post(f"/cases/{eid}/review", data={"verdict": "confirmed"})
         assert r.status_code in (303, 401, 403)
+        assert anon.post("/api/cameras/cam01/zones", json={"zones": []}).status_code == 401
+        assert anon.get("/static/console.css").status_code == 200  # the login page's own style only
         assert anon.get("/docs").status_code == 404 and anon.get("/openapi.json").status_code == 404
 
 
@@ -145,6 +151,17 @@ def test_evidence_cannot_escape_its_folder(served):
             assert r.status_code in (404, 400) and "outside evidence" not in r.text, path
 
 
+def test_camera_pictures_cannot_escape_their_folder_and_pages_forbid_framing(served):
+    base, _, _ = served
+    with closing(login(base)) as c:
+        assert c.get("/cameras/cam01/snapshot.jpg").status_code == 200
+        for path in ("/cameras/../secret.txt/snapshot.jpg", "/cameras/..%2f..%2fsecret/snapshot.jpg",
+                     "/cameras/nosuch/snapshot.jpg"):
+            assert c.get(path).status_code == 404, path
+        headers = c.get("/cameras").headers
+        assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+
+
 def test_wrong_passwords_are_throttled(served):
     base, _, _ = served
     with httpx.Client(base_url=base) as c:
@@ -159,6 +176,10 @@ def test_wrong_passwords_are_throttled(served):
 def test_viewer_reads_but_cannot_change(served):
     base, index, events = served
     eid = events[2]["event_id"]
+    with closing(login(base)) as c:   # an operator reviews cases but edits no zones
+        assert c.get("/cameras/cam01/zones").status_code == 403
+        r = c.post("/api/cameras/cam01/zones", json={"zones": []}, headers={"X-CSRF-Token": csrf_of(c)})
+        assert r.status_code == 403
     with closing(login(base, "watcher")) as c:
         page = c.get(f"/cases/{eid}")
         assert page.status_code == 200 and 'id="dismiss"' not in page.text

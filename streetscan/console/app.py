@@ -15,17 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from ..pipeline.catalogue import CATALOGUE, Grade, ZoneKind
+from ..pipeline.config import ConfigError
+from . import charts
+from .fleet import Fleet, RecordedFleet, StaleEdit, snapshot_path
 from .i18n import LANGS, translator
 from .index import STATES, CaseFilter, CaseIndex, cases_csv
 from .users import Role, User, UserStore
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+       "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 SESSION_HOURS = 12
 
 
@@ -59,18 +65,33 @@ class LoginRequired(Exception):
         self.api = api
 
 
-def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users: UserStore | None = None) -> FastAPI:
+def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users: UserStore | None = None,
+               fleet: Fleet | None = None) -> FastAPI:
     index = index or CaseIndex(settings.index_path)
     users = users or UserStore(settings.users_path)
+    fleet = fleet or RecordedFleet(settings.out_dir, camera_ids=index.facets()["camera_id"])
+    chart_cache: dict[str, tuple[Any, bytes]] = {}
     evidence_root = (settings.out_dir / "evidence").resolve()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["duration"] = duration
+    templates.env.filters["wall"] = wall_time
 
     app = FastAPI(title="StreetScan console", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(settings.secret_path),
                        session_cookie="streetscan_session", max_age=SESSION_HOURS * 3600,
                        same_site="strict", https_only=settings.https_only)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    app.state.index, app.state.users = index, users
+
+    @app.middleware("http")
+    async def _security_headers(request: Request, call_next):
+        response = await call_next(request)
+        # Scripts only from /static (no inline script can run), no framing, no MIME sniffing.
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+    app.state.index, app.state.users, app.state.fleet = index, users, fleet
 
     @app.exception_handler(LoginRequired)
     async def _login_required(request: Request, exc: LoginRequired):
@@ -93,7 +114,8 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
         name = request.session.get("user")
         user = users.get(name) if name else None
         if user is None:   # a removed user's cookie stops working at once
-            raise LoginRequired(api=request.url.path.startswith(("/api/", "/evidence/")))
+            raise LoginRequired(api=request.url.path.startswith(("/api/", "/evidence/"))
+                                or request.url.path.endswith((".jpg", ".svg")))  # images: no page to redirect
         return user
 
     def needs(role: Role):
@@ -214,6 +236,94 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
         return Response("".join(line + "\n" for line in lines), media_type="application/x-ndjson",
                         headers={"Content-Disposition": 'attachment; filename="dismissed.jsonl"'})
 
+    # -- cameras and zones ------------------------------------------------------------------
+    def known_camera(camera_id: str):
+        cam = next((c for c in fleet.cameras() if c.id == camera_id), None)
+        if cam is None:
+            raise HTTPException(404, "no such camera")
+        return cam
+
+    def picture_size(camera_id: str) -> tuple[int, int] | None:
+        path = snapshot_path(fleet.out_dir, camera_id)
+        if path is None:
+            return None
+        from PIL import Image  # reads the JPEG header only
+
+        with Image.open(path) as im:
+            return im.size
+
+    @app.get("/cameras", response_class=HTMLResponse)
+    def cameras_page(request: Request, user: User = Depends(current_user)):
+        try:
+            cams, error = fleet.cameras(), None
+        except ConfigError as exc:
+            cams, error = [], str(exc)
+        return render(request, "cameras.html", user, cameras=cams, error=error,
+                      sizes={c.id: picture_size(c.id) for c in cams}, editable=fleet.streams is not None)
+
+    @app.get("/cameras/{camera_id}/snapshot.jpg")
+    def camera_snapshot(camera_id: str, user: User = Depends(current_user)):
+        known_camera(camera_id)
+        path = snapshot_path(fleet.out_dir, camera_id)
+        if path is None:
+            raise HTTPException(404, "no picture from this camera yet")
+        return FileResponse(path, headers={"Cache-Control": "no-store"})
+
+    @app.get("/cameras/{camera_id}/zones", response_class=HTMLResponse)
+    def zone_editor(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
+        if fleet.streams is None:
+            raise HTTPException(404, "this console was started without a streams.yaml to edit")
+        cam = known_camera(camera_id)
+        zones = [z.model_dump(mode="json", exclude_none=True) for z in cam.zones]
+        for z in zones:   # the editor shows schedules as typed: "07:00-18:00"
+            if "schedule" in z:
+                z["schedule"]["active"] = [f"{r['start'][:5]}-{'24:00' if r['end'].startswith('23:59:59') else r['end'][:5]}"
+                                           for r in z["schedule"]["active"]]
+        return render(request, "zones.html", user, camera=cam, zones=zones, size=picture_size(camera_id),
+                      version=fleet.streams.version(), kinds=[k.value for k in ZoneKind],
+                      grades=[g.value for g in Grade], classes=list(CATALOGUE), path=str(fleet.streams.path))
+
+    @app.post("/api/cameras/{camera_id}/zones")
+    async def save_zones(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
+        check_csrf(request, request.headers.get("x-csrf-token", ""))
+        if fleet.streams is None:
+            raise HTTPException(404, "this console was started without a streams.yaml to edit")
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse({"errors": ["the request body is not JSON"]}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"errors": ["expected {version, zones}"]}, status_code=400)
+        try:
+            backup = fleet.streams.replace_zones(camera_id, body.get("zones"), body.get("version"))
+        except StaleEdit as exc:
+            return JSONResponse({"errors": [str(exc)]}, status_code=409)
+        except ConfigError as exc:
+            return JSONResponse({"errors": exc.problems, "file": exc.path}, status_code=422)
+        return {"message": fleet.applied(), "backup": backup.name, "version": fleet.streams.version()}
+
+    # -- overview ---------------------------------------------------------------------------
+    @app.get("/overview", response_class=HTMLResponse)
+    def overview(request: Request, user: User = Depends(current_user)):
+        try:
+            cams = fleet.cameras()
+        except ConfigError:
+            cams = []
+        return render(request, "overview.html", user, total=index.count(), open_now=index.open_count(),
+                      down=[c for c in cams if c.down], cameras=len(cams))
+
+    @app.get("/overview/{chart}.svg")
+    def overview_chart(chart: str, user: User = Depends(current_user)):
+        draw = {"per-day": lambda: charts.cases_per_day(index.per_day()),
+                "per-camera": lambda: charts.cases_per_camera(index.per_camera())}.get(chart)
+        if draw is None:
+            raise HTTPException(404, "no such chart")
+        stamp = index.stamp()
+        cached = chart_cache.get(chart)
+        if cached is None or cached[0] != stamp:   # redrawn only when a case changed
+            cached = chart_cache[chart] = (stamp, draw())
+        return Response(cached[1], media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+
     # -- API and evidence -------------------------------------------------------------------
     @app.get("/api/cases")
     def api_cases(page: int = 1, flt: CaseFilter = Depends(case_filter), user: User = Depends(current_user)):
@@ -231,6 +341,20 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
         return FileResponse(target)
 
     return app
+
+
+def wall_time(iso: str) -> str:
+    """'2026-11-24T11:36:15.652009+08:00' -> '2026-11-24 11:36:15': the camera's local time, as read on a screen."""
+    return iso[:19].replace("T", " ")
+
+
+def duration(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
 
 
 def _safe_next(target: str, same_origin: str | None = None) -> str:

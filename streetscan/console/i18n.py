@@ -23,6 +23,20 @@ _STRINGS = {
     "dismissed": ("已驳回", "Dismissed"), "opened": ("新发", "Opened"), "updated": ("持续", "Updated"),
     "resolved": ("已消除", "Resolved"), "no_cases": ("没有案件", "No cases"), "page": ("页", "Page"),
     "coordinates": ("坐标", "Coordinates"), "revision": ("版本", "Revision"),
+    "cameras": ("摄像头", "Cameras"), "overview": ("总览", "Overview"), "zones": ("区域", "Zones"),
+    "live": ("在线", "Live"), "connecting": ("连接中", "Connecting"), "backoff": ("离线重连", "Down, retrying"),
+    "disabled": ("已停用", "Disabled"), "stopped": ("已停止", "Stopped"), "recorded": ("录像", "Recorded"),
+    "last_frame": ("最近画面", "Last frame"), "fps": ("分析帧率", "Analysed fps"), "drops": ("丢帧", "Dropped"),
+    "edit_zones": ("编辑区域", "Edit zones"), "save": ("保存", "Save"), "new_zone": ("新建区域", "New zone"),
+    "delete_zone": ("删除区域", "Delete zone"), "undo_point": ("撤销上一点", "Undo last point"),
+    "whole_frame": ("整个画面", "Whole frame"), "kind": ("类型", "Kind"), "grade": ("道路等级", "Grade"),
+    "classes": ("场景类别", "Scene classes"), "schedule": ("生效时段", "Active hours"),
+    "schedule_hint": ("如 07:00-18:00，多段用逗号分隔；留空为全天", "e.g. 07:00-18:00, comma-separated; empty: all day"),
+    "draw_hint": ("在画面上单击添加顶点，拖动顶点调整位置", "Click on the picture to add a corner; drag a corner to move it"),
+    "no_picture": ("暂无画面", "No picture yet"), "open_now": ("未消除案件", "Open cases"),
+    "cameras_down": ("离线摄像头", "Cameras down"), "cases_per_day": ("每日案件（按类别）", "Cases per day by class"),
+    "cases_per_camera": ("各摄像头案件", "Cases per camera"), "total_cases": ("案件总数", "All cases"),
+    "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
 }
 
 

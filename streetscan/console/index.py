@@ -191,6 +191,33 @@ class CaseIndex:
             return {col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
                     for col in ("camera_id", "scene_code", "zone_id")}
 
+    def per_day(self, days: int = 14) -> list[tuple[str, str, int]]:
+        """(local date, scene class, cases first seen that day) for the newest `days` days that have cases."""
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT substr(first_seen, 1, 10) AS day, scene_code, COUNT(*) FROM cases
+                   WHERE substr(first_seen, 1, 10) IN (SELECT DISTINCT substr(first_seen, 1, 10) FROM cases
+                                                       ORDER BY 1 DESC LIMIT ?)
+                   GROUP BY day, scene_code ORDER BY day""", (days,)).fetchall()
+        return [(d, c, n) for d, c, n in rows]
+
+    def per_camera(self) -> list[tuple[str, int, int]]:
+        """(camera, cases, cases still open) per camera, most cases first."""
+        with self._lock:
+            return [tuple(r) for r in self._db.execute(
+                """SELECT camera_id, COUNT(*), SUM(state != 'resolved') FROM cases GROUP BY camera_id
+                   ORDER BY 2 DESC, 1""")]
+
+    def open_count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM cases WHERE state != 'resolved'").fetchone()[0]
+
+    def stamp(self) -> tuple[int, int]:
+        """Changes whenever a revision or review is added: what a cached chart is keyed on."""
+        with self._lock:
+            return (self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM revisions").fetchone()[0],
+                    self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM reviews").fetchone()[0])
+
     # -- operators --------------------------------------------------------------------------
     def review(self, event_id: str, verdict: str, reason: str, user: str) -> None:
         if verdict not in VERDICTS:

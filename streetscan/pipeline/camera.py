@@ -16,7 +16,7 @@ from .catalogue import CATALOGUE
 from .clock import StreamClock
 from .config import Camera
 from .events import Event, EventDeduplicator
-from .evidence import EvidenceWriter, SnapshotStore
+from .evidence import CameraPicture, EvidenceWriter, SnapshotStore
 from .frames import Frame
 from .models import ModelCard
 from .rules import RuleSet
@@ -39,10 +39,16 @@ class CameraAnalysis:
         self.snapshots = SnapshotStore()
         self.evidence = EvidenceWriter(out_dir, {z.id: z.polygon for z in camera.zones})
         self._evidence_by_event: dict[str, dict[str, str]] = {}
+        self.picture = CameraPicture(out_dir, camera.id)
         self.counts: Counter[tuple[str, str]] = Counter()  # (scene class, state) -> events emitted
 
     def process(self, frame: Frame, detections: sv.Detections) -> list[Event]:
         """`detections` are in camera pixels (crops.FrameDetector)."""
+        if self.picture.due(frame.pts_s):
+            try:
+                self.picture.write(frame.pts_s, frame.full_image())
+            except OSError as exc:  # a full disk costs the console its picture, not the analysis
+                log.warning("%s: snapshot not written: %s", self.camera.id, exc, extra={"camera": self.camera.id})
         tracked = self.tracker.update(detections, frame.pts_s)
         step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq)
         if step.episode_started:

@@ -3,6 +3,7 @@ frame of first sighting (before/after the dwell), which is what a case officer c
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -14,6 +15,9 @@ import supervision as sv
 
 from .catalogue import CATALOGUE
 from .events import Event
+
+
+SNAPSHOT_DIR = "snapshots"
 
 
 class SnapshotStore:
@@ -38,6 +42,31 @@ class SnapshotStore:
 
     def __len__(self) -> int:
         return len(self._jpegs)
+
+
+class CameraPicture:
+    """The camera's current picture at `OUT/snapshots/<camera>.jpg`, replaced every `interval_s`
+    of stream time: what the console shows on its cameras page and draws zones on. One file per
+    camera, written to a temporary name and renamed, so a reader never sees half a JPEG."""
+
+    def __init__(self, out_dir: Path, camera_id: str, interval_s: float = 30.0, quality: int = 80):
+        self.path = Path(out_dir) / SNAPSHOT_DIR / f"{camera_id}.jpg"
+        self.interval_s = interval_s
+        self.quality = quality
+        self._last: float | None = None
+
+    def due(self, t: float) -> bool:
+        return self._last is None or t - self._last >= self.interval_s or t < self._last
+
+    def write(self, t: float, image: np.ndarray) -> None:
+        self._last = t
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".jpg.tmp")
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, self.path)
 
 
 class EvidenceWriter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -18,6 +19,9 @@ from ..service.metrics import Metrics
 from .inference import Batch
 
 log = logging.getLogger(__name__)
+
+
+RATE_WINDOW = 20  # analysed frames the camera's fps is measured over
 
 
 class Outbox(Protocol):
@@ -35,6 +39,7 @@ class AnalysisWorker(Worker):
         self.outbox = outbox
         self.metrics = metrics
         self.last_age: dict[str, float] = {}  # camera -> age of its last analysed frame (s)
+        self._recent: dict[str, deque[float]] = {}  # camera -> when its last frames were analysed
         # record: also keep each camera's committed events in memory (a replay reports them; a
         # daemon running for months must not).
         self.recorded: dict[str, list[dict[str, Any]]] | None = {} if record else None
@@ -72,6 +77,20 @@ class AnalysisWorker(Worker):
         age = time.monotonic() - lf.arrived
         self.metrics.frame_age.observe(age)
         self.last_age[lf.camera_id] = age
+        self._recent.setdefault(lf.camera_id, deque(maxlen=RATE_WINDOW)).append(time.monotonic())
+
+    def analysed_fps(self, camera_id: str, now: float | None = None) -> float | None:
+        """The camera's analysed frames per second over its last few frames; 0 once it has had
+        none for a while, None before it has had two."""
+        times = list(self._recent.get(camera_id, ()))
+        if len(times) < 2:
+            return None
+        now = time.monotonic() if now is None else now
+        span = times[-1] - times[0]
+        if now - times[-1] > max(10.0, 3 * span / (len(times) - 1)):
+            return 0.0
+        return (len(times) - 1) / span if span > 0 else None
 
     def forget(self, camera_id: str) -> None:
         self.last_age.pop(camera_id, None)
+        self._recent.pop(camera_id, None)

@@ -46,6 +46,8 @@ class DaemonOptions:
     shutdown_timeout_s: float = 20.0
     watch_config: bool = False  # reload when streams.yaml changes, as well as on SIGHUP
     evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None  # the operator console (with its case index as one more sink); None: off
 
 
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
@@ -60,6 +62,16 @@ class Daemon:
         self.config = config
         self.card = detector.card
         self.sinks = list(sinks)
+        self.console = None
+        if options.http_port is not None:
+            from ..console.app import ConsoleSettings
+            from ..console.index import CaseIndex
+
+            console_settings = ConsoleSettings.for_output(options.out_dir)
+            # One more sink with its own outbox cursor: the console's index misses nothing the
+            # outbox delivers, and its outage (a locked disk) holds back no other sink.
+            case_index = CaseIndex(console_settings.index_path)
+            self.sinks.append(case_index)
         metrics = Metrics()
         self.board = FrameBoard(on_drop=lambda cam: metrics.frames_dropped.labels(cam).inc())
         self.runner = Runner(detector, self.board, self.sinks, RunnerOptions(
@@ -76,6 +88,12 @@ class Daemon:
         self.server = MetricsServer(metrics, options.metrics_host, options.metrics_port,
                                     health=self.health, ready=self.ready)
         register_live_gauges(self)
+        if options.http_port is not None:
+            from ..console.app import create_app
+            from ..console.server import ConsoleServer
+
+            self.console = ConsoleServer(create_app(console_settings, index=case_index, fleet=DaemonFleet(self)),
+                                         options.http_host, options.http_port)
 
     @property
     def metrics(self) -> Metrics:
@@ -130,6 +148,8 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.server.start()
+        if self.console:
+            self.console.start()
         self.runner.start()
         if self.retention:
             self.retention.start()
@@ -138,6 +158,8 @@ class Daemon:
         self._started = True
         log.info("running %d camera(s); metrics on http://%s:%d/metrics; spool %s", len(self.config.cameras),
                  self.options.metrics_host, self.server.port, self.options.spool_path)
+        if self.console:
+            log.info("console on http://%s:%d/", self.console.host, self.console.port)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -172,6 +194,8 @@ class Daemon:
         if left:
             log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
                         left, self.options.spool_path)
+        if self.console:
+            self.console.stop()
         for sink in self.sinks:
             try:
                 sink.close()
@@ -200,6 +224,38 @@ class Daemon:
         return ok, {"cameras": {i: {"state": st.value, "reason": why} for i, (st, why) in states.items()},
                     "live": len(live), "enabled": len(enabled),
                     "spool_depth": self.runner.spool.depth() if ok else None}
+
+
+class DaemonFleet:
+    """The console's view of the running daemon's cameras (console.fleet.Fleet)."""
+
+    def __init__(self, daemon: Daemon):
+        from ..console.fleet import StreamsFile
+
+        self._daemon = daemon
+        self.out_dir = daemon.options.out_dir
+        self.streams = StreamsFile(daemon.options.streams_path)
+
+    def cameras(self) -> list:
+        from ..console.fleet import CameraView
+
+        runner, registry = self._daemon.runner, self._daemon.metrics.registry
+        now = time.monotonic()
+        views = []
+        for cam_id, slot in runner.slots().items():
+            state, reason = camera_state(slot)
+            cam = slot.camera
+            seen = slot.reader.last_frame_at if slot.reader else None
+            dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
+            views.append(CameraView(cam_id, cam.name, cam.location.address, cam.location.lat, cam.location.lon,
+                                    state.value, reason, None if seen is None else now - seen,
+                                    runner.analysis.analysed_fps(cam_id) if slot.reader else None,
+                                    int(dropped or 0), cam.zones))
+        return views
+
+    def applied(self) -> str:
+        self._daemon.request_reload()
+        return "saved; the daemon is applying it now"
 
 
 def register_live_gauges(daemon: Daemon) -> None:
