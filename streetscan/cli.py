@@ -347,6 +347,7 @@ StateOption = Annotated[Path, typer.Option("--state", help="Folder of the consol
 def users_add(name: str, role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
               out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
               password: Annotated[Optional[str], typer.Option(
+                  envvar="STREETSCAN_USER_PASSWORD",
                   help="Read from the prompt when left out (never echoed, never logged).")] = None) -> None:
     """Create a console user with an argon2id password hash."""
     from .console.app import ConsoleSettings
@@ -382,8 +383,13 @@ def _require_console_user(out: Path) -> None:
 def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon's output folder.")] = Path("out"),
                 streams: Annotated[Optional[Path], typer.Option(help="streams.yaml of these cameras: their zones on the cameras page, and the zone editor writes it.")] = None,
                 host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-                port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080) -> None:
-    """Serve the operator console on a recorded output folder (its events*.jsonl and evidence)."""
+                port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+                redis: Annotated[Optional[str], typer.Option(help="Also index the cases of a fleet's Redis Stream (redis://host:port/db), read with a consumer group.")] = None,
+                redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = "streetscan:events",
+                redis_group: Annotated[str, typer.Option(help="This console's consumer group (one per console: each sees every case).")] = "console",
+                ) -> None:
+    """Serve the operator console on an output folder (its events*.jsonl and evidence), or on a
+    fleet's case stream with --redis."""
     import uvicorn
 
     from .console.app import ConsoleSettings, create_app
@@ -402,6 +408,18 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
     index = CaseIndex(settings.index_path)
     added = index.import_jsonl(out)
     console.print(f"case index {settings.index_path}: {index.count()} cases ({added} new revisions)", highlight=False)
+    feed = None
+    if redis:
+        from .console.feed import RedisCaseFeed
+
+        feed = RedisCaseFeed(index, redis, stream=redis_stream, group=redis_group)
+        feed.start()
+        console.print(f"indexing {redis_stream} as consumer group {redis_group!r}", highlight=False)
     fleet = RecordedFleet(out, streams, camera_ids=index.facets()["camera_id"])
     console.print(f"console on http://{host}:{port}/", highlight=False)
-    uvicorn.run(create_app(settings, index=index, fleet=fleet), host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(create_app(settings, index=index, fleet=fleet), host=host, port=port, log_level="warning")
+    finally:
+        if feed:
+            feed.stop()
+            feed.join(5)

@@ -15,13 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 import cv2
+import numpy as np
 import pytest
 import yaml
 
 from conftest import _required_in_ci, encode_clip
 from marker_model import red_marker
-from realparts import DaemonProcess, RtspServer, free_port, wait_for
+from realparts import REPO, DaemonProcess, RtspServer, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 
@@ -98,14 +101,14 @@ def shots_dir(tmp_path: Path) -> Path:
 
 
 def photograph(driver, folder: Path, name: str) -> Path:
-    """A screenshot, scaled to 1000 px wide so the README's pictures stay small."""
-    path = folder / f"{name}.png"
-    driver.save_screenshot(str(path))
-    img = cv2.imread(str(path))
+    """A screenshot as a 1000-px-wide JPEG, so the README's pictures stay small."""
+    png = driver.get_screenshot_as_png()
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert img is not None and img.std() > 5, f"{name}: blank screenshot"
     scale = 1000 / img.shape[1]
+    path = folder / f"{name}.jpg"
     cv2.imwrite(str(path), cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
-                [cv2.IMWRITE_PNG_COMPRESSION, 9])
+                [cv2.IMWRITE_JPEG_QUALITY, 80])
     return path
 
 
@@ -141,7 +144,7 @@ def test_operator_filters_opens_a_case_sees_its_evidence_and_dismisses_it(chromi
     assert all("illegal_parking" in r.text for r in rows)
     thumbs = driver.find_elements(By.CSS_SELECTOR, "#cases img.thumb")
     wait_for(lambda: all(image_loaded(driver, t) for t in thumbs), 10, what="thumbnails")
-    photograph(driver, shots, "cases")
+    photograph(driver, shots, "live-cases")
 
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
     for key in ("clean", "annotated"):
@@ -152,7 +155,7 @@ def test_operator_filters_opens_a_case_sees_its_evidence_and_dismisses_it(chromi
     driver.find_element(By.ID, "dismiss").click()
     wait_for(lambda: driver.find_elements(By.ID, "verdict"), 10, what="the verdict")
     assert driver.find_element(By.ID, "verdict").text == "已驳回"
-    photograph(driver, shots, "case")
+    photograph(driver, shots, "live-case")
 
     # The dismissal is kept as a labelled example for the next model.
     driver.get(f"{base}/dismissed.jsonl")
@@ -178,7 +181,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
     snapshot = card.find_element(By.CSS_SELECTOR, "img.snapshot")
     wait_for(lambda: image_loaded(driver, snapshot), 10, what="the camera picture")
     assert card.find_elements(By.CSS_SELECTOR, "svg polygon.zone")  # its zone drawn on it
-    photograph(driver, shots, "cameras")
+    photograph(driver, shots, "live-cameras")
 
     card.find_element(By.CSS_SELECTOR, "a.edit-zones").click()
     overlay = driver.find_element(By.ID, "overlay")
@@ -209,7 +212,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
     assert list(streams.parent.glob("streams.yaml.*.bak"))
     wait_for(lambda: live["daemon"].log_text().count("reloaded") > reloads_before, 20, what="the daemon's reload")
     assert "1 restarted" in live["daemon"].log_text()
-    photograph(driver, shots, "zones")
+    photograph(driver, shots, "live-zones")
 
     saved = streams.read_text(encoding="utf-8")
     draw("bowtie", [(0.6, 0.1), (0.9, 0.4), (0.9, 0.1), (0.6, 0.4)])
@@ -217,13 +220,13 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
     error = driver.find_element(By.CSS_SELECTOR, "#errors li").text
     assert "zones[2].polygon" in error and "crosses itself" in error, error
     assert streams.read_text(encoding="utf-8") == saved  # an invalid file is never written
-    photograph(driver, shots, "zones-error")
+    photograph(driver, shots, "live-zones-error")
 
     driver.get(f"{base}/overview")
     for chart in driver.find_elements(By.CSS_SELECTOR, "img.chart"):
         wait_for(lambda: image_loaded(driver, chart), 10, what="a chart")
     assert int(driver.find_element(By.ID, "total-cases").text) >= 1
-    photograph(driver, shots, "overview")
+    photograph(driver, shots, "live-overview")
 
 
 def test_a_viewer_sees_cameras_but_cannot_edit_zones(chromium, live):
@@ -246,3 +249,66 @@ def test_a_viewer_sees_cameras_but_cannot_edit_zones(chromium, live):
             'X-CSRF-Token': csrf}, body: JSON.stringify({zones: []})});
         }).then(r => done(r.status));""")
     assert status == 403
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, assets):
+    """`streetscan console` on a replay of the staged kerbside footage (examples/footage.yaml)."""
+    tmp = tmp_path_factory.mktemp("console-recorded")
+    out = tmp / "out"
+    streams = tmp / "footage.yaml"
+    shutil.copy(REPO / "examples" / "footage.yaml", streams)
+    cli = [sys.executable, "-m", "streetscan"]
+    proc = subprocess.run([*cli, "replay", str(assets / "footage" / "street_parking_overhead.mp4"), "--streams",
+                           str(streams), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name, role in (("admin", "admin"), ("ops", "operator")):
+        subprocess.run([*cli, "users", "add", name, "--role", role, "--out", str(out), "--password", PASSWORD],
+                       check=True, capture_output=True, timeout=60)
+    port = free_port()
+    server = subprocess.Popen([*cli, "console", "--out", str(out), "--streams", str(streams), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{base}/login", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, 30, what="streetscan console")
+        yield {"base": base, "out": out, "streams": streams}
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.assets
+def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
+    """The analyst's path: replay, then browse the cases, a dwell case's before/now evidence, the
+    camera with its kerb zones and the zone editor on the real picture."""
+    from selenium.webdriver.common.by import By
+
+    driver, base, shots = chromium, recorded["base"], shots_dir(tmp_path)
+    log_in(driver, base, "admin")
+    driver.get(f"{base}/cases")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#cases tr.case")
+    assert len(rows) >= 3 and all("kerbside" in r.text or "Kerbside" in r.text for r in rows)
+    photograph(driver, shots, "cases")
+    rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    for key in ("first", "clean", "annotated"):   # a dwell rule's case: the car when first seen, and now
+        img = driver.find_element(By.ID, f"evidence-{key}")
+        wait_for(lambda: image_loaded(driver, img), 10, what=f"{key} evidence")
+    photograph(driver, shots, "case")
+    driver.get(f"{base}/cameras")
+    card = driver.find_element(By.ID, "camera-kerbside")
+    assert len(card.find_elements(By.CSS_SELECTOR, "svg polygon.zone")) == 2
+    wait_for(lambda: image_loaded(driver, card.find_element(By.CSS_SELECTOR, "img.snapshot")), 10, what="picture")
+    photograph(driver, shots, "cameras")
+    card.find_element(By.CSS_SELECTOR, "a.edit-zones").click()
+    wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#overlay polygon")) == 2, 10, what="zones drawn")
+    photograph(driver, shots, "zones")
+    driver.get(f"{base}/overview")
+    assert int(driver.find_element(By.ID, "total-cases").text) == len(rows)
+    photograph(driver, shots, "overview")

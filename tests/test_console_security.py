@@ -199,11 +199,16 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
         csrf = csrf_of(c)
         assert c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "", "csrf": csrf}).status_code == 422
         c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "shadow, not goods", "csrf": csrf})
+        assert c.get("/api/cases", params={"camera": "cam01"}).json()["total"] == 3
         c.post(f"/cases/{eid}/mute", data={"hours": "24", "reason": "construction", "csrf": csrf})
         assert index.muted("cam01", "z1", "A01")
+        # while muted, the place/class leaves the list (kept in the index; shown on request)
+        assert c.get("/api/cases", params={"camera": "cam01"}).json()["total"] == 0
+        assert c.get("/api/cases", params={"camera": "cam01", "muted": "true"}).json()["total"] == 3
+        assert c.get("/api/cases").json()["total"] == 1
         negatives = [line for line in c.get("/dismissed.jsonl").text.splitlines() if line]
         assert len(negatives) == 1 and "shadow, not goods" in negatives[0]
-        csv_text = c.get("/cases.csv", params={"camera": "cam01"}).text.splitlines()
+        csv_text = c.get("/cases.csv", params={"camera": "cam01", "muted": "true"}).text.splitlines()
         assert csv_text[0].startswith("event_id,state") and len(csv_text) == 1 + 3
         assert any("dismissed,shadow, not goods" in line or 'dismissed,"shadow, not goods"' in line for line in csv_text)
         # the case page shows the newest revision and the whole timeline
@@ -232,3 +237,28 @@ def test_users_need_a_real_password_and_a_known_role(tmp_path):
     with pytest.raises(UserError, match="exists"):
         users.add("a1", PASSWORD, "admin")
     assert "argon2id" in users._db.execute("SELECT hash FROM users").fetchone()[0]
+
+
+def test_an_index_from_the_first_schema_is_migrated_in_place(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "cases.db"
+    db = sqlite3.connect(path)
+    ev = event(5)
+    db.executescript("""
+      CREATE TABLE revisions (event_id TEXT NOT NULL, revision INTEGER NOT NULL, state TEXT NOT NULL,
+        at TEXT NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (event_id, revision));
+      CREATE TABLE cases (event_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, state TEXT NOT NULL,
+        camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL, first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL, confidence REAL NOT NULL, repeat_count INTEGER NOT NULL, payload TEXT NOT NULL);
+      CREATE INDEX cases_last_seen ON cases (last_seen DESC);""")
+    payload = json.dumps(ev)
+    db.execute("INSERT INTO revisions VALUES (?,?,?,?,?)", (ev["event_id"], 0, "opened", ev["last_seen"]["wall"], payload))
+    db.execute("INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)", (ev["event_id"], 0, "opened", "cam01", "z1", "A01",
+               ev["first_seen"]["wall"], ev["last_seen"]["wall"], 0.8, 0, payload))
+    db.commit()
+    db.close()
+    index = CaseIndex(path)
+    assert index.case(ev["event_id"]).event == ev and index.count(CaseFilter(camera="cam01")) == 1
+    assert index.add_many([event(5, "updated", 1)]) == 1 and index.cases()[0].event["revision"] == 1

@@ -169,10 +169,11 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
 
     # -- cases ------------------------------------------------------------------------------
     def case_filter(camera: str = "", scene: str = "", zone: str = "", state: str = "", since: str = "",
-                    until: str = "") -> CaseFilter:
+                    until: str = "", muted: bool = False) -> CaseFilter:
         if state and state not in STATES:
             raise HTTPException(422, f"state must be one of {', '.join(STATES)}")
-        return CaseFilter(camera or None, scene or None, zone or None, state or None, since or None, until or None)
+        return CaseFilter(camera or None, scene or None, zone or None, state or None, since or None, until or None,
+                          include_muted=muted)
 
     @app.get("/")
     def root(user: User = Depends(current_user)):
@@ -184,7 +185,7 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
         page = max(1, page)
         total = index.count(flt)
         rows = index.cases(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-        query = {k: v for k, v in flt.__dict__.items() if v}
+        query = {("muted" if k == "include_muted" else k): v for k, v in flt.__dict__.items() if v}
         return render(request, "cases.html", user, cases=rows, total=total, page=page,
                       pages=max(1, -(-total // PAGE_SIZE)), flt=flt, query=query, facets=index.facets(),
                       states=STATES)

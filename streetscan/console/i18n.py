@@ -36,7 +36,7 @@ _STRINGS = {
     "no_picture": ("暂无画面", "No picture yet"), "open_now": ("未消除案件", "Open cases"),
     "cameras_down": ("离线摄像头", "Cameras down"), "cases_per_day": ("每日案件（按类别）", "Cases per day by class"),
     "cases_per_camera": ("各摄像头案件", "Cases per camera"), "total_cases": ("案件总数", "All cases"),
-    "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
+    "show_muted": ("含已屏蔽", "Include muted"), "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
 }
 
 

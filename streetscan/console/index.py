@@ -30,11 +30,12 @@ CREATE TABLE IF NOT EXISTS cases (
   event_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, state TEXT NOT NULL,
   camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL,
   first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, confidence REAL NOT NULL,
-  repeat_count INTEGER NOT NULL, payload TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS cases_last_seen ON cases (last_seen DESC);
-CREATE INDEX IF NOT EXISTS cases_camera ON cases (camera_id, last_seen DESC);
-CREATE INDEX IF NOT EXISTS cases_scene ON cases (scene_code, last_seen DESC);
-CREATE INDEX IF NOT EXISTS cases_state ON cases (state, last_seen DESC);
+  repeat_count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS cases_recent ON cases (last_seen DESC, event_id);
+CREATE INDEX IF NOT EXISTS cases_by_camera ON cases (camera_id, last_seen DESC, event_id);
+CREATE INDEX IF NOT EXISTS cases_by_scene ON cases (scene_code, state, last_seen DESC, event_id);
+CREATE INDEX IF NOT EXISTS cases_by_zone ON cases (zone_id, last_seen DESC, event_id);
+CREATE INDEX IF NOT EXISTS cases_by_state ON cases (state, last_seen DESC, event_id);
 CREATE TABLE IF NOT EXISTS reviews (
   event_id TEXT NOT NULL, verdict TEXT NOT NULL, reason TEXT NOT NULL, user TEXT NOT NULL,
   at REAL NOT NULL);
@@ -42,7 +43,10 @@ CREATE INDEX IF NOT EXISTS reviews_event ON reviews (event_id, at DESC);
 CREATE TABLE IF NOT EXISTS mutes (
   camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL, until REAL NOT NULL,
   reason TEXT NOT NULL, user TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS mutes_place ON mutes (camera_id, zone_id, scene_code, until);
 """
+SCHEMA_VERSION = 2  # 2: the case row is narrow (its payload is the newest revision's), so filters scan little
+
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class CaseFilter:
     state: Literal["opened", "updated", "resolved"] | None = None
     since: str | None = None
     until: str | None = None
+    include_muted: bool = False  # also the cases of a place/class an operator muted (hidden while the mute lasts)
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = [], []
@@ -100,8 +105,20 @@ class CaseIndex:
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._facets: tuple[tuple[int, int], dict[str, list[str]]] | None = None
+
+    def _migrate(self) -> None:
+        if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(cases)")]
+        if "payload" in columns:   # version 1 kept the payload in the case row too
+            for name in ("cases_last_seen", "cases_camera", "cases_scene", "cases_state"):
+                self._db.execute(f"DROP INDEX IF EXISTS {name}")
+            self._db.execute("ALTER TABLE cases DROP COLUMN payload")
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- feeding ----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
@@ -130,14 +147,14 @@ class CaseIndex:
         # Only a newer revision replaces the case row: revisions may arrive out of order after a
         # sink outage, and the list must show the latest state.
         self._db.execute(
-            """INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)
+            """INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(event_id) DO UPDATE SET revision=excluded.revision, state=excluded.state,
                  last_seen=excluded.last_seen, confidence=excluded.confidence,
-                 repeat_count=excluded.repeat_count, payload=excluded.payload
+                 repeat_count=excluded.repeat_count
                WHERE excluded.revision > cases.revision""",
             (ev["event_id"], int(ev["revision"]), ev["state"], ev["camera"]["id"], ev["zone"]["id"],
              ev["scene_class"]["code"], ev["first_seen"]["wall"], ev["last_seen"]["wall"], float(ev["confidence"]),
-             int(ev.get("repeat_count", 0)), payload))
+             int(ev.get("repeat_count", 0))))
         return 1
 
     def import_jsonl(self, folder: Path) -> int:
@@ -153,18 +170,29 @@ class CaseIndex:
             self._db.close()
 
     # -- reading ----------------------------------------------------------------------------
-    def count(self, flt: CaseFilter = CaseFilter()) -> int:
+    def _where(self, flt: CaseFilter) -> tuple[str, list[Any]]:
+        """The filter's WHERE, hiding muted places/classes unless asked not to. Under the lock."""
         where, args = flt.where()
+        now = time.time()
+        if flt.include_muted or self._db.execute("SELECT 1 FROM mutes WHERE until > ? LIMIT 1", (now,)).fetchone() is None:
+            return where, args
+        clause = ("NOT EXISTS (SELECT 1 FROM mutes m WHERE m.camera_id = cases.camera_id AND m.zone_id = cases.zone_id "
+                  "AND m.scene_code = cases.scene_code AND m.until > ?)")
+        return (f"{where} AND {clause}" if where else f" WHERE {clause}"), [*args, now]
+
+    def count(self, flt: CaseFilter = CaseFilter()) -> int:
         with self._lock:
+            where, args = self._where(flt)
             return self._db.execute(f"SELECT COUNT(*) FROM cases{where}", args).fetchone()[0]
 
     def cases(self, flt: CaseFilter = CaseFilter(), limit: int = 50, offset: int = 0) -> list[Case]:
-        where, args = flt.where()
         with self._lock:
+            where, args = self._where(flt)
             rows = self._db.execute(
-                f"""SELECT c.payload, r.verdict, r.reason, r.user FROM
-                      (SELECT event_id, payload, last_seen FROM cases{where}
+                f"""SELECT p.payload, r.verdict, r.reason, r.user FROM
+                      (SELECT event_id, revision, last_seen FROM cases{where}
                        ORDER BY last_seen DESC, event_id LIMIT ? OFFSET ?) c
+                    JOIN revisions p ON p.event_id = c.event_id AND p.revision = c.revision
                     LEFT JOIN reviews r ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id
                                                       ORDER BY at DESC LIMIT 1)
                     ORDER BY c.last_seen DESC, c.event_id""", [*args, limit, offset]).fetchall()
@@ -172,7 +200,8 @@ class CaseIndex:
 
     def case(self, event_id: str) -> Case | None:
         with self._lock:
-            row = self._db.execute("SELECT payload FROM cases WHERE event_id = ?", (event_id,)).fetchone()
+            row = self._db.execute("SELECT p.payload FROM cases c JOIN revisions p ON p.event_id = c.event_id "
+                                   "AND p.revision = c.revision WHERE c.event_id = ?", (event_id,)).fetchone()
             review = self._db.execute("SELECT verdict, reason, user FROM reviews WHERE event_id = ? "
                                       "ORDER BY at DESC LIMIT 1", (event_id,)).fetchone()
         if row is None:
@@ -186,10 +215,17 @@ class CaseIndex:
         return [json.loads(p) for (p,) in rows]
 
     def facets(self) -> dict[str, list[str]]:
-        """The values the list can be filtered by (cameras, scene classes, zones present)."""
+        """The values the list can be filtered by (cameras, scene classes, zones present); worked out
+        again only after new revisions arrived."""
+        stamp = self.stamp()
+        cached = self._facets
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         with self._lock:
-            return {col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
-                    for col in ("camera_id", "scene_code", "zone_id")}
+            facets = {col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
+                      for col in ("camera_id", "scene_code", "zone_id")}
+        self._facets = (stamp, facets)
+        return facets
 
     def per_day(self, days: int = 14) -> list[tuple[str, str, int]]:
         """(local date, scene class, cases first seen that day) for the newest `days` days that have cases."""
@@ -246,8 +282,9 @@ class CaseIndex:
         """Cases whose latest verdict is a dismissal: (event, reason, user), the hard negatives."""
         with self._lock:
             rows = self._db.execute(
-                """SELECT c.payload, r.reason, r.user FROM cases c JOIN reviews r
+                """SELECT p.payload, r.reason, r.user FROM cases c JOIN reviews r
                    ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id ORDER BY at DESC LIMIT 1)
+                   JOIN revisions p ON p.event_id = c.event_id AND p.revision = c.revision
                    WHERE r.verdict = 'dismissed' ORDER BY c.last_seen DESC""").fetchall()
         for payload, reason, user in rows:
             yield json.loads(payload), reason, user
