@@ -201,7 +201,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
 
     reloads_before = live["daemon"].log_text().count("reloaded")
     draw("bay", [(0.1, 0.1), (0.4, 0.1), (0.4, 0.35), (0.1, 0.35)])
-    wait_for(lambda: driver.find_element(By.ID, "saved").text, 10, what="the save confirmation")
+    wait_for(lambda: "已保存" in driver.find_element(By.ID, "saved").text, 10, what="the save confirmation")
     assert not driver.find_elements(By.CSS_SELECTOR, "#errors li")
     text = streams.read_text(encoding="utf-8")
     assert "This comment must survive the zone editor" in text and "# the whole kerb lane" in text
@@ -237,6 +237,10 @@ def test_a_viewer_sees_cameras_but_cannot_edit_zones(chromium, live):
     driver.get(f"{base}/cameras")
     assert driver.find_elements(By.ID, "camera-gate")
     assert not driver.find_elements(By.CSS_SELECTOR, "a.edit-zones")
+    assert driver.find_element(By.ID, "nav-cameras").text == "摄像头"   # zh-CN by default
+    driver.find_element(By.LINK_TEXT, "EN").click()
+    wait_for(lambda: driver.find_element(By.ID, "nav-cameras").text == "Cameras", 10, what="the English switch")
+    assert "/cameras" in driver.current_url
     driver.get(f"{base}/cameras/gate/zones")
     assert "needs the admin role" in driver.page_source
     assert not driver.find_elements(By.ID, "overlay")

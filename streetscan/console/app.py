@@ -301,7 +301,8 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
             return JSONResponse({"errors": [str(exc)]}, status_code=409)
         except ConfigError as exc:
             return JSONResponse({"errors": exc.problems, "file": exc.path}, status_code=422)
-        return {"message": fleet.applied(), "backup": backup.name, "version": fleet.streams.version()}
+        message = translator(request.session.get("lang", LANGS[0]))(fleet.applied())
+        return {"message": message, "backup": backup.name, "version": fleet.streams.version()}
 
     # -- overview ---------------------------------------------------------------------------
     @app.get("/overview", response_class=HTMLResponse)

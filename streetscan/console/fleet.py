@@ -59,7 +59,8 @@ class Fleet(Protocol):
     def cameras(self) -> list[CameraView]: ...
 
     def applied(self) -> str:
-        """Called after the zone editor saved streams.yaml; says what happens next."""
+        """Called after the zone editor saved streams.yaml; the console string (i18n key) saying
+        what happens next."""
         ...
 
 
@@ -87,7 +88,7 @@ class RecordedFleet:
                            "recorded" if c.enabled else "disabled", zones=c.zones) for c in config.resolved()]
 
     def applied(self) -> str:
-        return "saved; a daemon running on this file applies it on SIGHUP or at once with --watch"
+        return "saved_file"
 
 
 class StaleEdit(Exception):

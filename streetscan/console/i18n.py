@@ -36,6 +36,9 @@ _STRINGS = {
     "no_picture": ("暂无画面", "No picture yet"), "open_now": ("未消除案件", "Open cases"),
     "cameras_down": ("离线摄像头", "Cameras down"), "cases_per_day": ("每日案件（按类别）", "Cases per day by class"),
     "cases_per_camera": ("各摄像头案件", "Cases per camera"), "total_cases": ("案件总数", "All cases"),
+    "saved_reloading": ("已保存，系统正在应用新区域", "Saved; the daemon is applying it now"),
+    "saved_file": ("已保存；使用该文件的守护进程收到 SIGHUP（或以 --watch 运行）时生效",
+                   "Saved; a daemon running on this file applies it on SIGHUP, or at once with --watch"),
     "show_muted": ("含已屏蔽", "Include muted"), "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
 }
 

@@ -255,7 +255,7 @@ class DaemonFleet:
 
     def applied(self) -> str:
         self._daemon.request_reload()
-        return "saved; the daemon is applying it now"
+        return "saved_reloading"
 
 
 def register_live_gauges(daemon: Daemon) -> None:
