@@ -262,3 +262,17 @@ def test_an_index_from_the_first_schema_is_migrated_in_place(tmp_path):
     index = CaseIndex(path)
     assert index.case(ev["event_id"]).event == ev and index.count(CaseFilter(camera="cam01")) == 1
     assert index.add_many([event(5, "updated", 1)]) == 1 and index.cases()[0].event["revision"] == 1
+
+
+def test_index_retention_forgets_old_resolved_unreviewed_cases_only(tmp_path):
+    index = CaseIndex(tmp_path / "cases.db")
+    index.add_many([event(1), event(1, "resolved", 1), event(2), event(2, "resolved", 1), event(3), event(4)])
+    index.review(event(2)["event_id"], "dismissed", "a shadow", "ops")
+    index.mute("cam01", "z1", "A01", 1, "", "ops")
+    # events are seen at 09:0x+08:00 (01:0x UTC): a cutoff after them forgets case 1 only
+    assert index.prune("2026-11-24T10:00:00+08:00", now=time.time() + 7200) == 1
+    assert index.case(event(1)["event_id"]) is None and index.timeline(event(1)["event_id"]) == []
+    assert index.case(event(2)["event_id"]).verdict == "dismissed"   # reviewed: a hard negative, kept
+    assert index.case(event(3)["event_id"]) is not None               # still open
+    assert not index.muted("cam01", "z1", "A01", now=time.time() + 7200)
+    assert index.prune("2026-11-24T08:00:00+08:00") == 0

@@ -254,6 +254,25 @@ class CaseIndex:
             return (self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM revisions").fetchone()[0],
                     self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM reviews").fetchone()[0])
 
+    # -- retention --------------------------------------------------------------------------
+    def prune(self, before: str, now: float | None = None) -> int:
+        """Forget resolved cases last seen before `before` (ISO-8601) that no operator reviewed, and
+        expired mutes, so a daemon's index stays bounded like its evidence. Open cases and reviewed
+        ones (the hard negatives) stay. Returns the cases forgotten."""
+        old = ("SELECT event_id FROM cases WHERE state = 'resolved' AND last_seen < ? "
+               "AND event_id NOT IN (SELECT event_id FROM reviews)")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute(f"DELETE FROM revisions WHERE event_id IN ({old})", (before,))
+                n = self._db.execute(f"DELETE FROM cases WHERE event_id IN ({old})", (before,)).rowcount
+                self._db.execute("DELETE FROM mutes WHERE until < ?", (time.time() if now is None else now,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
     # -- operators --------------------------------------------------------------------------
     def review(self, event_id: str, verdict: str, reason: str, user: str) -> None:
         if verdict not in VERDICTS:

@@ -2,13 +2,15 @@
 
 Evidence folders older than `evidence_days` are deleted, except those of events still open or
 not yet taken by every sink: a late sink or the case officer of an open case still needs them.
-Event records are not pruned: events.jsonl rotates by size (JsonlSink) and its parts are kept.
+Event records are not pruned: events.jsonl rotates by size (JsonlSink) and its parts are kept. The
+console's case index forgets resolved, unreviewed cases of the same age.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..pipeline.camera import evidence_in
@@ -28,9 +30,12 @@ def evidence_in_use(spool: EventSpool) -> set[str]:
 
 
 class EvidenceRetention(Worker):
+    """`case_index`: the console's index (console.index.CaseIndex), pruned on the same schedule."""
+
     def __init__(self, out_dir: Path, spool: EventSpool, metrics: Metrics, *, evidence_days: float,
-                 interval_s: float = 3600.0, first_after_s: float = 60.0):
+                 interval_s: float = 3600.0, first_after_s: float = 60.0, case_index=None):
         self.out_dir = Path(out_dir)
+        self.case_index = case_index
         self.spool = spool
         self.metrics = metrics
         self.evidence_days = evidence_days
@@ -51,6 +56,13 @@ class EvidenceRetention(Worker):
     def sweep(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self.evidence_days * 86400
         pruned = prune_evidence(self.out_dir, cutoff, evidence_in_use(self.spool))
+        if self.case_index is not None:
+            # Wall times in events carry each camera's UTC offset: compared as text with a UTC
+            # cutoff they are off by that offset at most, hours against a retention of days.
+            forgotten = self.case_index.prune(datetime.fromtimestamp(cutoff, timezone.utc).isoformat())
+            if forgotten:
+                log.info("case index retention: %d resolved case(s) older than %g days forgotten", forgotten,
+                         self.evidence_days)
         if pruned:
             self.metrics.evidence_pruned.inc(pruned)
             log.info("evidence retention: %d folder(s) older than %g days deleted", pruned, self.evidence_days)

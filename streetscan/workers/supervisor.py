@@ -63,6 +63,7 @@ class Daemon:
         self.card = detector.card
         self.sinks = list(sinks)
         self.console = None
+        case_index = None
         if options.http_port is not None:
             from ..console.app import ConsoleSettings
             from ..console.index import CaseIndex
@@ -78,7 +79,8 @@ class Daemon:
             out_dir=options.out_dir, spool_path=options.spool_path, max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms, analysis_queue=options.analysis_queue), metrics)
         self.retention = (EvidenceRetention(options.out_dir, self.runner.spool, metrics,
-                                            evidence_days=options.evidence_days)
+                                            evidence_days=options.evidence_days,
+                                            case_index=case_index)
                           if options.evidence_days > 0 else None)
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
