@@ -27,6 +27,13 @@ DeviceOption = Annotated[str, typer.Option(
          "CUDA; yolo models whose card names their checkpoint).")]
 ThreadsOption = Annotated[Optional[int], typer.Option(help="Inference threads on CPU (default: all cores).")]
 err = Console(stderr=True)
+WebhookOption = Annotated[Optional[str], typer.Option(
+    help="Case platform webhook: POST each event (signed, idempotency key) to this http(s) URL.")]
+WebhookSecretOption = Annotated[Optional[Path], typer.Option(
+    help="File holding the webhook's shared HMAC secret (default: $STREETSCAN_WEBHOOK_SECRET).")]
+WebhookCaOption = Annotated[Optional[Path], typer.Option(
+    help="CA certificate(s) to verify the webhook's TLS certificate with (default: the system's).")]
+WebhookTimeoutOption = Annotated[float, typer.Option(help="Seconds the webhook receiver has to answer.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -75,6 +82,10 @@ def run(
     jsonl_max_mb: Annotated[float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")] = 256.0,
     http_port: Annotated[Optional[int], typer.Option(help="Serve the operator console on this port (0: any free port); needs a user from `streetscan users add`.")] = None,
     http_host: Annotated[str, typer.Option(help="Address the console listens on.")] = "127.0.0.1",
+    webhook: WebhookOption = None,
+    webhook_secret_file: WebhookSecretOption = None,
+    webhook_ca: WebhookCaOption = None,
+    webhook_timeout: WebhookTimeoutOption = 10.0,
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -83,6 +94,7 @@ def run(
     from .service.sinks import JsonlSink, RedisStreamSink
     from .workers.supervisor import Daemon, DaemonOptions
 
+    webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
     try:
         config = load_config(streams)
         card = resolve_model(model)
@@ -94,11 +106,13 @@ def run(
     if http_port is not None:
         _require_console_user(out)
     sinks = []
-    if jsonl or (jsonl is None and not redis):
+    if jsonl or (jsonl is None and not redis and not webhook):
         sinks.append(JsonlSink(out / "events.jsonl", max_bytes=int(jsonl_max_mb * 2**20) if jsonl_max_mb > 0 else None))
     if redis:
         # Not pinged: Redis being down at start is an outage like any other; events spool.
         sinks.append(RedisStreamSink(redis, stream=redis_stream))
+    if webhook_sink:
+        sinks.append(webhook_sink)
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
@@ -123,6 +137,10 @@ def replay(
     batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 4,
     start_time: Annotated[Optional[datetime], typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime).")] = None,
     device: DeviceOption = "cpu",
+    webhook: WebhookOption = None,
+    webhook_secret_file: WebhookSecretOption = None,
+    webhook_ca: WebhookCaOption = None,
+    webhook_timeout: WebhookTimeoutOption = 10.0,
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
@@ -137,6 +155,7 @@ def replay(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
+    webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
     cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
     unserved = print_served(card.objects, card.name)
     try:
@@ -145,6 +164,8 @@ def replay(
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     sinks = _replay_sinks(out, redis, redis_stream)
+    if webhook_sink:
+        sinks.append(webhook_sink)
     results = []
     try:
         for path in paths:
@@ -193,6 +214,15 @@ def _replay_sinks(out: Path, redis: str | None, redis_stream: str) -> list:
             _fail(str(exc))
         sinks.append(rs)
     return sinks
+
+
+def _webhook_sink(url: str, secret_file: Path | None, ca: Path | None, timeout_s: float):
+    from .service.webhook import WebhookConfigError, WebhookSink, load_secret
+
+    try:
+        return WebhookSink(url, load_secret(secret_file), timeout_s=timeout_s, ca_file=ca)
+    except WebhookConfigError as exc:
+        _fail(str(exc))
 
 
 def _print_replay(results: list, model_name: str) -> None:
@@ -423,3 +453,63 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
         if feed:
             feed.stop()
             feed.join(5)
+
+
+dead_app = typer.Typer(help="Events a sink refused for good (e.g. a webhook answering 422): list and re-send them.",
+                       no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
+SpoolOption = Annotated[Path, typer.Option(help="The spool holding them (the daemon's OUT/spool.db, or a replay's).")]
+
+
+@dead_app.command("list")
+def dead_letters_list(spool: SpoolOption = Path("out/live/spool.db")) -> None:
+    """One line per dead letter: id, sink, event id:revision, camera, when, why."""
+    for d in _open_spool(spool).dead_letters():
+        stamp = datetime.fromtimestamp(d.at).astimezone().isoformat(timespec="seconds")
+        console.print(f"{d.id}\t{d.sink}\t{d.event_id}:{d.revision}\t{d.camera_id}\t{stamp}\t{d.reason}",
+                      highlight=False, soft_wrap=True)
+
+
+@dead_app.command("resend")
+def dead_letters_resend(
+    webhook: Annotated[str, typer.Option(help="The webhook URL to send them to (after the receiver was fixed).")],
+    spool: SpoolOption = Path("out/live/spool.db"),
+    ids: Annotated[Optional[list[int]], typer.Option("--id", help="Only these dead letters (repeatable; default: all).")] = None,
+    webhook_secret_file: WebhookSecretOption = None,
+    webhook_ca: WebhookCaOption = None,
+    webhook_timeout: WebhookTimeoutOption = 10.0,
+) -> None:
+    """Send dead letters again, oldest first; each one delivered leaves the list, one refused again
+    stays (with the new reason shown). Exits 1 when any is left."""
+    from .service.sinks import EventRejected, SinkError
+
+    store = _open_spool(spool)
+    sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout)
+    letters = [d for d in store.dead_letters() if not ids or d.id in ids]
+    sent = 0
+    try:
+        for d in letters:
+            try:
+                sink.emit(d.event)
+            except EventRejected as exc:
+                err.print(f"{d.id}: refused again: {exc}", highlight=False, soft_wrap=True)
+                continue
+            except SinkError as exc:
+                err.print(f"{d.id}: {exc}; stopping (the rest stay)", highlight=False, soft_wrap=True)
+                break
+            store.forget_dead_letter(d.id)
+            sent += 1
+    finally:
+        sink.close()
+    console.print(f"{sent} of {len(letters)} re-sent", highlight=False)
+    if sent < len(letters):
+        raise typer.Exit(1)
+
+
+def _open_spool(path: Path):
+    from .service.spool import EventSpool
+
+    if not path.is_file():
+        _fail(f"{path}: no such spool")
+    # Opened beside a running daemon: SQLite in WAL mode lets both work on it.
+    return EventSpool(path, [], maintenance=True)

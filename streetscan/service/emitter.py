@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 
 from .metrics import Metrics
-from .sinks import CaseSink, SinkError
+from .sinks import CaseSink, EventRejected, SinkError
 from .spool import EventSpool
 from .loop import Worker
 from .backoff import Backoff
@@ -53,9 +53,15 @@ class EventEmitter(Worker):
             last = None
             try:
                 for seq, event in rows:
-                    sink.emit(event)
+                    try:
+                        sink.emit(event)
+                    except EventRejected as exc:
+                        self.spool.dead_letter(sink.name, event, str(exc))
+                        self.metrics.sink_dead_letters.labels(sink.name).inc()
+                        log.warning("%s; kept as a dead letter (streetscan dead-letters list)", exc)
+                    else:
+                        self.metrics.sink_delivered.labels(sink.name).inc()
                     last = seq
-                    self.metrics.sink_delivered.labels(sink.name).inc()
             except SinkError as exc:
                 self.metrics.sink_errors.labels(sink.name).inc()
                 delay = self._backoff[sink.name].next_delay()

@@ -76,6 +76,9 @@ class Metrics:
         self.sink_delivered = Counter("streetscan_sink_delivered", "Events delivered per sink", ["sink"], registry=r)
         self.sink_errors = Counter("streetscan_sink_errors", "Failed deliveries per sink (the event stays spooled)",
                                    ["sink"], registry=r)
+        self.sink_dead_letters = Counter("streetscan_sink_dead_letters",
+                                         "Events a sink refused for good (kept in the spool's dead letters)",
+                                         ["sink"], registry=r)
         self.evidence_pruned = Counter("streetscan_evidence_pruned", "Evidence folders deleted by retention",
                                        registry=r)
         self.live = _Live()

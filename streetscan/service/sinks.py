@@ -12,7 +12,13 @@ import redis
 
 
 class SinkError(RuntimeError):
-    """A sink could not take an event; the message names the sink and the cause."""
+    """A sink could not take an event now; the message names the sink and the cause. The event
+    stays spooled and is offered again after a backoff."""
+
+
+class EventRejected(SinkError):
+    """The sink's receiver refused this event for good (a 4xx other than 408/429): offering it
+    again would only block the events behind it. The emitter dead-letters it and goes on."""
 
 
 class CaseSink(Protocol):

@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,40 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS camera_state (camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, saved_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    camera_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    at REAL NOT NULL,
+    UNIQUE (sink, event_id, revision)
+);
 """
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event a sink refused for good (e.g. HTTP 422): kept, listed and re-sent by hand."""
+
+    id: int
+    sink: str
+    event_id: str
+    revision: int
+    camera_id: str
+    reason: str
+    at: float
+    event: dict[str, Any]
+
+
 class EventSpool:
-    def __init__(self, path: str | Path, sinks: Iterable[str]):
+    def __init__(self, path: str | Path, sinks: Iterable[str], *, maintenance: bool = False):
+        """`maintenance`: opened beside its daemon to look at or work on its dead letters; it
+        delivers nothing and registers no sink cursor."""
         self.sinks = list(sinks)
-        if not self.sinks:
+        if not self.sinks and not maintenance:
             raise ValueError("a spool needs at least one sink to deliver to")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +157,32 @@ class EventSpool:
         with self._lock:
             rows = self._db.execute("SELECT camera_id, state FROM camera_state").fetchall()
         return {cam: json.loads(state) for cam, state in rows}
+
+    # -- dead letters ------------------------------------------------------------------------
+    def dead_letter(self, sink: str, event: dict[str, Any], reason: str) -> None:
+        """Keep an event `sink` refused for good; once per (sink, event, revision) however often
+        it is refused (a crash before the cursor moved makes the emitter offer it again)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO dead_letters (sink, event_id, revision, camera_id, reason, payload, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sink, event["event_id"], int(event["revision"]), event["camera"]["id"], reason,
+                 json.dumps(event, ensure_ascii=False, separators=(",", ":")), time.time()))
+
+    def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, sink, event_id, revision, camera_id, reason, at, payload FROM dead_letters "
+                + ("WHERE sink = ? " if sink else "") + "ORDER BY id", (sink,) if sink else ()).fetchall()
+        return [DeadLetter(*row[:7], json.loads(row[7])) for row in rows]
+
+    def dead_letter_count(self, sink: str) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM dead_letters WHERE sink = ?", (sink,)).fetchone()[0])
+
+    def forget_dead_letter(self, letter_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
 
     def close(self) -> None:
         with self._lock:

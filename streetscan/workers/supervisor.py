@@ -287,5 +287,7 @@ def register_live_gauges(daemon: Daemon) -> None:
                       ("analysis",): float(runner.analysis_queue.qsize())})
     live.add("streetscan_spool_depth", "Events in the spool not yet delivered, per sink", ("sink",),
              lambda: {(s.name,): float(runner.spool.depth(s.name)) for s in daemon.sinks})
+    live.add("streetscan_dead_letters", "Events a sink refused for good, kept until re-sent", ("sink",),
+             lambda: {(s.name,): float(runner.spool.dead_letter_count(s.name)) for s in daemon.sinks})
     live.add("streetscan_sink_up", "1 while the sink takes events", ("sink",),
              lambda: {(k,): 1.0 if v else 0.0 for k, v in runner.emitter.sink_ok.items()})
