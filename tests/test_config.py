@@ -198,3 +198,26 @@ def test_grade_scales_defaults_but_overrides_are_absolute():
     assert parking.params(Grade.DEMONSTRATION)["dwell_s"] == 150
     assert parking.params(Grade.ALLEY)["dwell_s"] == 600
     assert parking.params(Grade.DEMONSTRATION, {"dwell_s": 180})["dwell_s"] == 180
+
+
+def test_platform_code_table_defaults_overrides_and_errors(tmp_path):
+    from streetscan.pipeline.catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, duplicate_platform_codes
+
+    assert set(DEFAULT_PLATFORM_CODES) == set(CATALOGUE) and not duplicate_platform_codes(DEFAULT_PLATFORM_CODES)
+    cams = "cameras:\n  - {id: a, name: a, url: a.mp4, location: {address: x}}\n"
+    path = tmp_path / "streams.yaml"
+    path.write_text("platform_codes:\n  illegal_parking: {code: '050501', name: 机动车违章停放}\n" + cams,
+                    encoding="utf-8")
+    pc = load_config(path).camera("a").platform_codes
+    assert (pc["illegal_parking"].code, pc["illegal_parking"].name, pc["illegal_parking"].category) == \
+        ("050501", "机动车违章停放", "街面秩序")       # unset fields keep the default table's
+    assert pc["exposed_garbage"] == DEFAULT_PLATFORM_CODES["exposed_garbage"]
+    for table, message in (("{litter_bug: {code: '9'}}", "unknown scene class 'litter_bug'"),
+                           ("{illegal_parking: {code: '0504'}}",
+                            "code '0504' is given to both out_of_store_trading and illegal_parking"),
+                           ("{illegal_parking: {code: '05 05'}}", "platform_codes.illegal_parking.code"),
+                           ("{illegal_parking: {colour: red}}", "platform_codes.illegal_parking.colour")):
+        path.write_text(f"platform_codes: {table}\n" + cams, encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert str(path) in str(err.value) and message in str(err.value), str(err.value)

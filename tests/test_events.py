@@ -77,6 +77,7 @@ def test_events_match_the_published_schema():
                                                                           "grade": "arterial"}
     assert doc["confirmed"] == {"stream_s": 20.0, "wall": "2026-11-20T12:00:20+08:00"}
     assert doc["objects"][0]["class_name"] == "car" and doc["objects"][0]["track_id"] == 1
+    assert doc["platform"] == {"category_code": "05", "category": "街面秩序", "code": "0505", "name": "机动车乱停放"}
 
 
 def test_schema_rejects_a_broken_event():

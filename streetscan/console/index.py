@@ -310,7 +310,7 @@ class CaseIndex:
 
 
 CSV_COLUMNS = ("event_id", "state", "revision", "camera_id", "camera_address", "zone_id", "scene_code",
-               "scene_name_zh", "confidence", "first_seen", "last_seen", "repeat_count", "verdict", "verdict_reason")
+               "scene_name_zh", "platform_code", "confidence", "first_seen", "last_seen", "repeat_count", "verdict", "verdict_reason")
 
 
 def cases_csv(cases: Iterable[Case]) -> str:
@@ -321,6 +321,6 @@ def cases_csv(cases: Iterable[Case]) -> str:
         e = c.event
         writer.writerow((e["event_id"], e["state"], e["revision"], e["camera"]["id"], e["camera"].get("address", ""),
                          e["zone"]["id"], e["scene_class"]["code"], e["scene_class"]["name_zh"],
-                         f"{e['confidence']:.3f}", e["first_seen"]["wall"], e["last_seen"]["wall"], e.get("repeat_count", 0),
+                         e.get("platform", {}).get("code", ""), f"{e['confidence']:.3f}", e["first_seen"]["wall"], e["last_seen"]["wall"], e.get("repeat_count", 0),
                          c.verdict or "", c.verdict_reason))
     return buf.getvalue()

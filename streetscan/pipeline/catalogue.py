@@ -137,6 +137,56 @@ SCENE_CLASSES: tuple[SceneClass, ...] = (
 CATALOGUE: dict[str, SceneClass] = {c.code: c for c in SCENE_CLASSES}
 
 
+@dataclass(frozen=True)
+class PlatformCode:
+    """How a city's 数字化城市管理 case platform files a scene class: its event 大类 (category, with
+    code) and 小类 (code, name), GB/T 30428.2-style. Local code tables differ by city, so a
+    deployment overrides this table in streams.yaml (`platform_codes:`)."""
+
+    category_code: str
+    category: str
+    code: str
+    name: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"category_code": self.category_code, "category": self.category, "code": self.code, "name": self.name}
+
+
+# The default table (README "Case-platform codes" gives its sources). Event 大类 codes: 01 市容环境,
+# 02 宣传广告, 03 施工管理, 04 突发事件, 05 街面秩序. 小类 codes present in a published city table
+# are used as such; the 9x codes are StreetScan's provisional ones for 小类 that table lacks.
+DEFAULT_PLATFORM_CODES: dict[str, PlatformCode] = {
+    "exposed_garbage": PlatformCode("01", "市容环境", "0102", "暴露垃圾"),
+    "overflowing_bin": PlatformCode("01", "市容环境", "0190", "垃圾满溢"),
+    "littered_road": PlatformCode("01", "市容环境", "0104", "道路不洁"),
+    "floating_debris": PlatformCode("01", "市容环境", "0105", "水域不洁"),
+    "stacked_materials": PlatformCode("05", "街面秩序", "0507", "乱堆物料"),
+    "street_laundry": PlatformCode("05", "街面秩序", "0590", "沿街晾挂"),
+    "out_of_store_trading": PlatformCode("05", "街面秩序", "0504", "店外经营"),
+    "mobile_vendor": PlatformCode("05", "街面秩序", "0501", "无照经营游商"),
+    "illegal_parking": PlatformCode("05", "街面秩序", "0505", "机动车乱停放"),
+    "bike_misparking": PlatformCode("05", "街面秩序", "0506", "非机动车乱停放"),
+    "crowd_gathering": PlatformCode("04", "突发事件", "0490", "人员聚集"),
+    "waterlogging": PlatformCode("04", "突发事件", "0491", "道路积水"),
+    "illegal_advertising": PlatformCode("02", "宣传广告", "0201", "非法小广告"),
+    "uncovered_muck_truck": PlatformCode("03", "施工管理", "0312", "渣土运输车辆未密闭"),
+}
+assert set(DEFAULT_PLATFORM_CODES) == set(CATALOGUE), "every scene class needs a default platform code"
+
+
+def duplicate_platform_codes(table: dict[str, PlatformCode]) -> list[tuple[str, str, str]]:
+    """(code, first class, second class) for each 小类 code given to two scene classes: a case
+    platform could not tell their cases apart."""
+    owner: dict[str, str] = {}
+    clashes = []
+    for scene, pc in table.items():
+        if pc.code in owner:
+            clashes.append((pc.code, owner[pc.code], scene))
+        else:
+            owner[pc.code] = scene
+    return clashes
+
+
 def served_by(vocabulary: set[str]) -> tuple[list[SceneClass], list[SceneClass]]:
     """Split the catalogue into scene classes a model with these output objects can and cannot serve."""
     served = [c for c in SCENE_CLASSES if vocabulary.intersection(c.objects)]

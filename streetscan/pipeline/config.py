@@ -17,7 +17,8 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from .catalogue import CATALOGUE, RULE_PARAMS, Grade, ZoneKind
+from .catalogue import (CATALOGUE, DEFAULT_PLATFORM_CODES, RULE_PARAMS, Grade, PlatformCode, ZoneKind,
+                        duplicate_platform_codes)
 
 
 class ConfigError(ValueError):
@@ -275,11 +276,45 @@ class CameraConfig(_Model):
         return self
 
 
+_CODE = r"^[0-9A-Za-z._-]{1,32}$"
+
+
+class PlatformCodeConfig(_Model):
+    """A deployment's code for one scene class; unset fields keep the default table's."""
+
+    category_code: str | None = Field(default=None, pattern=_CODE, title="大类 code")
+    category: str | None = Field(default=None, min_length=1, title="大类 name")
+    code: str | None = Field(default=None, pattern=_CODE, title="小类 code",
+                             description="Unique across scene classes: the platform files cases by it.")
+    name: str | None = Field(default=None, min_length=1, title="小类 name")
+
+
+def resolve_platform_codes(overrides: dict[str, PlatformCodeConfig]) -> dict[str, PlatformCode]:
+    table = {}
+    for scene, default in DEFAULT_PLATFORM_CODES.items():
+        o = overrides.get(scene)
+        table[scene] = PlatformCode(**{**default.as_dict(), **(o.model_dump(exclude_none=True) if o else {})})
+    return table
+
+
 class StreamsConfig(_Model):
     version: int = 1
     defaults: Defaults = Defaults()
+    platform_codes: dict[str, PlatformCodeConfig] = Field(
+        default_factory=dict, title="Case-platform codes",
+        description="Per scene class: the city's 大类/小类 codes and names, over StreetScan's default table.")
     cameras: list[CameraConfig] = Field(min_length=1)
     _resolved: dict[str, Camera] = PrivateAttr(default_factory=dict)
+
+    @field_validator("platform_codes")
+    @classmethod
+    def _platform_codes(cls, v: dict[str, PlatformCodeConfig]) -> dict[str, PlatformCodeConfig]:
+        for scene in v:
+            if scene not in CATALOGUE:
+                raise ValueError(f"unknown scene class {scene!r}; known: {', '.join(CATALOGUE)}")
+        for code, first, second in duplicate_platform_codes(resolve_platform_codes(v)):
+            raise ValueError(f"code {code!r} is given to both {first} and {second}; each scene class needs its own")
+        return v
 
     @field_validator("version")
     @classmethod
@@ -295,7 +330,8 @@ class StreamsConfig(_Model):
 
     @model_validator(mode="after")
     def _resolve(self) -> StreamsConfig:
-        self._resolved = {c.id: resolve_camera(c, self.defaults) for c in self.cameras}
+        codes = resolve_platform_codes(self.platform_codes)
+        self._resolved = {c.id: resolve_camera(c, self.defaults, codes) for c in self.cameras}
         return self
 
     def camera(self, camera_id: str) -> Camera:
@@ -341,6 +377,7 @@ class Camera:
     tracking: TrackingPolicy
     event: EventPolicy
     reader: ReaderPolicy
+    platform_codes: dict[str, PlatformCode]  # scene class -> the case platform's 大类/小类
 
     def zone(self, zone_id: str) -> ZoneConfig:
         return next(z for z in self.zones if z.id == zone_id)
@@ -353,7 +390,8 @@ class Camera:
         return replace(self, analysis_fps=fps)
 
 
-def resolve_camera(cam: CameraConfig, defaults: Defaults) -> Camera:
+def resolve_camera(cam: CameraConfig, defaults: Defaults,
+                   platform_codes: dict[str, PlatformCode] | None = None) -> Camera:
     tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
     overrides = {code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})}
                  for code in {*defaults.rules, *cam.rules}}
@@ -371,7 +409,8 @@ def resolve_camera(cam: CameraConfig, defaults: Defaults) -> Camera:
                   analysis_fps=cam.analysis_fps or defaults.analysis_fps,
                   tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,
                   zones=tuple(cam.zones), rules=tuple(rules), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
-                  event=defaults.event, reader=defaults.reader)
+                  event=defaults.event, reader=defaults.reader,
+                  platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES))
 
 
 def camera_for_file(path: str | Path, defaults: Defaults | None = None) -> Camera:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import __version__
-from .catalogue import CATALOGUE
+from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, PlatformCode
 from .clock import StreamClock
 from .config import Camera
 from .rules import ObservedObject, Violation, same_place
@@ -76,6 +76,7 @@ class Event:
     model_version: str
     source: str
     evidence: dict[str, str] = field(default_factory=dict)
+    platform: PlatformCode | None = None  # the case platform's code (default: StreetScan's table)
 
     def to_dict(self) -> dict[str, Any]:
         v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
@@ -99,6 +100,7 @@ class Event:
             "pipeline_version": __version__,
             "repeat_count": self.repeat_count,
             "source": self.source,
+            "platform": (self.platform or DEFAULT_PLATFORM_CODES[v.scene_class]).as_dict(),
         }
 
 
@@ -122,6 +124,7 @@ class EventDeduplicator:
         self.clock = clock
         self._zones = {z.id: z for z in camera.zones}
         self._ref = CameraRef.of(camera)
+        self._platform = camera.platform_codes
         self._model = (model_name, model_version)
         self.source = source
         self.open: dict[tuple[str, str, str], _Open] = {}
@@ -132,7 +135,8 @@ class EventDeduplicator:
         return Event(event_id=rec.event_id, state=rec.state, revision=rec.revision, violation=v, camera=self._ref,
                      zone_kind=zone.kind.value, zone_grade=zone.grade.value, repeat_count=rec.repeat_count,
                      first_seen=wall(v.first_seen_s), confirmed=wall(v.confirmed_s), last_seen=wall(v.last_seen_s),
-                     model_name=self._model[0], model_version=self._model[1], source=self.source)
+                     model_name=self._model[0], model_version=self._model[1], source=self.source,
+                     platform=self._platform[v.scene_class])
 
     def update(self, violations: list[Violation], t: float) -> list[Event]:
         out: list[Event] = []
