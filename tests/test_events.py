@@ -89,3 +89,51 @@ def test_schema_rejects_a_broken_event():
         assert "closed" in str(exc)
     else:
         raise AssertionError("schema accepted state 'closed'")
+
+
+def staged(window_days: float, classes=None):
+    """Three cars parked one after another on the kerb: at 0-40 s, 80-120 s and 160-200 s."""
+    from streetscan.pipeline.config import parse_config
+
+    doc = {"defaults": POLICY, "enforcement": {"window_days": window_days, **({"classes": classes} if classes else {})},
+           "cameras": [{"id": "cam", "name": "Test cam", "url": "test.mp4", "location": {"address": "Test St 1"},
+                        "zones": [{**KERB, "classes": ["illegal_parking"]}], "rules": {"illegal_parking": {"dwell_s": 20}}}]}
+    cam = parse_config(doc).camera("cam")
+    rules = RuleSet.build(cam, {"car"})
+    clock = StreamClock(NOON.tzinfo, origin=NOON)
+    dedup = EventDeduplicator(cam, clock=clock, model_name="m", model_version="1", source="synthetic")
+    events = []
+    for t in range(240):
+        present = [car(200, tid=1 + t // 80)] if t % 80 < 40 else []
+        events += dedup.update(rules.update(dets(*present), t, clock.wall(t), t).violations, float(t))
+    return [e.to_dict() for e in events if e.state == "opened"], dedup
+
+
+def test_enforcement_stages_follow_the_violations_at_a_place_within_the_window():
+    opened, dedup = staged(window_days=30)
+    assert [(e["enforcement"]["stage"], e["enforcement"]["count"]) for e in opened] == \
+        [("educate", 1), ("warn", 2), ("penalise", 3)]
+    assert opened[1]["enforcement"]["name"] == "二次警告"
+    for e in opened:
+        jsonschema.validate(e, event_schema())
+    # With a 100 s window the first car (confirmed at 20 s) no longer counts when the third is (180 s).
+    opened, _ = staged(window_days=100 / 86400)
+    assert [e["enforcement"]["count"] for e in opened] == [1, 2, 2]
+    # Classes the policy leaves out carry no stage.
+    opened, _ = staged(window_days=30, classes=["mobile_vendor"])
+    assert [e["enforcement"] for e in opened] == [None, None, None]
+
+
+def test_enforcement_counts_survive_a_restart():
+    _, dedup = staged(window_days=30)
+    snap = dedup.snapshot()
+    from streetscan.pipeline.events import EventDeduplicator as Dedup
+
+    again = Dedup(dedup_camera(), clock=StreamClock(NOON.tzinfo, origin=NOON), model_name="m", model_version="1",
+                  source="synthetic")
+    again.restore(snap, 240.0, lambda zone, cls: 0.0)
+    assert len(again.offences[("kerb", "illegal_parking")]) == 3
+
+
+def dedup_camera():
+    return config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)

@@ -167,3 +167,18 @@ def test_zones_share_one_mask_and_the_whole_picture_needs_none():
     whole = next(r for r in rs.rules if r.zone.id == "all")
     edge = dets(("car", (0.0, 620.0, 100.0, 720.0), 0.9, 3))  # bottom edge on the frame's last row
     assert list(whole.candidates(edge)[0]) == [0]
+
+
+def test_a_zone_that_allows_a_class_exempts_objects_inside_it_while_active():
+    # A marked bay inside the no-parking kerb where parking is allowed 11:00-13:00 (NOON is 12:00).
+    bay = {"id": "bay", "kind": "any", "polygon": [[0, 400], [400, 400], [400, 720], [0, 720]]}
+
+    def violations(active: str, x: float) -> list:
+        rs = ruleset([{**KERB, "classes": ["illegal_parking"]},
+                      {**bay, "allows": [{"classes": ["illegal_parking"], "schedule": {"active": [active]}}]}],
+                     {"illegal_parking": {"dwell_s": 60}})
+        return [v for step in run(rs, every(90, 1.0, lambda t: dets(car(x)))) for v in step]
+
+    assert violations("11:00-13:00", 100) == []             # parked in the bay in its hours: allowed
+    assert violations("11:00-13:00", 800)                    # beside the bay: still a violation
+    assert violations("13:00-14:00", 100)                    # the bay outside its hours: a violation

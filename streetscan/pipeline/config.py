@@ -106,6 +106,24 @@ class Schedule(_Model):
         return local_weekday in self.days and any(r.contains(local_time) for r in self.active)
 
 
+def _known_classes(v: list[str] | None) -> list[str] | None:
+    for code in v or []:
+        if code not in CATALOGUE:
+            raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
+    return v
+
+
+class Allowance(_Model):
+    """Scene classes a zone allows: a marked 外摆 area in front of shops, a night market. Objects
+    inside the zone do not count for these classes, in any of the camera's zones, while the
+    allowance is active."""
+
+    classes: list[str] = Field(min_length=1, title="Allowed scene classes")
+    schedule: Schedule | None = Field(default=None, title="When allowed", description="Default: always.")
+
+    _classes = field_validator("classes")(classmethod(lambda cls, v: _known_classes(v)))
+
+
 class ZoneConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: ZoneKind
@@ -114,6 +132,8 @@ class ZoneConfig(_Model):
     polygon: list[tuple[float, float]] | None = None
     classes: list[str] | None = None  # restrict to these scene classes (default: all that apply)
     schedule: Schedule | None = None
+    allows: list[Allowance] = Field(default_factory=list, title="Allowed here",
+                                    description="Scene classes not reported for objects inside this zone.")
 
     @field_validator("polygon")
     @classmethod
@@ -136,10 +156,7 @@ class ZoneConfig(_Model):
     @field_validator("classes")
     @classmethod
     def _classes(cls, v: list[str] | None) -> list[str] | None:
-        for code in v or []:
-            if code not in CATALOGUE:
-                raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
-        return v
+        return _known_classes(v)
 
 
 class Location(_Model):
@@ -297,8 +314,42 @@ def resolve_platform_codes(overrides: dict[str, PlatformCodeConfig]) -> dict[str
     return table
 
 
+class EnforcementStage(_Model):
+    id: str = Field(pattern=r"^[a-z0-9_]+$", title="Stage id", description="What consumers switch on.")
+    name: str = Field(min_length=1, title="Stage name", description="What the case officer reads.")
+
+
+DEFAULT_STAGES = (EnforcementStage(id="educate", name="首次教育引导"), EnforcementStage(id="warn", name="二次警告"),
+                  EnforcementStage(id="penalise", name="三次从轻处罚"),
+                  EnforcementStage(id="penalise_strictly", name="三次以上从严处罚"))
+
+
+class EnforcementPolicy(_Model):
+    """Tiered enforcement (安阳's 首次教育引导 -> 二次警告 -> 三次从轻处罚 -> 三次以上从严): the n-th
+    confirmed violation of a class at one place (camera + zone) within `window_days` gets stage n;
+    past the last stage, the last one."""
+
+    window_days: float = Field(default=30.0, gt=0, le=366, title="Window (days)",
+                               description="Violations older than this no longer count.")
+    stages: list[EnforcementStage] = Field(default_factory=lambda: list(DEFAULT_STAGES), min_length=1,
+                                           title="Stages", description="In order: first offence first.")
+    classes: list[str] | None = Field(default=None, title="Scene classes",
+                                      description="Classes handled in stages (default: all).")
+
+    _classes = field_validator("classes")(classmethod(lambda cls, v: _known_classes(v)))
+
+    @model_validator(mode="after")
+    def _unique_stages(self) -> EnforcementPolicy:
+        _require_unique("stage", [st.id for st in self.stages])
+        return self
+
+    def applies_to(self, scene_class: str) -> bool:
+        return self.classes is None or scene_class in self.classes
+
+
 class StreamsConfig(_Model):
     version: int = 1
+    enforcement: EnforcementPolicy = Field(default_factory=EnforcementPolicy, title="Tiered enforcement")
     defaults: Defaults = Defaults()
     platform_codes: dict[str, PlatformCodeConfig] = Field(
         default_factory=dict, title="Case-platform codes",
@@ -331,7 +382,7 @@ class StreamsConfig(_Model):
     @model_validator(mode="after")
     def _resolve(self) -> StreamsConfig:
         codes = resolve_platform_codes(self.platform_codes)
-        self._resolved = {c.id: resolve_camera(c, self.defaults, codes) for c in self.cameras}
+        self._resolved = {c.id: resolve_camera(c, self.defaults, codes, self.enforcement) for c in self.cameras}
         return self
 
     def camera(self, camera_id: str) -> Camera:
@@ -378,6 +429,7 @@ class Camera:
     event: EventPolicy
     reader: ReaderPolicy
     platform_codes: dict[str, PlatformCode]  # scene class -> the case platform's 大类/小类
+    enforcement: EnforcementPolicy
 
     def zone(self, zone_id: str) -> ZoneConfig:
         return next(z for z in self.zones if z.id == zone_id)
@@ -390,8 +442,8 @@ class Camera:
         return replace(self, analysis_fps=fps)
 
 
-def resolve_camera(cam: CameraConfig, defaults: Defaults,
-                   platform_codes: dict[str, PlatformCode] | None = None) -> Camera:
+def resolve_camera(cam: CameraConfig, defaults: Defaults, platform_codes: dict[str, PlatformCode] | None = None,
+                   enforcement: EnforcementPolicy | None = None) -> Camera:
     tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
     overrides = {code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})}
                  for code in {*defaults.rules, *cam.rules}}
@@ -410,7 +462,8 @@ def resolve_camera(cam: CameraConfig, defaults: Defaults,
                   tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,
                   zones=tuple(cam.zones), rules=tuple(rules), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
                   event=defaults.event, reader=defaults.reader,
-                  platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES))
+                  platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),
+                  enforcement=enforcement or EnforcementPolicy())
 
 
 def camera_for_file(path: str | Path, defaults: Defaults | None = None) -> Camera:

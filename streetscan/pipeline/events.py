@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -58,6 +58,23 @@ class CameraRef:
 
 
 @dataclass(frozen=True)
+class Enforcement:
+    """The tiered-enforcement stage of an event: its violation is the `count`-th of its class at
+    this place (camera + zone) within `window_days`."""
+
+    stage: str
+    name: str
+    count: int
+    window_days: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "name": self.name, "count": self.count, "window_days": self.window_days}
+
+
+OFFENCES_KEPT = 1000  # per place and class: past the last stage the exact count matters little
+
+
+@dataclass(frozen=True)
 class Event:
     """One message about a case. Plain data: wall times are worked out when it is built."""
 
@@ -77,6 +94,7 @@ class Event:
     source: str
     evidence: dict[str, str] = field(default_factory=dict)
     platform: PlatformCode | None = None  # the case platform's code (default: StreetScan's table)
+    enforcement: Enforcement | None = None  # None: the class is not handled in stages
 
     def to_dict(self) -> dict[str, Any]:
         v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
@@ -101,6 +119,7 @@ class Event:
             "repeat_count": self.repeat_count,
             "source": self.source,
             "platform": (self.platform or DEFAULT_PLATFORM_CODES[v.scene_class]).as_dict(),
+            "enforcement": self.enforcement.as_dict() if self.enforcement else None,
         }
 
 
@@ -113,6 +132,7 @@ class _Open:
     repeat_count: int
     last_seen_s: float
     last_sent_s: float
+    enforcement: Enforcement | None = None
 
 
 class EventDeduplicator:
@@ -125,6 +145,9 @@ class EventDeduplicator:
         self._zones = {z.id: z for z in camera.zones}
         self._ref = CameraRef.of(camera)
         self._platform = camera.platform_codes
+        self._policy = camera.enforcement
+        # (zone, class) -> wall times (Unix s) of the violations opened there, newest last
+        self.offences: dict[tuple[str, str], deque[float]] = {}
         self._model = (model_name, model_version)
         self.source = source
         self.open: dict[tuple[str, str, str], _Open] = {}
@@ -136,7 +159,7 @@ class EventDeduplicator:
                      zone_kind=zone.kind.value, zone_grade=zone.grade.value, repeat_count=rec.repeat_count,
                      first_seen=wall(v.first_seen_s), confirmed=wall(v.confirmed_s), last_seen=wall(v.last_seen_s),
                      model_name=self._model[0], model_version=self._model[1], source=self.source,
-                     platform=self._platform[v.scene_class])
+                     platform=self._platform[v.scene_class], enforcement=rec.enforcement)
 
     def update(self, violations: list[Violation], t: float) -> list[Event]:
         out: list[Event] = []
@@ -149,7 +172,7 @@ class EventDeduplicator:
                 rec = self.open[k] = _Open(
                     event_id=event_id(self.camera_id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
                     state="opened", revision=0, violation=v, repeat_count=self.history[(v.zone_id, v.scene_class)],
-                    last_seen_s=t, last_sent_s=t)
+                    last_seen_s=t, last_sent_s=t, enforcement=self._stage(v))
                 self.history[(v.zone_id, v.scene_class)] += 1
                 out.append(self._event(rec))
                 continue
@@ -164,6 +187,19 @@ class EventDeduplicator:
             rec.state, rec.revision = "resolved", rec.revision + 1
             out.append(self._event(rec))
         return out
+
+    def _stage(self, v: Violation) -> Enforcement | None:
+        """Count this confirmed violation at its place and give it its enforcement stage."""
+        policy = self._policy
+        if not policy.applies_to(v.scene_class):
+            return None
+        now = self.clock.wall(v.confirmed_s).timestamp()
+        past = self.offences.setdefault((v.zone_id, v.scene_class), deque(maxlen=OFFENCES_KEPT))
+        while past and past[0] < now - policy.window_days * 86400:
+            past.popleft()
+        past.append(now)
+        stage = policy.stages[min(len(past), len(policy.stages)) - 1]
+        return Enforcement(stage.id, stage.name, len(past), policy.window_days)
 
     def _match(self, v: Violation) -> tuple[str, str, str]:
         """The open event this violation continues. A new track id on an open event's spot is the
@@ -185,9 +221,11 @@ class EventDeduplicator:
                       "zone_kind": self._zones[rec.violation.zone_id].kind.value,
                       "zone_grade": self._zones[rec.violation.zone_id].grade.value,
                       "repeat_count": rec.repeat_count, "violation": asdict(rec.violation),
-                      "last_seen_s": rec.last_seen_s, "last_sent_s": rec.last_sent_s}
+                      "last_seen_s": rec.last_seen_s, "last_sent_s": rec.last_sent_s,
+                      "enforcement": rec.enforcement.as_dict() if rec.enforcement else None}
                      for k, rec in self.open.items()],
             "history": [[zone, cls, n] for (zone, cls), n in self.history.items()],
+            "offences": [[zone, cls, list(times)] for (zone, cls), times in self.offences.items()],
         }
 
     def restore(self, snapshot: dict[str, Any], t: float, hold_s: Callable[[str, str], float]) -> int:
@@ -196,6 +234,9 @@ class EventDeduplicator:
         `hold_s(zone, class)` beyond `t` before the resolve grace starts counting."""
         for zone, cls, n in snapshot.get("history", []):
             self.history[(zone, cls)] = max(self.history[(zone, cls)], int(n))
+        for zone, cls, times in snapshot.get("offences", []):
+            self.offences[(zone, cls)] = deque(sorted(set(self.offences.get((zone, cls), ())) | set(times)),
+                                               maxlen=OFFENCES_KEPT)
         restored = 0
         for rec in snapshot.get("open", []):
             v = dict(rec["violation"])
@@ -209,9 +250,11 @@ class EventDeduplicator:
                 # Track ids restart with the tracker: match by place (IoU) only, never by a stale id.
                 key = (key[0], key[1], f"restored-{rec['event_id']}")
             hold = hold_s(violation.zone_id, violation.scene_class)
+            stage = rec.get("enforcement")
             self.open[key] = _Open(event_id=rec["event_id"], state=rec["state"], revision=int(rec["revision"]),
                                    violation=violation, repeat_count=int(rec["repeat_count"]),
                                    last_seen_s=max(float(rec["last_seen_s"]), t + hold),
-                                   last_sent_s=float(rec["last_sent_s"]))
+                                   last_sent_s=float(rec["last_sent_s"]),
+                                   enforcement=Enforcement(**stage) if stage else None)
             restored += 1
         return restored

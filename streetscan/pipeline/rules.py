@@ -20,7 +20,7 @@ import numpy as np
 import supervision as sv
 
 from .catalogue import CATALOGUE, SceneClass, served_by
-from .config import Camera, ZoneConfig
+from .config import Allowance, Camera, ZoneConfig
 from .models import Thresholds
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
@@ -286,6 +286,7 @@ class RuleSet:
     camera_id: str
     rules: list[ZoneRule] = field(default_factory=list)
     unserved: list[SceneClass] = field(default_factory=list)  # scene classes the model cannot serve
+    allowances: list[tuple[ZoneConfig, Allowance]] = field(default_factory=list)  # zones that allow classes
 
     @classmethod
     def build(cls, camera: Camera, model_objects: set[str], thresholds: Thresholds | None = None) -> RuleSet:
@@ -293,7 +294,8 @@ class RuleSet:
         thresholds = thresholds or Thresholds()
         served, unserved = served_by(model_objects)
         served_codes = {c.code for c in served}
-        rs = cls(camera_id=camera.id, unserved=unserved)
+        rs = cls(camera_id=camera.id, unserved=unserved,
+                 allowances=[(z, a) for z in camera.zones for a in z.allows])
         for setting in camera.rules:
             code = setting.scene_class
             if code not in served_codes or not setting.params["enabled"]:
@@ -313,12 +315,39 @@ class RuleSet:
         out: list[Violation] = []
         started = False
         weekday, clock = wall.isoweekday(), wall.timetz().replace(tzinfo=None)
+        allowed = self._allowed_now(weekday, clock)
+        seen_by: dict[str, sv.Detections] = {}
         for rule in self.rules:
             schedule = rule.zone.schedule
             if schedule is not None and not schedule.is_active(weekday, clock):
                 rule.reset()
                 continue
-            step = rule.update(det, t, frame_seq)
+            code = rule.scene.code
+            if code in allowed and len(det):
+                if code not in seen_by:
+                    seen_by[code] = det[~self._inside_any(det, allowed[code], rule)]
+                step = rule.update(seen_by[code], t, frame_seq)
+            else:
+                step = rule.update(det, t, frame_seq)
             out.extend(step.violations)
             started = started or step.episode_started
         return RuleStep(out, started)
+
+    def _allowed_now(self, weekday: int, clock) -> dict[str, list[ZoneConfig]]:
+        """Scene class -> the zones allowing it at this local time."""
+        out: dict[str, list[ZoneConfig]] = {}
+        for zone, allow in self.allowances:
+            if allow.schedule is None or allow.schedule.is_active(weekday, clock):
+                for code in allow.classes:
+                    out.setdefault(code, []).append(zone)
+        return out
+
+    @staticmethod
+    def _inside_any(det: sv.Detections, zones: list[ZoneConfig], rule: ZoneRule) -> np.ndarray:
+        """Detections anchored (as `rule` anchors them) inside any of `zones`."""
+        mask = np.zeros(len(det), dtype=bool)
+        for zone in zones:
+            if zone.polygon is None:
+                return np.ones(len(det), dtype=bool)
+            mask |= _polygon_zone(tuple(map(tuple, zone.polygon)), rule._anchor).trigger(det)
+        return mask
