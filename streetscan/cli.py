@@ -141,6 +141,7 @@ def replay(
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
+    verify: Annotated[Optional[Path], typer.Option(help="Verification requests to ask while the footage plays: JSON lines {\"at_s\": stream seconds, \"request_id\", \"event_id\"}; answers in OUT/verifications.jsonl.")] = None,
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
@@ -156,6 +157,7 @@ def replay(
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
     webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
+    requests = _verify_requests(verify) if verify else []
     cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
     unserved = print_served(card.objects, card.name)
     try:
@@ -173,7 +175,8 @@ def replay(
                           TimeElapsedColumn(), console=console, transient=True) as progress:
                 task = progress.add_task(Path(path).name, total=None)
                 job = ReplayJob(cameras[path], detector, out_dir=out, sinks=sinks, batch_size=batch,
-                                start_time=start_time, on_progress=lambda t: progress.update(task, completed=t))
+                                start_time=start_time, on_progress=lambda t: progress.update(task, completed=t),
+                                verify=requests)
                 try:
                     results.append(job.run(path))
                 except SourceError as exc:
@@ -214,6 +217,27 @@ def _replay_sinks(out: Path, redis: str | None, redis_stream: str) -> list:
             _fail(str(exc))
         sinks.append(rs)
     return sinks
+
+
+def _verify_requests(path: Path) -> list[tuple[float, dict]]:
+    """A replay's verification requests: one JSON object per line with at_s; the rest is the request."""
+    import json
+
+    out = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        _fail(f"{path}: {exc.strerror or exc}")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            at = float(doc.pop("at_s"))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            _fail(f"{path}:{n}: expected a JSON object with a numeric at_s ({type(exc).__name__}: {exc})")
+        out.append((at, doc))
+    return out
 
 
 def _webhook_sink(url: str, secret_file: Path | None, ca: Path | None, timeout_s: float):

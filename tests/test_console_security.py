@@ -29,7 +29,7 @@ PASSWORD = "correct horse battery"
 def event(i: int, state="opened", revision=0, camera="cam01", scene="A01") -> dict:
     eid = f"00000000-0000-4000-8000-{i:012d}"
     ev = {
-        "schema_version": "1", "event_id": eid, "state": state, "revision": revision,
+        "schema_version": "2", "event_id": eid, "state": state, "revision": revision,
         "camera": {"id": camera, "name": f"{camera} gate", "address": "1 Test Road", "lat": 31.2, "lon": 121.4},
         "zone": {"id": "z1", "kind": "storefront", "grade": "arterial"},
         "scene_class": {"code": scene, "name_zh": "店外经营", "name_en": "Out-of-store trading", "category": "街面秩序"},
@@ -41,6 +41,8 @@ def event(i: int, state="opened", revision=0, camera="cam01", scene="A01") -> di
         "evidence": {"clean": f"evidence/{eid}/clean.jpg", "annotated": f"evidence/{eid}/annotated.jpg"},
         "model": {"name": "m", "version": "1"}, "pipeline_version": "0.1.0", "repeat_count": revision,
         "source": "test",
+        "platform": {"category_code": "05", "category": "街面秩序", "code": "0504", "name": "店外经营"},
+        "enforcement": {"stage": "educate", "name": "首次教育引导", "count": 1, "window_days": 30},
     }
     jsonschema.validate(ev, event_schema())
     return ev

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-STATES = ("opened", "updated", "resolved")
+STATES = ("opened", "updated", "resolved", "verified", "still_present")
+CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
 VERDICTS = ("confirmed", "dismissed")
 
 _SCHEMA = """
@@ -241,12 +242,12 @@ class CaseIndex:
         """(camera, cases, cases still open) per camera, most cases first."""
         with self._lock:
             return [tuple(r) for r in self._db.execute(
-                """SELECT camera_id, COUNT(*), SUM(state != 'resolved') FROM cases GROUP BY camera_id
+                """SELECT camera_id, COUNT(*), SUM(state NOT IN ('resolved', 'verified')) FROM cases GROUP BY camera_id
                    ORDER BY 2 DESC, 1""")]
 
     def open_count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM cases WHERE state != 'resolved'").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM cases WHERE state NOT IN ('resolved', 'verified')").fetchone()[0]
 
     def stamp(self) -> tuple[int, int]:
         """Changes whenever a revision or review is added: what a cached chart is keyed on."""
@@ -259,7 +260,7 @@ class CaseIndex:
         """Forget resolved cases last seen before `before` (ISO-8601) that no operator reviewed, and
         expired mutes, so a daemon's index stays bounded like its evidence. Open cases and reviewed
         ones (the hard negatives) stay. Returns the cases forgotten."""
-        old = ("SELECT event_id FROM cases WHERE state = 'resolved' AND last_seen < ? "
+        old = ("SELECT event_id FROM cases WHERE state IN ('resolved', 'verified') AND last_seen < ? "
                "AND event_id NOT IN (SELECT event_id FROM reviews)")
         with self._lock:
             self._db.execute("BEGIN")

@@ -6,9 +6,13 @@ It returns the frame's events; where they go (the spool, then the sinks) is the 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import queue
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import supervision as sv
 
@@ -21,6 +25,9 @@ from .frames import Frame
 from .models import ModelCard
 from .rules import RuleSet
 from .track import ObjectTracker, TrackerSettings
+from .verify import ZoneCheck
+
+RECENT_REVISIONS = 10_000  # events whose last revision this camera remembers after they closed
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +48,19 @@ class CameraAnalysis:
         self._evidence_by_event: dict[str, dict[str, str]] = {}
         self.picture = CameraPicture(out_dir, camera.id)
         self.counts: Counter[tuple[str, str]] = Counter()  # (scene class, state) -> events emitted
+        # Verification requests (核查) for this camera, handed over from other threads.
+        self._incoming: queue.SimpleQueue[ZoneCheck] = queue.SimpleQueue()
+        self.checks: list[ZoneCheck] = []
+        self._answers: list[dict[str, Any]] = []
+        self._revisions: OrderedDict[str, int] = OrderedDict()  # event -> its newest revision sent
+        self.on_answer: Callable[[ZoneCheck, dict[str, Any]], None] | None = None
+        self.on_frame: Callable[[float, datetime], None] | None = None  # replay: requests due at stream time
 
     def process(self, frame: Frame, detections: sv.Detections) -> list[Event]:
-        """`detections` are in camera pixels (crops.FrameDetector)."""
+        """`detections` are in camera pixels (crops.FrameDetector). Verification answers this frame
+        completed are taken with `take_answers()`."""
+        if self.on_frame is not None:
+            self.on_frame(frame.pts_s, self.clock.wall(frame.pts_s))
         if self.picture.due(frame.pts_s):
             try:
                 self.picture.write(frame.pts_s, frame.full_image())
@@ -55,10 +72,58 @@ class CameraAnalysis:
             self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
         for ev in events:
+            self._revisions[ev.event_id] = ev.revision
+            self._revisions.move_to_end(ev.event_id)
             self.counts[(ev.violation.scene_class, ev.state)] += 1
             log.info("%s %s %s zone=%s id=%s", self.camera.id, ev.state, ev.violation.scene_class,
                      ev.violation.zone_id, ev.event_id, extra={"camera": self.camera.id})
+        while len(self._revisions) > RECENT_REVISIONS:
+            self._revisions.popitem(last=False)
+        self._check(frame, detections)
         return events
+
+    # -- verification on request ------------------------------------------------------------
+    def check(self, zc: ZoneCheck) -> None:
+        """Look for `zc`'s violation on the next analysed frames (any thread may call this)."""
+        self._incoming.put(zc)
+
+    def cancel(self, request_id: str) -> None:
+        self._incoming.put(ZoneCheck.cancelled(request_id))
+
+    def take_answers(self) -> list[dict[str, Any]]:
+        out, self._answers = self._answers, []
+        return out
+
+    def _check(self, frame: Frame, det: sv.Detections) -> None:
+        while not self._incoming.empty():
+            zc = self._incoming.get()
+            if zc.is_cancel:
+                self.checks = [c for c in self.checks if c.request.request_id != zc.request.request_id]
+            else:
+                self.checks.append(zc)
+        finished = []
+        for zc in self.checks:
+            ev = zc.event
+            rule = next((r for r in self.rules.rules if r.zone.id == ev["zone"]["id"]
+                         and r.scene.code == ev["scene_class"]["code"]), None)
+            zc.look(self.camera, frame, det, rule.min_confidence if rule else 0.35)
+            if zc.done:
+                finished.append(zc)
+        for zc in finished:
+            self.checks.remove(zc)
+            event_id = zc.event["event_id"]
+            revision = max(int(zc.event["revision"]), self._revisions.get(event_id, -1)) + 1
+            self.dedup.skip_revision(event_id, revision)
+            self._revisions[event_id] = revision
+            wall = self.clock.wall(frame.pts_s)
+            evidence = self.evidence.write_check(event_id, zc, frame.full_image(), wall)
+            answer = zc.answer(revision, frame.pts_s, wall, evidence)
+            self.counts[(answer["scene_class"]["code"], answer["state"])] += 1
+            log.info("%s %s %s id=%s request=%s", self.camera.id, answer["state"], answer["scene_class"]["code"],
+                     event_id, zc.request.request_id, extra={"camera": self.camera.id})
+            self._answers.append(answer)
+            if self.on_answer is not None:
+                self.on_answer(zc, answer)
 
     def snapshot(self) -> dict:
         """What must outlive a restart: open events and the evidence they point to."""

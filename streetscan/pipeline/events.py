@@ -26,14 +26,14 @@ from .clock import StreamClock
 from .config import Camera
 from .rules import ObservedObject, Violation, same_place
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: platform, enforcement; states verified / still_present (README "Events")
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
 
-State = Literal["opened", "updated", "resolved"]
+State = Literal["opened", "updated", "resolved", "verified", "still_present"]
 
 
 def event_schema() -> dict[str, Any]:
-    """The JSON Schema of events (schemas/event-v1.json), for consumers and tests."""
+    """The JSON Schema of events (schemas/event-v2.json), for consumers and tests."""
     return json.loads((Path(__file__).parent / "schemas" / f"event-v{SCHEMA_VERSION}.json").read_text(encoding="utf-8"))
 
 
@@ -187,6 +187,13 @@ class EventDeduplicator:
             rec.state, rec.revision = "resolved", rec.revision + 1
             out.append(self._event(rec))
         return out
+
+    def skip_revision(self, event_id: str, revision: int) -> None:
+        """`revision` of this event went out as a verification answer: an open event's next
+        message numbers on from it."""
+        for rec in self.open.values():
+            if rec.event_id == event_id:
+                rec.revision = max(rec.revision, revision)
 
     def _stage(self, v: Violation) -> Enforcement | None:
         """Count this confirmed violation at its place and give it its enforcement stage."""

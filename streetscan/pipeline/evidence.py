@@ -92,6 +92,30 @@ class EvidenceWriter:
             (self.out_dir / files["first"]).write_bytes(first_jpeg)
         return {k: str(p) for k, p in files.items()}
 
+    def write_check(self, event_id: str, check, image: np.ndarray, wall) -> dict[str, str]:
+        """A verification's pictures beside the event's: `verify-<request>-clean.jpg` and, with
+        the zone and what was found drawn, `verify-<request>-annotated.jpg`."""
+        rel = Path("evidence") / event_id
+        (self.out_dir / rel).mkdir(parents=True, exist_ok=True)
+        stem = f"verify-{check.request.request_id.replace(':', '_')}"
+        files = {"clean": rel / f"{stem}-clean.jpg", "annotated": rel / f"{stem}-annotated.jpg"}
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
+        out = image.copy()
+        polygon = self.zones.get(check.event["zone"]["id"])
+        if polygon:
+            out = sv.draw_polygon(out, np.array(polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
+        if check.still_present and check.last_objects:
+            det = sv.Detections(xyxy=np.array([o["box"] for o in check.last_objects], dtype=np.float32),
+                                class_id=np.zeros(len(check.last_objects), dtype=int))
+            out = self._boxes.annotate(out, det)
+        verdict = "STILL PRESENT" if check.still_present else "VERIFIED GONE"
+        header = (f"{verdict} | {check.event['scene_class']['code']} | {check.event['camera']['id']} / "
+                  f"{check.event['zone']['id']} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | {check.present}/{check.frames} frames")
+        self._header(out, header)
+        cv2.imwrite(str(self.out_dir / files["clean"]), image, params)
+        cv2.imwrite(str(self.out_dir / files["annotated"]), out, params)
+        return {k: str(p) for k, p in files.items()}
+
     def annotate(self, event: Event, image: np.ndarray) -> np.ndarray:
         v = event.violation
         scene = CATALOGUE[v.scene_class]
@@ -109,6 +133,11 @@ class EvidenceWriter:
             out = self._labels.annotate(out, det, labels=labels)
         wall = event.confirmed.strftime("%Y-%m-%d %H:%M:%S")
         header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
+        self._header(out, header)
+        return out
+
+    @staticmethod
+    def _header(out: np.ndarray, header: str) -> None:
         # Sized to the picture: readable on a 1080p frame, whole on a 512-px one.
         font, width = cv2.FONT_HERSHEY_SIMPLEX, out.shape[1]
         (text_w, _), _ = cv2.getTextSize(header, font, 1.0, 2)
@@ -117,7 +146,6 @@ class EvidenceWriter:
         cv2.rectangle(out, (0, 0), (width, bar), (0, 0, 0), -1)
         cv2.putText(out, header, (8, int(round(34 * scale))), font, scale, (255, 255, 255), max(1, round(2.5 * scale)),
                     cv2.LINE_AA)
-        return out
 
 
 def prune_evidence(out_dir: Path, written_before: float, keep: set[str]) -> int:

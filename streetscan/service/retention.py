@@ -56,6 +56,7 @@ class EvidenceRetention(Worker):
     def sweep(self, now: float | None = None) -> int:
         cutoff = (time.time() if now is None else now) - self.evidence_days * 86400
         pruned = prune_evidence(self.out_dir, cutoff, evidence_in_use(self.spool))
+        self.spool.forget_events_before(cutoff)  # too old to verify: their evidence is gone too
         if self.case_index is not None:
             # Wall times in events carry each camera's UTC offset: compared as text with a UTC
             # cutoff they are off by that offset at most, hours against a retention of days.

@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS camera_state (camera_id TEXT PRIMARY KEY, state TEXT NOT NULL, saved_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS known_events (
+    event_id TEXT PRIMARY KEY,
+    camera_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS known_events_at ON known_events (at);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sink TEXT NOT NULL,
@@ -89,10 +97,16 @@ class EventSpool:
         with self._changed:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                rows = [(e["event_id"], e["revision"], camera_id, json.dumps(e, ensure_ascii=False, separators=(",", ":")),
+                         now) for e in events]
                 self._db.executemany(
-                    "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
-                    [(e["event_id"], e["revision"], camera_id,
-                      json.dumps(e, ensure_ascii=False, separators=(",", ":")), now) for e in events])
+                    "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)", rows)
+                # The newest revision of every event, so a verification request can be answered after
+                # the outbox delivered and dropped it (pruned with the evidence, see forget_events_before).
+                self._db.executemany(
+                    "INSERT INTO known_events (event_id, revision, camera_id, payload, at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT(event_id) DO UPDATE SET revision = excluded.revision, payload = excluded.payload, "
+                    "at = excluded.at WHERE excluded.revision > known_events.revision", rows)
                 if state is not None:
                     self._db.execute("INSERT OR REPLACE INTO camera_state (camera_id, state, saved_at) VALUES (?, ?, ?)",
                                      (camera_id, json.dumps(state, separators=(",", ":")), now))
@@ -157,6 +171,17 @@ class EventSpool:
         with self._lock:
             rows = self._db.execute("SELECT camera_id, state FROM camera_state").fetchall()
         return {cam: json.loads(state) for cam, state in rows}
+
+    # -- known events -------------------------------------------------------------------------
+    def known_event(self, event_id: str) -> dict[str, Any] | None:
+        """The newest revision of an event committed here (within the retention period)."""
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM known_events WHERE event_id = ?", (event_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def forget_events_before(self, at: float) -> int:
+        with self._lock:
+            return self._db.execute("DELETE FROM known_events WHERE at < ?", (at,)).rowcount
 
     # -- dead letters ------------------------------------------------------------------------
     def dead_letter(self, sink: str, event: dict[str, Any], reason: str) -> None:

@@ -66,13 +66,14 @@ class AnalysisWorker(Worker):
         if analysis is None:
             return
         events = analysis.process(lf.frame, det)
-        if events:
-            payloads = [ev.to_dict() for ev in events]
+        answers = analysis.take_answers()
+        if events or answers:
+            payloads = [ev.to_dict() for ev in events] + answers
             self.outbox.commit(lf.camera_id, payloads, analysis.snapshot())
             if self.recorded is not None:
                 self.recorded.setdefault(lf.camera_id, []).extend(payloads)
-            for ev in events:
-                self.metrics.events.labels(ev.violation.scene_class, ev.state).inc()
+            for p in payloads:
+                self.metrics.events.labels(p["scene_class"]["code"], p["state"]).inc()
         self.metrics.frames_analysed.labels(lf.camera_id).inc()
         age = time.monotonic() - lf.arrived
         self.metrics.frame_age.observe(age)

@@ -8,6 +8,7 @@ live daemon does.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -86,7 +87,10 @@ class ReplayJob:
 
     def __init__(self, camera: Camera, detector: Detector, *, out_dir: Path, sinks: Sequence[CaseSink],
                  batch_size: int = 4, start_time: datetime | None = None,
-                 on_progress: Callable[[float], None] | None = None, flush_s: float = 30.0):
+                 on_progress: Callable[[float], None] | None = None, flush_s: float = 30.0,
+                 verify: Sequence[tuple[float, dict]] = ()):
+        """`verify`: verification requests (stream seconds, request) asked while the recording
+        plays; the desk's answers go to OUT/verifications.jsonl."""
         self.camera = camera
         self.detector = detector
         self.out_dir = Path(out_dir)
@@ -95,6 +99,7 @@ class ReplayJob:
         self.start_time = start_time
         self.on_progress = on_progress
         self.flush_s = flush_s
+        self.verify = sorted(verify, key=lambda r: r[0])
 
     def run(self, path: str) -> ReplayResult:
         camera, card = self.camera, self.detector.card
@@ -104,6 +109,7 @@ class ReplayJob:
             out_dir=self.out_dir, spool_path=self.out_dir / "spool.db", max_batch=self.batch_size, max_wait_ms=0.0,
             restore_state=False, record_events=True))
         crops = CropPlanner.for_camera(camera, card.fit)
+        desk = self._desk(runner) if self.verify else None
 
         def recording(cam: Camera, generation: int) -> RecordingReader:
             return RecordingReader(cam, source, runner.handoff, runner.metrics, generation=generation, crops=crops)
@@ -117,6 +123,11 @@ class ReplayJob:
                 if self.on_progress:
                     self.on_progress(reader.last_pts)
         finally:
+            if desk is not None:
+                # The recording ended before these could be checked, or before they were due.
+                desk.expire(now=float("inf"))
+                for at, raw in self._due:
+                    desk.refuse(raw, "camera_down", f"the recording ends before {at:g} s, when this was asked")
             _, left = runner.stop(time.monotonic() + self.flush_s)
         if reader.failure is not None:
             raise reader.failure
@@ -129,3 +140,28 @@ class ReplayJob:
                 "streetscan_frames_analysed_total", {"camera": camera.id}) or 0), decode_errors=source.stats.decode_errors,
             keyframe_only=source.stats.keyframe_only, counts=analysis.counts,
             events=runner.analysis.recorded.get(camera.id, []), still_open=len(analysis.dedup.open), undelivered=left)
+
+    def _desk(self, runner: Runner):
+        """A verification desk fed from `self.verify` as the stream reaches each request's time."""
+        from .verification import VerificationDesk
+
+        desk = VerificationDesk(runner, camera_live=lambda cam: (True, ""), timeout_s=float("inf"))
+        replies = self.out_dir / "verifications.jsonl"
+
+        def write(reply: dict) -> None:
+            with replies.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(reply, ensure_ascii=False) + "\n")
+
+        desk.notify.append(write)
+        due = self._due = list(self.verify)
+
+        def on_frame(t: float, wall: datetime) -> None:
+            while due and due[0][0] <= t:
+                desk.submit(due.pop(0)[1], requested=wall)
+
+        def hook(analysis) -> None:
+            desk.watch(analysis)
+            analysis.on_frame = on_frame
+
+        runner.camera_hooks.append(hook)
+        return desk

@@ -78,6 +78,8 @@ class Runner:
         self._slots: dict[str, CameraSlot] = {}
         self._lock = threading.Lock()
         self._generation = 0
+        # Called with each camera's new analysis before its reader starts (the verification desk).
+        self.camera_hooks: list[Callable[[CameraAnalysis], None]] = []
 
     # -- cameras ------------------------------------------------------------------------------
     def _analysis_for(self, camera_id: str, generation: int) -> CameraAnalysis | None:
@@ -103,6 +105,8 @@ class Runner:
             n = analysis.restore(state, now_t)
             if n:
                 log.info("%s: %d open event(s) restored", camera.id, n, extra={"camera": camera.id})
+        for hook in self.camera_hooks:
+            hook(analysis)
         slot = CameraSlot(camera, self._generation, analysis, reader(camera, self._generation))
         with self._lock:
             self._slots[camera.id] = slot

@@ -1,0 +1,116 @@
+"""Verification on request (核查): the case platform asks whether a case's violation is still there.
+
+A request names an event. The camera that reported it looks at that zone on its next analysed
+frames (`FRAMES_TO_CHECK`) for the scene class's objects (for dwell classes: at the place the
+violation was, so a different car parked beside it does not count) and answers with a new
+revision of the event: `verified` (gone on most frames: a fresh picture proves it) or
+`still_present` (with annotated evidence). What cannot be checked is answered at once, with a
+reason, by whoever took the request (workers.verification.VerificationDesk).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import supervision as sv
+
+from .catalogue import CATALOGUE
+from .config import Camera
+from .frames import Frame
+from .rules import CENTRE_ANCHORED, _polygon_zone, same_place
+
+FRAMES_TO_CHECK = 3
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class BadRequest(ValueError):
+    """A malformed verification request; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class VerificationRequest:
+    request_id: str
+    event_id: str
+    requested: datetime  # when it was asked (wall clock; replay: the stream's wall time)
+
+    @classmethod
+    def parse(cls, raw: Any, requested: datetime) -> VerificationRequest:
+        if not isinstance(raw, dict):
+            raise BadRequest(f"expected a JSON object with request_id and event_id, got {type(raw).__name__}")
+        unknown = set(raw) - {"request_id", "event_id"}
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
+        request_id, event_id = raw.get("request_id"), raw.get("event_id")
+        if not isinstance(request_id, str) or not _ID.match(request_id):
+            raise BadRequest("request_id: required, 1-128 characters of A-Z a-z 0-9 _ . : -")
+        if not isinstance(event_id, str) or not _UUID.match(event_id):
+            raise BadRequest("event_id: required, the event's UUID as StreetScan sent it")
+        return cls(request_id, event_id, requested)
+
+
+@dataclass
+class ZoneCheck:
+    """One request being checked on a camera's frames."""
+
+    request: VerificationRequest
+    event: dict[str, Any]  # the newest revision the platform knows
+    frames: int = 0
+    present: int = 0
+    last_objects: list[dict[str, Any]] = field(default_factory=list)
+    is_cancel: bool = False
+
+    @classmethod
+    def cancelled(cls, request_id: str) -> ZoneCheck:
+        """A message to the camera: stop checking this request (it timed out)."""
+        return cls(VerificationRequest(request_id, "", datetime.now().astimezone()), {}, is_cancel=True)
+
+    def look(self, camera: Camera, frame: Frame, det: sv.Detections, min_confidence: float) -> None:
+        """Count this frame: are the violation's objects in its zone?"""
+        ev = self.event
+        scene = CATALOGUE[ev["scene_class"]["code"]]
+        zone = camera.zone(ev["zone"]["id"])
+        self.frames += 1
+        if len(det) == 0:
+            return
+        ours = np.isin(det.data["class_name"], scene.objects) & (det.confidence >= min_confidence)
+        if zone.polygon is not None:
+            anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
+            ours &= _polygon_zone(tuple(map(tuple, zone.polygon)), anchor).trigger(det)
+        idx = np.flatnonzero(ours)
+        if scene.rule == "dwell" and ev["objects"]:
+            # The case is about that object at that place: another one elsewhere in the zone is a new case.
+            was = tuple(ev["objects"][0]["box"])
+            idx = [i for i in idx if same_place(was, tuple(float(v) for v in det.xyxy[i]))]
+        if len(idx) == 0:
+            return
+        self.present += 1
+        self.last_objects = [{"class_name": str(det.data["class_name"][i]),
+                              "box": [round(float(v), 1) for v in det.xyxy[i]],
+                              "confidence": round(float(det.confidence[i]), 4), "track_id": None} for i in idx]
+
+    @property
+    def done(self) -> bool:
+        return self.frames >= FRAMES_TO_CHECK
+
+    @property
+    def still_present(self) -> bool:
+        return 2 * self.present > self.frames
+
+    def answer(self, revision: int, checked_s: float, checked_wall: datetime, evidence: dict[str, str]) -> dict[str, Any]:
+        """The event's new revision: verified or still_present."""
+        ev = dict(self.event)
+        ev["state"] = "still_present" if self.still_present else "verified"
+        ev["revision"] = revision
+        if self.still_present:
+            ev["objects"] = self.last_objects
+            ev["last_seen"] = {"stream_s": round(checked_s, 3), "wall": checked_wall.isoformat()}
+        ev["evidence"] = evidence
+        ev["verification"] = {"request_id": self.request.request_id, "requested": self.request.requested.isoformat(),
+                              "checked": {"stream_s": round(checked_s, 3), "wall": checked_wall.isoformat()},
+                              "frames": self.frames, "present_frames": self.present}
+        return ev
