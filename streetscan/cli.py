@@ -86,6 +86,7 @@ def run(
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
+    command_stream: Annotated[str, typer.Option(help="With --redis: the Redis Stream the case platform sends verification requests to (replies on <stream>:replies).")] = "streetscan:commands",
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -116,7 +117,9 @@ def run(
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
-                            evidence_days=evidence_days, http_host=http_host, http_port=http_port)
+                            evidence_days=evidence_days, http_host=http_host, http_port=http_port,
+                            verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
+                            command_redis=redis, command_stream=command_stream)
     try:
         daemon = Daemon(options, config, detector, sinks)
     except OSError as exc:
@@ -217,6 +220,15 @@ def _replay_sinks(out: Path, redis: str | None, redis_stream: str) -> list:
             _fail(str(exc))
         sinks.append(rs)
     return sinks
+
+
+def _platform_secret(path: Path | None) -> bytes:
+    from .service.webhook import WebhookConfigError, load_secret
+
+    try:
+        return load_secret(path)
+    except WebhookConfigError as exc:
+        _fail(str(exc))
 
 
 def _verify_requests(path: Path) -> list[tuple[float, dict]]:
@@ -537,3 +549,67 @@ def _open_spool(path: Path):
         _fail(f"{path}: no such spool")
     # Opened beside a running daemon: SQLite in WAL mode lets both work on it.
     return EventSpool(path, [], maintenance=True)
+
+
+@app.command()
+def consume(
+    redis: Annotated[str, typer.Option(help="Redis URL of the case stream (redis://host:port/db).")],
+    stream: Annotated[str, typer.Option(help="The case stream the daemons write to.")] = "streetscan:events",
+    group: Annotated[str, typer.Option(help="Consumer group: one per consuming system (each group sees every case).")] = "platform",
+    consumer: Annotated[Optional[str], typer.Option(help="This consumer's name within the group (default: host name).")] = None,
+    claim_idle: Annotated[float, typer.Option(help="Take over entries another consumer left unacknowledged this many seconds.")] = 60.0,
+    forward: WebhookOption = None,
+    webhook_secret_file: WebhookSecretOption = None,
+    max_events: Annotated[int, typer.Option("--max", help="Stop after this many events (0: run until Ctrl-C).")] = 0,
+    idle_exit: Annotated[float, typer.Option(help="Stop after this many seconds without entries (0: never).")] = 0.0,
+) -> None:
+    """The reference consumer: read cases with a consumer group (XREADGROUP, XACK, XAUTOCLAIM of a
+    dead consumer's entries), deduplicate on (event_id, revision), print each as a JSON line or
+    forward it to a webhook. Integrators: this is the at-least-once pattern to copy."""
+    import json
+    import sys
+    import time
+    from collections import OrderedDict
+
+    import redis as redis_lib
+
+    from .service.consumer import CaseStreamConsumer
+    from .service.sinks import SinkError
+
+    reader = CaseStreamConsumer(redis, stream, group, consumer, claim_idle_s=claim_idle)
+    sink = _webhook_sink(forward, webhook_secret_file, None, 10.0) if forward else None
+    seen: OrderedDict[tuple[str, int], None] = OrderedDict()   # recent keys: an entry may come twice
+    handled, quiet_since = 0, time.monotonic()
+    try:
+        reader.ensure_group()
+        while not max_events or handled < max_events:
+            entries = reader.read()
+            if not entries:
+                if idle_exit and time.monotonic() - quiet_since > idle_exit:
+                    break
+                continue
+            quiet_since = time.monotonic()
+            done = []
+            for entry_id, event in entries:
+                if event is not None:
+                    key = (event["event_id"], int(event["revision"]))
+                    if key not in seen:
+                        if sink is not None:
+                            sink.emit(event)   # a failure leaves the entry pending: read again later
+                        else:
+                            sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+                            sys.stdout.flush()
+                        seen[key] = None
+                        while len(seen) > 100_000:
+                            seen.popitem(last=False)
+                        handled += 1
+                done.append(entry_id)
+            reader.ack(done)
+    except (redis_lib.RedisError, SinkError) as exc:
+        _fail(str(exc), code=1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if sink is not None:
+            sink.close()
+    err.print(f"{handled} case event(s) handled", highlight=False)

@@ -72,3 +72,116 @@ def test_verification_requests_in_a_replay(tmp_path, marker_model):
         jsonschema.validate(e, event_schema(), format_checker=jsonschema.FormatChecker())
         for path in e["evidence"].values():
             assert (out / path).is_file() and "verify-" in path
+
+
+@pytest.mark.usefixtures("rtsp_ready")
+def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marker_model, redis_url, monkeypatch):
+    import httpx
+    import redis
+
+    from realparts import DaemonProcess, RtspServer, wait_for
+    from streetscan.service.webhook import sign
+    from test_webhook import SECRET, Receiver
+
+    clip = encode_clip(tmp_path / "parked.mp4", seconds=90, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
+    rtsp = RtspServer({"cam": clip}).start()
+    streams = tmp_path / "streams.yaml"
+    streams.write_text(yaml.safe_dump({
+        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 30, "resolve_grace_s": 3},
+                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0, "open_timeout_s": 5,
+                                "read_timeout_s": 3, "stall_timeout_s": 5},
+                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
+        "cameras": [{"id": "cam-1", "name": "cam 1", "url": rtsp.url("cam"), "location": {"address": "test road"}}]}))
+    receiver = Receiver(tmp_path).start()
+    monkeypatch.setenv("STREETSCAN_WEBHOOK_SECRET", SECRET.decode())
+    out = tmp_path / "out"
+    daemon = DaemonProcess(streams, out, marker_model, "--redis", redis_url, "--redis-stream", "verify-cases",
+                           "--command-stream", "verify-cmds", "--webhook", receiver.url, "--jsonl").start()
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    base = f"http://127.0.0.1:{daemon.port}"
+
+    def events() -> list[dict]:
+        path = out / "events.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def replies(request_id: str) -> list[dict]:
+        return [f for _, f in r.xrange("verify-cmds:replies") if f.get("request_id") == request_id]
+
+    def signed(body: bytes = b"") -> dict:
+        ts = str(int(__import__("time").time()))
+        return {"X-StreetScan-Timestamp": ts, "X-StreetScan-Signature": sign(SECRET, ts, body)}
+
+    try:
+        wait_for(lambda: any(e["state"] == "opened" for e in events()), 60, what="the parked car's case")
+        event_id = events()[0]["event_id"]
+        # Over Redis: a well-formed request, an unknown case, a malformed command.
+        r.xadd("verify-cmds", {"request_id": "redis-1", "event_id": event_id})
+        r.xadd("verify-cmds", {"request_id": "redis-2", "event_id": UNKNOWN})
+        r.xadd("verify-cmds", {"payload": "{not json"})
+        wait_for(lambda: [x["status"] for x in replies("redis-1")] == ["accepted", "answered"], 30,
+                 what="the Redis request answered")
+        assert replies("redis-1")[-1]["state"] == "still_present"
+        assert [x["status"] for x in replies("redis-2")] == ["unknown_case"]
+        wait_for(lambda: any(f.get("status") == "malformed" for _, f in r.xrange("verify-cmds:replies")), 10,
+                 what="the malformed command's answer")
+        # Over HTTP, signed with the shared secret; unsigned requests are refused.
+        body = json.dumps({"request_id": "http-1", "event_id": event_id}).encode()
+        assert httpx.post(f"{base}/verify", content=body).status_code == 401
+        answer = httpx.post(f"{base}/verify", content=body, headers=signed(body))
+        assert answer.status_code == 202 and answer.json()["status"] == "accepted"
+        wait_for(lambda: httpx.get(f"{base}/verify/http-1", headers=signed()).json().get("status") == "answered", 30,
+                 what="the HTTP request answered")
+        bad = b'{"request_id": "http-2"}'
+        assert httpx.post(f"{base}/verify", content=bad, headers=signed(bad)).status_code == 400
+        unknown = json.dumps({"request_id": "http-3", "event_id": UNKNOWN}).encode()
+        assert httpx.post(f"{base}/verify", content=unknown, headers=signed(unknown)).status_code == 404
+        # The camera goes dark: a request for its case says so instead of waiting.
+        rtsp.kill()
+        wait_for(lambda: daemon.camera_state("cam-1") == "backoff", 30, what="the camera down")
+        down = json.dumps({"request_id": "http-4", "event_id": event_id}).encode()
+        answer = httpx.post(f"{base}/verify", content=down, headers=signed(down))
+        assert answer.status_code == 409 and answer.json()["status"] == "camera_down"
+        assert "backoff" in answer.json()["detail"]
+        wait_for(lambda: sum("verification" in e for e in receiver_events(receiver)) >= 2, 20,
+                 what="the answers delivered to the platform's webhook")
+    finally:
+        daemon.stop()
+        rtsp.kill()
+        receiver.kill()
+    answers = [e for e in events() if "verification" in e]
+    assert {e["verification"]["request_id"] for e in answers} == {"redis-1", "http-1"}
+    assert all(e["state"] == "still_present" for e in answers)
+    mine = [e["revision"] for e in events() if e["event_id"] == event_id]
+    assert mine == list(range(len(mine)))
+
+
+def receiver_events(receiver) -> list[dict]:
+    """The events the receiver accepted, read back from the daemon's own record by key."""
+    keys = set(receiver.accepted())
+    out = receiver.log.parent / "out" / "events.jsonl"
+    return [e for e in (json.loads(line) for line in out.read_text().splitlines())
+            if f"{e['event_id']}:{e['revision']}" in keys] if out.exists() else []
+
+
+def test_the_reference_consumer_takes_over_a_dead_consumers_entries_and_prints_each_case_once(redis_url):
+    import redis
+
+    from streetscan.service.sinks import RedisStreamSink
+    from test_console_security import event
+
+    stream = "consume-test"
+    sink = RedisStreamSink(redis_url, stream=stream)
+    for i in range(10):
+        sink.emit(event(i))
+    sink.close()
+    r = redis.Redis.from_url(redis_url)
+    r.xgroup_create(stream, "platform", id="0")
+    taken = r.xreadgroup("platform", "dead", {stream: ">"}, count=4)[0][1]   # read, then the consumer died
+    assert len(taken) == 4
+    proc = subprocess.run([sys.executable, "-m", "streetscan", "consume", "--redis", redis_url, "--stream", stream,
+                           "--consumer", "alive", "--claim-idle", "0.2", "--max", "10", "--idle-exit", "10"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    printed = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(e["event_id"] for e in printed) == sorted(event(i)["event_id"] for i in range(10))
+    assert r.xpending(stream, "platform")["pending"] == 0       # every entry acknowledged, the dead one's too

@@ -8,13 +8,12 @@ Each console keeps its own group, so two consoles each see every case.
 
 from __future__ import annotations
 
-import json
 import logging
-import socket
 
 import redis
 
 from ..service.backoff import Backoff
+from ..service.consumer import CaseStreamConsumer
 from ..service.loop import Worker
 from .index import CaseIndex
 
@@ -26,57 +25,38 @@ class RedisCaseFeed(Worker):
                  consumer: str | None = None, batch: int = 500, block_ms: int = 1000):
         self.index = index
         self.stream = stream
-        self.group = group
-        self.consumer = consumer or socket.gethostname()
-        self.batch = batch
-        self.block_ms = block_ms
-        self.client = redis.Redis.from_url(url, socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=5)
+        self.reader = CaseStreamConsumer(url, stream, group, consumer, batch=batch, block_ms=block_ms)
         self.indexed = 0
         super().__init__("redis-case-feed")
 
     def _ensure_group(self) -> None:
-        try:
-            # From the stream's start: a new console indexes the cases the stream still holds.
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.reader.ensure_group()
 
-    def read_once(self, pending: bool = False) -> int:
-        """Index one batch and acknowledge it; `pending`: this consumer's entries read before but
-        never acknowledged (a crash between reading and indexing). Returns the entries handled."""
-        answer = self.client.xreadgroup(self.group, self.consumer, {self.stream: "0" if pending else ">"},
-                                        count=self.batch, block=None if pending else self.block_ms)
-        entries = [e for _, items in answer or [] for e in items]
+    def read_once(self) -> int:
+        """Index one batch and acknowledge it; returns the entries handled."""
+        entries = self.reader.read()
         if not entries:
             return 0
-        events, ids = [], []
-        for entry_id, fields in entries:
-            ids.append(entry_id)
-            payload = fields.get(b"payload") if fields else None
-            if payload is None:   # not a StreetScan event: acknowledged, so it is not read forever
-                log.warning("%s: entry %s has no payload; skipped", self.stream, entry_id)
-                continue
-            events.append(json.loads(payload))
-        self.indexed += self.index.add_many(events)
-        self.client.xack(self.stream, self.group, *ids)
+        for entry_id, event in entries:
+            if event is None:   # not a StreetScan event: acknowledged, so it is not read forever
+                log.warning("%s: entry %s has no event payload; skipped", self.stream, entry_id)
+        self.indexed += self.index.add_many(e for _, e in entries if e is not None)
+        self.reader.ack([eid for eid, _ in entries])
         return len(entries)
 
     def _run(self) -> None:
         backoff = Backoff(0.5, 30.0)
-        recovered = False
+        ready = False
         while not self._stop.is_set():
             self.beat()
             try:
-                if not recovered:
-                    self._ensure_group()
-                    while self.read_once(pending=True):
-                        pass
-                    recovered = True
+                if not ready:
+                    self.reader.ensure_group()
+                    ready = True
                 self.read_once()
                 backoff.reset()
             except redis.RedisError as exc:
                 delay = backoff.next_delay()
                 log.warning("%s: Redis not reachable (%s); retrying in %.1fs", self.stream, exc, delay)
-                recovered = False
+                ready = False
                 self._stop.wait(delay)

@@ -1,10 +1,13 @@
-"""The daemon's HTTP endpoints: /metrics (Prometheus text), /healthz and /readyz (JSON that says why)."""
+"""The daemon's HTTP endpoints: /metrics (Prometheus text), /healthz and /readyz (JSON that says why),
+and, when the daemon has the case platform's shared secret, POST /verify and GET /verify/<request>
+(verification on request, signed like the webhook's requests)."""
 
 from __future__ import annotations
 
 import json
 import threading
 from collections.abc import Callable
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,7 +20,9 @@ class MetricsServer:
     its job); the probes answer 200 or 503 with a JSON body that says why."""
 
     def __init__(self, metrics: Metrics, host: str, port: int, *,
-                 health: Callable[[], tuple[bool, dict]], ready: Callable[[], tuple[bool, dict]]):
+                 health: Callable[[], tuple[bool, dict]], ready: Callable[[], tuple[bool, dict]],
+                 verify: Callable[[str, str, Any, bytes], tuple[int, dict]] | None = None):
+        """`verify(method, path, headers, body)`: the verification endpoint's answer (code, JSON)."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,8 +33,30 @@ class MetricsServer:
                 elif path in ("/healthz", "/readyz"):
                     ok, detail = (outer.health if path == "/healthz" else outer.ready)()
                     self._send(200 if ok else 503, json.dumps({"ok": ok, **detail}).encode(), "application/json")
+                elif path.startswith("/verify"):
+                    self._verify("GET", path, b"")
                 else:
                     self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+            def do_POST(self):  # noqa: N802
+                path = self.path.split("?", 1)[0]
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > 64 * 1024:
+                    self._send(413, b'{"error": "request too large"}', "application/json")
+                    return
+                body = self.rfile.read(length)
+                if path == "/verify":
+                    self._verify("POST", path, body)
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _verify(self, method: str, path: str, body: bytes) -> None:
+                if verify is None:
+                    self._send(404, b'{"error": "verification over HTTP needs the webhook secret '
+                                    b'(--webhook-secret-file or $STREETSCAN_WEBHOOK_SECRET)"}', "application/json")
+                    return
+                code, doc = verify(method, path, self.headers, body)
+                self._send(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
                 self.send_response(code)

@@ -9,6 +9,7 @@ live gauges. SIGTERM/SIGINT drain and exit; SIGHUP reloads.
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -24,11 +25,13 @@ from ..pipeline.decode import redact_url
 from ..pipeline.detect import Detector
 from ..service.metrics import Metrics
 from ..service.probes import MetricsServer
+from ..service.commands import RedisCommandReader
 from ..service.retention import EvidenceRetention
 from ..service.sinks import CaseSink
 from .handoff import FrameBoard
 from .reader import CameraState, StreamReader
 from .runner import CameraSlot, Runner, RunnerOptions
+from .verification import HTTP_STATUS, VerificationDesk
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ class DaemonOptions:
     evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # the operator console (with its case index as one more sink); None: off
+    verify_secret: bytes | None = None  # the case platform's shared secret: enables POST /verify
+    command_redis: str | None = None  # Redis URL of the platform's command stream (verification requests)
+    command_stream: str = "streetscan:commands"
+    verify_timeout_s: float = 60.0
 
 
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
@@ -86,9 +93,16 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._started = False
         self._config_mtime = self._mtime()
+        self.desk = VerificationDesk(self.runner, self._camera_live, timeout_s=options.verify_timeout_s)
+        self.runner.camera_hooks.append(self.desk.watch)
+        self.commands = (RedisCommandReader(options.command_redis, self.desk.submit, stream=options.command_stream)
+                         if options.command_redis else None)
+        if self.commands:
+            self.desk.notify.append(self.commands.reply)
         # Bound here, so a taken port fails the start with a clear error before any camera is dialled.
         self.server = MetricsServer(metrics, options.metrics_host, options.metrics_port,
-                                    health=self.health, ready=self.ready)
+                                    health=self.health, ready=self.ready,
+                                    verify=self._http_verify if options.verify_secret else None)
         register_live_gauges(self)
         if options.http_port is not None:
             from ..console.app import create_app
@@ -112,6 +126,31 @@ class Daemon:
 
     def _start_camera(self, camera: Camera) -> None:
         self.runner.add(camera, clock=StreamClock(camera.tz), source=redact_url(camera.url), reader=self._reader)
+
+    # -- verification on request ------------------------------------------------------------
+    def _camera_live(self, camera_id: str) -> tuple[bool, str]:
+        slot = self.runner.slot(camera_id)
+        if slot is None:
+            return False, "not in this fleet"
+        state, reason = camera_state(slot)
+        return state == CameraState.LIVE, f"{state.value}" + (f" ({reason})" if reason else "")
+
+    def _http_verify(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict]:
+        """POST /verify {request_id, event_id}; GET /verify/<request_id>. Both signed with the
+        shared secret, as the webhook's requests are (README "Verification on request")."""
+        from ..service.webhook import verify as signature_ok
+
+        if not signature_ok(self.options.verify_secret, headers, body):
+            return 401, {"error": "missing, wrong or stale X-StreetScan-Signature / X-StreetScan-Timestamp"}
+        if method == "GET":
+            reply = self.desk.status(path.removeprefix("/verify/"))
+            return (200, reply) if reply else (404, {"status": "unknown_request"})
+        try:
+            raw = json.loads(body or b"null")
+        except ValueError:
+            raw = body.decode(errors="replace")
+        reply = self.desk.submit(raw)
+        return HTTP_STATUS.get(reply["status"], 200), reply
 
     def reload(self) -> bool:
         """Apply streams.yaml again: start added cameras, stop removed ones, restart those whose
@@ -150,6 +189,8 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         self.server.start()
+        if self.commands:
+            self.commands.start()
         if self.console:
             self.console.start()
         self.runner.start()
@@ -176,6 +217,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         self.start()
         while not self._stopping.wait(0.5):
+            self.desk.expire()
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.reload()
@@ -192,6 +234,9 @@ class Daemon:
         if self.retention:
             self.retention.stop()
             self.retention.join(timeout=2.0)
+        if self.commands:
+            self.commands.stop()
+            self.commands.join(timeout=3.0)
         drained, left = self.runner.stop(deadline)
         if left:
             log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",

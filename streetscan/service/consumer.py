@@ -1,0 +1,81 @@
+"""Reading the case stream the way StreetScan means it to be read: a consumer group, at least once.
+
+Each consumer first re-reads its own entries read before a crash and never acknowledged, then
+takes over (XAUTOCLAIM) entries another consumer of the group read but left unacknowledged for
+`claim_idle_s` (it died), then reads new ones (XREADGROUP >). The caller acknowledges entries
+after handling them; since an entry may come twice (a crash between handling and XACK), handlers
+deduplicate on (event_id, revision). Used by `streetscan consume` (the reference consumer) and by
+the fleet console's case index (console.feed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from typing import Any
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class CaseStreamConsumer:
+    def __init__(self, url: str, stream: str = "streetscan:events", group: str = "platform",
+                 consumer: str | None = None, *, claim_idle_s: float = 60.0, batch: int = 100, block_ms: int = 1000,
+                 from_start: bool = True):
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer or socket.gethostname()
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.batch = batch
+        self.block_ms = block_ms
+        self.from_start = from_start
+        self.client = redis.Redis.from_url(url, socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=5)
+        self._own_backlog = True
+        self._claim_cursor = "0-0"
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, self.group, id="0" if self.from_start else "$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._own_backlog = True
+
+    def read(self) -> list[tuple[bytes, dict[str, Any] | None]]:
+        """The next entries to handle: (entry id, event or None for an entry without a payload)."""
+        if self._own_backlog:
+            entries = self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"},
+                                                           count=self.batch))
+            if entries:
+                return entries
+            self._own_backlog = False
+        if self.claim_idle_ms >= 0:
+            answer = self.client.xautoclaim(self.stream, self.group, self.consumer, self.claim_idle_ms,
+                                            start_id=self._claim_cursor, count=self.batch)
+            self._claim_cursor = answer[0] if answer and answer[0] else "0-0"
+            claimed = [(eid, fields) for eid, fields in (answer[1] if answer else []) if fields is not None]
+            if claimed:
+                log.info("%s: took over %d entries a stopped consumer left", self.stream, len(claimed))
+                return [(eid, _event(fields)) for eid, fields in claimed]
+        return self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
+                                                    count=self.batch, block=self.block_ms))
+
+    def ack(self, entry_ids: list[bytes]) -> None:
+        if entry_ids:
+            self.client.xack(self.stream, self.group, *entry_ids)
+
+    @staticmethod
+    def _entries(answer) -> list[tuple[bytes, dict[str, Any] | None]]:
+        return [(eid, _event(fields)) for _, items in answer or [] for eid, fields in items]
+
+
+def _event(fields: dict[bytes, bytes] | None) -> dict[str, Any] | None:
+    payload = (fields or {}).get(b"payload")
+    if payload is None:
+        return None
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None
