@@ -216,6 +216,7 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
         # the case page shows the newest revision and the whole timeline
         page = c.get(f"/cases/{events[0]['event_id']}").text
         assert page.count("<tr><td>") == 2 and 'id="evidence-clean"' in page
+        assert "店外经营 (0504)" in page and "首次教育引导" in page   # platform code and enforcement stage
 
 
 def test_index_is_idempotent_and_keeps_the_newest_revision(tmp_path):

@@ -40,6 +40,8 @@ _STRINGS = {
     "saved_reloading": ("已保存，系统正在应用新区域", "Saved; the daemon is applying it now"),
     "saved_file": ("已保存；使用该文件的守护进程收到 SIGHUP（或以 --watch 运行）时生效",
                    "Saved; a daemon running on this file applies it on SIGHUP, or at once with --watch"),
+    "platform": ("平台分类", "Platform class"), "enforcement": ("处置阶段", "Enforcement"), "days": ("天", "days"),
+    "verification": ("核查", "Verification"),
     "show_muted": ("含已屏蔽", "Include muted"), "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
 }
 
