@@ -87,6 +87,7 @@ def run(
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
     command_stream: Annotated[str, typer.Option(help="With --redis: the Redis Stream the case platform sends verification requests to (replies on <stream>:replies).")] = "streetscan:commands",
+    shard: Annotated[Optional[str], typer.Option(help="Analyse only shard K/N of streams.yaml's cameras (K from 0; rendezvous hashing). Default: $STREETSCAN_SHARD, or $STREETSCAN_SHARD_COUNT with a StatefulSet host name, else all cameras.")] = None,
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -95,6 +96,12 @@ def run(
     from .service.sinks import JsonlSink, RedisStreamSink
     from .workers.supervisor import Daemon, DaemonOptions
 
+    from .service.shard import Shard, ShardError
+
+    try:
+        my_shard = Shard.parse(shard) if shard else Shard.from_environment()
+    except ShardError as exc:
+        _fail(str(exc))
     webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
     try:
         config = load_config(streams)
@@ -119,7 +126,7 @@ def run(
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
                             evidence_days=evidence_days, http_host=http_host, http_port=http_port,
                             verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
-                            command_redis=redis, command_stream=command_stream)
+                            command_redis=redis, command_stream=command_stream, shard=my_shard)
     try:
         daemon = Daemon(options, config, detector, sinks)
     except OSError as exc:

@@ -27,6 +27,7 @@ from ..service.metrics import Metrics
 from ..service.probes import MetricsServer
 from ..service.commands import RedisCommandReader
 from ..service.retention import EvidenceRetention
+from ..service.shard import Shard
 from ..service.sinks import CaseSink
 from .handoff import FrameBoard
 from .reader import CameraState, StreamReader
@@ -55,6 +56,7 @@ class DaemonOptions:
     command_redis: str | None = None  # Redis URL of the platform's command stream (verification requests)
     command_stream: str = "streetscan:commands"
     verify_timeout_s: float = 60.0
+    shard: Shard | None = None  # analyse only this shard's cameras of streams.yaml (None: all of them)
 
 
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
@@ -163,8 +165,8 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running configuration: %s", exc)
             return False
-        old = {c.id: c for c in self.config.resolved()}
-        cams = {c.id: c for c in new.resolved()}
+        old = {c.id: c for c in self._mine(self.config)}
+        cams = {c.id: c for c in self._mine(new)}
         added = [i for i in cams if i not in old]
         removed = [i for i in old if i not in cams]
         changed = [i for i in cams if i in old and cams[i] != old[i]]
@@ -179,6 +181,11 @@ class Daemon:
         log.info("reloaded %s: %d added, %d removed, %d restarted, %d untouched", path, len(added), len(removed),
                  len(changed), len(cams) - len(added) - len(changed))
         return True
+
+    def _mine(self, config: StreamsConfig) -> list[Camera]:
+        """The file's cameras this daemon analyses: its shard's, or all."""
+        shard = self.options.shard
+        return [c for c in config.resolved() if shard is None or shard.owns(c.id)]
 
     def _mtime(self) -> float | None:
         try:
@@ -196,10 +203,12 @@ class Daemon:
         self.runner.start()
         if self.retention:
             self.retention.start()
-        for camera in self.config.resolved():
+        mine = self._mine(self.config)
+        for camera in mine:
             self._start_camera(camera)
         self._started = True
-        log.info("running %d camera(s); metrics on http://%s:%d/metrics; spool %s", len(self.config.cameras),
+        shard = f" (shard {self.options.shard} of {len(self.config.cameras)} in the file)" if self.options.shard else ""
+        log.info("running %d camera(s)%s; metrics on http://%s:%d/metrics; spool %s", len(mine), shard,
                  self.options.metrics_host, self.server.port, self.options.spool_path)
         if self.console:
             log.info("console on http://%s:%d/", self.console.host, self.console.port)
@@ -268,7 +277,8 @@ class Daemon:
         enabled = [i for i, s in slots.items() if s.reader]
         live = [i for i in enabled if states[i][0] == CameraState.LIVE]
         ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live)))
-        return ok, {"cameras": {i: {"state": st.value, "reason": why} for i, (st, why) in states.items()},
+        return ok, {"shard": str(self.options.shard) if self.options.shard else None,
+                    "cameras": {i: {"state": st.value, "reason": why} for i, (st, why) in states.items()},
                     "live": len(live), "enabled": len(enabled),
                     "spool_depth": self.runner.spool.depth() if ok else None}
 
@@ -322,6 +332,9 @@ def register_live_gauges(daemon: Daemon) -> None:
         return {(cam_id,): now - s.reader.last_frame_at for cam_id, s in runner.slots().items()
                 if s.reader and s.reader.last_frame_at is not None}
 
+    shard = daemon.options.shard
+    live.add("streetscan_shard", "This daemon's shard of streams.yaml (index of count; 0 of 1 when unsharded)",
+             ("index", "count"), lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0})
     live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
     live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
              ("camera",), last_frame_age)
