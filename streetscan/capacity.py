@@ -165,6 +165,8 @@ class Trial:
     dropped_fps: float
     age_p95_s: float
     mean_batch: float
+    min_camera_fps: float = 0.0  # the least-served camera's analysed frames/s (fairness)
+    max_camera_fps: float = 0.0
 
     def sustained(self, max_age_s: float) -> bool:
         return self.analysed_fps >= 0.95 * self.offered_fps and self.age_p95_s <= max_age_s
@@ -176,7 +178,7 @@ def _quantile(registry, name: str, q: float) -> float:
 
 
 def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,
-              detector_opts: dict, max_batch: int) -> Trial:
+              detector_opts: dict, max_batch: int, shed_load: bool = True) -> Trial:
     from .workers.supervisor import Daemon, DaemonOptions
 
     streams = workdir / f"bench-{cameras}.yaml"
@@ -186,7 +188,7 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
                     for i in range(cameras)]}), encoding="utf-8")
     out = workdir / f"out-{cameras}"
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
-                            metrics_port=0, max_batch=max_batch)
+                            metrics_port=0, max_batch=max_batch, shed_load=shed_load)
     daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [JsonlSink(out / "events.jsonl")])
     m = daemon.metrics
 
@@ -200,21 +202,28 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
         bsum = m.registry.get_sample_value("streetscan_inference_batch_size_sum", {"worker": "cpu0"}) or 0.0
         return vals["analysed"], vals["dropped"], bsum
 
+    def per_camera() -> dict[str, float]:
+        return {s.labels["camera"]: s.value for metric in m.registry.collect() for s in metric.samples
+                if s.name == "streetscan_frames_analysed_total"}
+
     daemon.start()
     try:
         time.sleep(min(5.0, seconds / 2))  # connect and warm up
         a0, d0, b0 = totals()
+        cam0 = per_camera()
         c0 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
         t0 = time.monotonic()
         time.sleep(seconds)
         a1, d1, b1 = totals()
+        cam1 = per_camera()
         c1 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
         dt = time.monotonic() - t0
         age = _quantile(m.registry, "streetscan_frame_age_at_analysis_seconds", 0.95)
     finally:
         daemon.stop()
+    rates = [(cam1.get(f"sim{i:03d}", 0.0) - cam0.get(f"sim{i:03d}", 0.0)) / dt for i in range(cameras)]
     return Trial(cameras, analysis_fps, cameras * analysis_fps, (a1 - a0) / dt, (d1 - d0) / dt, age,
-                 (b1 - b0) / max(1.0, c1 - c0))
+                 (b1 - b0) / max(1.0, c1 - c0), min(rates, default=0.0), max(rates, default=0.0))
 
 
 def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: float, workdir: Path, *,

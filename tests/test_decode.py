@@ -172,3 +172,45 @@ def test_http_flv_and_hls_streams_are_read_like_cameras(h264_clip, tmp_path):
             assert times == sorted(times) and times[-1] == pytest.approx(7.5, abs=0.1), path
     finally:
         server.shutdown()
+
+
+def test_an_overloaded_full_decode_stream_sheds_to_keyframes_and_comes_back(tmp_path):
+    # Keyframes every 2 s, analysed at 2 fps: needs full decode. Shedding from 3 s to 9 s.
+    clip = encode_clip(tmp_path / "gop2.mp4", seconds=14, fps=25, gop=50)
+    clock = {"t": 0.0}
+
+    def shed() -> bool:
+        return 3.0 <= clock["t"] < 9.0
+
+    src = VideoSource(str(clip), analysis_fps=2, shed=shed)
+    assert not src.stats.keyframe_only
+    times, modes = [], []
+    for f in src.frames():
+        clock["t"] = f.pts_s
+        times.append(round(f.pts_s, 2))
+        modes.append(src.stats.shedding)
+    shed_times = [t for t, m in zip(times, modes) if m]
+    assert shed_times and all(abs(t / 2 - round(t / 2)) < 0.05 for t in shed_times)   # keyframes only, 2 s apart
+    assert [t for t in times if 4.0 <= t < 8.0] == [4.0, 6.0]                         # fewer frames while shedding
+    # shed() is asked at keyframes with the clock at the last frame analysed (8 s at the 10 s keyframe):
+    # full decode is back from the 12 s keyframe, at the full rate.
+    after = [t for t in times if t >= 12.0]
+    assert len(after) >= 4 and max(b - a for a, b in zip(after, after[1:])) < 0.6
+    assert not src.stats.shedding
+
+
+def test_load_shedder_enters_on_refusals_holds_then_tries_again():
+    from streetscan.workers.reader import LoadShedder
+
+    s = LoadShedder(window=4, enter_ratio=0.5, hold_s=10)
+    for w in (True, True, False, True):
+        s.note(w)
+    assert not s.active(now=0)                  # 1 of 4 refused: keeps up
+    for w in (False, False):
+        s.note(w)
+    assert s.active(now=1) and s.active(now=10.9)
+    assert not s.active(now=11.5)               # held long enough: full decode again, judged afresh
+    s.note(False)
+    assert not s.active(now=12)                 # a full window is needed before shedding again
+    s.overrun(now=13)                           # ... unless decode falls behind the camera
+    assert s.active(now=13.1) and not s.active(now=23.5)

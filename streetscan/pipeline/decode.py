@@ -58,6 +58,7 @@ class DecodeStats:
     skipped: int = 0  # due for analysis but not wanted (the consumer still had one waiting)
     decode_errors: int = 0
     keyframe_only: bool = False
+    shedding: bool = False  # keyframe-only although keyframes are sparser than the analysis rate (overload)
 
 
 def is_network(url: str) -> bool:
@@ -157,6 +158,7 @@ class _Pass:
     last_key: float | None = None
     chosen: set[int] = field(default_factory=set)  # pts of keyframes chosen for analysis
     size: tuple[int, int] | None = None
+    shedding: bool = False  # keyframe-only to shed load: no fallback to full decode for sparse keyframes
 
 
 class VideoSource:
@@ -180,12 +182,18 @@ class VideoSource:
     decoded frame); False skips that instant (`stats.skipped`). It may block (pacing) or raise.
     An overloaded daemon uses it so that frames nobody will analyse are not decoded only to be
     dropped.
+    `shed()`, when given, is asked at each keyframe of a stream decoded in full (its keyframes come
+    less often than the analysis rate): True switches to decoding keyframes only, analysing fewer
+    frames than asked for but at a fraction of the decode cost, until it answers False again.
+    The daemon sheds this way when inference cannot keep up, so decode does not take the cores
+    inference needs.
     """
 
     def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
                  open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
                  watchdog: Callable[[], None] | None = None, fit: tuple[int, int] | None = None,
-                 threads: int | None = None, wanted: Callable[[float], bool] | None = None):
+                 threads: int | None = None, wanted: Callable[[float], bool] | None = None,
+                 shed: Callable[[], bool] | None = None):
         if analysis_fps <= 0:
             raise ValueError("analysis_fps must be positive")
         self.url = url
@@ -198,6 +206,7 @@ class VideoSource:
         self.fit = fit
         self.threads = threads
         self.wanted = wanted
+        self.shed = shed
         self._scaler = VideoReformatter()  # one swscale context reused for every sampled frame
         self.stats = DecodeStats()
         self.info: SourceInfo | None = None if is_network(url) else self._probe()
@@ -256,6 +265,8 @@ class VideoSource:
         for packet in container.demux(stream):
             if self.watchdog is not None:
                 self.watchdog()
+            if self.shed is not None and packet.is_keyframe and (p.shedding or not p.keyframe_only):
+                self._shed_or_not(p)
             if p.keyframe_only and packet.pts is not None and not self._admit(p, packet):
                 continue
             for vf in self._decode(p, packet):
@@ -264,12 +275,23 @@ class VideoSource:
                     yield frame
                     self.stats.sampled += 1
 
+    def _shed_or_not(self, p: _Pass) -> None:
+        """At a keyframe (a clean place to change decoders): follow `shed()`."""
+        want = bool(self.shed())
+        if want == p.shedding:
+            return
+        p.decoder = self._decoder(p.stream, keyframe_only=want)
+        p.keyframe_only = p.shedding = self.stats.keyframe_only = self.stats.shedding = want
+        p.last_key = None
+        log.info("%s: %s", self.label, "overloaded: decoding keyframes only" if want
+                 else "load back to normal: decoding all frames again")
+
     def _admit(self, p: _Pass, packet: av.Packet) -> bool:
         """Keyframe-only: whether to hand this packet to the decoder. The choice is made on
         packets, before decoding; the pts of chosen keyframes are remembered."""
         pt = float(packet.pts * packet.time_base) - p.start
         gap = pt - p.last_key if p.last_key is not None else 0.0
-        if gap > 2 * self.interval_s:
+        if gap > 2 * self.interval_s and not p.shedding:
             # Keyframes thinned out below the analysis rate (or the stream stopped flagging them):
             # decode everything from here on.
             p.decoder = self._decoder(p.stream, keyframe_only=False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import replace
 from enum import Enum
 
@@ -137,10 +138,44 @@ class _Pacer:
         return (now - self.start[1]) - (t - self.start[0]) if self.start else 0.0
 
 
+class LoadShedder:
+    """Whether a camera decoded in full should drop to keyframes only: yes when most of its recent
+    due frames were refused by the hand-off (inference had not taken the previous one yet), so
+    decoding them was wasted, or when decoding fell behind the camera (`overrun`); for at least
+    `hold_s`, then it tries full decode again."""
+
+    def __init__(self, window: int = 10, enter_ratio: float = 0.5, hold_s: float = 60.0):
+        self.window, self.enter_ratio, self.hold_s = window, enter_ratio, hold_s
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._until: float | None = None
+
+    def note(self, wanted: bool) -> None:
+        self._recent.append(wanted)
+
+    def overrun(self, now: float | None = None) -> None:
+        """Decode itself fell behind the camera: shed now, before the lag forces a reconnect."""
+        now = time.monotonic() if now is None else now
+        self._until = max(self._until or 0.0, now + self.hold_s)
+
+    def active(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if self._until is not None:
+            if now < self._until:
+                return True
+            self._until = None
+            self._recent.clear()   # judge full decode afresh
+            return False
+        refused = sum(not w for w in self._recent)
+        if len(self._recent) == self.window and refused >= self.enter_ratio * self.window:
+            self._until = now + self.hold_s
+            return True
+        return False
+
+
 class StreamReader(_Reader):
     def __init__(self, camera: Camera, handoff: Handoff, metrics: Metrics, *, generation: int = 0,
                  epoch: tuple[float, float] | None = None, fit: tuple[int, int] | None = None,
-                 crops: CropPlanner | None = None):
+                 crops: CropPlanner | None = None, shed_load: bool = True):
         self.url = camera.url
         self.analysis_fps = camera.analysis_fps
         self.policy = camera.reader
@@ -154,6 +189,8 @@ class StreamReader(_Reader):
         self._loop_ends_at: float | None = None  # monotonic: when a looping file's last play would have ended
         self._seq = 0
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
+        self.shedder = LoadShedder() if shed_load else None
+        self.source: VideoSource | None = None
         super().__init__(camera, handoff, metrics, generation=generation, fit=fit, crops=crops)
 
     def stream_time(self, mono: float) -> float:
@@ -229,11 +266,23 @@ class StreamReader(_Reader):
             would have sent the frame), then decode it only if it will be wanted."""
             pacer.wait_until_due(t)
             self._last_packet = time.monotonic()  # the stream is alive even when the frame is skipped
-            return self.handoff.wants(self.camera_id, fresh_s)
+            wanted = self.handoff.wants(self.camera_id, fresh_s)
+            if self.shedder is not None:
+                self.shedder.note(wanted)
+            return wanted
 
-        return VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
-                           read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
-                           threads=1, wanted=due)
+        self.source = VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
+                                  read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
+                                  threads=1, wanted=due, shed=self.shedder.active if self.shedder else None)
+        return self.source
+
+    @property
+    def decode_mode(self) -> str:
+        """full / keyframe-only / keyframe-only (shedding load), for /readyz and metrics."""
+        stats = self.source.stats if self.source else None
+        if stats is None or not stats.keyframe_only:
+            return "full"
+        return "keyframe-only (shedding load)" if stats.shedding else "keyframe-only"
 
     def _read(self, source: VideoSource, pacer: _Pacer) -> None:
         live = False
@@ -244,6 +293,8 @@ class StreamReader(_Reader):
                 self.backoff.reset()
                 self._set_state(CameraState.LIVE, "receiving frames")
             behind = pacer.behind(frame.pts_s, now)  # (a file was paced in due(), before decoding)
+            if self.shedder is not None and behind > self.policy.max_lag_s / 2:
+                self.shedder.overrun(now)
             if behind > self.policy.max_lag_s:
                 # Decoding slower than the camera sends: reconnecting drops the backlog, where
                 # reading on would serve ever older frames.

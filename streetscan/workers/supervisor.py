@@ -50,6 +50,7 @@ class DaemonOptions:
     shutdown_timeout_s: float = 20.0
     watch_config: bool = False  # reload when streams.yaml changes, as well as on SIGHUP
     evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
+    shed_load: bool = True  # an overloaded full-decode camera drops to keyframes only (LoadShedder)
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # the operator console (with its case index as one more sink); None: off
     verify_secret: bytes | None = None  # the case platform's shared secret: enables POST /verify
@@ -124,7 +125,7 @@ class Daemon:
             return None
         fit = self.card.fit
         return StreamReader(camera, self.board, self.metrics, generation=generation, epoch=self.runner.epoch,
-                            fit=fit, crops=CropPlanner.for_camera(camera, fit))
+                            fit=fit, crops=CropPlanner.for_camera(camera, fit), shed_load=self.options.shed_load)
 
     def _start_camera(self, camera: Camera) -> None:
         self.runner.add(camera, clock=StreamClock(camera.tz), source=redact_url(camera.url), reader=self._reader)
@@ -277,8 +278,10 @@ class Daemon:
         enabled = [i for i, s in slots.items() if s.reader]
         live = [i for i in enabled if states[i][0] == CameraState.LIVE]
         ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live)))
+        decode = {i: s.reader.decode_mode for i, s in slots.items() if isinstance(s.reader, StreamReader)}
         return ok, {"shard": str(self.options.shard) if self.options.shard else None,
-                    "cameras": {i: {"state": st.value, "reason": why} for i, (st, why) in states.items()},
+                    "cameras": {i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
+                                for i, (st, why) in states.items()},
                     "live": len(live), "enabled": len(enabled),
                     "spool_depth": self.runner.spool.depth() if ok else None}
 
@@ -336,6 +339,9 @@ def register_live_gauges(daemon: Daemon) -> None:
     live.add("streetscan_shard", "This daemon's shard of streams.yaml (index of count; 0 of 1 when unsharded)",
              ("index", "count"), lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0})
     live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
+    live.add("streetscan_camera_shedding", "1 while an overloaded camera decodes keyframes only", ("camera",),
+             lambda: {(cam_id,): 1.0 if s.reader.decode_mode.endswith("(shedding load)") else 0.0
+                      for cam_id, s in runner.slots().items() if isinstance(s.reader, StreamReader)})
     live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
              ("camera",), last_frame_age)
     live.add("streetscan_camera_frame_age_at_analysis_seconds", "Age of the camera's last analysed frame",
