@@ -5,8 +5,9 @@ cases intact (the same event ids continue)."""
 
 from __future__ import annotations
 
-import signal
 import json
+import signal
+import time
 
 import pytest
 import redis
@@ -70,6 +71,19 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
         for k, d in daemons.items():               # each camera analysed by its shard, and only by it
             assert {c for c, v in analysed(d).items() if v > 0} == set(plan[k]), (k, analysed(d))
             assert d.metric("streetscan_shard", index=str(k), count=str(SHARDS)) == 1.0
+        # Every shard reads every verification request; the camera's shard alone answers it.
+        cam = plan[2][0]
+        eid = next(e["event_id"] for e in cases() if e["camera"]["id"] == cam)
+        r.xadd("streetscan:commands", {"request_id": "shard-1", "event_id": eid, "camera_id": cam})
+        r.xadd("streetscan:commands", {"request_id": "shard-2", "event_id": eid})   # names no camera
+
+        def replies(rid: str) -> list[str]:
+            return [f["status"] for _, f in r.xrange("streetscan:commands:replies") if f.get("request_id") == rid]
+
+        wait_for(lambda: replies("shard-1") == ["accepted", "answered"], 30, what="the owning shard's answer")
+        wait_for(lambda: replies("shard-2") == ["malformed"], 10, what="shard 0's answer to a request without camera")
+        time.sleep(2)
+        assert replies("shard-1") == ["accepted", "answered"] and replies("shard-2") == ["malformed"]
         stopped = daemons[1]
         stopped.signal(signal.SIGTERM)
         assert stopped.wait(30) == 0

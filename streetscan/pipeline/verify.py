@@ -37,12 +37,13 @@ class VerificationRequest:
     request_id: str
     event_id: str
     requested: datetime  # when it was asked (wall clock; replay: the stream's wall time)
+    camera_id: str | None = None  # the event's camera: required by a sharded fleet (it picks the shard)
 
     @classmethod
     def parse(cls, raw: Any, requested: datetime) -> VerificationRequest:
         if not isinstance(raw, dict):
             raise BadRequest(f"expected a JSON object with request_id and event_id, got {type(raw).__name__}")
-        unknown = set(raw) - {"request_id", "event_id"}
+        unknown = set(raw) - {"request_id", "event_id", "camera_id"}
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(sorted(map(str, unknown)))}")
         request_id, event_id = raw.get("request_id"), raw.get("event_id")
@@ -50,7 +51,10 @@ class VerificationRequest:
             raise BadRequest("request_id: required, 1-128 characters of A-Z a-z 0-9 _ . : -")
         if not isinstance(event_id, str) or not _UUID.match(event_id):
             raise BadRequest("event_id: required, the event's UUID as StreetScan sent it")
-        return cls(request_id, event_id, requested)
+        camera_id = raw.get("camera_id")
+        if camera_id is not None and (not isinstance(camera_id, str) or not _ID.match(camera_id)):
+            raise BadRequest("camera_id: the event's camera id, as in its `camera.id`")
+        return cls(request_id, event_id, requested, camera_id)
 
 
 @dataclass

@@ -11,30 +11,31 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
 from .backoff import Backoff
+from .consumer import CaseStreamConsumer
 from .loop import Worker
 
 log = logging.getLogger(__name__)
 
 
 class RedisCommandReader(Worker):
-    def __init__(self, url: str, handle: Callable[[Any], dict[str, Any]], *, stream: str = "streetscan:commands",
-                 group: str = "streetscan", consumer: str | None = None, block_ms: int = 1000,
-                 replies_maxlen: int = 100_000):
+    def __init__(self, url: str, handle: Callable[[Any], dict[str, Any] | None], *,
+                 stream: str = "streetscan:commands", group: str = "streetscan", consumer: str | None = None,
+                 block_ms: int = 1000, replies_maxlen: int = 100_000):
         self.stream = stream
         self.replies = f"{stream}:replies"
-        self.group = group
-        self.consumer = consumer or socket.gethostname()
         self.handle = handle
-        self.block_ms = block_ms
         self.replies_maxlen = replies_maxlen
-        self.client = redis.Redis.from_url(url, socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=5)
+        # From the stream's end: a daemon answers the requests made while it runs, and those it
+        # read before a crash without answering (its own backlog), not the platform's history.
+        self.reader = CaseStreamConsumer(url, stream, group, consumer, claim_idle_s=None, batch=50,
+                                         block_ms=block_ms, from_start=False, parse=parse)
+        self.client = self.reader.client
         super().__init__("redis-commands")
 
     def reply(self, reply: dict[str, Any]) -> None:
@@ -45,16 +46,6 @@ class RedisCommandReader(Worker):
         except redis.RedisError as exc:
             log.warning("%s: reply to %s not written (%s)", self.replies, reply.get("request_id"), exc)
 
-    @staticmethod
-    def parse(fields: dict[bytes, bytes]) -> Any:
-        decoded = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
-        if "payload" in decoded:
-            try:
-                return json.loads(decoded["payload"])
-            except ValueError:
-                return decoded["payload"]   # the desk answers `malformed`
-        return decoded
-
     def _run(self) -> None:
         backoff = Backoff(0.5, 30.0)
         ready = False
@@ -62,26 +53,28 @@ class RedisCommandReader(Worker):
             self.beat()
             try:
                 if not ready:
-                    try:
-                        self.client.xgroup_create(self.stream, self.group, id="$", mkstream=True)
-                    except redis.ResponseError as exc:
-                        if "BUSYGROUP" not in str(exc):
-                            raise
+                    self.reader.ensure_group()
                     ready = True
-                    backlog = "0"   # first this consumer's commands read before a crash, unanswered
-                else:
-                    backlog = ">"
-                answer = self.client.xreadgroup(self.group, self.consumer, {self.stream: backlog}, count=50,
-                                                block=None if backlog == "0" else self.block_ms)
-                for _, entries in answer or []:
-                    for entry_id, fields in entries:
-                        # The desk writes every status through `reply` (it is one of its notify
-                        # callbacks), this first one included.
-                        self.handle(self.parse(fields or {}))
-                        self.client.xack(self.stream, self.group, entry_id)
+                entries = self.reader.read()
+                for _, command in entries:
+                    # The desk writes every status through `reply` (one of its notify callbacks),
+                    # this first one included; a command for another shard's camera gets none here.
+                    self.handle(command)
+                self.reader.ack([eid for eid, _ in entries])
                 backoff.reset()
             except redis.RedisError as exc:
                 delay = backoff.next_delay()
                 log.warning("%s: Redis not reachable (%s); retrying in %.1fs", self.stream, exc, delay)
                 ready = False
                 self._stop.wait(delay)
+
+
+def parse(fields: dict[bytes, bytes] | None) -> Any:
+    """A command entry: its `payload` JSON, else its fields as a mapping."""
+    decoded = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (fields or {}).items()}
+    if "payload" in decoded:
+        try:
+            return json.loads(decoded["payload"])
+        except ValueError:
+            return decoded["payload"]   # the desk answers `malformed`
+    return decoded

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -22,12 +23,16 @@ log = logging.getLogger(__name__)
 
 class CaseStreamConsumer:
     def __init__(self, url: str, stream: str = "streetscan:events", group: str = "platform",
-                 consumer: str | None = None, *, claim_idle_s: float = 60.0, batch: int = 100, block_ms: int = 1000,
-                 from_start: bool = True):
+                 consumer: str | None = None, *, claim_idle_s: float | None = 60.0, batch: int = 100,
+                 block_ms: int = 1000, from_start: bool = True,
+                 parse: Callable[[dict[bytes, bytes] | None], Any] | None = None):
+        """`claim_idle_s` None: never take over other consumers' entries. `parse`: an entry's
+        fields to what `read` returns (default: the event in its `payload` field, or None)."""
         self.stream = stream
         self.group = group
         self.consumer = consumer or socket.gethostname()
-        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.claim_idle_ms = -1 if claim_idle_s is None else int(claim_idle_s * 1000)
+        self.parse = parse or _event
         self.batch = batch
         self.block_ms = block_ms
         self.from_start = from_start
@@ -43,8 +48,9 @@ class CaseStreamConsumer:
                 raise
         self._own_backlog = True
 
-    def read(self) -> list[tuple[bytes, dict[str, Any] | None]]:
-        """The next entries to handle: (entry id, event or None for an entry without a payload)."""
+    def read(self) -> list[tuple[bytes, Any]]:
+        """The next entries to handle: (entry id, parsed entry: by default the event, or None for
+        an entry without a payload)."""
         if self._own_backlog:
             entries = self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"},
                                                            count=self.batch))
@@ -58,7 +64,7 @@ class CaseStreamConsumer:
             claimed = [(eid, fields) for eid, fields in (answer[1] if answer else []) if fields is not None]
             if claimed:
                 log.info("%s: took over %d entries a stopped consumer left", self.stream, len(claimed))
-                return [(eid, _event(fields)) for eid, fields in claimed]
+                return [(eid, self.parse(fields)) for eid, fields in claimed]
         return self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
                                                     count=self.batch, block=self.block_ms))
 
@@ -66,9 +72,8 @@ class CaseStreamConsumer:
         if entry_ids:
             self.client.xack(self.stream, self.group, *entry_ids)
 
-    @staticmethod
-    def _entries(answer) -> list[tuple[bytes, dict[str, Any] | None]]:
-        return [(eid, _event(fields)) for _, items in answer or [] for eid, fields in items]
+    def _entries(self, answer) -> list[tuple[bytes, Any]]:
+        return [(eid, self.parse(fields)) for _, items in answer or [] for eid, fields in items]
 
 
 def _event(fields: dict[bytes, bytes] | None) -> dict[str, Any] | None:

@@ -123,12 +123,12 @@ class ReplayJob:
                 if self.on_progress:
                     self.on_progress(reader.last_pts)
         finally:
+            _, left = runner.stop(time.monotonic() + self.flush_s)   # every frame read is analysed first
             if desk is not None:
                 # The recording ended before these could be checked, or before they were due.
                 desk.expire(now=float("inf"))
                 for at, raw in self._due:
                     desk.refuse(raw, "camera_down", f"the recording ends before {at:g} s, when this was asked")
-            _, left = runner.stop(time.monotonic() + self.flush_s)
         if reader.failure is not None:
             raise reader.failure
         wall_s = time.perf_counter() - t0

@@ -96,10 +96,13 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._started = False
         self._config_mtime = self._mtime()
-        self.desk = VerificationDesk(self.runner, self._camera_live, timeout_s=options.verify_timeout_s)
+        self.desk = VerificationDesk(self.runner, self._camera_live, timeout_s=options.verify_timeout_s,
+                                     shard=options.shard)
         self.runner.camera_hooks.append(self.desk.watch)
-        self.commands = (RedisCommandReader(options.command_redis, self.desk.submit, stream=options.command_stream)
-                         if options.command_redis else None)
+        # One consumer group per shard: every shard sees every request and answers its cameras'.
+        group = f"streetscan-shard-{options.shard.index}" if options.shard else "streetscan"
+        self.commands = (RedisCommandReader(options.command_redis, self.desk.submit, stream=options.command_stream,
+                                            group=group) if options.command_redis else None)
         if self.commands:
             self.desk.notify.append(self.commands.reply)
         # Bound here, so a taken port fails the start with a clear error before any camera is dialled.

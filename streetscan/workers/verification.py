@@ -27,12 +27,18 @@ log = logging.getLogger(__name__)
 
 STATUSES_KEPT = 10_000
 # Status -> HTTP code for the endpoint (workers answer 202 while checking, 200 once answered).
-HTTP_STATUS = {"accepted": 202, "answered": 200, "malformed": 400, "unknown_case": 404, "camera_down": 409}
+HTTP_STATUS = {"accepted": 202, "answered": 200, "malformed": 400, "unknown_case": 404, "camera_down": 409,
+               "other_shard": 421}
 
 
 class VerificationDesk:
-    def __init__(self, runner: Runner, camera_live: Callable[[str], tuple[bool, str]], *, timeout_s: float = 60.0):
+    def __init__(self, runner: Runner, camera_live: Callable[[str], tuple[bool, str]], *, timeout_s: float = 60.0,
+                 shard=None):
+        """`shard` (service.shard.Shard): in a sharded fleet every shard sees every request; the
+        one owning the request's camera answers it, the others leave it (`other_shard`, not
+        recorded or sent on), and shard 0 answers requests that name no camera (malformed)."""
         self.runner = runner
+        self.shard = shard
         self.camera_live = camera_live
         self.timeout_s = timeout_s
         self.notify: list[Callable[[dict[str, Any]], None]] = []
@@ -51,6 +57,15 @@ class VerificationDesk:
             req = VerificationRequest.parse(raw, requested)
         except BadRequest as exc:
             return self._reply(rid, None, "malformed", str(exc))
+        if self.shard is not None:
+            if req.camera_id is None:
+                if self.shard.index != 0:
+                    return self._elsewhere(req, "shard 0 answers requests that name no camera")
+                return self._reply(req.request_id, req.event_id, "malformed",
+                                   f"camera_id: required, this fleet is split over {self.shard.count} shards")
+            if not self.shard.owns(req.camera_id):
+                return self._elsewhere(req, f"camera {req.camera_id} is analysed by shard "
+                                            f"{self.shard.owner(req.camera_id)} of {self.shard.count}")
         with self._lock:
             known = self._status.get(req.request_id)
         if known is not None and known["event_id"] == req.event_id:
@@ -60,6 +75,9 @@ class VerificationDesk:
             return self._reply(req.request_id, req.event_id, "unknown_case",
                                "no event with this id here (never reported, or older than the retention period)")
         cam_id = event["camera"]["id"]
+        if req.camera_id is not None and req.camera_id != cam_id:
+            return self._reply(req.request_id, req.event_id, "unknown_case",
+                               f"event {req.event_id} was reported by camera {cam_id}, not {req.camera_id}")
         slot = self.runner.slot(cam_id)
         if slot is None:
             return self._reply(req.request_id, req.event_id, "camera_down", f"camera {cam_id} is not in this fleet")
@@ -75,6 +93,11 @@ class VerificationDesk:
                             f"camera {cam_id} checks zone {event['zone']['id']} on its next {FRAMES_TO_CHECK} frames")
         slot.analysis.check(ZoneCheck(req, event))
         return reply
+
+    @staticmethod
+    def _elsewhere(req: VerificationRequest, detail: str) -> dict[str, Any]:
+        """Another shard's request: answered by that shard, so not recorded or sent on here."""
+        return {"request_id": req.request_id, "event_id": req.event_id, "status": "other_shard", "detail": detail}
 
     def refuse(self, raw: Any, status: str, detail: str) -> dict[str, Any]:
         """Answer a request that cannot be taken, for a reason found outside the desk."""
