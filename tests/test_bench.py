@@ -32,6 +32,9 @@ def test_bench_quick_reports_stages_ceiling_and_cameras(h264_clip, tmp_path):
     sustained = [t["cameras"] for t in trials if Trial(**t).sustained(r["settings"]["max_age_s"])]
     assert e2e["cameras"] == max(sustained, default=0)  # the answer is the largest trial that held
     assert 0 < e2e["ratio_to_ceiling"] and "end to end @ 1.0 fps" in proc.stdout
+    over = e2e["overload_2x"]                                 # graceful overload, reported at twice the load
+    assert over["cameras"] == 2 * e2e["cameras"] and over["analysed_fps"] > 0 and over["min_camera_fps"] >= 0
+    assert over["of_sustained"] == over["analysed_fps"] / e2e["analysed_fps"] and "at 2x" in proc.stdout
 
 
 def test_a_trial_is_sustained_only_when_it_keeps_up_within_the_age_bound():
