@@ -178,6 +178,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
     wait_for(live_on_page, 30, what="the camera shown live")
     card = driver.find_element(By.ID, "camera-gate")
     assert "上海市嘉定区城中路 88 号" in card.text
+    assert "解码: 全帧" in card.text      # 1 s keyframes for 4 analysed fps: every frame decoded
     snapshot = card.find_element(By.CSS_SELECTOR, "img.snapshot")
     wait_for(lambda: image_loaded(driver, snapshot), 10, what="the camera picture")
     assert card.find_elements(By.CSS_SELECTOR, "svg polygon.zone")  # its zone drawn on it

@@ -312,7 +312,7 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
         except ConfigError:
             cams = []
         return render(request, "overview.html", user, total=index.count(), open_now=index.open_count(),
-                      down=[c for c in cams if c.down], cameras=len(cams))
+                      down=[c for c in cams if c.down], shedding=[c for c in cams if c.shedding], cameras=len(cams))
 
     @app.get("/overview/{chart}.svg")
     def overview_chart(chart: str, user: User = Depends(current_user)):

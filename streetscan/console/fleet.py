@@ -46,6 +46,11 @@ class CameraView:
     analysed_fps: float | None = None
     frames_dropped: int | None = None
     zones: tuple[ZoneConfig, ...] = field(default_factory=tuple)
+    decode: str | None = None       # full / keyframe-only / keyframe-only (shedding load); None: not live
+
+    @property
+    def shedding(self) -> bool:
+        return bool(self.decode and self.decode.endswith("(shedding load)"))
 
     @property
     def down(self) -> bool:

@@ -42,6 +42,8 @@ _STRINGS = {
                    "Saved; a daemon running on this file applies it on SIGHUP, or at once with --watch"),
     "platform": ("平台分类", "Platform class"), "enforcement": ("处置阶段", "Enforcement"), "days": ("天", "days"),
     "verification": ("核查", "Verification"),
+    "decode": ("解码", "Decode"), "decode_full": ("全帧", "all frames"), "decode_keyframe-only": ("仅关键帧", "keyframes only"),
+    "shedding": ("过载降载", "shedding load"), "shedding_cameras": ("过载降载中的摄像头", "Cameras shedding load"),
     "show_muted": ("含已屏蔽", "Include muted"), "file": ("文件", "File"), "none": ("无", "none"), "zone_id": ("区域编号", "Zone id"),
 }
 

@@ -313,7 +313,8 @@ class DaemonFleet:
             views.append(CameraView(cam_id, cam.name, cam.location.address, cam.location.lat, cam.location.lon,
                                     state.value, reason, None if seen is None else now - seen,
                                     runner.analysis.analysed_fps(cam_id) if slot.reader else None,
-                                    int(dropped or 0), cam.zones))
+                                    int(dropped or 0), cam.zones,
+                                    slot.reader.decode_mode if isinstance(slot.reader, StreamReader) else None))
         return views
 
     def applied(self) -> str:
