@@ -21,7 +21,7 @@ def test_the_index_gets_every_case_of_the_stream_once_even_after_a_crash(redis_u
         sink.emit(event(i))
     index = CaseIndex(tmp_path / "cases.db")
     feed = RedisCaseFeed(index, redis_url, stream=stream, group="console-a", consumer="c1", batch=10)
-    feed._ensure_group()
+    feed.reader.ensure_group()
     # A crash after reading a batch, before indexing it: the entries stay pending for this consumer.
     client = redis.Redis.from_url(redis_url)
     assert len(client.xreadgroup("console-a", "c1", {stream: ">"}, count=10)[0][1]) == 10
@@ -40,7 +40,7 @@ def test_the_index_gets_every_case_of_the_stream_once_even_after_a_crash(redis_u
 
     other = CaseIndex(tmp_path / "other.db")
     second = RedisCaseFeed(other, redis_url, stream=stream, group="console-b", consumer="c1")
-    second._ensure_group()
+    second.reader.ensure_group()
     while second.read_once():
         pass
     assert other.count() == 40

@@ -9,54 +9,24 @@ Each console keeps its own group, so two consoles each see every case.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
-import redis
-
-from ..service.backoff import Backoff
-from ..service.consumer import CaseStreamConsumer
-from ..service.loop import Worker
+from ..service.consumer import CaseStreamConsumer, StreamWorker
 from .index import CaseIndex
 
 log = logging.getLogger(__name__)
 
 
-class RedisCaseFeed(Worker):
+class RedisCaseFeed(StreamWorker):
     def __init__(self, index: CaseIndex, url: str, stream: str = "streetscan:events", group: str = "console",
                  consumer: str | None = None, batch: int = 500, block_ms: int = 1000):
         self.index = index
-        self.stream = stream
-        self.reader = CaseStreamConsumer(url, stream, group, consumer, batch=batch, block_ms=block_ms)
         self.indexed = 0
-        super().__init__("redis-case-feed")
+        super().__init__("redis-case-feed",
+                         CaseStreamConsumer(url, stream, group, consumer, batch=batch, block_ms=block_ms))
 
-    def _ensure_group(self) -> None:
-        self.reader.ensure_group()
-
-    def read_once(self) -> int:
-        """Index one batch and acknowledge it; returns the entries handled."""
-        entries = self.reader.read()
-        if not entries:
-            return 0
+    def handle_batch(self, entries: list[tuple[bytes, Any]]) -> None:
         for entry_id, event in entries:
             if event is None:   # not a StreetScan event: acknowledged, so it is not read forever
                 log.warning("%s: entry %s has no event payload; skipped", self.stream, entry_id)
         self.indexed += self.index.add_many(e for _, e in entries if e is not None)
-        self.reader.ack([eid for eid, _ in entries])
-        return len(entries)
-
-    def _run(self) -> None:
-        backoff = Backoff(0.5, 30.0)
-        ready = False
-        while not self._stop.is_set():
-            self.beat()
-            try:
-                if not ready:
-                    self.reader.ensure_group()
-                    ready = True
-                self.read_once()
-                backoff.reset()
-            except redis.RedisError as exc:
-                delay = backoff.next_delay()
-                log.warning("%s: Redis not reachable (%s); retrying in %.1fs", self.stream, exc, delay)
-                ready = False
-                self._stop.wait(delay)

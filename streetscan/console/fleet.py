@@ -103,9 +103,19 @@ class StaleEdit(Exception):
 class StreamsFile:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._loaded: tuple[tuple[int, int], Any] | None = None
 
     def load(self):
-        return load_config(self.path)
+        """The file's configuration, parsed again only when the file changed: a cameras page with
+        its pictures asks for it once per picture."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return load_config(self.path)   # its ConfigError names the file and why
+        key = (st.st_mtime_ns, st.st_size)
+        if self._loaded is None or self._loaded[0] != key:
+            self._loaded = (key, load_config(self.path))
+        return self._loaded[1]
 
     def version(self) -> str:
         """A fingerprint of the file as it is now; the editor sends back the one it started from."""

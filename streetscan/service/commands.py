@@ -16,27 +16,24 @@ from typing import Any
 
 import redis
 
-from .backoff import Backoff
-from .consumer import CaseStreamConsumer
-from .loop import Worker
+from .consumer import CaseStreamConsumer, StreamWorker
 
 log = logging.getLogger(__name__)
 
 
-class RedisCommandReader(Worker):
+class RedisCommandReader(StreamWorker):
     def __init__(self, url: str, handle: Callable[[Any], dict[str, Any] | None], *,
                  stream: str = "streetscan:commands", group: str = "streetscan", consumer: str | None = None,
                  block_ms: int = 1000, replies_maxlen: int = 100_000):
-        self.stream = stream
         self.replies = f"{stream}:replies"
         self.handle = handle
         self.replies_maxlen = replies_maxlen
         # From the stream's end: a daemon answers the requests made while it runs, and those it
         # read before a crash without answering (its own backlog), not the platform's history.
-        self.reader = CaseStreamConsumer(url, stream, group, consumer, claim_idle_s=None, batch=50,
-                                         block_ms=block_ms, from_start=False, parse=parse)
+        super().__init__("redis-commands", CaseStreamConsumer(url, stream, group, consumer, claim_idle_s=None,
+                                                              batch=50, block_ms=block_ms, from_start=False,
+                                                              parse=parse))
         self.client = self.reader.client
-        super().__init__("redis-commands")
 
     def reply(self, reply: dict[str, Any]) -> None:
         """Write one status to the reply stream: the desk's notify callback, for every request."""
@@ -46,27 +43,11 @@ class RedisCommandReader(Worker):
         except redis.RedisError as exc:
             log.warning("%s: reply to %s not written (%s)", self.replies, reply.get("request_id"), exc)
 
-    def _run(self) -> None:
-        backoff = Backoff(0.5, 30.0)
-        ready = False
-        while not self._stop.is_set():
-            self.beat()
-            try:
-                if not ready:
-                    self.reader.ensure_group()
-                    ready = True
-                entries = self.reader.read()
-                for _, command in entries:
-                    # The desk writes every status through `reply` (one of its notify callbacks),
-                    # this first one included; a command for another shard's camera gets none here.
-                    self.handle(command)
-                self.reader.ack([eid for eid, _ in entries])
-                backoff.reset()
-            except redis.RedisError as exc:
-                delay = backoff.next_delay()
-                log.warning("%s: Redis not reachable (%s); retrying in %.1fs", self.stream, exc, delay)
-                ready = False
-                self._stop.wait(delay)
+    def handle_batch(self, entries: list[tuple[bytes, Any]]) -> None:
+        for _, command in entries:
+            # The desk writes every status through `reply` (one of its notify callbacks), this
+            # first one included; a command for another shard's camera gets none here.
+            self.handle(command)
 
 
 def parse(fields: dict[bytes, bytes] | None) -> Any:

@@ -18,6 +18,9 @@ from typing import Any
 
 import redis
 
+from .backoff import Backoff
+from .loop import Worker
+
 log = logging.getLogger(__name__)
 
 
@@ -84,3 +87,41 @@ def _event(fields: dict[bytes, bytes] | None) -> dict[str, Any] | None:
         return json.loads(payload)
     except ValueError:
         return None
+
+
+class StreamWorker(Worker):
+    """A loop over a stream read with a consumer group: each batch handled, then acknowledged;
+    a Redis outage retried with backoff (the group is made sure of again after it)."""
+
+    def __init__(self, name: str, reader: CaseStreamConsumer):
+        self.reader = reader
+        self.stream = reader.stream
+        super().__init__(name)
+
+    def handle_batch(self, entries: list[tuple[bytes, Any]]) -> None:
+        raise NotImplementedError
+
+    def read_once(self) -> int:
+        """Handle one batch and acknowledge it; returns the entries handled."""
+        entries = self.reader.read()
+        if entries:
+            self.handle_batch(entries)
+            self.reader.ack([eid for eid, _ in entries])
+        return len(entries)
+
+    def _run(self) -> None:
+        backoff = Backoff(0.5, 30.0)
+        ready = False
+        while not self._stop.is_set():
+            self.beat()
+            try:
+                if not ready:
+                    self.reader.ensure_group()
+                    ready = True
+                self.read_once()
+                backoff.reset()
+            except redis.RedisError as exc:
+                delay = backoff.next_delay()
+                log.warning("%s: Redis not reachable (%s); retrying in %.1fs", self.stream, exc, delay)
+                ready = False
+                self._stop.wait(delay)
