@@ -29,6 +29,35 @@ from export_yolo import export_yolo  # noqa: E402
 
 TRAIN_KEYS = ("model", "data", "imgsz", "epochs", "batch", "seed", "deterministic", "patience", "workers",
               "device", "close_mosaic", "project", "name")
+OPTIONAL_KEYS = ("time", "cache")  # absent from the recipe: epochs rule, images read from disk
+
+
+def offline_ultralytics() -> None:
+    """Let Ultralytics train on a machine that reaches nothing and has only its own wheel.
+
+    A GPU machine starts bare, without polars (a 40 MiB wheel Ultralytics reads one CSV with) or
+    the YOLO weights its AMP self-check downloads; both would stop the run, neither changes it.
+    """
+    import ultralytics.engine.trainer as trainer
+
+    try:
+        import polars  # noqa: F401
+    except ImportError:
+        import csv
+
+        def read_results_csv(self):
+            try:
+                with open(self.csv, newline="", encoding="utf-8") as f:
+                    rows = list(csv.DictReader(f))
+            except OSError:
+                return {}
+            return {k.strip(): [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+        trainer.BaseTrainer.read_results_csv = read_results_csv
+    from ultralytics.utils import WEIGHTS_DIR
+
+    if not any(WEIGHTS_DIR.glob("yolo*n.pt")):
+        trainer.check_amp = lambda model: True  # AMP on: the check needs a download
 
 
 def load_recipe(path: Path, overrides: dict) -> dict:
@@ -37,6 +66,8 @@ def load_recipe(path: Path, overrides: dict) -> dict:
     if missing:
         raise SystemExit(f"{path}: missing {', '.join(missing)}")
     recipe.update({k: v for k, v in overrides.items() if v is not None})
+    for key in OPTIONAL_KEYS:
+        recipe.setdefault(key, None)
     return recipe
 
 
@@ -54,6 +85,7 @@ def train(recipe: dict, fresh: bool = False) -> Path:
     """Train (or resume, or do nothing if complete); the run's best.pt."""
     from ultralytics import YOLO
 
+    offline_ultralytics()
     run_dir = (REPO / recipe["project"] / recipe["name"]) if not Path(recipe["project"]).is_absolute() \
         else Path(recipe["project"]) / recipe["name"]
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
@@ -74,7 +106,8 @@ def train(recipe: dict, fresh: bool = False) -> Path:
             workers=recipe["workers"], device=recipe.get("device"), close_mosaic=recipe["close_mosaic"],
             project=str(run_dir.parent), name=run_dir.name, exist_ok=True, pretrained=False,
             plots=False,  # plotting fetches a font from the internet
-            amp=True, save_period=-1, verbose=False)
+            amp=True, save_period=-1, verbose=False, time=recipe["time"],
+            cache=recipe["cache"] or False)
     if not best.exists():
         raise SystemExit(f"training left no {best}")
     return best
@@ -95,13 +128,14 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=REPO / "scripts" / "train.yaml")
     for key, typ in (("model", str), ("data", str), ("imgsz", int), ("epochs", int), ("batch", int),
-                     ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int)):
+                     ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int),
+                     ("time", float), ("cache", str)):
         ap.add_argument(f"--{key}", type=typ)
     ap.add_argument("--fresh", action="store_true", help="discard an existing run and start over")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
     args = ap.parse_args(argv)
-    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS if hasattr(args, k)})
+    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS if hasattr(args, k)})
     best = train(recipe, fresh=args.fresh)
     print(f"best weights: {best}")
     if args.no_export:
