@@ -3,6 +3,12 @@
 
     .venv/bin/python scripts/evaluate.py ../shared/datasets/cn_garbage_bins \\
         --model streetscan-0.1 --model coco-centernet-mbv3 [--split val] [--json out.json]
+    .venv/bin/python scripts/evaluate.py build/dataset --built --model streetscan-0.2 ...
+
+`--built` scores the val split of scripts/build_dataset.py's build instead: one table per source
+(build/dataset/val/<source>.txt, human boxes only, each source on the objects it labels) and one
+pooled table per object over every source that labels it. Footage frames in the build carry
+teacher labels, so they are left out.
 
 The split is a staged source folder (classes.txt, images/<split>, labels/<split>): its classes
 are mapped onto the vocabulary by the data manifest models/datasets.yaml, and only the
@@ -73,6 +79,38 @@ def load_split(folder: Path, split: str, manifest_path: Path) -> Split:
     return Split(f"{folder.name}/{split}", images, labels, classes)
 
 
+def load_built(root: Path, manifest_path: Path) -> list[Split]:
+    """Each manifest source's val images in a build, with the build's labels (vocabulary ids)."""
+    manifest = {s.name: s for s in load_manifest(manifest_path).sources}
+    vocab = list(vocabulary())
+    splits = []
+    for listing in sorted((root / "val").glob("*.txt")):
+        spec = manifest.get(listing.stem)
+        if spec is None:  # footage frames: teacher labels, nothing human to score against
+            continue
+        keep = {vocab.index(o) for o in spec.labelled_objects}
+        images, labels = [], []
+        for line in listing.read_text(encoding="utf-8").split():
+            img = Path(line)
+            boxes, ids = [], []
+            label = root / "labels" / "val" / f"{img.stem}.txt"
+            for row in label.read_text().splitlines() if label.exists() else []:
+                parts = row.split()
+                if len(parts) != 5 or int(parts[0]) not in keep:
+                    continue
+                cx, cy, bw, bh = (float(v) for v in parts[1:])
+                boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+                ids.append(int(parts[0]))
+            images.append(img)
+            labels.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
+        if images:
+            classes = sorted(spec.labelled_objects, key=vocab.index)
+            splits.append(Split(f"{spec.name}/val", images, labels, classes))
+    if not splits:
+        raise SystemExit(f"{root / 'val'}: no source's val listing; build the set with scripts/build_dataset.py")
+    return splits
+
+
 def predict(card_specs: list[str], split: Split) -> tuple[list[sv.Detections], dict[str, list[sv.Detections]]]:
     """One pass over the images (each read once): targets in pixels, and every model's detections
     of the classes the source labels."""
@@ -112,6 +150,29 @@ def score(preds: list[sv.Detections], targets: list[sv.Detections], classes: lis
     return out
 
 
+CONF_GRID = tuple(round(0.1 + 0.05 * i, 2) for i in range(15))  # 0.10 .. 0.80
+
+
+def calibrate(preds: list[sv.Detections], targets: list[sv.Detections], classes: list[str]) -> dict[str, dict]:
+    """Per class, the confidence that maximises F1 (IoU 0.5) on these human boxes: the operating
+    point a model card's `min_confidence` starts from."""
+    vocab = vocabulary()
+    best: dict[str, dict] = {}
+    for conf in CONF_GRID:
+        at_conf = [d[d.confidence >= conf] for d in preds]
+        p = Precision().update(at_conf, targets).compute()
+        r = Recall().update(at_conf, targets).compute()
+        p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class)}
+        r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class)}
+        for name in classes:
+            c = vocab.index(name)
+            pc, rc = float(p50.get(c, 0.0)), float(r50.get(c, 0.0))
+            f1 = 2 * pc * rc / (pc + rc) if pc + rc else 0.0
+            if f1 > best.get(name, {"f1": -1.0})["f1"]:
+                best[name] = {"conf": conf, "f1": f1, "precision": pc, "recall": rc}
+    return best
+
+
 def table(split: Split, results: dict[str, dict[str, dict]]) -> str:
     models = list(results)
     head = "| class | boxes | " + " | ".join(f"{m} P / R / AP50 / AP50-95" for m in models) + " |"
@@ -126,7 +187,8 @@ def table(split: Split, results: dict[str, dict[str, dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/)")
+    ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/), or a build with --built")
+    ap.add_argument("--built", action="store_true", help="source is scripts/build_dataset.py's output: score its val split")
     ap.add_argument("--model", action="append", required=True, help="model name, card or ONNX (repeatable)")
     ap.add_argument("--split", default="val")
     ap.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
@@ -134,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    if args.built:
+        return evaluate_built(args)
     split = load_split(args.source, args.split, args.manifest)
     if args.limit:
         split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
@@ -141,6 +205,36 @@ def main(argv: list[str] | None = None) -> dict:
     results = {m: score(preds[m], targets, split.classes, args.conf) for m in args.model}
     print(table(split, results))
     report = {"split": split.name, "images": len(split.images), "conf": args.conf, "models": results}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return report
+
+
+def evaluate_built(args) -> dict:
+    vocab = list(vocabulary())
+    pooled_targets: list[sv.Detections] = []
+    pooled_preds: dict[str, list[sv.Detections]] = {m: [] for m in args.model}
+    report = {"build": str(args.source), "conf": args.conf, "sources": {}, "pooled": {}}
+    for split in load_built(args.source, args.manifest):
+        if args.limit:
+            split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
+        targets, preds = predict(args.model, split)
+        results = {m: score(preds[m], targets, split.classes, args.conf) for m in args.model}
+        print(table(split, results), end="\n\n", flush=True)
+        report["sources"][split.name] = {"images": len(split.images), "models": results}
+        pooled_targets += targets
+        for m in args.model:
+            pooled_preds[m] += preds[m]
+    objects = sorted({o for s in report["sources"].values() for o in next(iter(s["models"].values()))}, key=vocab.index)
+    pooled = Split("all sources (each object scored on the sources that label it)", [None] * len(pooled_targets),
+                   pooled_targets, objects)
+    results = {m: score(pooled_preds[m], pooled_targets, objects, args.conf) for m in args.model}
+    print(table(pooled, results), flush=True)
+    report["pooled"] = {"images": len(pooled_targets), "models": results}
+    report["calibration"] = {m: calibrate(pooled_preds[m], pooled_targets, objects) for m in args.model}
+    for m, per_class in report["calibration"].items():
+        print(f"\n{m}: F1-best confidence per class (pooled val): " +
+              ", ".join(f"{c} {v['conf']:.2f} (F1 {v['f1']:.2f})" for c, v in per_class.items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -32,10 +32,13 @@ from streetscan.pipeline.preprocess import letterbox
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
-def _calibration_images(source: Path, card: ModelCard):
-    """BGR frames from a clip (1 per second), an image, or a folder of images (sorted)."""
+def _calibration_images(source: Path, card: ModelCard, limit: int):
+    """BGR frames from a clip (1 per second), an image, or a folder of images: `limit` spread
+    evenly over its sorted names, since a build's names begin with their source and the first
+    few would all be one source's scenes."""
     if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for path in paths[::max(1, len(paths) // max(1, limit))]:
             yield cv2.imread(str(path))
     elif source.suffix.lower() in IMAGE_SUFFIXES:
         yield cv2.imread(str(source))
@@ -54,7 +57,7 @@ def calibration_tensors(det: ModelDetector, sources: list[Path], frames: int) ->
     per_source = max(1, frames // max(1, len(sources)))
     out = []
     for source in sources:
-        for taken, image in enumerate(_calibration_images(source, det.card)):
+        for taken, image in enumerate(_calibration_images(source, det.card, per_source)):
             if taken == per_source:
                 break
             out.append(det._to_tensor([letterbox(image, det.input_size(image))[0]]))

@@ -97,3 +97,45 @@ def test_train_smoke_run_exports_a_working_card(tmp_path, marker_model):
     # Run again: the finished run is not trained again, only exported.
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "nothing to train" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
+
+
+def test_pack_dataset_ships_the_set_in_bounded_chunks_with_rare_classes_repeated(tmp_path):
+    """The GPU machine starts bare and takes ≤ 64 MiB a call: every chunk stays under its limit,
+    the chunks together hold every train image once, and train.txt repeats the rare class's images."""
+    import json
+    import tarfile
+
+    import pack_dataset
+
+    root = tmp_path / "build"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 40), ("val", 12)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 255, (300, 500, 3), np.uint8)  # noise: JPEGs that do not shrink
+            cv2.imwrite(str(root / "images" / split / f"s__{i:03d}.jpg"), img)
+            cls = 1 if i % 20 == 0 else 0  # class 1 is rare: 2 of 40 train images
+            (root / "labels" / split / f"s__{i:03d}.txt").write_text(f"{cls} 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val",
+                                                     "names": {0: "car", 1: "umbrella"}}))
+    out = tmp_path / "gpu"
+    pack_dataset.main(["--data", str(root / "data.yaml"), "--out", str(out), "--chunk-mib", "0.25",
+                       "--long-side", "320", "--quality", "90", "--val-images", "6", "--rfs-threshold", "0.5"])
+    chunks = sorted(out.glob("chunk-*.tar"))
+    assert len(chunks) > 2 and all(c.stat().st_size <= 0.25 * 2**20 for c in chunks)
+    unpacked = tmp_path / "ds"
+    for c in chunks:
+        with tarfile.open(c) as tar:
+            tar.extractall(unpacked, filter="data")
+    assert len(list((unpacked / "images" / "train").glob("*.jpg"))) == 40
+    assert len(list((unpacked / "images" / "val").glob("*.jpg"))) == 6
+    assert max(cv2.imread(str(next((unpacked / "images" / "train").glob("*.jpg")))).shape[:2]) == 320
+    lines = (unpacked / "train.txt").read_text().split()
+    assert all((unpacked / line).exists() for line in lines)
+    rare = [line for line in lines if line.endswith(("s__000.jpg", "s__020.jpg"))]
+    common = [line for line in lines if line.endswith("s__001.jpg")]
+    assert len(rare) >= 6 and len(common) == 1  # sqrt(0.5 / 0.05) = 3.2 repeats of each rare image
+    summary = json.loads((unpacked / "pack.json").read_text())
+    assert summary["train_images"] == 40 and summary["train_samples_per_epoch"] == len(lines)
+    assert yaml.safe_load((unpacked / "data.yaml").read_text())["names"] == {0: "car", 1: "umbrella"}
