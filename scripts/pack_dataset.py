@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("build/gpu"))
     ap.add_argument("--long-side", type=int, default=512)
     ap.add_argument("--quality", type=int, default=65)
-    ap.add_argument("--chunk-mib", type=float, default=38)
+    ap.add_argument("--chunk-mib", type=float, default=24,
+                    help="the device carries 64 MiB a call, the repository (~36 MiB with its models) included")
     ap.add_argument("--val-images", type=int, default=400)
     ap.add_argument("--rfs-threshold", type=float, default=0.1)
     ap.add_argument("--max-repeat", type=float, default=4.0)
