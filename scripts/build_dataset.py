@@ -11,7 +11,8 @@
   images are resized to the manifest's long side; near-identical images (augmented copies) are
   dropped by perceptual hash; whole scenes go to one split; each source's own val split stays val.
 - The COCO teacher adds boxes, in train only, for vocabulary objects a source does not label.
-- Street clips in `<assets>/footage/*.mp4` are added with teacher labels (`--footage-fps`, 0 = off).
+- Street clips in `<assets>/footage/*.mp4` are added with teacher labels (`--footage-fps`, 0 = off):
+  boxes the teacher is sure of, and boxes on tracks its calibrated tracker activated (persistence).
 - Writes images/, labels/, data.yaml, val/<source>.txt (each source's val images, for per-source
   evaluation), report.md and report.json. Exit status 0 even when sources were skipped (they are
   listed); 2 when `--require-all` is given and any was.
@@ -25,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from streetscan.dataset.builder import DatasetBuilder, clean
+from streetscan.dataset.builder import TEACHER_CONF, DatasetBuilder, clean
 from streetscan.dataset.manifest import MANIFEST_PATH, ManifestError, load_manifest
 
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         from streetscan.pipeline.detect import load_detector
         from streetscan.pipeline.models import resolve_model
 
-        teacher = load_detector(resolve_model(args.teacher), conf_threshold=0.4)
+        teacher = load_detector(resolve_model(args.teacher), conf_threshold=TEACHER_CONF)
     clean(args.out)
     builder = DatasetBuilder(args.out, manifest, teacher, dedup_distance=args.dedup_distance)
     for spec in manifest.sources:
