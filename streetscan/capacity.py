@@ -185,7 +185,8 @@ OVERLOAD_SECONDS = 20.0
 
 
 def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,
-              detector_opts: dict, max_batch: int, shed_load: bool = True, warmup_s: float | None = None) -> Trial:
+              detector_opts: dict, max_batch: int, shed_load: bool = True, warmup_s: float | None = None,
+              reader_processes: int = 0) -> Trial:
     from .workers.supervisor import Daemon, DaemonOptions
 
     streams = workdir / f"bench-{cameras}.yaml"
@@ -195,7 +196,8 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
                     for i in range(cameras)]}), encoding="utf-8")
     out = workdir / f"out-{cameras}"
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
-                            metrics_port=0, max_batch=max_batch, shed_load=shed_load)
+                            metrics_port=0, max_batch=max_batch, shed_load=shed_load,
+                            reader_processes=reader_processes)
     daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [JsonlSink(out / "events.jsonl")])
     m = daemon.metrics
 
@@ -234,12 +236,14 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
 
 
 def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: float, workdir: Path, *,
-                   max_age_s: float, detector_opts: dict, max_batch: int, limit: int, log=print) -> tuple[int, list[Trial]]:
+                   max_age_s: float, detector_opts: dict, max_batch: int, limit: int, log=print,
+                   reader_processes: int = 0) -> tuple[int, list[Trial]]:
     """Largest N sustained: double until a trial fails, then bisect."""
     trials: list[Trial] = []
 
     def ok(n: int) -> bool:
-        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch)
+        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch,
+                      reader_processes=reader_processes)
         trials.append(t)
         log(f"  {n:4d} cameras @ {analysis_fps:g} fps: offered {t.offered_fps:6.1f} analysed {t.analysed_fps:6.1f} "
             f"dropped {t.dropped_fps:5.1f}/s  age p95 {t.age_p95_s:.2f}s  batch {t.mean_batch:.1f}  "
@@ -306,7 +310,7 @@ def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
 
 def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quick: bool, out: Path,
         max_age_s: float, threads: int | None, max_batch: int, limit: int, gop_s: float = 2.0,
-        device: str = "cpu", log=print) -> dict:
+        device: str = "cpu", reader_processes: int = 0, log=print) -> dict:
     card = resolve_model(model)
     detector_opts = {"threads": threads, "device": device}
     detector = load_detector(card, **detector_opts)
@@ -328,13 +332,14 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
         e2e = {}
         for fps in analysis_fps:
             n, trials = search_cameras(clip, card, fps, 6.0 if quick else 20.0, work, max_age_s=max_age_s,
-                                       detector_opts=detector_opts, max_batch=max_batch, limit=limit, log=log)
+                                       detector_opts=detector_opts, max_batch=max_batch, limit=limit, log=log,
+                                       reader_processes=reader_processes)
             best = next((t for t in reversed(trials) if t.cameras == n), None)
             overload = None
             if n and best:
                 # Graceful overload: twice the sustained count, load shedding on (the daemon's default).
                 t2 = e2e_trial(clip, card, 2 * n, fps, OVERLOAD_SECONDS, work, detector_opts, max_batch,
-                               warmup_s=OVERLOAD_WARMUP_S)
+                               warmup_s=OVERLOAD_WARMUP_S, reader_processes=reader_processes)
                 overload = {**t2.__dict__, "of_sustained": t2.analysed_fps / best.analysed_fps if best.analysed_fps else None}
                 log(f"  {2 * n:4d} cameras @ {fps:g} fps (2x): analysed {t2.analysed_fps:6.1f}/s = "
                     f"{100 * (overload['of_sustained'] or 0):.0f}% of the sustained figure, least-served camera "
@@ -344,7 +349,7 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
                              "trials": [t.__dict__ for t in trials], "overload_2x": overload}
     results = {"machine": machine(), "model": card.name, "settings": {
         "quick": quick, "analysis_fps": analysis_fps, "max_age_s": max_age_s, "max_batch": max_batch,
-        "threads": threads, "device": device, "gop_s": gop_s, "clip": str(clip)}, "decode": dec, "preprocess_ms": pre,
+        "threads": threads, "device": device, "gop_s": gop_s, "clip": str(clip), "reader_processes": reader_processes}, "decode": dec, "preprocess_ms": pre,
         "inference": inf, "zone_crops": crops, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(results, indent=2), encoding="utf-8")

@@ -88,6 +88,7 @@ def run(
     webhook_timeout: WebhookTimeoutOption = 10.0,
     command_stream: Annotated[str, typer.Option(help="With --redis: the Redis Stream the case platform sends verification requests to (replies on <stream>:replies).")] = "streetscan:commands",
     shard: Annotated[Optional[str], typer.Option(help="Analyse only shard K/N of streams.yaml's cameras (K from 0; rendezvous hashing). Default: $STREETSCAN_SHARD, or $STREETSCAN_SHARD_COUNT with a StatefulSet host name, else all cameras.")] = None,
+    reader_processes: Annotated[int, typer.Option(min=0, help="Decode cameras in this many reader processes (about one per core; frames reach inference through shared memory, evidence at the model's input size). 0: reader threads in the daemon.")] = 0,
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -126,7 +127,8 @@ def run(
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
                             evidence_days=evidence_days, http_host=http_host, http_port=http_port,
                             verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
-                            command_redis=redis, command_stream=command_stream, shard=my_shard)
+                            command_redis=redis, command_stream=command_stream, shard=my_shard,
+                            reader_processes=reader_processes)
     try:
         daemon = Daemon(options, config, detector, sinks)
     except OSError as exc:
@@ -309,6 +311,7 @@ def bench(
     limit: Annotated[int, typer.Option(help="Most cameras to try.")] = 1024,
     gop_s: Annotated[float, typer.Option(help="Keyframe interval of the clip the benchmark encodes (cameras' I-frame interval).")] = 2.0,
     device: DeviceOption = "cpu",
+    reader_processes: Annotated[int, typer.Option(min=0, help="Run the simulated cameras' readers in this many processes, as `run --reader-processes` (0: threads).")] = 0,
 ) -> None:
     """Capacity benchmark: stage figures, raw inference ceiling and the cameras this machine carries."""
     from .capacity import run as run_bench, table
@@ -317,7 +320,7 @@ def bench(
     try:
         results = run_bench(clip=clip, model=model, analysis_fps=analysis_fps, quick=quick, out=out,
                             max_age_s=max_age, threads=threads, device=device, max_batch=max_batch, limit=limit,
-                            gop_s=gop_s,
+                            gop_s=gop_s, reader_processes=reader_processes,
                             log=lambda m: console.print(m, highlight=False))
     except (ModelError, SourceError) as exc:
         _fail(str(exc))

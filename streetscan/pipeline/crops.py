@@ -45,6 +45,11 @@ class CropPlanner:
         polygons = tuple(tuple(map(tuple, z.polygon)) for z in camera.zones if z.polygon is not None)
         return cls(polygons, fit, camera.zone_crops)
 
+    @property
+    def may_crop(self) -> bool:
+        """Whether any frame of this camera could be cut into zone crops (which need its full picture)."""
+        return self.mode != "off" and bool(self.polygons)
+
     def plan(self, width: int, height: int) -> tuple[Box, ...]:
         return _plan(self.polygons, self.fit, self.mode, width, height)
 

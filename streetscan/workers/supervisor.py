@@ -31,6 +31,7 @@ from ..service.shard import Shard
 from ..service.sinks import CaseSink
 from .handoff import FrameBoard
 from .reader import CameraState, StreamReader
+from .reader_pool import ReaderPool, RemoteReader
 from .runner import CameraSlot, Runner, RunnerOptions
 from .verification import HTTP_STATUS, VerificationDesk
 
@@ -58,12 +59,18 @@ class DaemonOptions:
     command_stream: str = "streetscan:commands"
     verify_timeout_s: float = 60.0
     shard: Shard | None = None  # analyse only this shard's cameras of streams.yaml (None: all of them)
+    reader_processes: int = 0  # cameras' readers in this many processes (reader_pool.py); 0: threads here
 
 
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
-    if not isinstance(slot.reader, StreamReader):
+    if slot.reader is None:
         return CameraState.DISABLED, "enabled: false in streams.yaml"
     return slot.reader.state, slot.reader.reason
+
+
+def decode_mode(slot: CameraSlot) -> str | None:
+    """full / keyframe-only / keyframe-only (shedding load); None for a disabled camera."""
+    return getattr(slot.reader, "decode_mode", None)
 
 
 class Daemon:
@@ -85,9 +92,13 @@ class Daemon:
             self.sinks.append(case_index)
         metrics = Metrics()
         self.board = FrameBoard(on_drop=lambda cam: metrics.frames_dropped.labels(cam).inc())
+        self.pool: ReaderPool | None = None
         self.runner = Runner(detector, self.board, self.sinks, RunnerOptions(
             out_dir=options.out_dir, spool_path=options.spool_path, max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms, analysis_queue=options.analysis_queue), metrics)
+        if options.reader_processes > 0:
+            self.pool = ReaderPool(options.reader_processes, self.board, metrics, fit=self.card.fit,
+                                   epoch=self.runner.epoch, shed_load=options.shed_load)
         self.retention = (EvidenceRetention(options.out_dir, self.runner.spool, metrics,
                                             evidence_days=options.evidence_days,
                                             case_index=case_index)
@@ -122,13 +133,16 @@ class Daemon:
         return self.runner.metrics
 
     # -- the camera fleet -------------------------------------------------------------------
-    def _reader(self, camera: Camera, generation: int) -> StreamReader | None:
+    def _reader(self, camera: Camera, generation: int) -> StreamReader | RemoteReader | None:
         if not camera.enabled:
             log.info("%s: disabled in streams.yaml", camera.id, extra={"camera": camera.id})
             return None
         fit = self.card.fit
+        crops = CropPlanner.for_camera(camera, fit)
+        if self.pool is not None and not crops.may_crop:  # zone crops cut the full picture: a thread here keeps it
+            return self.pool.reader(camera, generation)
         return StreamReader(camera, self.board, self.metrics, generation=generation, epoch=self.runner.epoch,
-                            fit=fit, crops=CropPlanner.for_camera(camera, fit), shed_load=self.options.shed_load)
+                            fit=fit, crops=crops, shed_load=self.options.shed_load)
 
     def _start_camera(self, camera: Camera) -> None:
         self.runner.add(camera, clock=StreamClock(camera.tz), source=redact_url(camera.url), reader=self._reader)
@@ -205,6 +219,8 @@ class Daemon:
         if self.console:
             self.console.start()
         self.runner.start()
+        if self.pool:
+            self.pool.start()
         if self.retention:
             self.retention.start()
         mine = self._mine(self.config)
@@ -251,6 +267,8 @@ class Daemon:
             self.commands.stop()
             self.commands.join(timeout=3.0)
         drained, left = self.runner.stop(deadline)
+        if self.pool:
+            self.pool.close()
         if left:
             log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
                         left, self.options.spool_path)
@@ -268,7 +286,8 @@ class Daemon:
     # -- probes ---------------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
         now = time.monotonic()
-        loops = {name: (w.alive, now - w.heartbeat) for name, w in self.runner.loops().items()}
+        workers = dict(self.runner.loops(), **({"reader_pool": self.pool} if self.pool else {}))
+        loops = {name: (w.alive, now - w.heartbeat) for name, w in workers.items()}
         ok = self._started and all(alive and age < 60 for alive, age in loops.values())
         dead_readers = [i for i, s in self.runner.slots().items() if s.reader and not s.reader.alive]
         ok = ok and not dead_readers
@@ -281,11 +300,12 @@ class Daemon:
         enabled = [i for i, s in slots.items() if s.reader]
         live = [i for i in enabled if states[i][0] == CameraState.LIVE]
         ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live)))
-        decode = {i: s.reader.decode_mode for i, s in slots.items() if isinstance(s.reader, StreamReader)}
+        decode = {i: decode_mode(s) for i, s in slots.items() if s.reader}
         return ok, {"shard": str(self.options.shard) if self.options.shard else None,
                     "cameras": {i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
                                 for i, (st, why) in states.items()},
                     "live": len(live), "enabled": len(enabled),
+                    **({"reader_processes": self.pool.describe()} if self.pool else {}),
                     "spool_depth": self.runner.spool.depth() if ok else None}
 
 
@@ -314,7 +334,7 @@ class DaemonFleet:
                                     state.value, reason, None if seen is None else now - seen,
                                     runner.analysis.analysed_fps(cam_id) if slot.reader else None,
                                     int(dropped or 0), cam.zones,
-                                    slot.reader.decode_mode if isinstance(slot.reader, StreamReader) else None))
+                                    decode_mode(slot)))
         return views
 
     def applied(self) -> str:
@@ -344,8 +364,8 @@ def register_live_gauges(daemon: Daemon) -> None:
              ("index", "count"), lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0})
     live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
     live.add("streetscan_camera_shedding", "1 while an overloaded camera decodes keyframes only", ("camera",),
-             lambda: {(cam_id,): 1.0 if s.reader.decode_mode.endswith("(shedding load)") else 0.0
-                      for cam_id, s in runner.slots().items() if isinstance(s.reader, StreamReader)})
+             lambda: {(cam_id,): 1.0 if decode_mode(s).endswith("(shedding load)") else 0.0
+                      for cam_id, s in runner.slots().items() if s.reader})
     live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
              ("camera",), last_frame_age)
     live.add("streetscan_camera_frame_age_at_analysis_seconds", "Age of the camera's last analysed frame",

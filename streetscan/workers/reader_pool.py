@@ -1,0 +1,422 @@
+"""Reader processes: cameras' demuxing and decoding spread over a pool of processes.
+
+    reader process k: StreamReader threads -> FrameSlot (shared memory, one per camera)
+    daemon: FrameCollector -> FrameBoard (newest frame wins) -> batched inference
+
+In one process every reader thread shares one interpreter lock with inference and analysis. Here
+each reader process runs the same `StreamReader`s (reconnect, pacing, load shedding) for the
+cameras rendezvous hashing gives it, and hands each sampled frame, already scaled to the model's
+input box, to the daemon through its camera's fixed shared-memory slot: newest frame wins, memory
+is one frame per camera, and a frame replaced before the daemon took it is dropped and counted,
+as on the FrameBoard. The daemon moves a slot's frame onto the board only when the board wants
+one (empty, or its frame stale), so a reader still skips decoding frames nobody will analyse and
+its load shedder still sees inference falling behind.
+
+A reader process that dies (SIGKILL, out of memory) is started again with its cameras; the other
+processes and every camera's analysis and open cases are untouched. Counters the readers keep
+(decoded, sampled, dropped, decode errors, reconnects) and each camera's state travel back twice a
+second and feed the daemon's metrics, /readyz and the console.
+
+Frames from a reader process carry no full-resolution picture: evidence is drawn at the model's
+input resolution, and cameras with zone crops (which cut the full picture) keep in-process reader
+threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.shared_memory import SharedMemory
+
+import numpy as np
+
+from ..logs import JsonFormatter
+from ..logs import configure as configure_logging
+from ..pipeline.config import Camera
+from ..pipeline.frames import Frame
+from ..service.loop import Worker
+from ..service.metrics import Metrics
+from ..service.shard import owner
+from .handoff import FrameBoard, LiveFrame
+from .reader import CameraState, StreamReader
+
+log = logging.getLogger(__name__)
+
+HEADER = np.dtype([("written", "<u8"), ("done", "<u8"), ("taken", "<u8"), ("seq", "<i8"), ("decoded_index", "<i8"),
+                   ("pts_s", "<f8"), ("arrived", "<f8"), ("keyframe", "<u8"), ("h", "<u8"), ("w", "<u8"),
+                   ("src_w", "<u8"), ("src_h", "<u8")])
+# The reader counters that travel from a reader process to the daemon's metrics.
+FORWARDED = ("frames_decoded", "frames_sampled", "frames_dropped", "decode_errors", "reconnects")
+STATUS_EVERY_S = 0.5
+
+
+class FrameSlot:
+    """One camera's newest frame in shared memory. Its reader process writes it; the daemon reads
+    it. A sequence lock instead of a cross-process mutex: the writer bumps `written`, writes, then
+    sets `done`; a copy taken while `written` moved on is retried. `taken` (written by the daemon
+    alone) is the last `done` it consumed, so "a frame waits" is `done != taken`."""
+
+    def __init__(self, name: str | None, capacity: int, *, create: bool):
+        self.capacity = capacity
+        self.shm = SharedMemory(name=name, create=create, size=HEADER.itemsize + capacity)
+        self.name = self.shm.name
+        self.header = np.ndarray((1,), HEADER, self.shm.buf, 0)
+        self.pixels = np.ndarray((capacity,), np.uint8, self.shm.buf, HEADER.itemsize)
+        if create:
+            self.header[0] = 0
+
+    def _get(self, key: str):
+        return self.header[key][0]
+
+    def waiting(self) -> bool:
+        return bool(self._get("done") != self._get("taken"))
+
+    def age(self, now: float) -> float:
+        return now - float(self._get("arrived"))
+
+    def write(self, frame: Frame, arrived: float) -> bool:
+        """Store the frame; True when it replaced one the daemon had not taken."""
+        image = np.ascontiguousarray(frame.image)
+        if image.nbytes > self.capacity:
+            raise ValueError(f"frame {image.shape} larger than its slot ({self.capacity} bytes)")
+        replaced = self.waiting()
+        n = self._get("written") + 1
+        h = self.header
+        h["written"][0] = n
+        self.pixels[:image.nbytes] = image.reshape(-1)
+        h["seq"][0], h["decoded_index"][0], h["pts_s"][0] = frame.seq, frame.decoded_index, frame.pts_s
+        h["arrived"][0], h["keyframe"][0] = arrived, int(frame.keyframe)
+        h["h"][0], h["w"][0] = image.shape[0], image.shape[1]
+        h["src_w"][0], h["src_h"][0] = frame.width, frame.height
+        h["done"][0] = n
+        return replaced
+
+    def take(self) -> tuple[Frame, float] | None:
+        """The waiting frame (copied out) and when its reader had it; None when none waits."""
+        for _ in range(5):
+            done = self._get("done")
+            if done == self._get("taken"):
+                return None
+            rec = self.header[0].copy()
+            hh, ww = int(rec["h"]), int(rec["w"])
+            image = self.pixels[:hh * ww * 3].copy().reshape(hh, ww, 3)
+            if self._get("written") != done:
+                continue  # the writer moved on while we copied: read the newer frame
+            self.header["taken"][0] = done
+            src = (int(rec["src_w"]), int(rec["src_h"]))
+            frame = Frame(seq=int(rec["seq"]), decoded_index=int(rec["decoded_index"]), pts_s=float(rec["pts_s"]),
+                          image=image, keyframe=bool(rec["keyframe"]),
+                          source_size=None if src == (ww, hh) else src)
+            return frame, float(rec["arrived"])
+        return None  # a writer faster than five copies: the next round takes it
+
+    def close(self, unlink: bool = False) -> None:
+        del self.header, self.pixels
+        self.shm.close()
+        if unlink:
+            try:
+                self.shm.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class SlotHandoff:
+    """The hand-off a StreamReader in a reader process sees: its camera's FrameSlot."""
+
+    def __init__(self, metrics: Metrics, posted):
+        self.slots: dict[str, FrameSlot] = {}
+        self.metrics = metrics
+        self.posted = posted
+
+    def add(self, camera_id: str) -> None:  # slots are attached by the process loop
+        pass
+
+    def remove(self, camera_id: str) -> None:
+        pass
+
+    def put(self, lf: LiveFrame) -> bool:
+        slot = self.slots.get(lf.camera_id)
+        if slot is None:
+            return False
+        replaced = slot.write(lf.frame, lf.arrived)
+        if replaced:
+            self.metrics.frames_dropped.labels(lf.camera_id).inc()
+        self.posted.release()
+        return replaced
+
+    def wants(self, camera_id: str, fresh_s: float) -> bool:
+        slot = self.slots.get(camera_id)
+        return slot is not None and (not slot.waiting() or slot.age(time.monotonic()) > fresh_s)
+
+
+def _log_settings() -> tuple[int, str]:
+    """The daemon's log level and format, for its reader processes to log alike."""
+    root = logging.getLogger()
+    json_lines = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    return root.getEffectiveLevel(), "json" if json_lines else "text"
+
+
+def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load: bool, logs: tuple[int, str]) -> None:
+    """A reader process: StreamReader threads for the cameras the daemon sends, until told to
+    stop or the daemon is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon owns shutdown: it sends "stop"
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    configure_logging(*logs)
+    parent = os.getppid()
+    metrics = Metrics()
+    handoff = SlotHandoff(metrics, posted)
+    readers: dict[str, StreamReader] = {}
+    last_status = 0.0
+    running = True
+    while running and os.getppid() == parent:
+        try:
+            cmd = commands.get(timeout=STATUS_EVERY_S / 2)
+        except queue.Empty:
+            cmd = None
+        if cmd is not None:
+            op = cmd[0]
+            if op == "add":
+                _, camera, generation, slot_name, capacity = cmd
+                handoff.slots[camera.id] = FrameSlot(slot_name, capacity, create=False)
+                reader = StreamReader(camera, handoff, metrics, generation=generation, epoch=epoch, fit=fit,
+                                      crops=None, shed_load=shed_load)
+                readers[camera.id] = reader
+                reader.start()
+            elif op == "remove":
+                reader = readers.pop(cmd[1], None)
+                if reader:
+                    reader.stop()
+                    reader.join(timeout=2.0)
+                slot = handoff.slots.pop(cmd[1], None)
+                if slot:
+                    slot.close()
+            elif op == "stop":
+                running = False
+        now = time.monotonic()
+        if now - last_status >= STATUS_EVERY_S:
+            last_status = now
+            status.put((index, os.getpid(), {cam: _camera_status(r, metrics) for cam, r in readers.items()}))
+    for reader in readers.values():
+        reader.stop()
+    for reader in readers.values():
+        reader.join(timeout=2.0)
+    for slot in handoff.slots.values():
+        slot.close()
+
+
+def _camera_status(reader: StreamReader, metrics: Metrics) -> dict:
+    get = metrics.registry.get_sample_value
+    return {"state": reader.state.value, "reason": reader.reason, "decode_mode": reader.decode_mode,
+            "last_frame_at": reader.last_frame_at, "alive": reader.alive,
+            "counters": {name: get(f"streetscan_{name}_total", {"camera": reader.camera_id}) or 0.0
+                         for name in FORWARDED}}
+
+
+class RemoteReader:
+    """The daemon's handle on a camera read in a reader process; quacks like a StreamReader for
+    the runner, the probes and the console."""
+
+    def __init__(self, pool: ReaderPool, camera: Camera, generation: int):
+        self.pool, self.camera, self.camera_id, self.generation = pool, camera, camera.id, generation
+        self.state, self.reason = CameraState.CONNECTING, "starting in a reader process"
+        self.decode_mode = "full"
+        self.last_frame_at: float | None = None
+        self.heartbeat = time.monotonic()
+
+    def start(self) -> None:
+        self.pool.add(self)
+
+    def stop(self) -> None:
+        self.pool.remove(self.camera_id)
+
+    def join(self, timeout: float | None = None) -> bool:
+        return True  # the process stops the thread; nothing of it lives here
+
+    @property
+    def alive(self) -> bool:
+        return self.pool.process_alive(self.camera_id)
+
+
+@dataclass
+class _Process:
+    index: int
+    commands: object
+    process: object = None
+    cameras: dict[str, RemoteReader] = field(default_factory=dict)
+    starts: int = 0
+
+
+class ReaderPool(Worker):
+    """The reader processes and the daemon-side loop that collects their frames, forwards their
+    counters and states, and restarts a process that died."""
+
+    def __init__(self, processes: int, board: FrameBoard, metrics: Metrics, *, fit: tuple[int, int],
+                 epoch: tuple[float, float], shed_load: bool = True):
+        if processes < 1:
+            raise ValueError("a reader pool needs at least one process")
+        self.board, self.metrics, self.fit, self.epoch, self.shed_load = board, metrics, fit, epoch, shed_load
+        self.capacity = fit[0] * fit[1] * 3  # the decoder scales every picture into the model's box
+        self._ctx = mp.get_context("spawn")  # fork would copy the daemon's threads' locks mid-use
+        self.posted = self._ctx.Semaphore(0)
+        self.status = self._ctx.Queue()
+        self._lock = threading.Lock()
+        self._procs = [_Process(i, self._ctx.Queue()) for i in range(processes)]
+        self._slots: dict[str, FrameSlot] = {}
+        self._seen: dict[str, dict[str, float]] = {}  # counters last forwarded, per camera
+        self.restarts = 0
+        super().__init__("reader-pool")
+
+    # -- cameras ------------------------------------------------------------------------------
+    def reader(self, camera: Camera, generation: int) -> RemoteReader:
+        return RemoteReader(self, camera, generation)
+
+    def process_of(self, camera_id: str) -> _Process:
+        # Salted apart from the shard hash: unsalted, a shard's cameras (all the argmax of one
+        # index) would all land in the process of that same index.
+        return self._procs[owner(f"reader-process\x00{camera_id}", len(self._procs))]
+
+    def add(self, remote: RemoteReader) -> None:
+        with self._lock:
+            slot = FrameSlot(None, self.capacity, create=True)
+            self._slots[remote.camera_id] = slot
+            self._seen[remote.camera_id] = {}
+            proc = self.process_of(remote.camera_id)
+            proc.cameras[remote.camera_id] = remote
+            if proc.process is None:
+                self._spawn(proc)
+            else:
+                proc.commands.put(("add", remote.camera, remote.generation, slot.name, self.capacity))
+
+    def remove(self, camera_id: str) -> None:
+        with self._lock:
+            proc = self.process_of(camera_id)
+            if proc.cameras.pop(camera_id, None) is None:
+                return
+            proc.commands.put(("remove", camera_id))
+            slot = self._slots.pop(camera_id, None)
+            self._seen.pop(camera_id, None)
+            if slot:
+                slot.close(unlink=True)  # the process's own mapping stays valid until it closes it
+
+    def process_alive(self, camera_id: str) -> bool:
+        proc = self.process_of(camera_id)
+        return proc.process is not None and proc.process.is_alive()
+
+    def describe(self) -> dict[str, dict]:
+        """Per process: pid, alive, starts, its cameras (for /readyz)."""
+        with self._lock:
+            return {str(p.index): {"pid": p.process.pid if p.process is not None else None,
+                                   "alive": p.process is not None and p.process.is_alive(),
+                                   "starts": p.starts, "cameras": sorted(p.cameras)} for p in self._procs}
+
+    def _spawn(self, proc: _Process) -> None:
+        proc.commands = self._ctx.Queue()  # a killed process may have died holding the old queue's lock
+        proc.process = self._ctx.Process(
+            target=_reader_process, name=f"streetscan-reader-{proc.index}", daemon=True,
+            args=(proc.index, proc.commands, self.status, self.posted, self.fit, self.epoch, self.shed_load,
+                  _log_settings()))
+        proc.process.start()
+        proc.starts += 1
+        for remote in proc.cameras.values():
+            proc.commands.put(("add", remote.camera, remote.generation, self._slots[remote.camera_id].name,
+                               self.capacity))
+
+    # -- the daemon-side loop -----------------------------------------------------------------
+    def _run(self) -> None:
+        last_check = 0.0
+        while not self._stop.is_set():
+            self.beat()
+            self.posted.acquire(timeout=0.02)  # a frame was posted, or look again anyway
+            while self.posted.acquire(block=False):
+                pass
+            self._collect()
+            self._drain_status()
+            now = time.monotonic()
+            if now - last_check > 0.5:
+                last_check = now
+                self._restart_dead()
+
+    def _collect(self) -> None:
+        # Under the lock: `remove` closes a slot's mapping, which must not happen mid-copy.
+        with self._lock:
+            for cam, slot in self._slots.items():
+                remote = self.process_of(cam).cameras.get(cam)
+                if remote is None or not slot.waiting():
+                    continue
+                if not self.board.wants(cam, 2.0 / remote.camera.analysis_fps):
+                    continue  # the board still holds a recent frame of it: leave this one in the slot
+                taken = slot.take()
+                if taken is not None:
+                    frame, arrived = taken
+                    self.board.put(LiveFrame(cam, remote.generation, frame, arrived))
+
+    def _drain_status(self) -> None:
+        while True:
+            try:
+                index, pid, cameras = self.status.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                proc = self._procs[index]
+                if proc.process is None or proc.process.pid != pid:
+                    continue  # from a process since replaced
+                for cam, st in cameras.items():
+                    remote = proc.cameras.get(cam)
+                    if remote is None:
+                        continue
+                    remote.state, remote.reason = CameraState(st["state"]), st["reason"]
+                    remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
+                    if st["last_frame_at"] is not None:
+                        remote.last_frame_at = st["last_frame_at"]
+                    self._forward(cam, st["counters"])
+
+    def _forward(self, camera_id: str, counters: dict[str, float]) -> None:
+        seen = self._seen.setdefault(camera_id, {})
+        for name, total in counters.items():
+            delta = total - seen.get(name, 0.0)
+            if delta < 0:  # a restarted process counts from zero again
+                delta = total
+            if delta:
+                getattr(self.metrics, name).labels(camera_id).inc(delta)
+            seen[name] = total
+
+    def _restart_dead(self) -> None:
+        with self._lock:
+            for proc in self._procs:
+                if proc.process is None or proc.process.is_alive() or self._stop.is_set():
+                    continue
+                code = proc.process.exitcode
+                if not proc.cameras:
+                    proc.process = None
+                    continue
+                log.error("reader process %d (pid %s) died (exit %s); starting it again with its %d camera(s)",
+                          proc.index, proc.process.pid, code, len(proc.cameras))
+                for remote in proc.cameras.values():
+                    remote.state, remote.reason = CameraState.CONNECTING, f"reader process restarted (exit {code})"
+                    self._seen[remote.camera_id] = {}
+                self.restarts += 1
+                self._spawn(proc)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and every process; free the slots."""
+        self.stop()
+        self.join(timeout=2.0)
+        with self._lock:
+            procs = [p for p in self._procs if p.process is not None]
+            for p in procs:
+                p.commands.put(("stop",))
+            deadline = time.monotonic() + timeout
+            for p in procs:
+                p.process.join(max(0.1, deadline - time.monotonic()))
+                if p.process.is_alive():
+                    p.process.kill()
+                    p.process.join(1.0)
+            for slot in self._slots.values():
+                slot.close(unlink=True)
+            self._slots.clear()

@@ -1,0 +1,118 @@
+"""Reader processes (issue #19): cameras decoded in a pool of processes, frames handed to the
+daemon through shared memory. Real `streetscan run`, real RTSP cameras; a reader process killed
+with SIGKILL is started again with its cameras, the other process's cameras never stop, and the
+open cases of the restarted cameras continue (one case per parked car)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from streetscan.pipeline.frames import Frame
+from streetscan.workers.reader_pool import FrameSlot
+
+from conftest import encode_clip
+from marker_model import red_marker
+from realparts import DaemonProcess, RtspServer, wait_for
+
+CAMERAS = [f"cam-{i}" for i in range(4)]
+
+
+def test_frame_slot_hands_over_the_newest_frame_once_and_counts_replacements():
+    slot = FrameSlot(None, 64 * 48 * 3, create=True)
+    other = FrameSlot(slot.name, 64 * 48 * 3, create=False)  # as the reader process attaches it
+    try:
+        assert slot.take() is None and not slot.waiting()
+        img = np.full((40, 64, 3), 7, np.uint8)
+        assert other.write(Frame(0, 0, 1.5, img, True, source_size=(1280, 800)), arrived=10.0) is False
+        assert other.write(Frame(1, 3, 2.5, img + 1, False, source_size=(1280, 800)), arrived=11.0) is True
+        frame, arrived = slot.take()
+        assert (frame.seq, frame.decoded_index, frame.pts_s, frame.keyframe, arrived) == (1, 3, 2.5, False, 11.0)
+        assert frame.image.shape == (40, 64, 3) and int(frame.image[0, 0, 0]) == 8
+        assert frame.source_size == (1280, 800) and frame.width == 1280
+        assert slot.take() is None  # taken once
+        assert other.write(Frame(2, 4, 3.0, img, True), arrived=12.0) is False  # the last one was taken
+        with pytest.raises(ValueError, match="larger than its slot"):
+            other.write(Frame(3, 5, 3.5, np.zeros((100, 100, 3), np.uint8), True), arrived=13.0)
+    finally:
+        other.close()
+        slot.close(unlink=True)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("rtsp_ready")
+def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go_on(tmp_path, marker_model):
+    clip = encode_clip(tmp_path / "parked.mp4", seconds=120, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
+    rtsp = RtspServer({c: clip for c in CAMERAS}).start()
+    streams = tmp_path / "streams.yaml"
+    streams.write_text(yaml.safe_dump({
+        "defaults": {"analysis_fps": 2, "event": {"update_interval_s": 3, "resolve_grace_s": 30},
+                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
+                     "rules": {"illegal_parking": {"dwell_s": 2}}},
+        "cameras": [{"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in CAMERAS]}))
+    out = tmp_path / "out"
+    daemon = DaemonProcess(streams, out, marker_model, "--reader-processes", "2").start()
+
+    def pool() -> dict:
+        status, body = daemon.get("/readyz")
+        return json.loads(body).get("reader_processes", {}) if body else {}
+
+    def analysed() -> dict[str, float]:
+        return {c: daemon.metric("streetscan_frames_analysed_total", camera=c) for c in CAMERAS}
+    # (a removed camera's series leaves /metrics: its value reads 0 from then on)
+
+    def events() -> list[dict]:
+        path = out / "events.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    try:
+        wait_for(lambda: all(v > 0 for v in analysed().values()), 90, what="every camera analysed")
+        procs = pool()
+        assert sorted(c for p in procs.values() for c in p["cameras"]) == CAMERAS   # each camera in one process
+        assert all(p["alive"] and p["pid"] not in (None, daemon.proc.pid) for p in procs.values())
+        victim, survivor = sorted(procs, key=lambda k: -len(procs[k]["cameras"]))[:2]
+        assert procs[victim]["cameras"] and procs[survivor]["cameras"]
+        wait_for(lambda: {e["camera"]["id"] for e in events() if e["state"] == "opened"} == set(CAMERAS), 60,
+                 what="a case opened on every camera")
+        os.kill(procs[victim]["pid"], signal.SIGKILL)
+        killed_at, before = time.monotonic(), analysed()
+        wait_for(lambda: pool()[victim]["pid"] != procs[victim]["pid"] and pool()[victim]["alive"], 30,
+                 what="the killed reader process started again")
+        assert pool()[survivor]["pid"] == procs[survivor]["pid"]   # the other process untouched
+        wait_for(lambda: all(analysed()[c] > before[c] + 4 for c in procs[victim]["cameras"]), 60,
+                 what="the restarted process's cameras analysed again")
+        during = analysed()
+        assert all(during[c] > before[c] + 2 for c in procs[survivor]["cameras"])   # never stopped
+        assert time.monotonic() - killed_at < 90
+        assert daemon.metric("streetscan_frames_decoded_total", camera=procs[victim]["cameras"][0]) > 0
+        status, _ = daemon.get("/healthz")
+        assert status == 200
+        # A reload that removes one camera stops it in its process; the rest read on.
+        gone = procs[survivor]["cameras"][0]
+        doc = yaml.safe_load(streams.read_text())
+        doc["cameras"] = [c for c in doc["cameras"] if c["id"] != gone]
+        streams.write_text(yaml.safe_dump(doc))
+        daemon.signal(signal.SIGHUP)
+        wait_for(lambda: gone not in {c for p in pool().values() for c in p["cameras"]}, 20, what="the camera removed")
+        after_reload = analysed()
+        wait_for(lambda: all(analysed()[c] > after_reload[c] + 2 for c in CAMERAS if c != gone), 30,
+                 what="the other cameras reading on after the reload")
+        assert pool()[survivor]["pid"] == procs[survivor]["pid"]
+        daemon.signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
+    finally:
+        daemon.stop()
+        rtsp.kill()
+    for cam in CAMERAS:
+        mine = [e for e in events() if e["camera"]["id"] == cam]
+        # The parked marker's case survived its reader process: updated, never opened twice.
+        assert [e["state"] for e in mine].count("opened") == 1, (cam, [e["state"] for e in mine])
+        assert len({e["event_id"] for e in mine}) == 1
+    evidence = next(e for e in events() if e["state"] == "opened")["evidence"]["annotated"]
+    assert (out / evidence).stat().st_size > 0
