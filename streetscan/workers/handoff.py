@@ -108,6 +108,12 @@ class FrameBoard(_Stoppable):
         with self._cond:
             return sum(1 for v in self._slots.values() if v is not None)
 
+    def arrived(self, camera_id: str) -> float | None:
+        """When the camera's waiting frame reached its reader; None when none waits."""
+        with self._cond:
+            lf = self._slots.get(camera_id)
+            return None if lf is None else lf.arrived
+
     def _take_round_robin(self, batch: list[LiveFrame], limit: int) -> None:
         n = len(self._order)
         for i in range(n):

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 HEADER = np.dtype([("written", "<u8"), ("done", "<u8"), ("taken", "<u8"), ("seq", "<i8"), ("decoded_index", "<i8"),
                    ("pts_s", "<f8"), ("arrived", "<f8"), ("keyframe", "<u8"), ("h", "<u8"), ("w", "<u8"),
-                   ("src_w", "<u8"), ("src_h", "<u8")])
+                   ("src_w", "<u8"), ("src_h", "<u8"), ("busy_until", "<f8")])
 # The reader counters that travel from a reader process to the daemon's metrics.
 FORWARDED = ("frames_decoded", "frames_sampled", "frames_dropped", "decode_errors", "reconnects")
 STATUS_EVERY_S = 0.5
@@ -60,7 +60,9 @@ class FrameSlot:
     """One camera's newest frame in shared memory. Its reader process writes it; the daemon reads
     it. A sequence lock instead of a cross-process mutex: the writer bumps `written`, writes, then
     sets `done`; a copy taken while `written` moved on is retried. `taken` (written by the daemon
-    alone) is the last `done` it consumed, so "a frame waits" is `done != taken`."""
+    alone) is the last `done` it consumed, so "a frame waits" is `done != taken`. `busy_until`
+    (the daemon's too) says until when the board still holds a recent frame of the camera: the
+    slot and the board together are one frame deep, as a reader thread's board slot is."""
 
     def __init__(self, name: str | None, capacity: int, *, create: bool):
         self.capacity = capacity
@@ -79,6 +81,12 @@ class FrameSlot:
 
     def age(self, now: float) -> float:
         return now - float(self._get("arrived"))
+
+    def busy_until(self) -> float:
+        return float(self._get("busy_until"))
+
+    def mark_busy(self, until: float) -> None:
+        self.header["busy_until"][0] = until
 
     def write(self, frame: Frame, arrived: float) -> bool:
         """Store the frame; True when it replaced one the daemon had not taken."""
@@ -151,8 +159,12 @@ class SlotHandoff:
         return replaced
 
     def wants(self, camera_id: str, fresh_s: float) -> bool:
+        """No recent frame of the camera waits, in its slot or on the daemon's board."""
         slot = self.slots.get(camera_id)
-        return slot is not None and (not slot.waiting() or slot.age(time.monotonic()) > fresh_s)
+        if slot is None:
+            return False
+        now = time.monotonic()
+        return (not slot.waiting() or slot.age(now) > fresh_s) and now >= slot.busy_until()
 
 
 def _log_settings() -> tuple[int, str]:
@@ -196,6 +208,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
                 slot = handoff.slots.pop(cmd[1], None)
                 if slot:
                     slot.close()
+                metrics.forget_camera(cmd[1])  # a camera added again counts from zero, as the daemon expects
             elif op == "stop":
                 running = False
         now = time.monotonic()
@@ -228,6 +241,7 @@ class RemoteReader:
         self.decode_mode = "full"
         self.last_frame_at: float | None = None
         self.heartbeat = time.monotonic()
+        self.thread_alive = True  # its StreamReader thread in the process, as last reported
 
     def start(self) -> None:
         self.pool.add(self)
@@ -240,7 +254,7 @@ class RemoteReader:
 
     @property
     def alive(self) -> bool:
-        return self.pool.process_alive(self.camera_id)
+        return self.thread_alive and self.pool.process_alive(self.camera_id)
 
 
 @dataclass
@@ -347,14 +361,16 @@ class ReaderPool(Worker):
         with self._lock:
             for cam, slot in self._slots.items():
                 remote = self.process_of(cam).cameras.get(cam)
-                if remote is None or not slot.waiting():
+                if remote is None:
                     continue
-                if not self.board.wants(cam, 2.0 / remote.camera.analysis_fps):
-                    continue  # the board still holds a recent frame of it: leave this one in the slot
-                taken = slot.take()
-                if taken is not None:
-                    frame, arrived = taken
-                    self.board.put(LiveFrame(cam, remote.generation, frame, arrived))
+                fresh_s = 2.0 / remote.camera.analysis_fps
+                if slot.waiting() and self.board.wants(cam, fresh_s):
+                    taken = slot.take()
+                    if taken is not None:
+                        frame, arrived = taken
+                        self.board.put(LiveFrame(cam, remote.generation, frame, arrived))
+                waiting = self.board.arrived(cam)
+                slot.mark_busy(0.0 if waiting is None else waiting + fresh_s)
 
     def _drain_status(self) -> None:
         while True:
@@ -372,6 +388,7 @@ class ReaderPool(Worker):
                         continue
                     remote.state, remote.reason = CameraState(st["state"]), st["reason"]
                     remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
+                    remote.thread_alive = st["alive"]
                     if st["last_frame_at"] is not None:
                         remote.last_frame_at = st["last_frame_at"]
                     self._forward(cam, st["counters"])
