@@ -49,6 +49,19 @@ class Split:
     classes: list[str]  # vocabulary objects this source labels
 
 
+def read_boxes(label: Path, to_vocab: dict[int, int]) -> sv.Detections:
+    """A YOLO label file's boxes (normalised xyxy) of the classes `to_vocab` maps, as vocabulary ids."""
+    boxes, ids = [], []
+    for line in label.read_text().splitlines() if label.exists() else []:
+        parts = line.split()
+        if len(parts) != 5 or int(parts[0]) not in to_vocab:
+            continue
+        cx, cy, bw, bh = (float(v) for v in parts[1:])
+        boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
+        ids.append(to_vocab[int(parts[0])])
+    return sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int))
+
+
 def load_split(folder: Path, split: str, manifest_path: Path) -> Split:
     manifest = load_manifest(manifest_path)
     spec = next((s for s in manifest.sources if s.staged == folder.name), None)
@@ -62,17 +75,8 @@ def load_split(folder: Path, split: str, manifest_path: Path) -> Split:
     for img in sorted((folder / "images" / split).glob("*")):
         if img.suffix.lower() not in IMAGE_SUFFIXES:
             continue
-        boxes, ids = [], []
-        label = folder / "labels" / split / f"{img.stem}.txt"
-        for line in label.read_text().splitlines() if label.exists() else []:
-            parts = line.split()
-            if len(parts) != 5 or int(parts[0]) not in to_vocab:
-                continue
-            cx, cy, bw, bh = (float(v) for v in parts[1:])
-            boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
-            ids.append(to_vocab[int(parts[0])])
         images.append(img)
-        labels.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
+        labels.append(read_boxes(folder / "labels" / split / f"{img.stem}.txt", to_vocab))
     if not images:
         raise SystemExit(f"{folder / 'images' / split}: no images")
     classes = sorted({vocab[i] for i in to_vocab.values()}, key=vocab.index)
@@ -88,21 +92,12 @@ def load_built(root: Path, manifest_path: Path) -> list[Split]:
         spec = manifest.get(listing.stem)
         if spec is None:  # footage frames: teacher labels, nothing human to score against
             continue
-        keep = {vocab.index(o) for o in spec.labelled_objects}
+        keep = {vocab.index(o): vocab.index(o) for o in spec.labelled_objects}
         images, labels = [], []
         for line in listing.read_text(encoding="utf-8").split():
             img = Path(line)
-            boxes, ids = [], []
-            label = root / "labels" / "val" / f"{img.stem}.txt"
-            for row in label.read_text().splitlines() if label.exists() else []:
-                parts = row.split()
-                if len(parts) != 5 or int(parts[0]) not in keep:
-                    continue
-                cx, cy, bw, bh = (float(v) for v in parts[1:])
-                boxes.append([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2])
-                ids.append(int(parts[0]))
             images.append(img)
-            labels.append(sv.Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), class_id=np.array(ids, int)))
+            labels.append(read_boxes(root / "labels" / "val" / f"{img.stem}.txt", keep))
         if images:
             classes = sorted(spec.labelled_objects, key=vocab.index)
             splits.append(Split(f"{spec.name}/val", images, labels, classes))
