@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import yaml
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -125,6 +126,17 @@ class RtspServer:
     stop = kill
 
 
+def parked_marker_streams(path: Path, rtsp: "RtspServer", cameras: list[str], *, analysis_fps: float,
+                          resolve_grace_s: float) -> Path:
+    """streams.yaml for RTSP cameras that each show a parked marker: illegal parking after 2 s."""
+    path.write_text(yaml.safe_dump({
+        "defaults": {"analysis_fps": analysis_fps, "event": {"update_interval_s": 3, "resolve_grace_s": resolve_grace_s},
+                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
+                     "rules": {"illegal_parking": {"dwell_s": 2}}},
+        "cameras": [{"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in cameras]}))
+    return path
+
+
 class DaemonProcess:
     """`streetscan run` as a real subprocess: signals, exit codes and kill -9 are the real thing."""
 
@@ -163,6 +175,10 @@ class DaemonProcess:
 
     def metric(self, name: str, **labels) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def per_camera(self, name: str = "streetscan_frames_analysed_total") -> dict[str, float]:
+        """{camera: value} of a per-camera series, for the cameras /metrics lists now."""
+        return {dict(labels)["camera"]: v for (n, labels), v in self.metrics().items() if n == name}
 
     def camera_state(self, camera: str) -> str | None:
         for (name, labels), value in self.metrics().items():

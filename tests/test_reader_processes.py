@@ -19,7 +19,7 @@ from streetscan.workers.reader_pool import FrameSlot
 
 from conftest import encode_clip
 from marker_model import red_marker
-from realparts import DaemonProcess, RtspServer, wait_for
+from realparts import DaemonProcess, RtspServer, parked_marker_streams, wait_for
 
 CAMERAS = [f"cam-{i}" for i in range(4)]
 
@@ -50,12 +50,7 @@ def test_frame_slot_hands_over_the_newest_frame_once_and_counts_replacements():
 def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go_on(tmp_path, marker_model):
     clip = encode_clip(tmp_path / "parked.mp4", seconds=120, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
     rtsp = RtspServer({c: clip for c in CAMERAS}).start()
-    streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 2, "event": {"update_interval_s": 3, "resolve_grace_s": 30},
-                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
-                     "rules": {"illegal_parking": {"dwell_s": 2}}},
-        "cameras": [{"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in CAMERAS]}))
+    streams = parked_marker_streams(tmp_path / "streams.yaml", rtsp, CAMERAS, analysis_fps=2, resolve_grace_s=30)
     out = tmp_path / "out"
     daemon = DaemonProcess(streams, out, marker_model, "--reader-processes", "2").start()
 
@@ -64,7 +59,8 @@ def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go
         return json.loads(body).get("reader_processes", {}) if body else {}
 
     def analysed() -> dict[str, float]:
-        return {c: daemon.metric("streetscan_frames_analysed_total", camera=c) for c in CAMERAS}
+        now = daemon.per_camera()
+        return {c: now.get(c, 0.0) for c in CAMERAS}
     # (a removed camera's series leaves /metrics: its value reads 0 from then on)
 
     def events() -> list[dict]:

@@ -11,13 +11,12 @@ import time
 
 import pytest
 import redis
-import yaml
 
 from streetscan.service.shard import Shard, ShardError, owner
 
 from conftest import encode_clip
 from marker_model import red_marker
-from realparts import DaemonProcess, RtspServer, wait_for
+from realparts import DaemonProcess, RtspServer, parked_marker_streams, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 SHARDS = 3
@@ -35,22 +34,12 @@ def cameras_per_shard(per_shard: int = 3) -> dict[int, list[str]]:
     return out
 
 
-def analysed(daemon: DaemonProcess) -> dict[str, float]:
-    return {dict(labels)["camera"]: v for (name, labels), v in daemon.metrics().items()
-            if name == "streetscan_frames_analysed_total"}
-
-
 def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases(tmp_path, marker_model, redis_url):
     clip = encode_clip(tmp_path / "parked.mp4", seconds=120, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
     plan = cameras_per_shard()
     all_cams = sorted(c for cams in plan.values() for c in cams)
     rtsp = RtspServer({c: clip for c in all_cams}).start()
-    streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 1, "event": {"update_interval_s": 3, "resolve_grace_s": 20},
-                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
-                     "rules": {"illegal_parking": {"dwell_s": 2}}},
-        "cameras": [{"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in all_cams]}))
+    streams = parked_marker_streams(tmp_path / "streams.yaml", rtsp, all_cams, analysis_fps=1, resolve_grace_s=20)
     stream = "sharded-cases"
 
     def shard_daemon(k: int) -> DaemonProcess:
@@ -64,12 +53,12 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
         return [json.loads(f["payload"]) for _, f in r.xrange(stream)]
 
     try:
-        wait_for(lambda: all(any(v > 0 for v in analysed(d).values()) for d in daemons.values()), 90,
+        wait_for(lambda: all(any(v > 0 for v in d.per_camera().values()) for d in daemons.values()), 90,
                  what="every shard analysing")
         wait_for(lambda: {e["camera"]["id"] for e in cases() if e["state"] == "opened"} == set(all_cams), 90,
                  what="a case opened on every camera")
         for k, d in daemons.items():               # each camera analysed by its shard, and only by it
-            assert {c for c, v in analysed(d).items() if v > 0} == set(plan[k]), (k, analysed(d))
+            assert {c for c, v in d.per_camera().items() if v > 0} == set(plan[k]), (k, d.per_camera())
             assert d.metric("streetscan_shard", index=str(k), count=str(SHARDS)) == 1.0
         # Every shard reads every verification request; the camera's shard alone answers it.
         cam = plan[2][0]
@@ -87,13 +76,13 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
         stopped = daemons[1]
         stopped.signal(signal.SIGTERM)
         assert stopped.wait(30) == 0
-        before = {k: analysed(daemons[k]) for k in (0, 2)}
+        before = {k: daemons[k].per_camera() for k in (0, 2)}
         seen_then = len(cases())
-        wait_for(lambda: all(analysed(daemons[k])[c] > before[k][c] + 2 for k in (0, 2) for c in plan[k]), 60,
+        wait_for(lambda: all(daemons[k].per_camera()[c] > before[k][c] + 2 for k in (0, 2) for c in plan[k]), 60,
                  what="the other shards' cameras going on")
         assert not [e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]   # its cameras stopped
         daemons[1] = shard_daemon(1).start()
-        wait_for(lambda: all(analysed(daemons[1]).get(c, 0) > 0 for c in plan[1]), 90,
+        wait_for(lambda: all(daemons[1].per_camera().get(c, 0) > 0 for c in plan[1]), 90,
                  what="the restarted shard's cameras analysed again")
         wait_for(lambda: len([e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]) >= len(plan[1]), 60,
                  what="updates from the restarted shard")

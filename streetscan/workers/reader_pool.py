@@ -305,7 +305,7 @@ class ReaderPool(Worker):
             if proc.process is None:
                 self._spawn(proc)
             else:
-                proc.commands.put(("add", remote.camera, remote.generation, slot.name, self.capacity))
+                proc.commands.put(self._add_command(remote))
 
     def remove(self, camera_id: str) -> None:
         with self._lock:
@@ -338,8 +338,10 @@ class ReaderPool(Worker):
         proc.process.start()
         proc.starts += 1
         for remote in proc.cameras.values():
-            proc.commands.put(("add", remote.camera, remote.generation, self._slots[remote.camera_id].name,
-                               self.capacity))
+            proc.commands.put(self._add_command(remote))
+
+    def _add_command(self, remote: RemoteReader) -> tuple:
+        return ("add", remote.camera, remote.generation, self._slots[remote.camera_id].name, self.capacity)
 
     # -- the daemon-side loop -----------------------------------------------------------------
     def _run(self) -> None:
