@@ -239,6 +239,40 @@ def test_source_at_another_commit_or_with_an_unmapped_class_is_skipped(tmp_path,
     assert list(out.glob("images/*/laundry__*"))   # the same folder through a correct entry is fine
 
 
+def test_one_folder_feeds_two_sources_by_file_name(tmp_path, assets, mirrors):
+    """`include` splits a folder by original file name: the street photos go through one class map,
+    the clip frames through another, and a malformed label outside the pattern is not read."""
+    mirror_dir, pinned, _ = mirrors
+    extra = [
+        {"name": "bins_street", "staged": "bins", "format": "yolo", "include": r"^street",
+         "splits": {"train": "train", "valid": "val"},
+         "classes": {"garbage": "garbage", "window": None, "overflow": "overflowing_bin"}},
+        {"name": "bins_clips", "staged": "bins", "format": "yolo", "include": r"^clip",
+         "splits": {"train": "train", "valid": "val"}, "scene": r"^(clip[A-Z])_",
+         "classes": {"garbage": "litter", "window": None, "overflow": None}},
+    ]
+    manifest = load_manifest(manifest_file(tmp_path, pinned, extra))
+    builder = DatasetBuilder(tmp_path / "out", manifest)
+    street = builder.add(manifest.source("bins_street"), assets=assets)
+    clips = builder.add(manifest.source("bins_clips"), assets=assets)
+    builder.finish()
+    out = tmp_path / "out"
+    street_files = sorted(p.name for p in out.glob("images/*/bins_street__*"))
+    clip_files = sorted(p.name for p in out.glob("images/*/bins_clips__*"))
+    assert street_files and all("__street" in n for n in street_files)
+    assert clip_files == ["bins_clips__clipA_f001_jpg.rf.eee.jpg", "bins_clips__clipA_f009_jpg.rf.fff.jpg"]
+    assert not street.bad_labels and not clips.bad_labels   # broken_jpg matches neither pattern
+    assert [c for c, _ in rows(out / "labels" / "val" / "bins_clips__clipA_f009_jpg.rf.fff.txt")] == ["litter"]
+
+
+def test_include_must_be_a_regular_expression(tmp_path, mirrors):
+    _, pinned, _ = mirrors
+    extra = [{"name": "bad_include", "staged": "bins", "format": "yolo", "include": "street(",
+              "splits": {"train": "train"}, "classes": {}}]
+    with pytest.raises(ManifestError, match=r"bad_include.*include.*not a regular expression"):
+        load_manifest(manifest_file(tmp_path, pinned, extra))
+
+
 def test_teacher_labels_only_objects_the_source_does_not_label(tmp_path, assets, mirrors):
     mirror_dir, pinned, _ = mirrors
     manifest = load_manifest(manifest_file(tmp_path, pinned))

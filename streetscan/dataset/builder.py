@@ -26,7 +26,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from streetscan.dataset.formats import BadLabel, LabelledImage, SourceFormatError, read_source, yolo_class_names
+from streetscan.dataset.formats import (BadLabel, LabelledImage, SourceFormatError, original_stem, read_source,
+                                        yolo_class_names)
 from streetscan.dataset.manifest import Manifest, SourceSpec
 from streetscan.pipeline.models import vocabulary
 
@@ -237,6 +238,8 @@ class DatasetBuilder:
             names = set()
         items: list[LabelledImage] = []
         for item in read_source(spec, root):
+            if not spec.includes(original_stem(item.path)):
+                continue
             if isinstance(item, BadLabel):
                 result.bad_labels.append((str(item.path.relative_to(root)), item.reason))
             else:

@@ -41,6 +41,11 @@ class Box:
             raise ValueError(f"box {self.name} lies outside the image ({self.cx:.3f} {self.cy:.3f} {self.w:.3f} {self.h:.3f})")
 
 
+def original_stem(path: Path) -> str:
+    """The photo's own name: Roboflow exports append `_jpg.rf.<hash>` to every copy of it."""
+    return path.stem.split(_RF_SUFFIX)[0].removesuffix("_jpg").removesuffix("_png").removesuffix("_jpeg")
+
+
 @dataclass(frozen=True)
 class LabelledImage:
     path: Path
@@ -53,8 +58,7 @@ class LabelledImage:
 
     @property
     def original_stem(self) -> str:
-        stem = self.path.stem
-        return stem.split(_RF_SUFFIX)[0].removesuffix("_jpg").removesuffix("_png").removesuffix("_jpeg")
+        return original_stem(self.path)
 
 
 @dataclass(frozen=True)

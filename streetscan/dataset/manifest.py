@@ -32,6 +32,13 @@ DEFAULT_LAYOUT = {
 }
 
 
+def _regex(text: str) -> re.Pattern:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+
+
 class ManifestError(ValueError):
     """The manifest itself is wrong: names the file, the source and the field."""
 
@@ -61,6 +68,11 @@ class SourceSpec(BaseModel):
     scene: str | None = Field(None, title="Scene pattern",
                               description="Regex on the original file stem whose first group names the clip or "
                                           "scene; images of one scene never land on both sides of the split.")
+    include: str | None = Field(None, title="Included images",
+                                description="Regex searched in each image's original file stem; only matching "
+                                            "images are read, so one folder can feed two sources with different "
+                                            "class maps (fully labelled frames beside clips where one class is "
+                                            "boxed and the teacher must label the rest).")
     classes: dict[str, str | None] = Field(
         title="Class map", description="Every source class name -> vocabulary object, or null to drop it.")
     names: list[str] | None = Field(None, title="Class names",
@@ -97,10 +109,19 @@ class SourceSpec(BaseModel):
     @field_validator("scene")
     @classmethod
     def _scene_regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            if re.compile(v).groups < 1:
-                raise ValueError("the scene pattern needs one capture group")
+        if v is not None and _regex(v).groups < 1:
+            raise ValueError("the scene pattern needs one capture group")
         return v
+
+    @field_validator("include")
+    @classmethod
+    def _include_regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            _regex(v)
+        return v
+
+    def includes(self, original_stem: str) -> bool:
+        return self.include is None or re.search(self.include, original_stem) is not None
 
     def layout(self) -> dict[str, str]:
         base = dict(DEFAULT_LAYOUT[self.format])
