@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -347,11 +348,16 @@ def test_manifest_errors_name_file_source_and_field(tmp_path):
 
 
 def test_committed_manifest_and_report_agree():
-    """Every source in the manifest is pinned and licensed, and the committed report of the build
-    the model was trained on covers exactly those sources."""
+    """Every source in the manifest is pinned and licensed, the committed report of the current
+    build covers exactly those sources, and every report a model card cites is committed."""
     manifest = load_manifest(PACKAGED_MODELS_DIR / "datasets.yaml")
     for s in manifest.sources:
         assert s.licence and s.viewpoint and s.attribution, s.name
         assert s.staged or (s.repository and len(s.commit) == 40), s.name
     report = json.loads((PACKAGED_MODELS_DIR / "dataset-report.json").read_text())
     assert {s["name"] for s in report["sources"] if not s["name"].startswith("footage_")} == {s.name for s in manifest.sources}
+    # a model trained on an earlier build cites that build's report, which stays committed
+    for card in PACKAGED_MODELS_DIR.glob("*.yaml"):
+        for cited in re.findall(r"models/(dataset-report[\w.-]*\.md)", card.read_text()):
+            assert (PACKAGED_MODELS_DIR / cited).exists(), f"{card.name} cites {cited}"
+            assert (PACKAGED_MODELS_DIR / cited.replace(".md", ".json")).exists(), cited
