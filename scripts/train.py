@@ -30,6 +30,9 @@ from export_yolo import export_yolo  # noqa: E402
 TRAIN_KEYS = ("model", "data", "imgsz", "epochs", "batch", "seed", "deterministic", "patience", "workers",
               "device", "close_mosaic", "project", "name")
 OPTIONAL_KEYS = ("time", "cache")  # absent from the recipe: epochs rule, images read from disk
+# Absent: Ultralytics' own choice. A fine-tune of a converged checkpoint wants a small fixed rate and
+# a short warm-up instead of the from-scratch schedule.
+SCHEDULE_KEYS = ("optimizer", "lr0", "warmup_epochs")
 
 
 def offline_ultralytics() -> None:
@@ -66,7 +69,7 @@ def load_recipe(path: Path, overrides: dict) -> dict:
     if missing:
         raise SystemExit(f"{path}: missing {', '.join(missing)}")
     recipe.update({k: v for k, v in overrides.items() if v is not None})
-    for key in OPTIONAL_KEYS:
+    for key in OPTIONAL_KEYS + SCHEDULE_KEYS:
         recipe.setdefault(key, None)
     return recipe
 
@@ -104,10 +107,14 @@ def train(recipe: dict, fresh: bool = False) -> Path:
             data=str(data), imgsz=recipe["imgsz"], epochs=recipe["epochs"], batch=recipe["batch"],
             seed=recipe["seed"], deterministic=recipe["deterministic"], patience=recipe["patience"],
             workers=recipe["workers"], device=recipe.get("device"), close_mosaic=recipe["close_mosaic"],
-            project=str(run_dir.parent), name=run_dir.name, exist_ok=True, pretrained=False,
+            # A .pt model is a checkpoint to fine-tune (Ultralytics drops its weights unless told);
+            # an architecture .yaml starts from scratch.
+            project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+            pretrained=str(recipe["model"]).endswith(".pt"),
             plots=False,  # plotting fetches a font from the internet
             amp=True, save_period=-1, verbose=False, time=recipe["time"],
-            cache=recipe["cache"] or False)
+            cache=recipe["cache"] or False,
+            **{k: recipe[k] for k in SCHEDULE_KEYS if recipe[k] is not None})
     if not best.exists():
         raise SystemExit(f"training left no {best}")
     return best
@@ -129,19 +136,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", type=Path, default=REPO / "scripts" / "train.yaml")
     for key, typ in (("model", str), ("data", str), ("imgsz", int), ("epochs", int), ("batch", int),
                      ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int),
-                     ("time", float), ("cache", str)):
+                     ("time", float), ("cache", str), ("optimizer", str), ("lr0", float),
+                     ("warmup_epochs", float)):
         ap.add_argument(f"--{key}", type=typ)
     ap.add_argument("--fresh", action="store_true", help="discard an existing run and start over")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
     args = ap.parse_args(argv)
-    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS if hasattr(args, k)})
+    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + SCHEDULE_KEYS
+                                       if hasattr(args, k)})
     best = train(recipe, fresh=args.fresh)
     print(f"best weights: {best}")
     if args.no_export:
         return
     ex = recipe["export"]
-    provenance = (f"trained from scratch by scripts/train.py ({recipe['model']}, imgsz {recipe['imgsz']}, "
+    start = (f"fine-tuned from {recipe['model']}" if recipe["model"].endswith(".pt")
+             else f"trained from scratch ({recipe['model']})")
+    provenance = (f"{start} by scripts/train.py (imgsz {recipe['imgsz']}, "
                   f"{recipe['epochs']} epochs, batch {recipe['batch']}, seed {recipe['seed']}) on {recipe['data']}, "
                   f"on {hardware(recipe.get('device'))}")
     card = export_yolo(str(best), args.export_out or REPO / ex["out"], ex["name"], version=str(ex["version"]), imgsz=recipe["imgsz"],

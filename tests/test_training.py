@@ -98,6 +98,23 @@ def test_train_smoke_run_exports_a_working_card(tmp_path, marker_model):
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "nothing to train" in again.stdout, again.stdout[-2000:] + again.stderr[-2000:]
 
+    # Fine-tune from that checkpoint. At learning rate 0 the weights must come through unchanged,
+    # which they only do if the checkpoint was loaded rather than a fresh network built.
+    best = tmp_path / "runs" / "smoke" / "weights" / "best.pt"
+    tune = [*cmd[:cmd.index("--name")], "--name", "tune", "--model", str(best), "--optimizer", "SGD", "--lr0", "0",
+            "--warmup_epochs", "0", "--export-out", str(tmp_path / "models-tuned")]
+    tuned = subprocess.run(tune, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    import torch
+
+    def conv_weights(path: Path) -> list:
+        model = torch.load(path, map_location="cpu", weights_only=False)["model"].float()
+        return [v for k, v in model.state_dict().items() if k.endswith("conv.weight")]
+
+    start, after = conv_weights(best), conv_weights(tmp_path / "runs" / "tune" / "weights" / "best.pt")
+    assert len(start) == len(after) > 10 and all(torch.equal(a, b) for a, b in zip(start, after))
+    assert "fine-tuned from" in load_card(tmp_path / "models-tuned" / "streetscan-0.2.yaml").provenance
+
 
 def test_pack_dataset_ships_the_set_in_bounded_chunks_with_rare_classes_repeated(tmp_path):
     """The GPU machine starts bare and takes ≤ 64 MiB a call: every chunk stays under its limit,
