@@ -2,7 +2,7 @@
 """Per-class precision, recall, AP50 and AP50-95 of model cards on a human-labelled YOLO split.
 
     .venv/bin/python scripts/evaluate.py ../shared/datasets/cn_garbage_bins \\
-        --model streetscan-0.1 --model coco-centernet-mbv3 [--split val] [--json out.json]
+        --model streetscan-0.3 --model coco-centernet-mbv3 [--split val] [--json out.json]
     .venv/bin/python scripts/evaluate.py build/dataset --built --model streetscan-0.2 ...
 
 `--built` scores the val split of scripts/build_dataset.py's build instead: one table per source

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Export an Ultralytics YOLO model to ONNX and write its StreetScan model card.
 
-    python scripts/export_yolo.py runs/train/weights/best.pt --name streetscan-0.1 --out models/
+    python scripts/export_yolo.py runs/train/weights/best.pt --name streetscan-0.3 --out models/
     python scripts/export_yolo.py yolo11n.yaml --untrained --name yolo11n-untrained --out /tmp/m
 
 `--untrained` builds the architecture from its YAML with random weights (no download): the

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make an INT8 variant of a model card (ONNX Runtime static quantization, QDQ, per-channel).
 
-    .venv/bin/python scripts/quantize_model.py streetscan-0.1 --calibrate ../shared/footage/*.mp4 \\
+    .venv/bin/python scripts/quantize_model.py streetscan-0.3 --calibrate ../shared/footage/*.mp4 \\
         ../shared/datasets/cn_garbage_bins/images/train ../shared/datasets/facade_ads/images/train
     # -> models/<name>-int8.onnx + card; select it per deployment with --model <name>-int8
 
