@@ -305,6 +305,28 @@ def test_teacher_labels_footage(tmp_path):
     assert builder.finish()["teacher"] == "coco-centernet-mbv3"
 
 
+def test_footage_without_a_stated_licence_is_not_trained_on(tmp_path):
+    """A train clip needs a licence in footage.clips: the plaza clip's repository states none, so it
+    is skipped with the reason in the report; the MIT kerbside clip is built (first seconds only)."""
+    from streetscan.dataset.builder import TEACHER_CONF
+    from streetscan.pipeline.detect import load_detector
+    from streetscan.pipeline.models import resolve_model
+
+    manifest = load_manifest(PACKAGED_MODELS_DIR / "datasets.yaml")
+    assert manifest.footage.clips["plaza_pedestrians.mp4"].licence is None
+    teacher = load_detector(resolve_model("coco-centernet-mbv3"), conf_threshold=TEACHER_CONF)
+    builder = DatasetBuilder(tmp_path / "out", manifest, teacher)
+    plaza = builder.add_footage(encode_clip(tmp_path / "plaza_pedestrians.mp4", seconds=2, gop=25), fps=1)
+    unknown = builder.add_footage(encode_clip(tmp_path / "someone_elses.mp4", seconds=2, gop=25), fps=1)
+    kerb = builder.add_footage(encode_clip(tmp_path / "street_parking_overhead.mp4", seconds=2, gop=25), fps=1)
+    assert plaza.status == unknown.status == "skipped" and "no licence stated" in plaza.reason
+    assert not list((tmp_path / "out").glob("images/*/footage_plaza_pedestrians__*"))
+    assert kerb.status == "built" and kerb.images == {"train": 2}
+    rows = {s["name"]: s for s in builder.finish()["sources"]}
+    assert rows["footage_street_parking_overhead"]["licence"] == "MIT"
+    assert rows["footage_plaza_pedestrians"]["licence"] == "not stated"
+
+
 @pytest.mark.assets
 def test_footage_labels_keep_the_parked_cars_the_teacher_tracks(tmp_path):
     """On the kerbside clip the teacher scores the near parked cars 0.25-0.58: its single-frame

@@ -345,6 +345,13 @@ class DatasetBuilder:
         low = load_detector(card, conf_threshold=card.thresholds.detect)
         tracker = ObjectTracker(fps, TrackerSettings.resolve(card.thresholds, lost_s=FOOTAGE_TRACK_LOST_S))
         split = "val" if clip.name in self.manifest.footage.val else "train"
+        known = self.manifest.footage.clips.get(clip.name)
+        if split == "train" and (known is None or known.licence is None):
+            # Training on a picture needs its owner's leave; scoring on a held-out clip does not copy it.
+            result.status = "skipped"
+            result.reason = ("no licence stated for this clip (models/datasets.yaml footage.clips): "
+                             "not used for training")
+            return result
         for frame in VideoSource(str(clip), fps).frames():
             image = self._resize(frame.image)
             stem = f"{result.name}__{frame.seq:05d}"

@@ -141,10 +141,22 @@ class SourceSpec(BaseModel):
         return f"{self.repository}@{self.commit[:12]}" if self.repository else f"shared/datasets/{self.staged}"
 
 
+class FootageClip(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    origin: str = Field(title="Origin", description="Repository @ commit (and file) the clip was taken from.")
+    licence: str | None = Field(title="Licence",
+                                description="As stated by the source; null when none is stated, and then the "
+                                            "clip never goes to train (it may still be scored on in val).")
+    viewpoint: str = Field(title="Viewpoint", description="Camera height and kind.")
+
+
 class FootageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     val: list[str] = Field(default_factory=list, title="Validation clips",
                            description="Whole clips that go to val; every other clip goes to train.")
+    clips: dict[str, FootageClip] = Field(default_factory=dict, title="Clips",
+                                          description="Every clip file name -> where it is from and its licence. "
+                                                      "A clip missing here is treated as unlicensed.")
 
 
 class Manifest(BaseModel):
