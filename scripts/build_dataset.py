@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                       "targets_missed": [t["object"] for t in report["targets"] if not t["met"]]}, ensure_ascii=False))
     print(f"report: {args.out / 'report.md'}")
     # Footage left out of training for want of a licence is a decision, not a missing source.
-    missing = [name for name in report["skipped"] if not name.startswith("footage_")]
+    missing = [spec.name for spec in manifest.sources if spec.name in report["skipped"]]
     return 2 if args.require_all and missing else 0
 
 

@@ -74,6 +74,11 @@ def load_recipe(path: Path, overrides: dict) -> dict:
     return recipe
 
 
+def is_checkpoint(model: str) -> bool:
+    """A .pt model is a trained checkpoint to fine-tune; an architecture .yaml starts from scratch."""
+    return str(model).endswith(".pt")
+
+
 def resumable(last: Path) -> bool:
     """Ultralytics strips the optimizer and sets epoch -1 once a run is complete."""
     if not last.exists():
@@ -107,10 +112,9 @@ def train(recipe: dict, fresh: bool = False) -> Path:
             data=str(data), imgsz=recipe["imgsz"], epochs=recipe["epochs"], batch=recipe["batch"],
             seed=recipe["seed"], deterministic=recipe["deterministic"], patience=recipe["patience"],
             workers=recipe["workers"], device=recipe.get("device"), close_mosaic=recipe["close_mosaic"],
-            # A .pt model is a checkpoint to fine-tune (Ultralytics drops its weights unless told);
-            # an architecture .yaml starts from scratch.
+            # Ultralytics drops a checkpoint's weights unless told to keep them.
             project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
-            pretrained=str(recipe["model"]).endswith(".pt"),
+            pretrained=is_checkpoint(recipe["model"]),
             plots=False,  # plotting fetches a font from the internet
             amp=True, save_period=-1, verbose=False, time=recipe["time"],
             cache=recipe["cache"] or False,
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.no_export:
         return
     ex = recipe["export"]
-    start = (f"fine-tuned from {recipe['model']}" if recipe["model"].endswith(".pt")
+    start = (f"fine-tuned from {recipe['model']}" if is_checkpoint(recipe["model"])
              else f"trained from scratch ({recipe['model']})")
     provenance = (f"{start} by scripts/train.py (imgsz {recipe['imgsz']}, "
                   f"{recipe['epochs']} epochs, batch {recipe['batch']}, seed {recipe['seed']}) on {recipe['data']}, "

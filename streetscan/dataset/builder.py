@@ -28,7 +28,7 @@ from PIL import Image
 
 from streetscan.dataset.formats import (BadLabel, LabelledImage, SourceFormatError, original_stem, read_source,
                                         yolo_class_names)
-from streetscan.dataset.manifest import Manifest, SourceSpec
+from streetscan.dataset.manifest import FootageClip, Manifest, SourceSpec
 from streetscan.pipeline.models import vocabulary
 
 HUMAN, PSEUDO = "human", "pseudo"
@@ -187,6 +187,7 @@ class SourceResult:
     capped: int = 0
     bad_labels: list[tuple[str, str]] = field(default_factory=list)
     dropped_boxes: Counter = field(default_factory=Counter)   # source class -> boxes mapped to null
+    clip: FootageClip | None = None                           # a footage clip's manifest entry
 
 
 # Teacher boxes on a single image count from this confidence (scripts/build_dataset.py loads the
@@ -336,22 +337,21 @@ class DatasetBuilder:
         from streetscan.pipeline.detect import load_detector
         from streetscan.pipeline.track import ObjectTracker, TrackerSettings
 
-        result = SourceResult(f"footage_{_safe(clip.stem)}")
+        result = SourceResult(f"footage_{_safe(clip.stem)}", clip=self.manifest.footage.clips.get(clip.name))
         self.results.append(result)
         if self.teacher is None:
             result.status, result.reason = "skipped", "footage needs the teacher (pseudo-labels are off)"
             return result
-        card = self.teacher.card
-        low = load_detector(card, conf_threshold=card.thresholds.detect)
-        tracker = ObjectTracker(fps, TrackerSettings.resolve(card.thresholds, lost_s=FOOTAGE_TRACK_LOST_S))
         split = "val" if clip.name in self.manifest.footage.val else "train"
-        known = self.manifest.footage.clips.get(clip.name)
-        if split == "train" and (known is None or known.licence is None):
+        if split == "train" and (result.clip is None or result.clip.licence is None):
             # Training on a picture needs its owner's leave; scoring on a held-out clip does not copy it.
             result.status = "skipped"
             result.reason = ("no licence stated for this clip (models/datasets.yaml footage.clips): "
                              "not used for training")
             return result
+        card = self.teacher.card
+        low = load_detector(card, conf_threshold=card.thresholds.detect)
+        tracker = ObjectTracker(fps, TrackerSettings.resolve(card.thresholds, lost_s=FOOTAGE_TRACK_LOST_S))
         for frame in VideoSource(str(clip), fps).frames():
             image = self._resize(frame.image)
             stem = f"{result.name}__{frame.seq:05d}"

@@ -48,10 +48,9 @@ def build_report(manifest: Manifest, results: list, teacher: str | None) -> dict
             "bad_labels": len(r.bad_labels), "bad_label_samples": [f"{p}: {why}" for p, why in r.bad_labels[:SAMPLE_BAD_LABELS]],
             "dropped_boxes": dict(r.dropped_boxes), "boxes": dict(per_object),
         }
-        clip = manifest.footage.clips.get(r.name.removeprefix("footage_") + ".mp4")
-        if clip is not None and r.name.startswith("footage_"):
-            entry.update({"origin": clip.origin, "licence": clip.licence or "not stated",
-                          "viewpoint": clip.viewpoint})
+        if r.clip is not None:
+            entry.update({"origin": r.clip.origin, "licence": r.clip.licence or "not stated",
+                          "viewpoint": r.clip.viewpoint})
         if spec is not None:
             entry.update({"origin": spec.origin, "repository": spec.repository, "commit": spec.commit,
                           "folder": spec.folder, "licence": spec.licence, "viewpoint": spec.viewpoint,
