@@ -33,6 +33,9 @@ OPTIONAL_KEYS = ("time", "cache")  # absent from the recipe: epochs rule, images
 # Absent: Ultralytics' own choice. A fine-tune of a converged checkpoint wants a small fixed rate and
 # a short warm-up instead of the from-scratch schedule.
 SCHEDULE_KEYS = ("optimizer", "lr0", "warmup_epochs")
+# Absent: Ultralytics' default jitter. `scale` is the random zoom gain (0.5: 0.5x-1.5x); a larger one
+# shrinks more training objects to the size a pedestrian has under an elevated camera.
+AUGMENT_KEYS = ("scale",)
 
 
 def offline_ultralytics() -> None:
@@ -69,7 +72,7 @@ def load_recipe(path: Path, overrides: dict) -> dict:
     if missing:
         raise SystemExit(f"{path}: missing {', '.join(missing)}")
     recipe.update({k: v for k, v in overrides.items() if v is not None})
-    for key in OPTIONAL_KEYS + SCHEDULE_KEYS:
+    for key in OPTIONAL_KEYS + SCHEDULE_KEYS + AUGMENT_KEYS:
         recipe.setdefault(key, None)
     return recipe
 
@@ -118,7 +121,7 @@ def train(recipe: dict, fresh: bool = False) -> Path:
             plots=False,  # plotting fetches a font from the internet
             amp=True, save_period=-1, verbose=False, time=recipe["time"],
             cache=recipe["cache"] or False,
-            **{k: recipe[k] for k in SCHEDULE_KEYS if recipe[k] is not None})
+            **{k: recipe[k] for k in SCHEDULE_KEYS + AUGMENT_KEYS if recipe[k] is not None})
     if not best.exists():
         raise SystemExit(f"training left no {best}")
     return best
@@ -141,14 +144,14 @@ def main(argv: list[str] | None = None) -> None:
     for key, typ in (("model", str), ("data", str), ("imgsz", int), ("epochs", int), ("batch", int),
                      ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int),
                      ("time", float), ("cache", str), ("optimizer", str), ("lr0", float),
-                     ("warmup_epochs", float)):
+                     ("warmup_epochs", float), ("scale", float)):
         ap.add_argument(f"--{key}", type=typ)
     ap.add_argument("--fresh", action="store_true", help="discard an existing run and start over")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
     args = ap.parse_args(argv)
     recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + SCHEDULE_KEYS
-                                       if hasattr(args, k)})
+                                       + AUGMENT_KEYS if hasattr(args, k)})
     best = train(recipe, fresh=args.fresh)
     print(f"best weights: {best}")
     if args.no_export:

@@ -102,9 +102,12 @@ def test_train_smoke_run_exports_a_working_card(tmp_path, marker_model):
     # which they only do if the checkpoint was loaded rather than a fresh network built.
     best = tmp_path / "runs" / "smoke" / "weights" / "best.pt"
     tune = [*cmd[:cmd.index("--name")], "--name", "tune", "--model", str(best), "--optimizer", "SGD", "--lr0", "0",
-            "--warmup_epochs", "0", "--export-out", str(tmp_path / "models-tuned")]
+            "--warmup_epochs", "0", "--scale", "0.9", "--export-out", str(tmp_path / "models-tuned")]
     tuned = subprocess.run(tune, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert tuned.returncode == 0, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+    # The augmentation flag reaches Ultralytics (its own record of the run's arguments).
+    run_args = yaml.safe_load((tmp_path / "runs" / "tune" / "args.yaml").read_text())
+    assert run_args["scale"] == 0.9 and run_args["lr0"] == 0
     import torch
 
     def conv_weights(path: Path) -> list:
