@@ -22,9 +22,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 import evaluate  # noqa: E402
 
 
-def make_source(root: Path, n_train: int = 16, n_val: int = 8, shift: float = 0.0) -> tuple[Path, Path]:
+def make_source(root: Path, n_train: int = 16, n_val: int = 8, shift: float = 0.0,
+                sizes: tuple[int, int] = (40, 100)) -> tuple[Path, Path]:
     """A staged-source-shaped folder ('markers': one class) of red squares on a grey street, and
-    its data manifest. `shift` moves every label right by that fraction of the image (wrong labels)."""
+    its data manifest. `shift` moves every label right by that fraction of the image (wrong labels);
+    `sizes`: the range of marker sides in px."""
     src = root / "markers"
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("val", n_val)):
@@ -33,7 +35,7 @@ def make_source(root: Path, n_train: int = 16, n_val: int = 8, shift: float = 0.
         for i in range(n):
             img = np.full((SIZE, SIZE, 3), 90, np.uint8)
             img[SIZE // 2:] = 60
-            w, h = rng.integers(40, 100, 2)
+            w, h = rng.integers(*sizes, 2)
             x, y = rng.integers(0, SIZE - w), rng.integers(0, SIZE - h)
             img[y:y + h, x:x + w] = (0, 0, 230)
             cv2.imwrite(str(src / "images" / split / f"{i:03d}.png"), img)
@@ -60,6 +62,18 @@ def test_evaluate_scores_a_real_model(tmp_path, marker_model):
     assert report["images"] == 8 and car["boxes"] == 8
     assert car["ap50"] > 0.95 and car["precision"] > 0.95 and car["recall"] > 0.95
     assert car["ap50_95"] <= car["ap50"]
+
+
+def test_evaluate_scores_small_boxes_apart(tmp_path, marker_model):
+    big, mapping = make_source(tmp_path / "big")
+    car = evaluate.main([str(big), "--model", str(marker_model), "--manifest", str(mapping)])["models"][str(marker_model)]["car"]
+    assert car["small_boxes"] == 0 and car["ap50_small"] is None  # no small box: no figure, not a zero
+    small, mapping = make_source(tmp_path / "small", sizes=(8, 30))
+    car = evaluate.main([str(small), "--model", str(marker_model), "--manifest", str(mapping)])["models"][str(marker_model)]["car"]
+    assert car["small_boxes"] == 8 and car["ap50_small"] > 0.95
+    wrong, mapping = make_source(tmp_path / "small-shifted", sizes=(8, 30), shift=0.35)
+    car = evaluate.main([str(wrong), "--model", str(marker_model), "--manifest", str(mapping)])["models"][str(marker_model)]["car"]
+    assert car["small_boxes"] == 8 and car["ap50_small"] < 0.2
 
 
 def test_evaluate_punishes_wrong_boxes(tmp_path, marker_model):
