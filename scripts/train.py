@@ -36,6 +36,7 @@ SCHEDULE_KEYS = ("optimizer", "lr0", "warmup_epochs")
 # Absent: Ultralytics' default jitter. `scale` is the random zoom gain (0.5: 0.5x-1.5x); a larger one
 # shrinks more training objects to the size a pedestrian has under an elevated camera.
 AUGMENT_KEYS = ("scale",)
+PASSED_WHEN_SET = SCHEDULE_KEYS + AUGMENT_KEYS  # given to Ultralytics only when the recipe or a flag sets them
 
 
 def offline_ultralytics() -> None:
@@ -72,7 +73,7 @@ def load_recipe(path: Path, overrides: dict) -> dict:
     if missing:
         raise SystemExit(f"{path}: missing {', '.join(missing)}")
     recipe.update({k: v for k, v in overrides.items() if v is not None})
-    for key in OPTIONAL_KEYS + SCHEDULE_KEYS + AUGMENT_KEYS:
+    for key in OPTIONAL_KEYS + PASSED_WHEN_SET:
         recipe.setdefault(key, None)
     return recipe
 
@@ -121,7 +122,7 @@ def train(recipe: dict, fresh: bool = False) -> Path:
             plots=False,  # plotting fetches a font from the internet
             amp=True, save_period=-1, verbose=False, time=recipe["time"],
             cache=recipe["cache"] or False,
-            **{k: recipe[k] for k in SCHEDULE_KEYS + AUGMENT_KEYS if recipe[k] is not None})
+            **{k: recipe[k] for k in PASSED_WHEN_SET if recipe[k] is not None})
     if not best.exists():
         raise SystemExit(f"training left no {best}")
     return best
@@ -150,8 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
     args = ap.parse_args(argv)
-    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + SCHEDULE_KEYS
-                                       + AUGMENT_KEYS if hasattr(args, k)})
+    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + PASSED_WHEN_SET
+                                       if hasattr(args, k)})
     best = train(recipe, fresh=args.fresh)
     print(f"best weights: {best}")
     if args.no_export:
