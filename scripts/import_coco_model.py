@@ -111,7 +111,7 @@ def write_card(out: Path, onnx_path: Path, tgz: Path, licence: str, bin_sha: str
                        f"github.com/610265158/mobilenetv3_centernet, converted from TF.js to ONNX by "
                        f"scripts/import_coco_model.py (tensorflow-cpu 2.15.1, tf2onnx 1.16.1, opset 17)"),
         "licence": f"{licence} (package.json of {PACKAGE})",
-        "quality": "generic COCO detector: a bootstrap and teacher, not tuned for CCTV views "
+        "caveat": "generic COCO detector: a bootstrap and teacher, not tuned for CCTV views "
                    "(misses cars seen from above; see models/MODEL_CARD.md)",
     }
     path = out / f"{NAME}.yaml"
