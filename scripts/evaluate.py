@@ -22,14 +22,21 @@ would grade itself perfect.
 Each class also gets AP50 on its small boxes alone (COCO's "small": under 32 x 32 px at the
 image's stored size, 640 px long side in a build): a pedestrian seen by an elevated street camera
 is that size, and a model can lead on the pooled figure while missing them.
+
+`--write-quality` (with `--built --json`) writes each model's pooled figures into its card as
+the `quality:` block that `streetscan models` and the default bar (streetscan/pipeline/serving.py)
+read, with a digest of the val boxes so that only figures measured on the same boxes are compared.
+Evaluate the candidate and the COCO model in one run and write both.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
@@ -40,7 +47,7 @@ from supervision.metrics import MeanAveragePrecision, Precision, Recall
 from streetscan.dataset.formats import yolo_class_names
 from streetscan.dataset.manifest import MANIFEST_PATH, load_manifest
 from streetscan.pipeline.detect import load_detector
-from streetscan.pipeline.models import resolve_model, vocabulary
+from streetscan.pipeline.models import ObjectQuality, Quality, resolve_model, vocabulary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 SMALL_AREA = 32 ** 2  # px², COCO's small-object bound
@@ -109,6 +116,27 @@ def load_built(root: Path, manifest_path: Path) -> list[Split]:
     if not splits:
         raise SystemExit(f"{root / 'val'}: no source's val listing; build the set with scripts/build_dataset.py")
     return splits
+
+
+def val_digest(splits: list[Split]) -> str:
+    """A fingerprint of the images and human boxes scored: the same digest, the same val set."""
+    h = hashlib.sha256()
+    for split in splits:
+        for path, label in zip(split.images, split.labels):
+            h.update(f"{split.name}/{path.name}:".encode())
+            h.update(np.round(label.xyxy, 4).astype(np.float32).tobytes() + label.class_id.astype(np.int32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def write_quality(card_specs: list[str], results: dict[str, dict[str, dict]], digest: str, images: int,
+                  results_file: Path) -> None:
+    """Each evaluated card gets these pooled figures as its quality block (objects with boxes only)."""
+    today = datetime.now(timezone.utc).date().isoformat()
+    for spec in card_specs:
+        card = resolve_model(spec)
+        objects = {o: ObjectQuality(r["boxes"], r["ap50"], r["ap50_95"]) for o, r in results[spec].items() if r["boxes"]}
+        Quality(today, digest, images, results_file.as_posix(), objects).write_into(card.card_path)
+        print(f"quality written into {card.card_path}")
 
 
 def predict(card_specs: list[str], split: Split) -> tuple[list[sv.Detections], dict[str, list[sv.Detections]]]:
@@ -213,7 +241,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--conf", type=float, default=0.25, help="operating threshold for precision and recall")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--write-quality", action="store_true",
+                    help="with --built and --json: write the pooled figures into each model's card")
     args = ap.parse_args(argv)
+    if args.write_quality and not (args.built and args.json and not args.limit):
+        ap.error("--write-quality needs --built and --json (the card cites the results file), and no --limit")
     if args.built:
         return evaluate_built(args)
     split = load_split(args.source, args.split, args.manifest)
@@ -232,10 +264,13 @@ def evaluate_built(args) -> dict:
     vocab = list(vocabulary())
     pooled_targets: list[sv.Detections] = []
     pooled_preds: dict[str, list[sv.Detections]] = {m: [] for m in args.model}
-    report = {"build": str(args.source), "conf": args.conf, "sources": {}, "pooled": {}}
-    for split in load_built(args.source, args.manifest):
+    splits = load_built(args.source, args.manifest)
+    for split in splits:
         if args.limit:
             split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
+    digest = val_digest(splits)
+    report = {"build": str(args.source), "val_digest": digest, "conf": args.conf, "sources": {}, "pooled": {}}
+    for split in splits:
         targets, preds = predict(args.model, split)
         results = {m: score(preds[m], targets, split.classes, args.conf) for m in args.model}
         print(table(split, results), end="\n\n", flush=True)
@@ -256,6 +291,8 @@ def evaluate_built(args) -> dict:
               ", ".join(f"{c} {v['conf']:.2f} (F1 {v['f1']:.2f})" for c, v in per_class.items()))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    if args.write_quality:
+        write_quality(args.model, results, digest, len(pooled_targets), args.json)
     return report
 
 

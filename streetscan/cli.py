@@ -13,11 +13,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
-from .pipeline.catalogue import CATALOGUE, served_by
+from .pipeline.catalogue import CATALOGUE
 from .pipeline.config import ConfigError, StreamsConfig, load_config
 from .pipeline.decode import SourceError
 from .logs import configure as configure_logging
-from .pipeline.models import ModelError, resolve_model
+from .pipeline.models import ModelCard, ModelError, card_paths, default_model_name, load_card, models_dir, resolve_model
+from .pipeline.serving import BASELINE_MODEL, SERVED_AP50, Service, Status, default_shortfalls, services
 
 app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
                   no_args_is_help=True, add_completion=False)
@@ -41,15 +42,27 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def print_served(objects: set[str], model_name: str) -> list[str]:
-    """Say which scene classes the loaded model can serve and which it cannot: never silently."""
-    served, missing = served_by(objects)
-    console.print(f"model [bold]{model_name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes: "
-                  + (", ".join(c.code for c in served) or "none"), highlight=False)
-    if missing:
+def _scene_list(items: list[Service], with_objects: bool = True) -> str:
+    return ", ".join(f"{s.scene.code} ({', '.join(s.objects)})" if with_objects else s.scene.code for s in items)
+
+
+def print_served(card: ModelCard) -> list[str]:
+    """Say which scene classes the loaded model serves, as measured, and which it cannot: never silently."""
+    by = {status: [s for s in services(card) if s.status is status] for status in Status}
+    served = by[Status.SERVED]
+    console.print(f"model [bold]{card.name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes "
+                  f"(AP50 >= {SERVED_AP50} on human val boxes): " + (_scene_list(served, False) or "none"),
+                  highlight=False)
+    if by[Status.WEAK]:
+        console.print("  weak (an object below that bar; expect false cases): " + _scene_list(by[Status.WEAK]),
+                      style="yellow", highlight=False)
+    if by[Status.UNMEASURED]:
+        console.print("  unmeasured (objects never scored on human boxes): " + _scene_list(by[Status.UNMEASURED]),
+                      style="yellow", highlight=False)
+    if by[Status.MISSING]:
         console.print("  cannot serve (no detector class for their objects): "
-                      + ", ".join(c.code for c in missing), style="yellow", highlight=False)
-    return [c.code for c in missing]
+                      + _scene_list(by[Status.MISSING], False), style="yellow", highlight=False)
+    return [s.scene.code for s in by[Status.MISSING]]
 
 
 @app.callback()
@@ -107,7 +120,7 @@ def run(
     try:
         config = load_config(streams)
         card = resolve_model(model)
-        print_served(card.objects, card.name)
+        print_served(card)
         detector = load_detector(card, threads=threads, device=device)
     except (ConfigError, ModelError) as exc:
         _fail(str(exc))
@@ -171,7 +184,7 @@ def replay(
     webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
     requests = _verify_requests(verify) if verify else []
     cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
-    unserved = print_served(card.objects, card.name)
+    unserved = print_served(card)
     try:
         detector = load_detector(card, device=device)
     except ModelError as exc:
@@ -392,6 +405,54 @@ def classes() -> None:
                       ", ".join(k.value for k in c.zone_kinds),
                       ", ".join(f"{k}={v}" for k, v in c.defaults.items()))
     console.print(table)
+
+
+@app.command()
+def models(
+    name: Annotated[Optional[str], typer.Argument(help="One model: its status per scene class.")] = None,
+) -> None:
+    """List the installed models: scene classes each serves as measured, and whether it clears the bar for the default."""
+    if name:
+        try:
+            card = resolve_model(name)
+        except ModelError as exc:
+            _fail(str(exc))
+        measured = card.quality.objects if card.quality else {}
+        table = Table(title=f"{card.name} {card.version}: scene classes")
+        for col in ("scene class", "status", "objects (AP50 on human val boxes)"):
+            table.add_column(col)
+        for s in services(card):
+            objs = [f"{o} {measured[o].ap50:.3f}" if o in measured else f"{o} -" for o in s.scene.objects if o in card.objects]
+            table.add_row(s.scene.code, s.status.value, ", ".join(objs))
+        console.print(table)
+        return
+    cards, broken = [], []
+    for path in card_paths(models_dir()):
+        try:
+            cards.append(load_card(path))
+        except ModelError as exc:
+            broken.append(str(exc))
+    default = default_model_name()
+    table = Table(title=f"Models in {models_dir()}")
+    for col in ("model", "version", "input", "served", "unmeasured", "person AP50", "car AP50", "measured", "default"):
+        table.add_column(col)
+    for card in cards:
+        by = [s.status for s in services(card)]
+        q = card.quality.objects if card.quality else {}
+        table.add_row(card.name, card.version, f"{card.input_width}x{card.input_height}" + (" rect" if card.rect else ""),
+                      f"{by.count(Status.SERVED)}/{len(CATALOGUE)}", str(by.count(Status.UNMEASURED)),
+                      *(f"{q[o].ap50:.3f}" if o in q else "-" for o in ("person", "car")),
+                      card.quality.measured if card.quality else "-", "yes" if card.name == default else "")
+    console.print(table)
+    baseline = next((c for c in cards if c.name == BASELINE_MODEL), None)
+    for card in cards:
+        if baseline is None or card is baseline:
+            continue
+        short = default_shortfalls(card, baseline)
+        console.print(f"{card.name}: bar for the default " + ("met" if not short else "not met: " + "; ".join(short)),
+                      highlight=False, soft_wrap=True)
+    for message in broken:
+        err.print(f"[yellow]skipped:[/] {message}", highlight=False, soft_wrap=True)
 
 
 @app.command("check-config")

@@ -90,6 +90,74 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class ObjectQuality:
+    """How well a model finds one vocabulary object on human-drawn val boxes."""
+
+    boxes: int
+    ap50: float
+    ap50_95: float
+
+    def __post_init__(self):
+        if self.boxes < 1:
+            raise ValueError(f"boxes must be at least 1 (an AP over no boxes says nothing), not {self.boxes}")
+        for name in ("ap50", "ap50_95"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, not {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Quality:
+    """A card's measured quality: per object, AP on the human-labelled val split of one dataset
+    build, as scripts/evaluate.py --built --write-quality writes it. `val` fingerprints that split,
+    so two cards' figures are compared only when they were measured on the same boxes."""
+
+    measured: str  # date
+    val: str  # digest of the val images and their human boxes
+    images: int
+    results: str  # the results file the figures come from
+    objects: dict[str, ObjectQuality]
+
+    MARKER = "# Measured quality, written by scripts/evaluate.py --write-quality: do not edit by hand."
+
+    @classmethod
+    def from_card(cls, raw, card_path: Path) -> Quality | None:
+        if raw is None:
+            return None
+        where = f"model card {card_path}: quality"
+        if not isinstance(raw, dict) or not isinstance(raw.get("objects"), dict):
+            raise ModelError(f"{where} must be a mapping with `objects:` (object -> boxes, ap50, ap50_95)")
+        missing = [k for k in ("measured", "val", "images", "results") if k not in raw]
+        if missing:
+            raise ModelError(f"{where} lacks {', '.join(missing)}")
+        vocab = set(vocabulary())
+        objects = {}
+        for name, row in raw["objects"].items():
+            if name not in vocab:
+                raise ModelError(f"{where}.objects.{name}: not an object of models/vocabulary.yaml")
+            try:
+                objects[name] = ObjectQuality(int(row["boxes"]), float(row["ap50"]), float(row["ap50_95"]))
+            except (KeyError, TypeError) as exc:
+                raise ModelError(f"{where}.objects.{name}: needs boxes, ap50 and ap50_95 ({exc})") from None
+            except ValueError as exc:
+                raise ModelError(f"{where}.objects.{name}: {exc}") from None
+        return cls(str(raw["measured"]), str(raw["val"]), int(raw["images"]), str(raw["results"]), objects)
+
+    def as_yaml(self) -> str:
+        body = {"measured": self.measured, "val": self.val, "images": self.images, "results": self.results,
+                "objects": {o: {"boxes": q.boxes, "ap50": round(q.ap50, 3), "ap50_95": round(q.ap50_95, 3)}
+                            for o, q in self.objects.items()}}
+        return f"{self.MARKER}\n" + yaml.safe_dump({"quality": body}, sort_keys=False, default_flow_style=None, width=110)
+
+    def write_into(self, card_path: Path) -> None:
+        """Replace the card's quality block (always its tail, after MARKER), keeping the rest as written."""
+        text = card_path.read_text(encoding="utf-8")
+        head = text.split(self.MARKER, 1)[0]
+        if head == text and yaml.safe_load(text).get("quality") is not None:
+            raise ModelError(f"model card {card_path}: its quality block was written by hand; remove it first")
+        card_path.write_text(head.rstrip("\n") + "\n" + self.as_yaml(), encoding="utf-8")
+
+
+@dataclass(frozen=True)
 class ModelCard:
     name: str
     version: str
@@ -110,6 +178,7 @@ class ModelCard:
     card_path: Path | None = None
     torch_weights: Path | None = None  # the Ultralytics checkpoint the ONNX came from (torch devices)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    quality: Quality | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -178,7 +247,8 @@ def load_card(card_path: Path, weights_override: Path | None = None) -> ModelCar
         class_names=tuple(names), class_map=class_map, max_batch=int(data.get("max_batch", 16)),
         provenance=str(data.get("provenance", "")), licence=str(data.get("licence", "")),
         card_path=card_path, torch_weights=base / data["torch_weights"] if data.get("torch_weights") else None,
-        thresholds=Thresholds.from_card(data.get("thresholds"), card_path), extra=data,
+        thresholds=Thresholds.from_card(data.get("thresholds"), card_path),
+        quality=Quality.from_card(data.get("quality"), card_path), extra=data,
     )
 
 
@@ -194,6 +264,20 @@ def _onnx_class_names(weights: Path) -> list[str] | None:
         return None
     parsed = ast.literal_eval(names)
     return [parsed[i] for i in sorted(parsed)] if isinstance(parsed, dict) else list(parsed)
+
+
+def card_paths(directory: Path) -> list[Path]:
+    """The model cards in a directory: its YAML files that name a model family (not the vocabulary
+    or the data manifest that live beside them)."""
+    out = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and "family" in data:
+            out.append(path)
+    return out
 
 
 def default_model_name() -> str | None:
@@ -222,7 +306,7 @@ def resolve_model(spec: str | None) -> ModelCard:
         return load_card(card, weights_override=p)
     card = models_dir() / f"{spec}.yaml"
     if not card.exists():
-        known = sorted(c.stem for c in models_dir().glob("*.yaml") if c.stem != "vocabulary")
+        known = [c.stem for c in card_paths(models_dir())]
         raise ModelError(f"model {spec!r} not found in {models_dir()} (set STREETSCAN_MODELS or pass a path); "
                          f"available: {', '.join(known) or 'none'}")
     return load_card(card)
