@@ -97,7 +97,8 @@ def quantize(card: ModelCard, sources: list[Path], out_dir: Path, frames: int = 
         quantize_static(str(pre), str(target), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         nodes_to_exclude=keep_float)
-    data = {k: v for k, v in card.extra.items() if not k.startswith("torch_")}  # INT8 is ONNX only
+    # INT8 is ONNX only; and its quality is its own, to be measured (scripts/evaluate.py --write-quality).
+    data = {k: v for k, v in card.extra.items() if not k.startswith("torch_") and k != "quality"}
     data.update({
         "name": name, "weights": target.name, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "

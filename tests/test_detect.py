@@ -1,11 +1,12 @@
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from streetscan.pipeline.detect import YoloDetector, load_detector
-from streetscan.pipeline.models import ModelError, load_card, resolve_model
+from streetscan.pipeline.models import ModelError, ObjectQuality, Quality, load_card, resolve_model
 from streetscan.pipeline.preprocess import input_size, letterbox
 
 
@@ -150,13 +151,20 @@ def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
 
     from realparts import REPO
 
+    # A measured source: its figures must not pass to the INT8 card, which is measured on its own.
+    src = tmp_path / "source"
+    src.mkdir()
+    for f in untrained_yolo.parent.glob(f"{untrained_yolo.stem}.*"):
+        shutil.copy(f, src)
+    Quality("2026-11-24", "v", 8, "r.json", {"car": ObjectQuality(8, 0.5, 0.3)}).write_into(src / untrained_yolo.name)
     script = str(REPO / "scripts" / "quantize_model.py")
-    proc = subprocess.run([sys.executable, script, str(untrained_yolo), "--calibrate", str(h264_clip), "--frames", "4",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, script, str(src / untrained_yolo.name), "--calibrate", str(h264_clip),
+                           "--frames", "4", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    source = load_card(untrained_yolo)
+    source = load_card(src / untrained_yolo.name)
     card = load_card(tmp_path / f"{source.name}-int8.yaml")
     assert card.name == f"{source.name}-int8" and card.extra["quantization"]["source"] == source.name
+    assert source.quality is not None and card.quality is None
     nodes = onnx.load(str(card.weights)).graph.node
     quantized_convs = {n.input[0] for n in nodes if n.op_type == "Conv"} & {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
     assert len(quantized_convs) > 50  # the backbone runs in int8
