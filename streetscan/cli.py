@@ -18,7 +18,7 @@ from .pipeline.config import ConfigError, StreamsConfig, load_config
 from .pipeline.decode import SourceError
 from .logs import configure as configure_logging
 from .pipeline.models import ModelCard, ModelError, card_paths, default_model_name, load_card, models_dir, resolve_model
-from .pipeline.serving import BASELINE_MODEL, SERVED_AP50, Service, Status, default_shortfalls, services
+from .pipeline.serving import BASELINE_MODEL, SERVED_AP50, Service, Status, by_status, default_shortfalls, services
 
 app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
                   no_args_is_help=True, add_completion=False)
@@ -48,7 +48,7 @@ def _scene_list(items: list[Service], with_objects: bool = True) -> str:
 
 def print_served(card: ModelCard) -> list[str]:
     """Say which scene classes the loaded model serves, as measured, and which it cannot: never silently."""
-    by = {status: [s for s in services(card) if s.status is status] for status in Status}
+    by = by_status(card)
     served = by[Status.SERVED]
     console.print(f"model [bold]{card.name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes "
                   f"(AP50 >= {SERVED_AP50} on human val boxes): " + (_scene_list(served, False) or "none"),
@@ -437,10 +437,10 @@ def models(
     for col in ("model", "version", "input", "served", "unmeasured", "person AP50", "car AP50", "measured", "default"):
         table.add_column(col)
     for card in cards:
-        by = [s.status for s in services(card)]
+        by = by_status(card)
         q = card.quality.objects if card.quality else {}
         table.add_row(card.name, card.version, f"{card.input_width}x{card.input_height}" + (" rect" if card.rect else ""),
-                      f"{by.count(Status.SERVED)}/{len(CATALOGUE)}", str(by.count(Status.UNMEASURED)),
+                      f"{len(by[Status.SERVED])}/{len(CATALOGUE)}", str(len(by[Status.UNMEASURED])),
                       *(f"{q[o].ap50:.3f}" if o in q else "-" for o in ("person", "car")),
                       card.quality.measured if card.quality else "-", "yes" if card.name == default else "")
     console.print(table)

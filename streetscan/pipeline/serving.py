@@ -56,6 +56,14 @@ def services(card: ModelCard) -> list[Service]:
     return out
 
 
+def by_status(card: ModelCard) -> dict[Status, list[Service]]:
+    """The scene classes under each status (every status present, maybe empty)."""
+    out: dict[Status, list[Service]] = {status: [] for status in Status}
+    for s in services(card):
+        out[s.status].append(s)
+    return out
+
+
 def default_shortfalls(card: ModelCard, baseline: ModelCard) -> list[str]:
     """Why `card` may not be the default: one line per condition it fails; none when it may."""
     if card.name == baseline.name:
@@ -65,7 +73,7 @@ def default_shortfalls(card: ModelCard, baseline: ModelCard) -> list[str]:
     if baseline.quality is None or baseline.quality.val != card.quality.val:
         return [f"{card.name} and {baseline.name} were not measured on the same val boxes; evaluate both in one run"]
     out = []
-    served = [s for s in services(card) if s.status is Status.SERVED]
+    served = by_status(card)[Status.SERVED]
     if len(served) < DEFAULT_MIN_SERVED:
         out.append(f"serves {len(served)} of {len(SCENE_CLASSES)} scene classes at AP50 >= {SERVED_AP50}; "
                    f"needs {DEFAULT_MIN_SERVED}")
