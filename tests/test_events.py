@@ -137,3 +137,39 @@ def test_enforcement_counts_survive_a_restart():
 
 def dedup_camera():
     return config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
+
+
+def test_one_track_holds_one_case_however_its_episodes_are_keyed():
+    # Issue #30, defect 1: track 3 opened a case at 6.0 s and another at 11.5 s with nothing resolved
+    # in between. Its first violation carried the episode it took over (key track-1), its second
+    # its own (key track-3, after it moved up a car length): two keys, one object, one case.
+    from streetscan.pipeline.rules import ObservedObject, Violation
+
+    cam = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 5}}, POLICY)
+    clock = StreamClock(NOON.tzinfo, origin=NOON)
+    dedup = EventDeduplicator(cam, clock=clock, model_name="m", model_version="1", source="s")
+
+    def seen(key, x, t):
+        return Violation("cam", "kerb", "illegal_parking", key, t - 5, t, t,
+                         0.8, (ObservedObject("car", (x, 480.0, x + 100.0, 560.0), 0.8, 3),), 0)
+
+    events = dedup.update([seen("track-1", 200, 6.0)], 6.0) + dedup.update([seen("track-3", 330, 11.5)], 11.5)
+    assert [e.state for e in events] == ["opened"]
+
+
+def test_a_car_that_drove_up_does_not_take_over_the_parked_time_of_one_that_left():
+    # Car 1 stands at the spot 0-8 s and is lost (it drove off faster than the tracker follows at
+    # 2 fps); car 2 drives up the lane (untracked boxes, each frame further on) and stops on the
+    # same spot at 10 s. Car 2's dwell starts when it stopped, not when car 1 did.
+    frames = []
+    for i in range(80):
+        t = i * 0.5
+        if t < 8:
+            frames.append(dets(car(400, tid=1)))
+        elif t < 10:
+            frames.append(dets(car(100 + 150 * (t - 8), tid=-1)))  # driving up, untracked
+        else:
+            frames.append(dets(car(400, tid=2)))
+    events = replay(frames, seconds_per_frame=0.5)
+    opened = [e for e in events if e.state == "opened"]
+    assert len(opened) == 1 and opened[0].violation.first_seen_s >= 9.5

@@ -82,11 +82,15 @@ def test_low_confidence_and_wrong_class_are_ignored():
     assert not any(out)
 
 
-def test_low_confidence_on_an_activated_track_counts():
-    # The tracker activates a track only on persistence: once it has, a 0.2 sighting of that
-    # track is the same parked car, and the dwell clock runs.
-    out = run(parking_only(10), every(20, 1.0, lambda t: dets(car(100, tid=3, conf=0.2))))
+def test_a_track_counts_by_its_mean_score_not_by_one_frame():
+    # A parked car's score swings: 0.2 on one frame in four, 0.5 otherwise (mean 0.43 >= 0.35).
+    out = run(parking_only(10), every(20, 1.0, lambda t: dets(car(100, tid=3, conf=0.2 if int(t) % 4 == 0 else 0.5))))
     assert [v.key for v in out[10]] == ["track-3"]
+    # A static false box (a bus shelter boxed as a bus) at 0.23-0.34 on every frame: its track's
+    # mean stays below the bar, however long it stands.
+    out = run(parking_only(10), every(60, 1.0, lambda t: dets(car(100, tid=4, conf=0.23 + 0.11 * (int(t) % 2),
+                                                                  cls="bus"))))
+    assert not any(out)
 
 
 def test_count_rule_crowd():
@@ -160,13 +164,13 @@ def test_zones_share_one_mask_and_the_whole_picture_needs_none():
                   {"id": "all", "kind": "any", "classes": ["illegal_parking"]}])
     _polygon_zone.cache_clear()
     for rule in rs.rules:
-        rule.candidates(dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2)))
+        rule.candidates(dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2)), rs.book)
     # Two rules on the kerb polygon with the same anchor: one supervision zone (one mask) between
     # them; the zone without a polygon (the whole picture) rasterises nothing.
     assert _polygon_zone.cache_info().currsize == 1
     whole = next(r for r in rs.rules if r.zone.id == "all")
     edge = dets(("car", (0.0, 620.0, 100.0, 720.0), 0.9, 3))  # bottom edge on the frame's last row
-    assert list(whole.candidates(edge)[0]) == [0]
+    assert list(whole.candidates(edge, rs.book)[0]) == [0]
 
 
 def test_a_zone_that_allows_a_class_exempts_objects_inside_it_while_active():

@@ -140,7 +140,7 @@ class CameraAnalysis:
             v = ev.violation
             first = None
             if CATALOGUE[v.scene_class].rule == "dwell" and v.first_seen_frame != frame.seq:
-                first = self.snapshots.get(v.first_seen_frame)
+                first = self.snapshots.first_from(v.first_seen_frame, frame.seq - 1)
             self._evidence_by_event[ev.event_id] = self.evidence.write(ev, frame.full_image(), first)
         files = self._evidence_by_event.get(ev.event_id, {})
         if ev.state == "resolved":

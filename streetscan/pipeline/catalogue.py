@@ -52,7 +52,9 @@ RuleKind = Literal["dwell", "count", "persistence"]
 COMMON_PARAMS = {"enabled", "min_confidence", "gap_s"}
 RULE_PARAMS: dict[str, set[str]] = {
     # A tracked object of the named classes stays (nearly) still inside the zone for dwell_s.
-    "dwell": COMMON_PARAMS | {"dwell_s", "max_move_ratio"},
+    # queue_aware (vehicles): standing in traffic that stands too (a queue at a light, a jam) is
+    # waiting, not a violation (rules.DwellRule).
+    "dwell": COMMON_PARAMS | {"dwell_s", "max_move_ratio", "queue_aware"},
     # At least min_count objects are inside the zone for hold_s.
     "count": COMMON_PARAMS | {"min_count", "hold_s"},
     # Any object of the named classes is present in the zone for persist_s (no track needed:
@@ -60,6 +62,9 @@ RULE_PARAMS: dict[str, set[str]] = {
     "persistence": COMMON_PARAMS | {"persist_s"},
 }
 TIME_PARAM: dict[str, str] = {"dwell": "dwell_s", "count": "hold_s", "persistence": "persist_s"}
+FLAG_PARAMS = {"enabled", "queue_aware"}  # true/false parameters; the others are numbers
+# Defaults of a rule kind's own parameters, under each class's own defaults.
+KIND_DEFAULTS: dict[str, dict[str, float | int | bool]] = {"dwell": {"queue_aware": False}}
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class SceneClass:
     def params(self, grade: Grade, overrides: dict | None = None) -> dict:
         """Effective parameters for a zone of the given grade."""
         p = dict(BASE_DEFAULTS)
+        p.update(KIND_DEFAULTS.get(self.rule, {}))
         p.update(self.defaults)
         time_key = TIME_PARAM[self.rule]
         p[time_key] = float(p[time_key]) * GRADE_TIME_FACTOR[grade]
@@ -117,10 +123,10 @@ SCENE_CLASSES: tuple[SceneClass, ...] = (
                {"dwell_s": 300, "max_move_ratio": 0.25}),
     SceneClass("illegal_parking", "机动车违停", "Illegal parking", Category.STREET_ORDER,
                ("car", "bus", "truck"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.ROADWAY, ZoneKind.SIDEWALK),
-               {"dwell_s": 300, "max_move_ratio": 0.15}),
+               {"dwell_s": 300, "max_move_ratio": 0.15, "queue_aware": True}),
     SceneClass("bike_misparking", "非机动车乱停放", "Bike misparking", Category.STREET_ORDER,
                ("bicycle", "motorcycle"), "dwell", (ZoneKind.NO_PARKING, ZoneKind.SIDEWALK),
-               {"dwell_s": 600, "max_move_ratio": 0.2}),
+               {"dwell_s": 600, "max_move_ratio": 0.2, "queue_aware": True}),
     SceneClass("crowd_gathering", "人群聚集", "Crowd gathering", Category.EMERGENCY,
                ("person",), "count", (ZoneKind.ROADWAY, ZoneKind.SIDEWALK, ZoneKind.STOREFRONT),
                {"min_count": 20, "hold_s": 60, "gap_s": 5.0}),

@@ -17,8 +17,8 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from .catalogue import (CATALOGUE, DEFAULT_PLATFORM_CODES, RULE_PARAMS, Grade, PlatformCode, ZoneKind,
-                        duplicate_platform_codes)
+from .catalogue import (CATALOGUE, DEFAULT_PLATFORM_CODES, FLAG_PARAMS, RULE_PARAMS, Grade, PlatformCode,
+                        ZoneKind, duplicate_platform_codes)
 
 
 class ConfigError(ValueError):
@@ -220,9 +220,9 @@ def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             if key not in allowed:
                 raise ValueError(f"{code}: unknown parameter {key!r} for a {CATALOGUE[code].rule} rule; "
                                  f"allowed: {', '.join(sorted(allowed))}")
-            if key == "enabled":
+            if key in FLAG_PARAMS:
                 if not isinstance(value, bool):
-                    raise ValueError(f"{code}.enabled must be true or false")
+                    raise ValueError(f"{code}.{key} must be true or false")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{code}.{key} must be a non-negative number, got {value!r}")
             elif key == "min_confidence" and value > 1:

@@ -24,7 +24,8 @@ from .. import __version__
 from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, PlatformCode
 from .clock import StreamClock
 from .config import Camera
-from .rules import ObservedObject, Violation, same_place
+from .rules import ObservedObject, Violation
+from .track import same_place
 
 SCHEMA_VERSION = "2"  # 2: platform, enforcement; states verified / still_present (README "Events")
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
@@ -177,8 +178,8 @@ class EventDeduplicator:
                 out.append(self._event(rec))
                 continue
             rec.last_seen_s = t
-            rec.violation = replace(v, first_seen_s=rec.violation.first_seen_s, confirmed_s=rec.violation.confirmed_s,
-                                    key=rec.violation.key)
+            rec.violation = replace(v, zone_id=rec.violation.zone_id, first_seen_s=rec.violation.first_seen_s,
+                                    confirmed_s=rec.violation.confirmed_s, key=rec.violation.key)
             if t - rec.last_sent_s >= self.policy.update_interval_s:
                 rec.state, rec.revision, rec.last_sent_s = "updated", rec.revision + 1, t
                 out.append(self._event(rec))
@@ -209,11 +210,19 @@ class EventDeduplicator:
         return Enforcement(stage.id, stage.name, len(past), policy.window_days)
 
     def _match(self, v: Violation) -> tuple[str, str, str]:
-        """The open event this violation continues. A new track id on an open event's spot is the
-        same violation (the tracker re-identified a parked car), not a new case."""
+        """The open event this violation continues. One tracked object is one case per scene class
+        on this camera: the same track in another zone, or under another episode after it moved,
+        continues its open case. A new track id on an open event's spot is the same violation
+        (the tracker re-identified a parked car), not a new case."""
         k = (v.zone_id, v.scene_class, v.key)
         if k in self.open or not v.objects:
             return k
+        track = v.objects[0].track_id if len(v.objects) == 1 else None
+        if track is not None:
+            for ok, rec in self.open.items():
+                prev = rec.violation.objects
+                if ok[1] == v.scene_class and len(prev) == 1 and prev[0].track_id == track:
+                    return ok
         for ok, rec in self.open.items():
             prev = rec.violation.objects
             if ok[:2] == k[:2] and prev and same_place(prev[0].box, v.objects[0].box):
@@ -249,7 +258,8 @@ class EventDeduplicator:
             v = dict(rec["violation"])
             if v["zone_id"] not in self._zones:
                 continue  # the zone was removed from the config while we were down
-            v["objects"] = tuple(ObservedObject(o["class_name"], tuple(o["box"]), o["confidence"], o["track_id"])
+            # Track ids restart with the tracker: a stale id must not claim a new track's case.
+            v["objects"] = tuple(ObservedObject(o["class_name"], tuple(o["box"]), o["confidence"], None)
                                  for o in v["objects"])
             violation = Violation(**v)
             key = tuple(rec["key"])

@@ -40,6 +40,12 @@ class SnapshotStore:
     def get(self, seq: int) -> bytes | None:
         return self._jpegs.get(seq)
 
+    def first_from(self, seq: int, until: int) -> bytes | None:
+        """The earliest picture kept from frame `seq` to `until` (a first sighting's own frame
+        may not have been kept: pictures of new sightings are taken at most every few seconds)."""
+        kept = [s for s in self._jpegs if seq <= s <= until]
+        return self._jpegs[min(kept)] if kept else None
+
     def __len__(self) -> int:
         return len(self._jpegs)
 

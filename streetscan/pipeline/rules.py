@@ -12,6 +12,7 @@ stream into opened/updated/resolved events is the deduplicator's job (events.py)
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -19,9 +20,10 @@ from functools import lru_cache
 import numpy as np
 import supervision as sv
 
-from .catalogue import CATALOGUE, SceneClass, served_by
+from .catalogue import BASE_DEFAULTS, CATALOGUE, Grade, SceneClass, served_by
 from .config import Allowance, Camera, ZoneConfig
 from .models import Thresholds
+from .track import TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
 # bottom centre of its box (where a car's wheels touch the kerb).
@@ -71,6 +73,10 @@ class _Episode:
     confirmed_s: float | None = None
     ref_centre: tuple[float, float] = (0.0, 0.0)
     ref_diag: float = 1.0
+    passed: bool = False  # a vehicle of its kind drove past it while it stood
+    joined: bool = False  # a vehicle moved near it and stopped there: traffic stops and goes
+    arrived: bool = False  # it drove here (its track moved before this episode began)
+    movers: deque = field(default_factory=lambda: deque(maxlen=MOVERS_KEPT))  # (t, box, could pass) to judge
 
     def violation(self, rule: ZoneRule) -> Violation:
         return Violation(
@@ -88,28 +94,6 @@ def _objects(det: sv.Detections, idx) -> tuple[ObservedObject, ...]:
                        float(det.confidence[i]), int(tids[i]) if tids[i] >= 0 else None)
         for i in idx
     )
-
-
-def box_iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _inside(point: tuple[float, float], box: Box) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
-
-
-def same_place(a: Box, b: Box) -> bool:
-    """Two boxes of one stationary object seen twice: IoU >= 0.5, or each box's centre inside the
-    other (a detector's box for a half-hidden or merged car can shrink or widen a lot, but two
-    neighbouring parked cars never hold each other's centres)."""
-    if box_iou(a, b) >= 0.5:
-        return True
-    ca, cb = ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2), ((b[0] + b[2]) / 2, (b[1] + b[3]) / 2)
-    return _inside(ca, b) and _inside(cb, a)
 
 
 @lru_cache(maxsize=4096)
@@ -136,14 +120,25 @@ class ZoneRule:
         self._anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
         self._polygon = tuple(map(tuple, zone.polygon)) if zone.polygon is not None else None
 
-    def candidates(self, det: sv.Detections) -> tuple[np.ndarray, np.ndarray]:
+    def counts(self, det: sv.Detections, book: TrackBook) -> np.ndarray:
+        """Which detections are this rule's objects with enough evidence. A tracked one is judged by
+        its track's mean score over its life (a parked car's score swings from frame to frame; a
+        bus shelter boxed as `bus` at 0.23-0.34 every frame stays below a 0.3 bar however long it
+        stands); an untracked one by its own score."""
+        ours = np.isin(det.data["class_name"], self.scene.objects)
+        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        score = det.confidence.astype(float).copy()
+        for i in np.flatnonzero(ours & (tids >= 0)):
+            h = book.get(int(tids[i]))
+            if h is not None:
+                score[i] = h.mean_score
+        return ours & (score >= self.min_confidence)
+
+    def candidates(self, det: sv.Detections, book: TrackBook) -> tuple[np.ndarray, np.ndarray]:
         """(indices of this rule's objects inside the zone, indices of its objects outside it)."""
         if len(det) == 0:
             return np.array([], dtype=int), np.array([], dtype=int)
-        # A detection on an activated track counts whatever its score this frame: the tracker has
-        # already seen it persist. Untracked ones must be confident on their own.
-        tracked = det.tracker_id >= 0 if det.tracker_id is not None else np.zeros(len(det), dtype=bool)
-        ours = np.isin(det.data["class_name"], self.scene.objects) & ((det.confidence >= self.min_confidence) | tracked)
+        ours = self.counts(det, book)
         if self._polygon is None:
             inside = np.ones(len(det), dtype=bool)  # the whole picture: every detection is in it
         else:
@@ -153,18 +148,42 @@ class ZoneRule:
     def _gap(self, ep: _Episode) -> float:
         return self.confirmed_gap_s if ep.confirmed_s is not None else self.gap_s
 
-    def update(self, det: sv.Detections, t: float, frame_seq: int) -> RuleStep:
+    def update(self, det: sv.Detections, t: float, frame_seq: int, book: TrackBook) -> RuleStep:
         raise NotImplementedError
 
     def reset(self) -> None:
         raise NotImplementedError
 
 
+# A part of an object boxed on its own (the detector's 0.18 box over the back of a black SUV) lies
+# almost wholly inside the object's own box; two parked cars side by side never do.
+PART_COVERED = 0.7
+# Queue or parked (track.near says which vehicles are neighbours): a neighbour that moves
+# (TrackBook.moving) and has not stopped near it SETTLE_S later drove past; one that stopped joined
+# the queue.
+PASSER_SIZE = 0.6  # a passer's box diagonal, at least this share of the standing vehicle's
+SETTLE_S = 3.0
+MOVERS_KEPT = 16
+# Traffic: the objects of every queue-aware class. A car queues among motorbikes as much as among
+# cars (a Hanoi red light), so any of them standing or moving up near it makes a queue; only its own
+# kind driving past shows it is parked (motorbikes filter past queued cars at speed).
+TRAFFIC = frozenset(o for c in CATALOGUE.values() if c.params(Grade.ARTERIAL).get("queue_aware") for o in c.objects)
+
+
 class DwellRule(ZoneRule):
+    """A tracked object stands (nearly) still inside the zone for dwell_s.
+
+    With `queue_aware` (vehicles), standing is not enough: a vehicle that stands while the traffic
+    around it stops and goes too (a queue at a light, a jam) is waiting, not parked. It is parked
+    once it has stood dwell_s and no vehicle of its kind stands near it (it stands alone), or one
+    has driven past it while it stood (others pass it), or none near it has moved since it stopped
+    (a parked row)."""
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.dwell_s = float(self.params["dwell_s"])
         self.max_move_ratio = float(self.params["max_move_ratio"])
+        self.queue_aware = bool(self.params["queue_aware"])
         self.episodes: dict[int, _Episode] = {}  # by current track id
         self.displaced: dict[int, _Episode] = {}  # by track id: where it stood before it moved
         # Only an object that stood still this long may pass its dwell time to a new track id (a
@@ -179,31 +198,41 @@ class DwellRule(ZoneRule):
     def _moved(self, ep: _Episode, centre: tuple[float, float]) -> bool:
         return math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag
 
-    def update(self, det, t, frame_seq):
+    def _still_since_birth(self, h: TrackHistory | None) -> bool:
+        return h is not None and h.stood_since_birth(self.max_move_ratio, self.gap_s)
+
+    def update(self, det, t, frame_seq, book):
         started = False
-        inside, outside = self.candidates(det)
+        inside, outside = self.candidates(det, book)
         tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
         for i in outside:  # seen outside the zone: it left, whatever the gap tolerance says
             self.episodes.pop(int(tids[i]), None)
-        present = {int(tids[i]): i for i in inside if tids[i] >= 0}
+        present = {int(tids[i]): i for i in self._whole_objects(det, inside, book) if tids[i] >= 0}
         for tid, i in present.items():
             obj = _objects(det, [i])
             box = obj[0].box
             centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            h = book.get(tid)
             ep = self.episodes.get(tid)
             if ep is not None and self._moved(ep, centre):
                 # It moved, or its track jumped onto a merged or passing box for a frame. The old
                 # episode is set aside: back at its spot within the gap tolerance, the dwell clock
-                # carries on. Another track may take it over only once it stood still for
-                # inherit_after_s (_inherit), or passing cars would chain into one "parked" car.
+                # carries on. Another track may take it over only if that track was born on the
+                # spot, never moved, and did not drive up to it (_inherit): a car that drives into a
+                # space another car just left, as in a creeping queue, starts its own clock.
                 back = self.displaced.get(tid)
                 self.displaced[tid] = self.episodes.pop(tid)
                 ep = back if back is not None and not self._moved(back, centre) else None
-            if ep is None or ep.confirmed_s is None:
-                ep = self._inherit(tid, box, present, ep)
+            if (ep is None or ep.confirmed_s is None) and self._still_since_birth(h) and not h.arrived:  # type: ignore[union-attr]
+                ep = self._inherit(tid, h.origin, present, ep, book)  # type: ignore[union-attr]
             if ep is None:
-                ep = _Episode(key=f"track-{tid}", start_s=t, last_s=t, first_frame=frame_seq, ref_centre=centre,
-                              ref_diag=max(1.0, math.hypot(box[2] - box[0], box[3] - box[1])))
+                # A track that has stood here since it was first boxed has stood since then, not
+                # since the tracker trusted it: cars parked from the first frame are due at dwell_s.
+                born = self._still_since_birth(h) and h is not None
+                ep = _Episode(key=f"track-{tid}", start_s=h.born_s if born else t,  # type: ignore[union-attr]
+                              last_s=t, first_frame=h.born_frame if born else frame_seq,  # type: ignore[union-attr]
+                              ref_centre=centre, ref_diag=diagonal(box),
+                              arrived=not born or h.arrived)  # type: ignore[union-attr]
                 started = True
             ep.last_s, ep.objects = t, obj
             self.episodes[tid] = ep
@@ -212,24 +241,110 @@ class DwellRule(ZoneRule):
         for tid in [k for k, ep in self.displaced.items() if t - ep.last_s > self._gap(ep)]:
             del self.displaced[tid]
         out = []
-        for tid in present:
+        for tid, i in present.items():
             ep = self.episodes[tid]
-            if t - ep.start_s >= self.dwell_s:
-                ep.confirmed_s = ep.confirmed_s or t
+            if self.queue_aware and ep.confirmed_s is None:
+                self._watch(det, i, ep, book, t)
+            if ep.confirmed_s is None and t - ep.start_s >= self.dwell_s and not self._queued(det, i, ep, book):
+                ep.confirmed_s = t
+            if ep.confirmed_s is not None:
                 out.append(ep.violation(self))
         return RuleStep(out, started)
+
+    def _whole_objects(self, det: sv.Detections, idx: np.ndarray, book: TrackBook) -> list[int]:
+        """`idx` without parts of other objects: a box lying PART_COVERED inside a larger box of this
+        rule's kind whose track is surer of itself is a piece of that object, not a second one."""
+        if len(idx) == 0:
+            return []
+        ours = np.flatnonzero(np.isin(det.data["class_name"], self.scene.objects))
+        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+
+        def sureness(i: int) -> float:
+            h = book.get(int(tids[i])) if tids[i] >= 0 else None
+            return h.mean_score if h is not None else float(det.confidence[i])
+
+        boxes = det.xyxy
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        keep = []
+        for i in idx:
+            part = tuple(float(v) for v in boxes[i])
+            if not any(j != i and area[j] > area[i] and sureness(j) > sureness(i)
+                       and covered(part, tuple(float(v) for v in boxes[j])) >= PART_COVERED for j in ours):  # type: ignore[arg-type]
+                keep.append(int(i))
+        return keep
+
+    def _watch(self, det: sv.Detections, i: int, ep: _Episode, book: TrackBook, t: float) -> None:
+        """Note the vehicles of its kind that move near it, and judge those seen SETTLE_S ago: one
+        that has not stopped near where it was seen drove past."""
+        me = _box(det, i)
+        moving, names = det.data["moving"], det.data["class_name"]
+        traffic = [j for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i]
+        for j in traffic:
+            if moving[j] and near(me, _box(det, j)):
+                # Only a sure box of its own kind and size passes it: a motorbike boxed as a car
+                # for one frame does not make a queued taxi parked.
+                passer = (names[j] in self.scene.objects and det.confidence[j] >= self.min_confidence
+                          and diagonal(_box(det, j)) >= PASSER_SIZE * diagonal(me))
+                ep.movers.append((t, _box(det, j), passer))
+        standing = [_box(det, j) for j in traffic if det.data["standing"][j]]
+        while ep.movers and t - ep.movers[0][0] >= SETTLE_S:
+            seen_s, box, passer = ep.movers.popleft()
+            # Stopped where it was seen, or a standing vehicle near there that was not there then.
+            then = book.boxes_at(seen_s)
+            arrived = [s for s in standing if near(box, s) and (
+                same_place(s, box) or not same_place_matrix(np.array([s], dtype=np.float32), then).any())]
+            if arrived:
+                ep.joined = True
+            elif passer:
+                ep.passed = True
+
+    def _queued(self, det: sv.Detections, i: int, ep: _Episode, book: TrackBook) -> bool:
+        """Standing in traffic that stops and goes: a vehicle of its kind stands or crawls near it
+        now, one has moved up near it and stopped since it stopped, and none has driven past it. A
+        row of cars that nothing near has moved in since they stood is parked (a car park, a kerb at
+        night); so is one that traffic drives past."""
+        if not self.queue_aware or ep.passed:
+            return False
+        group = self._standing_group(det, i)
+        if len(group) == 1:
+            return False  # it stands alone
+        if ep.joined or ep.arrived:
+            return True  # traffic moved up to it, or it drove up to standing traffic
+        # Traffic that arrived and stopped in its group since it stopped: a queue forming (a queue
+        # grows at its back, far from the car at the stop line, but it is one queue).
+        then = book.boxes_at(ep.start_s)
+        return bool(len(then)) and not same_place_matrix(group, then).any(axis=1).all()
+
+    def _standing_group(self, det: sv.Detections, i: int) -> np.ndarray:
+        """Its box and the boxes of the standing traffic connected to it, neighbour by neighbour."""
+        names, standing = det.data["class_name"], det.data["standing"]
+        others = [j for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i and standing[j]]
+        group, frontier = [i], [i]
+        while frontier:
+            k = frontier.pop()
+            reached = [j for j in others if near(_box(det, k), _box(det, j))]
+            others = [j for j in others if j not in reached]
+            group += reached
+            frontier += reached
+        return det.xyxy[group].astype(np.float32)
 
     @property
     def confirm_s(self) -> float:
         return self.dwell_s
 
-    def _inherit(self, tid: int, box: Box, present: dict[int, int], current: _Episode | None) -> _Episode | None:
+    def _inherit(self, tid: int, box: Box, present: dict[int, int], current: _Episode | None,
+                 book: TrackBook) -> _Episode | None:
         """A stationary object that reappears under a new track id (the tracker lost it behind a
         passing bus, or its old track drifted onto a merged box) keeps its dwell time: it takes
         over an episode at the same place, lost or set aside, that began before its own and stood
-        still long enough to be a parked object rather than a moment of passing traffic."""
+        still long enough to be a parked object rather than a moment of passing traffic. `box` is
+        where the new track was born; the caller has checked that it never moved from there."""
         pools = [(self.episodes, k, ep) for k, ep in self.episodes.items() if k != tid and k not in present]
-        pools += [(self.displaced, k, ep) for k, ep in self.displaced.items() if k != tid]
+        # A track set aside because it moved hands its time over only while its box still covers the
+        # spot (it drifted onto a box merging two cars); one that drove off left the spot empty.
+        pools += [(self.displaced, k, ep) for k, ep in self.displaced.items()
+                  if k != tid and ep.objects and (owner := book.get(k)) is not None
+                  and box_iou(owner.box, ep.objects[0].box) > 0]
         best, best_pool, best_key = current, None, None
         for pool, key, ep in pools:
             if (ep.objects and ep.last_s - ep.start_s >= self.inherit_after_s and same_place(ep.objects[0].box, box)
@@ -238,6 +353,14 @@ class DwellRule(ZoneRule):
         if best_pool is not None:
             del best_pool[best_key]
         return best
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _box(det: sv.Detections, i: int) -> Box:
+    return tuple(float(v) for v in det.xyxy[i])  # type: ignore[return-value]
 
 
 class CountRule(ZoneRule):
@@ -254,8 +377,8 @@ class CountRule(ZoneRule):
     def confirm_s(self) -> float:
         return self.hold_s
 
-    def update(self, det, t, frame_seq):
-        inside, _ = self.candidates(det)
+    def update(self, det, t, frame_seq, book):
+        inside, _ = self.candidates(det, book)
         ep = self.episode
         started = False
         if len(inside) >= self.min_count:
@@ -287,6 +410,7 @@ class RuleSet:
     rules: list[ZoneRule] = field(default_factory=list)
     unserved: list[SceneClass] = field(default_factory=list)  # scene classes the model cannot serve
     allowances: list[tuple[ZoneConfig, Allowance]] = field(default_factory=list)  # zones that allow classes
+    book: TrackBook = field(default_factory=lambda: TrackBook(forget_s=BASE_DEFAULTS["gap_s"]))
 
     @classmethod
     def build(cls, camera: Camera, model_objects: set[str], thresholds: Thresholds | None = None) -> RuleSet:
@@ -304,6 +428,8 @@ class RuleSet:
                 "min_confidence", thresholds.min_confidence_for(code))}
             scene = CATALOGUE[code]
             rs.rules.append(RULES[scene.rule](scene, setting.zone, params, camera.id))
+        # A track unseen for longer than any rule would wait for it no longer matters to the rules.
+        rs.book = TrackBook(forget_s=max([r.confirmed_gap_s for r in rs.rules], default=BASE_DEFAULTS["gap_s"]))
         return rs
 
     def confirm_s(self, zone_id: str, scene_class: str) -> float:
@@ -312,8 +438,10 @@ class RuleSet:
                    default=0.0)
 
     def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int) -> RuleStep:
+        """One object is one violation per scene class, however the zones it stands in overlap:
+        the first zone (in the camera's order) that confirms it holds it."""
         out: list[Violation] = []
-        started = False
+        started = self.book.update(det, t, frame_seq)
         weekday, clock = wall.isoweekday(), wall.timetz().replace(tzinfo=None)
         allowed = self._allowed_now(weekday, clock)
         seen_by: dict[str, sv.Detections] = {}
@@ -326,12 +454,21 @@ class RuleSet:
             if code in allowed and len(det):
                 if code not in seen_by:
                     seen_by[code] = det[~self._inside_any(det, allowed[code], rule)]
-                step = rule.update(seen_by[code], t, frame_seq)
+                step = rule.update(seen_by[code], t, frame_seq, self.book)
             else:
-                step = rule.update(det, t, frame_seq)
+                step = rule.update(det, t, frame_seq, self.book)
             out.extend(step.violations)
             started = started or step.episode_started
-        return RuleStep(out, started)
+        held: set[tuple[str, int]] = set()
+        one_each = []
+        for v in out:
+            track = v.objects[0].track_id if len(v.objects) == 1 else None
+            if track is not None:
+                if (v.scene_class, track) in held:
+                    continue
+                held.add((v.scene_class, track))
+            one_each.append(v)
+        return RuleStep(one_each, started)
 
     def _allowed_now(self, weekday: int, clock) -> dict[str, list[ZoneConfig]]:
         """Scene class -> the zones allowing it at this local time."""

@@ -21,7 +21,8 @@ import supervision as sv
 from .catalogue import CATALOGUE
 from .config import Camera
 from .frames import Frame
-from .rules import CENTRE_ANCHORED, _polygon_zone, same_place
+from .rules import CENTRE_ANCHORED, _polygon_zone
+from .track import same_place
 
 FRAMES_TO_CHECK = 3
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
