@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,8 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .pipeline.catalogue import CATALOGUE
-from .pipeline.rules import box_iou
+from .pipeline.catalogue import CATALOGUE, TIME_PARAM
+from .pipeline.track import box_iou
 
 Box = tuple[float, float, float, float]
 BOX_IOU = 0.3  # approximate, hand-drawn truth boxes: loose on purpose, the centre test backs it up
@@ -152,6 +152,7 @@ class ClassScore:
     must_not_fire_hits: int = 0  # false cases inside a "must not fire" span
     resolved_too_early: int = 0
     delays_s: list[float] = field(default_factory=list)  # violation start -> case opened, first case per truth
+    beyond_s: list[float] = field(default_factory=list)  # the same, less the camera's dwell/hold for the class
     missed: list[str] = field(default_factory=list)  # "clip:truth id"
     false: list[str] = field(default_factory=list)  # "clip:event id@opened_s"
 
@@ -171,6 +172,11 @@ class ClassScore:
     def median_delay_s(self) -> float | None:
         return statistics.median(self.delays_s) if self.delays_s else None
 
+    @property
+    def median_beyond_s(self) -> float | None:
+        """How much later than its rule's time threshold a case opens, median (0: at the dwell)."""
+        return statistics.median(self.beyond_s) if self.beyond_s else None
+
     def false_per_camera_hour(self, camera_hours: float) -> float | None:
         return self.false_cases / camera_hours if camera_hours else None
 
@@ -180,7 +186,7 @@ class ClassScore:
             "true_cases": self.true_cases, "false_cases": self.false_cases, "duplicates": self.duplicates,
             "recall": self.recall, "precision": self.precision,
             "duplicates_per_violation": self.duplicates_per_violation,
-            "median_time_to_open_s": self.median_delay_s,
+            "median_time_to_open_s": self.median_delay_s, "median_s_beyond_threshold": self.median_beyond_s,
             "false_per_camera_hour": self.false_per_camera_hour(camera_hours),
             "must_not_fire_hits": self.must_not_fire_hits, "resolved_too_early": self.resolved_too_early,
             "missed": self.missed, "false": self.false,
@@ -198,8 +204,11 @@ class Score:
                 "classes": {k: v.as_dict(self.camera_hours) for k, v in sorted(self.classes.items())}}
 
 
-def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]]) -> Score:
-    """Score each clip's cases against its truth; `cases_by_clip` is keyed by `ClipTruth.clip`."""
+def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]],
+          thresholds: dict[tuple[str, str, str], float] | None = None) -> Score:
+    """Score each clip's cases against its truth; `cases_by_clip` is keyed by `ClipTruth.clip`;
+    `thresholds`: (clip, zone, scene class) -> the rule's dwell/hold seconds on that camera."""
+    thresholds = thresholds or {}
     classes: dict[str, ClassScore] = {}
 
     def cls(code: str) -> ClassScore:
@@ -245,6 +254,7 @@ def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]]) -> Scor
             s.found += 1
             s.duplicates += len(found) - 1
             s.delays_s.append(max(0.0, found[0].opened_s - v.start_s))
+            s.beyond_s.append(max(0.0, found[0].opened_s - v.start_s) - thresholds.get((truth.clip, v.zone, v.scene_class), 0.0))
             if any(c.resolved and c.last_seen_s + EARLY_RESOLVE_SLACK_S < v.end_s for c in found):
                 s.resolved_too_early += 1
     hours = sum(t.duration_s for t in truths) / 3600.0
@@ -257,33 +267,63 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 def markdown_table(result: Score) -> str:
     lines = ["| scene class | truths | found | cases | recall | precision | duplicates / violation | "
-             "median s to open | false / camera-hour | resolved too early |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "median s to open | median s beyond dwell | false / camera-hour | must-not-fire hits | resolved too early |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for code in CATALOGUE:
         s = result.classes.get(code)
         if s is None:
             continue
         fph = s.false_per_camera_hour(result.camera_hours)
         lines.append(f"| {code} | {s.truths} | {s.found} | {s.cases} | {_fmt(s.recall)} | {_fmt(s.precision)} | "
-                     f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(fph, 0)} | "
-                     f"{s.resolved_too_early} |")
+                     f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(s.median_beyond_s, 1)} | "
+                     f"{_fmt(fph, 0)} | {s.must_not_fire_hits} | {s.resolved_too_early} |")
     return "\n".join(lines)
 
 
-def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detector, out_dir: Path,
-                   batch_size: int = 4) -> tuple[Score, dict[str, Any]]:
+def find_clip(name: str, folders: Sequence[Path]) -> Path | None:
+    """The first folder holding the clip, in order (the staged footage, then a rebuilt folder)."""
+    return next((f / name for f in folders if (f / name).is_file()), None)
+
+
+def event_f1(s: ClassScore) -> float | None:
+    """One figure for a class's cases: the harmonic mean of recall (violations found) and
+    precision (cases that were true), the two things an operator feels."""
+    if s.recall is None or s.precision is None:
+        return None
+    return 0.0 if s.recall + s.precision == 0 else 2 * s.recall * s.precision / (s.recall + s.precision)
+
+
+@dataclass
+class Evaluation:
+    """One model's replay of the truth set: the score of all clips together, and each clip's cases."""
+
+    score: Score
+    settings: dict[str, Any]
+    cases: dict[str, list[Case]]
+    thresholds: dict[tuple[str, str, str], float]
+
+    def pooled(self, truths: list[ClipTruth]) -> Score:
+        """The score over a subset of the clips (a split), from the same replays."""
+        return score(truths, self.cases, self.thresholds)
+
+
+def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, detector, out_dir: Path,
+                   batch_size: int = 4) -> Evaluation:
     """Replay each truth clip through the real pipeline (its camera from `config`), then score.
-    Returns the score and the settings it was measured with (model, per-camera effective rules)."""
+    `footage`: the folders to look for clips in, in order. The settings say what it was measured
+    with (model, per-camera effective rules)."""
     from .service.sinks import JsonlSink
     from .workers.replay import ReplayJob
 
     cases: dict[str, list[Case]] = {}
+    thresholds: dict[tuple[str, str, str], float] = {}
     settings: dict[str, Any] = {"model": {"name": detector.card.name, "version": detector.card.version},
                                 "cameras": {}}
     for truth in truths:
-        clip = footage_dir / truth.clip
-        if not clip.is_file():
-            raise TruthError(f"{truth.path}: clip {clip} not found (set STREETSCAN_ASSETS or --footage)")
+        clip = find_clip(truth.clip, footage)
+        if clip is None:
+            raise TruthError(f"{truth.path}: clip {truth.clip} not found in {', '.join(map(str, footage))} "
+                             "(set STREETSCAN_ASSETS or --footage; scripts/footage.py rebuilds the fetched clips)")
         camera = config.camera(truth.camera)
         sink = JsonlSink(out_dir / f"events-{Path(truth.clip).stem}.jsonl")
         try:
@@ -291,9 +331,42 @@ def run_evaluation(truths: list[ClipTruth], *, footage_dir: Path, config, detect
         finally:
             sink.close()
         cases[truth.clip] = cases_from_events(result.events)
+        for rs in camera.rules:
+            thresholds[(truth.clip, rs.zone.id, rs.scene_class)] = float(rs.params[TIME_PARAM[CATALOGUE[rs.scene_class].rule]])
         settings["cameras"][camera.id] = {
             "clip": truth.clip, "split": truth.split, "analysis_fps": camera.analysis_fps,
             "rules": {code: rules for code in CATALOGUE if (rules := camera.rule_overrides(code))},
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed, "wall_s": round(result.wall_s, 2)}
-    return score(truths, cases), settings
+    return Evaluation(score(truths, cases, thresholds), settings, cases, thresholds)
+
+
+def comparison_table(truths: list[ClipTruth], runs: dict[str, Evaluation], scene_class: str) -> str:
+    """Models side by side for one scene class: each clip, then each split pooled (holdout first)."""
+    head = ["clip", "split", "truths"] + [f"{m}: found / cases / false / dup" for m in runs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in truths:
+        cells = []
+        for run in runs.values():
+            s = run.pooled([t]).classes.get(scene_class) or ClassScore(scene_class)
+            cells.append(f"{s.found} / {s.cases} / {s.false_cases} / {s.duplicates}")
+        n = sum(1 for v in t.violations if v.scene_class == scene_class and not v.optional)
+        lines.append(f"| {t.clip} | {t.split} | {n} | " + " | ".join(cells) + " |")
+    head2 = ["pooled", "clips", "truths"] + [f"{m}: recall / precision / F1 / dup per violation / false per cam-h / "
+                                            "must-not-fire per cam-h / median s beyond dwell" for m in runs]
+    lines += ["", "| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
+    for split in ("holdout", "tune", "all"):
+        subset = [t for t in truths if split == "all" or t.split == split]
+        if not subset:
+            continue
+        cells, n = [], 0
+        for run in runs.values():
+            pooled = run.pooled(subset)
+            s = pooled.classes.get(scene_class) or ClassScore(scene_class)
+            n = s.truths
+            cells.append(f"{_fmt(s.recall)} / {_fmt(s.precision)} / {_fmt(event_f1(s))} / "
+                         f"{_fmt(s.duplicates_per_violation)} / {_fmt(s.false_per_camera_hour(pooled.camera_hours), 1)} / "
+                         f"{_fmt(s.must_not_fire_hits / pooled.camera_hours if pooled.camera_hours else None, 1)} / "
+                         f"{_fmt(s.median_beyond_s, 1)}")
+        lines.append(f"| {split} | {len(subset)} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

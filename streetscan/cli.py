@@ -345,17 +345,18 @@ def bench(
 def evaluate(
     truths: Annotated[Optional[list[Path]], typer.Argument(help="Truth files (default: every .yaml in benchmarks/truth).")] = None,
     streams: Annotated[Path, typer.Option(help="streams.yaml holding the cameras the truth files name.")] = Path("examples/footage.yaml"),
-    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
-    footage: Annotated[Optional[Path], typer.Option(help="Folder of the clips (default: $STREETSCAN_ASSETS/footage, else ../shared/footage).")] = None,
+    model: Annotated[Optional[list[str]], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card; repeat to compare models in one run (default: the default model).")] = None,
+    footage: Annotated[Optional[list[Path]], typer.Option(help="Folder of the clips; repeat for several, searched in order (default: $STREETSCAN_ASSETS/footage, else ../shared/footage, then build/footage, where scripts/footage.py rebuilds the fetched clips).")] = None,
     split: Annotated[str, typer.Option(help="Score clips of this split only: all, tune or holdout.")] = "all",
-    out: Annotated[Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each clip's events and evidence.")] = Path("out/accuracy"),
+    require_all: Annotated[bool, typer.Option("--require-all", help="Fail when a truth file's clip is missing (default: skip it and say so).")] = False,
+    out: Annotated[Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each model's events and evidence.")] = Path("out/accuracy"),
     device: DeviceOption = "cpu",
 ) -> None:
     """Event-level accuracy: replay clips with known truth, match cases to true violations, score per class."""
     import json
     import os
 
-    from .accuracy import TruthError, load_truth, markdown_table, run_evaluation
+    from .accuracy import TruthError, comparison_table, find_clip, load_truth, markdown_table, run_evaluation
     from .capacity import machine
     from .pipeline.detect import load_detector
 
@@ -364,34 +365,59 @@ def evaluate(
     paths = truths or sorted(Path("benchmarks/truth").glob("*.yaml"))
     if not paths:
         _fail("no truth files given and none in benchmarks/truth")
-    footage_dir = footage or Path(os.environ.get("STREETSCAN_ASSETS") or "../shared") / "footage"
+    folders = footage or [Path(os.environ.get("STREETSCAN_ASSETS") or "../shared") / "footage", Path("build/footage")]
     try:
         loaded = [load_truth(p) for p in paths]
         config = load_config(streams)
-        card = resolve_model(model)
-        detector = load_detector(card, device=device)
+        cards = [resolve_model(m) for m in (model or [None])]
     except (TruthError, ConfigError, ModelError) as exc:
         _fail(str(exc))
     loaded = [t for t in loaded if split == "all" or t.split == split]
+    absent = [t.clip for t in loaded if find_clip(t.clip, folders) is None]
+    if absent:
+        what = f"{len(absent)} of {len(loaded)} clips not found in {', '.join(map(str, folders))}: {', '.join(absent)}"
+        if require_all:
+            _fail(what + " (scripts/footage.py rebuilds them from the repository snapshots)")
+        console.print(f"[yellow]skipped: {what}[/yellow] (scripts/footage.py rebuilds them)", highlight=False)
+        loaded = [t for t in loaded if t.clip not in absent]
+    if not loaded:
+        _fail("no clip to score")
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        result, settings = run_evaluation(loaded, footage_dir=footage_dir, config=config, detector=detector, out_dir=out)
-    except (TruthError, KeyError, SourceError) as exc:
-        _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
+    runs = {}
+    for card in cards:
+        model_out = out / card.name if len(cards) > 1 else out
+        model_out.mkdir(parents=True, exist_ok=True)
+        try:
+            runs[card.name] = run_evaluation(loaded, footage=folders, config=config,
+                                             detector=load_detector(card, device=device), out_dir=model_out)
+        except (TruthError, KeyError, SourceError) as exc:
+            _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    doc = {"date": stamp, "machine": machine(), "streams": str(streams), "split": split, "settings": settings,
-           **result.as_dict()}
+    splits = {t.clip: t.split for t in loaded}
+    doc = {"date": stamp, "machine": machine(), "streams": str(streams), "split": split, "skipped": absent,
+           "splits": splits,
+           "models": {name: {"settings": run.settings, **run.score.as_dict(),
+                             "by_split": {sp: run.pooled([t for t in loaded if t.split == sp]).as_dict()
+                                          for sp in ("tune", "holdout") if any(t.split == sp for t in loaded)},
+                             "by_clip": {t.clip: run.pooled([t]).as_dict() for t in loaded}}
+                      for name, run in runs.items()}}
     (out / "accuracy.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    table = markdown_table(result)
-    (out / "accuracy.md").write_text(f"# Event accuracy — model {card.name} {card.version}, {stamp}\n\n"
-                                     f"Clips: {', '.join(result.clips)} ({result.camera_hours * 3600:.0f} s)\n\n{table}\n",
-                                     encoding="utf-8")
-    console.print(table, highlight=False)
-    for code, s in sorted(result.classes.items()):
-        for what, items in (("missed", s.missed), ("false", s.false)):
-            if items:
-                console.print(f"{code} {what}: {', '.join(items)}", highlight=False)
-    console.print(f"results: {out / 'accuracy.json'}   table: {out / 'accuracy.md'}", highlight=False)
+    parts = [f"# Event accuracy, {stamp}\n", f"Clips: {', '.join(t.clip for t in loaded)}"
+             f" ({sum(t.duration_s for t in loaded):.0f} s)" + (f"; skipped (not found): {', '.join(absent)}" if absent else "")]
+    for name, run in runs.items():
+        parts.append(f"\n## {name}, all clips pooled\n\n{markdown_table(run.score)}")
+    classes = sorted({c for run in runs.values() for c in run.score.classes})
+    for code in classes:
+        parts.append(f"\n## {code}: per clip and pooled per split\n\n{comparison_table(loaded, runs, code)}")
+    (out / "accuracy.md").write_text("\n".join(parts) + "\n", encoding="utf-8")
+    for name, run in runs.items():
+        console.print(f"[bold]{name}[/bold]", highlight=False)
+        console.print(markdown_table(run.score), highlight=False)
+        for code, s in sorted(run.score.classes.items()):
+            for what, items in (("missed", s.missed), ("false", s.false)):
+                if items:
+                    console.print(f"{code} {what}: {', '.join(items)}", highlight=False)
+    console.print(f"results: {out / 'accuracy.json'}   tables: {out / 'accuracy.md'}", highlight=False)
 
 
 @app.command()

@@ -127,10 +127,10 @@ def evaluate(tmp_path, clip, config, card, violations):
     tmp_path = Path(tempfile.mkdtemp(dir=tmp_path))  # each run its own output folder
     t = ClipTruth.model_validate({"clip": clip.name, "camera": "cam", "duration_s": 60, "split": "tune",
                                   "violations": violations})
-    result, _ = run_evaluation([t], footage_dir=clip.parent, config=config, detector=load_detector(resolve_model(str(card))),
+    result = run_evaluation([t], footage=[clip.parent], config=config, detector=load_detector(resolve_model(str(card))),
                                out_dir=tmp_path / "out")
     events = [yaml.safe_load(line) for line in (tmp_path / "out" / f"events-{clip.stem}.jsonl").read_text().splitlines()]
-    return result.classes.get("illegal_parking"), events
+    return result.score.classes.get("illegal_parking"), events
 
 
 @pytest.mark.integration
