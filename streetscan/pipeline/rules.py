@@ -218,13 +218,14 @@ class DwellRule(ZoneRule):
                 # It moved, or its track jumped onto a merged or passing box for a frame. The old
                 # episode is set aside: back at its spot within the gap tolerance, the dwell clock
                 # carries on. Another track may take it over only if that track was born on the
-                # spot, never moved, and did not drive up to it (_inherit): a car that drives into a
-                # space another car just left, as in a creeping queue, starts its own clock.
+                # spot and never moved, and, if it drove up to it, only once that violation is due
+                # (_inherit): a car that drives into a space another car just left, as in a
+                # creeping queue, starts its own clock.
                 back = self.displaced.get(tid)
                 self.displaced[tid] = self.episodes.pop(tid)
                 ep = back if back is not None and not self._moved(back, centre) else None
-            if (ep is None or ep.confirmed_s is None) and self._still_since_birth(h) and not h.arrived:  # type: ignore[union-attr]
-                ep = self._inherit(tid, h.origin, present, ep, book)  # type: ignore[union-attr]
+            if (ep is None or ep.confirmed_s is None) and self._still_since_birth(h):
+                ep = self._inherit(tid, h.origin, present, ep, book, confirmed_only=h.arrived)  # type: ignore[union-attr]
             if ep is None:
                 # A track that has stood here since it was first boxed has stood since then, not
                 # since the tracker trusted it: cars parked from the first frame are due at dwell_s.
@@ -310,13 +311,15 @@ class DwellRule(ZoneRule):
             return False  # it stands alone
         if ep.joined or ep.arrived:
             return True  # traffic moved up to it, or it drove up to standing traffic
-        # Traffic that arrived and stopped in its group since it stopped: a queue forming (a queue
-        # grows at its back, far from the car at the stop line, but it is one queue).
-        then = book.boxes_at(ep.start_s)
-        return bool(len(then)) and not same_place_matrix(group, then).any(axis=1).all()
+        # A vehicle that drove up and stopped in its group since it stopped: a queue forming (a
+        # queue grows at its back, far from the car at the stop line, but it is one queue). Only a
+        # track seen driving up counts: a parked car the detector first boxed late did not arrive.
+        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        return any((h := book.get(int(tids[j]))) is not None and h.arrived and h.born_s > ep.start_s
+                   for j in group if j != i and tids[j] >= 0)
 
-    def _standing_group(self, det: sv.Detections, i: int) -> np.ndarray:
-        """Its box and the boxes of the standing traffic connected to it, neighbour by neighbour."""
+    def _standing_group(self, det: sv.Detections, i: int) -> list[int]:
+        """It and the standing traffic connected to it, neighbour by neighbour (detection indices)."""
         names, standing = det.data["class_name"], det.data["standing"]
         others = [j for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i and standing[j]]
         group, frontier = [i], [i]
@@ -326,19 +329,22 @@ class DwellRule(ZoneRule):
             others = [j for j in others if j not in reached]
             group += reached
             frontier += reached
-        return det.xyxy[group].astype(np.float32)
+        return group
 
     @property
     def confirm_s(self) -> float:
         return self.dwell_s
 
     def _inherit(self, tid: int, box: Box, present: dict[int, int], current: _Episode | None,
-                 book: TrackBook) -> _Episode | None:
+                 book: TrackBook, confirmed_only: bool) -> _Episode | None:
         """A stationary object that reappears under a new track id (the tracker lost it behind a
         passing bus, or its old track drifted onto a merged box) keeps its dwell time: it takes
         over an episode at the same place, lost or set aside, that began before its own and stood
         still long enough to be a parked object rather than a moment of passing traffic. `box` is
-        where the new track was born; the caller has checked that it never moved from there."""
+        where the new track was born; the caller has checked that it never moved from there.
+        `confirmed_only`: the new track drove up to the spot, so it may be another car that parked
+        where one just left: it continues a confirmed violation there (the case stays one while
+        traffic hides the parked car), but never takes over the waiting time of one not yet due."""
         pools = [(self.episodes, k, ep) for k, ep in self.episodes.items() if k != tid and k not in present]
         # A track set aside because it moved hands its time over only while its box still covers the
         # spot (it drifted onto a box merging two cars); one that drove off left the spot empty.
@@ -348,6 +354,7 @@ class DwellRule(ZoneRule):
         best, best_pool, best_key = current, None, None
         for pool, key, ep in pools:
             if (ep.objects and ep.last_s - ep.start_s >= self.inherit_after_s and same_place(ep.objects[0].box, box)
+                    and (ep.confirmed_s is not None or not confirmed_only)
                     and (best is None or ep.start_s < best.start_s)):
                 best, best_pool, best_key = ep, pool, key
         if best_pool is not None:
