@@ -285,6 +285,23 @@ def find_clip(name: str, folders: Sequence[Path]) -> Path | None:
     return next((f / name for f in folders if (f / name).is_file()), None)
 
 
+def all_classes(result: Score) -> ClassScore:
+    """Every scene class's cases and violations counted together: the figure that decides which
+    model is the default (benchmarks/ACCURACY.md)."""
+    total = ClassScore("all classes")
+    for s in result.classes.values():
+        total.truths += s.truths
+        total.found += s.found
+        total.cases += s.cases
+        total.true_cases += s.true_cases
+        total.duplicates += s.duplicates
+        total.false_cases += s.false_cases
+        total.must_not_fire_hits += s.must_not_fire_hits
+        total.beyond_s += s.beyond_s
+        total.delays_s += s.delays_s
+    return total
+
+
 def event_f1(s: ClassScore) -> float | None:
     """One figure for a class's cases: the harmonic mean of recall (violations found) and
     precision (cases that were true), the two things an operator feels."""
@@ -369,4 +386,19 @@ def comparison_table(truths: list[ClipTruth], runs: dict[str, Evaluation], scene
                          f"{_fmt(s.must_not_fire_hits / pooled.camera_hours if pooled.camera_hours else None, 1)} / "
                          f"{_fmt(s.median_beyond_s, 1)}")
         lines.append(f"| {split} | {len(subset)} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def decision_table(truths: list[ClipTruth], runs: dict[str, Evaluation]) -> str:
+    """All scene classes pooled, per split: event F1 on the holdout split decides the default."""
+    lines = ["| model | split | truths | found | cases | true cases | recall | precision | event F1 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, run in runs.items():
+        for split in ("holdout", "tune", "all"):
+            subset = [t for t in truths if split == "all" or t.split == split]
+            if not subset:
+                continue
+            s = all_classes(run.pooled(subset))
+            lines.append(f"| {name} | {split} | {s.truths} | {s.found} | {s.cases} | {s.true_cases} | {_fmt(s.recall)} | "
+                         f"{_fmt(s.precision)} | {_fmt(event_f1(s))} |")
     return "\n".join(lines)

@@ -356,7 +356,8 @@ def evaluate(
     import json
     import os
 
-    from .accuracy import TruthError, comparison_table, find_clip, load_truth, markdown_table, run_evaluation
+    from .accuracy import (TruthError, comparison_table, decision_table, find_clip, load_truth, markdown_table,
+                           run_evaluation)
     from .capacity import machine
     from .pipeline.detect import load_detector
 
@@ -406,6 +407,7 @@ def evaluate(
              f" ({sum(t.duration_s for t in loaded):.0f} s)" + (f"; skipped (not found): {', '.join(absent)}" if absent else "")]
     for name, run in runs.items():
         parts.append(f"\n## {name}, all clips pooled\n\n{markdown_table(run.score)}")
+    parts.append(f"\n## All scene classes pooled\n\n{decision_table(loaded, runs)}")
     classes = sorted({c for run in runs.values() for c in run.score.classes})
     for code in classes:
         parts.append(f"\n## {code}: per clip and pooled per split\n\n{comparison_table(loaded, runs, code)}")
