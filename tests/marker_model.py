@@ -67,10 +67,17 @@ def build_marker_model(out_dir: Path, *, score: float = 0.9, name: str = "red-ma
         helper.make_node("Concat", ["x1", "y1", "x2", "y2", "conf", "cls"], ["flat"], axis=0),
         helper.make_node("Reshape", ["flat", "shape"], ["detections"]),
     ]
+    return _save(nodes, "red_marker", 1, out_dir, name, thresholds)
+
+
+def _save(nodes: list, graph_name: str, rows: int, out_dir: Path, name: str, thresholds: dict | None) -> Path:
+    """The graph of `nodes` (input `image`, output `detections` [1, rows, 6]) and its model card."""
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = helper.make_graph(
-        nodes, "red_marker",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, 1, 6])])
+        nodes, graph_name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, rows, 6])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="streetscan-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -175,26 +182,7 @@ def build_markers_model(out_dir: Path, *, name: str = "markers", thresholds: dic
     nodes += [const("shape", [1, len(rows), 6], np.int64),
               helper.make_node("Concat", rows, ["flat"], axis=0),
               helper.make_node("Reshape", ["flat", "shape"], ["detections"])]
-    graph = helper.make_graph(
-        nodes, "markers", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, len(rows), 6])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="streetscan-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, out_dir / f"{name}.onnx")
-    card = {
-        "name": name, "version": "1", "family": "centernet", "weights": f"{name}.onnx",
-        "input": {"width": SIZE, "height": SIZE, "rect": False, "layout": "NHWC", "color": "BGR",
-                  "mean": [0, 0, 0], "std": [1, 1, 1]},
-        "max_batch": 1, "classes": ["person", "bicycle", "car"], "class_map": "coco",
-        "provenance": "tests/marker_model.py (built, not trained)", "licence": "same as StreetScan",
-    }
-    if thresholds:
-        card["thresholds"] = thresholds
-    path = out_dir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(card, sort_keys=False), encoding="utf-8")
-    return path
+    return _save(nodes, "markers", len(rows), out_dir, name, thresholds)
 
 
 def marker_colour(name: str, score: float = 0.9) -> tuple[int, int, int]:
