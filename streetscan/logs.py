@@ -10,6 +10,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
+from .secrets import RedactingFilter
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -24,11 +26,16 @@ class JsonFormatter(logging.Formatter):
             out["camera"] = camera
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            out["exc"] = record.exc_text
         return json.dumps(out, ensure_ascii=False)
 
 
 def configure(level: int, fmt: str = "text") -> None:
     handler = logging.StreamHandler()
+    # Every record, ours or a library's (FFmpeg errors quote camera URLs, httpx logs webhook URLs
+    # with their query), is redacted before it is formatted.
+    handler.addFilter(RedactingFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
+from ..secrets import remember
 from .catalogue import (CATALOGUE, DEFAULT_PLATFORM_CODES, FLAG_PARAMS, RULE_PARAMS, Grade, PlatformCode,
                         ZoneKind, duplicate_platform_codes)
 
@@ -457,6 +458,7 @@ def resolve_camera(cam: CameraConfig, defaults: Defaults, platform_codes: dict[s
             # A confirmed violation survives a gap as long as its event would.
             params["confirmed_gap_s"] = defaults.event.resolve_grace_s
             rules.append(RuleSettings(zone, code, params, overrides.get(code, {})))
+    remember(cam.url)  # its password must never leave the process (secrets.redact)
     return Camera(id=cam.id, name=cam.name, url=cam.url, location=cam.location, enabled=cam.enabled,
                   analysis_fps=cam.analysis_fps or defaults.analysis_fps,
                   tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,

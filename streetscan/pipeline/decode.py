@@ -24,6 +24,7 @@ import av.error
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from ..secrets import redact, redact_url
 from .frames import Frame
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,6 @@ def is_network(url: str) -> bool:
     return url.lower().startswith(NETWORK_SCHEMES)
 
 
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and events (camera URLs often carry credentials)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    creds, host = rest.split("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
-
-
 def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:
     if not is_network(url):
         path = Path(url.removeprefix("file://"))
@@ -87,7 +78,8 @@ def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.containe
     try:
         container = av.open(url, options=options, timeout=(open_timeout_s, read_timeout_s))
     except (av.error.FFmpegError, OSError) as exc:
-        raise SourceError(f"{redact_url(url)}: cannot open ({exc})") from None
+        # FFmpeg's message repeats the URL it could not open, password and all.
+        raise SourceError(f"{redact_url(url)}: cannot open ({redact(str(exc))})") from None
     if not container.streams.video:
         container.close()
         raise SourceError(f"{redact_url(url)}: no video stream")

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 
+from ..secrets import remember
 from .backoff import Backoff
 from .loop import Worker
 
@@ -39,6 +40,7 @@ class CaseStreamConsumer:
         self.batch = batch
         self.block_ms = block_ms
         self.from_start = from_start
+        remember(url)
         self.client = redis.Redis.from_url(url, socket_timeout=block_ms / 1000 + 5, socket_connect_timeout=5)
         self._own_backlog = True
         self._claim_cursor = "0-0"

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from ..secrets import redact
 from .metrics import Metrics
 
 
@@ -59,6 +60,7 @@ class MetricsServer:
                 self._send(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
+                body = redact(body.decode("utf-8", "replace")).encode()  # unauthenticated: no secret, ever
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import redis
 
+from ..secrets import remember
+
 
 class SinkError(RuntimeError):
     """A sink could not take an event now; the message names the sink and the cause. The event
@@ -91,6 +93,7 @@ class RedisStreamSink:
         self.maxlen = maxlen
         self.approximate = approximate
         self.dedupe_ttl_s = dedupe_ttl_s
+        remember(url)
         self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         self._xadd_once = self.client.register_script(_XADD_ONCE)
 

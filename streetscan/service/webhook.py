@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..pipeline.decode import redact_url
+from ..secrets import remember, redact_url
 from .sinks import EventRejected, SinkError
 
 SECRET_ENV = "STREETSCAN_WEBHOOK_SECRET"
@@ -84,6 +84,7 @@ class WebhookSink:
         if not url.lower().startswith(("https://", "http://")):
             raise WebhookConfigError(f"webhook URL must be http(s)://, got {redact_url(url)!r}")
         self.url = url
+        remember(url)  # its query token must not reach a log line (httpx logs every request's URL)
         self.name = name or f"webhook:{redact_url(url).split('?', 1)[0]}"  # no query: tokens live there
         self._secret = secret
         verify_tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True

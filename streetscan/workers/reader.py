@@ -19,7 +19,8 @@ from enum import Enum
 
 from ..pipeline.config import Camera
 from ..pipeline.crops import CropPlanner
-from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network, redact_url
+from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
+from ..secrets import redact_url
 from ..pipeline.frames import Frame
 from ..service.backoff import Backoff
 from ..service.loop import Worker

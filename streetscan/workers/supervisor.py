@@ -21,7 +21,7 @@ from pathlib import Path
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera, ConfigError, StreamsConfig, load_config
 from ..pipeline.crops import CropPlanner
-from ..pipeline.decode import redact_url
+from ..secrets import redact, redact_url
 from ..pipeline.detect import Detector
 from ..service.metrics import Metrics
 from ..service.probes import MetricsServer
@@ -65,7 +65,8 @@ class DaemonOptions:
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
     if slot.reader is None:
         return CameraState.DISABLED, "enabled: false in streams.yaml"
-    return slot.reader.state, slot.reader.reason
+    # The reason may quote what a library said about the camera's URL: nothing leaves unredacted.
+    return slot.reader.state, redact(slot.reader.reason)
 
 
 def decode_mode(slot: CameraSlot) -> str | None:
