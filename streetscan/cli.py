@@ -83,7 +83,7 @@ def run(
     redis: Annotated[Optional[str], typer.Option(help="Case queue: Redis URL (redis://host:port/db).")] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
     jsonl: Annotated[Optional[bool], typer.Option("--jsonl/--no-jsonl", help="Write OUT/events.jsonl (default: only when no --redis).")] = None,
-    metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz.")] = "0.0.0.0",
+    metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz and /verify (unauthenticated but for /verify: loopback unless a scraper or probe needs more; the k8s manifests set 0.0.0.0).")] = "127.0.0.1",
     metrics_port: Annotated[int, typer.Option(help="Port for /metrics, /healthz, /readyz (0: any free port).")] = 9108,
     max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 20.0,

@@ -129,8 +129,11 @@ def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marke
         assert httpx.post(f"{base}/verify", content=body).status_code == 401
         answer = httpx.post(f"{base}/verify", content=body, headers=signed(body))
         assert answer.status_code == 202 and answer.json()["status"] == "accepted"
-        wait_for(lambda: httpx.get(f"{base}/verify/http-1", headers=signed()).json().get("status") == "answered", 30,
-                 what="the HTTP request answered")
+        wait_for(lambda: httpx.get(f"{base}/verify/http-1", headers=signed(b"/verify/http-1")).json().get("status")
+                 == "answered", 30, what="the HTTP request answered")
+        # A GET is signed over its path: the headers that read one request read no other.
+        assert httpx.get(f"{base}/verify/http-1", headers=signed()).status_code == 401
+        assert httpx.get(f"{base}/verify/http-2", headers=signed(b"/verify/http-1")).status_code == 401
         bad = b'{"request_id": "http-2"}'
         assert httpx.post(f"{base}/verify", content=bad, headers=signed(bad)).status_code == 400
         unknown = json.dumps({"request_id": "http-3", "event_id": UNKNOWN}).encode()

@@ -16,6 +16,37 @@ from ..secrets import redact
 from .metrics import Metrics
 
 
+READ_TIMEOUT_S = 5.0  # a whole request must arrive within this
+MAX_WORKERS = 16  # requests answered at once; more are turned away with 503 at once
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per request, but at most MAX_WORKERS of them: 300 stalled clients must not hold
+    300 threads (each is also dropped after READ_TIMEOUT_S)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        self._slots = threading.BoundedSemaphore(MAX_WORKERS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class MetricsServer:
     """/metrics (Prometheus text), /healthz (the process's loops are alive), /readyz (it is doing
     its job); the probes answer 200 or 503 with a JSON body that says why."""
@@ -39,9 +70,15 @@ class MetricsServer:
                 else:
                     self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
 
+            timeout = READ_TIMEOUT_S  # a client that stalls mid-request is dropped, not waited for
+
             def do_POST(self):  # noqa: N802
                 path = self.path.split("?", 1)[0]
-                length = int(self.headers.get("Content-Length") or 0)
+                declared = (self.headers.get("Content-Length") or "0").strip()
+                if not declared.isdigit():
+                    self._send(400, b'{"error": "Content-Length must be a number of bytes"}', "application/json")
+                    return
+                length = int(declared)
                 if length > 64 * 1024:
                     self._send(413, b'{"error": "request too large"}', "application/json")
                     return
@@ -71,7 +108,7 @@ class MetricsServer:
                 pass
 
         self.health, self.ready = health, ready
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = _BoundedServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)

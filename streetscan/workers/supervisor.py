@@ -157,11 +157,12 @@ class Daemon:
         return state == CameraState.LIVE, f"{state.value}" + (f" ({reason})" if reason else "")
 
     def _http_verify(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict]:
-        """POST /verify {request_id, event_id}; GET /verify/<request_id>. Both signed with the
-        shared secret, as the webhook's requests are (README "Verification on request")."""
+        """POST /verify {request_id, event_id}, signed over its body; GET /verify/<request_id>,
+        signed over its path. The shared secret is the webhook's (README "Verification on request")."""
         from ..service.webhook import verify as signature_ok
 
-        if not signature_ok(self.options.verify_secret, headers, body):
+        # A GET is signed over its path, so the headers that read one request cannot read another.
+        if not signature_ok(self.options.verify_secret, headers, body if method == "POST" else path.encode()):
             return 401, {"error": "missing, wrong or stale X-StreetScan-Signature / X-StreetScan-Timestamp"}
         if method == "GET":
             reply = self.desk.status(path.removeprefix("/verify/"))
