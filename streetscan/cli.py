@@ -293,6 +293,11 @@ def _print_replay(results: list, model_name: str) -> None:
         table.add_row(Path(r.path).name, str(r.frames_decoded), str(r.frames_analysed), f"{r.analysed_fps:.1f}",
                       f"{r.realtime_factor:.2f}x", str(r.decode_errors))
     console.print(table)
+    for r in results:
+        if r.ends_early:
+            console.print(f"[yellow]warning: {Path(r.path).name} ends early: {r.missing_s:.1f} s of the "
+                          f"{r.duration_s:.1f} s its header declares have no frames (cut short or damaged)[/yellow]",
+                          highlight=False)
     totals = class_totals(results)
     ev_table = Table(title="events by scene class")
     for col in ("scene class", "opened", "updated", "resolved"):

@@ -43,6 +43,29 @@ def test_replay_of_unreadable_input_exits_non_zero(untrained_yolo, tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
+def test_a_still_image_is_refused_and_a_clip_cut_short_is_reported(marker_model, tmp_path):
+    # Issue #34 item 6: a JPEG renamed .mp4 replayed as a one-frame video with exit 0; a half-written
+    # MP4 (its index first, the media cut off) replayed 150 of 341 frames with exit 0 and no word.
+    picture = tmp_path / "still.mp4"
+    ok, jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 90, dtype=np.uint8))
+    picture.write_bytes(jpeg.tobytes())
+    proc = streetscan("replay", str(picture), "--model", str(marker_model), "--out", str(tmp_path / "o1"), cwd=tmp_path)
+    assert proc.returncode == 2 and "still.mp4: a still image (mjpeg), not video footage" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    whole = encode_clip(tmp_path / "whole.mp4", seconds=20, gop=25)
+    faststart = tmp_path / "faststart.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-movflags", "+faststart",
+                    str(faststart)], check=True)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 45 // 100])
+    proc = streetscan("replay", str(cut), "--model", str(marker_model), "--out", str(tmp_path / "o2"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "cut.mp4 ends early" in proc.stdout and "s missing" in proc.stderr
+    proc = streetscan("replay", str(faststart), "--model", str(marker_model), "--out", str(tmp_path / "o3"), cwd=tmp_path)
+    assert "ends early" not in proc.stdout + proc.stderr
+
+
 def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):
     proc = streetscan("replay", str(h264_clip), "--model", str(untrained_yolo), "--redis", "redis://127.0.0.1:1/0",
                       "--out", str(tmp_path / "o"), cwd=tmp_path)

@@ -62,6 +62,12 @@ class DecodeStats:
     shedding: bool = False  # keyframe-only although keyframes are sparser than the analysis rate (overload)
 
 
+# FFmpeg's demuxers for single pictures: a JPEG renamed .mp4 opens as a one-frame "video".
+STILL_IMAGE_FORMATS = {"image2", "jpeg_pipe", "png_pipe", "bmp_pipe", "webp_pipe", "tiff_pipe", "gif"}
+# A file that ends this much before its header says it should is reported as cut short.
+MISSING_TAIL_S = 1.0
+
+
 def is_network(url: str) -> bool:
     return url.lower().startswith(NETWORK_SCHEMES)
 
@@ -83,6 +89,11 @@ def _open(url: str, open_timeout_s: float, read_timeout_s: float) -> av.containe
     if not container.streams.video:
         container.close()
         raise SourceError(f"{redact_url(url)}: no video stream")
+    still = container.format.name in STILL_IMAGE_FORMATS or container.format.name.endswith("_pipe")
+    if still and not is_network(url):
+        codec = container.streams.video[0].codec_context.name
+        container.close()
+        raise SourceError(f"{redact_url(url)}: a still image ({codec}), not video footage")
     return container
 
 

@@ -9,6 +9,7 @@ live daemon does.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,12 +20,14 @@ from pathlib import Path
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera, StreamsConfig
 from ..pipeline.crops import CropPlanner
-from ..pipeline.decode import VideoSource
+from ..pipeline.decode import MISSING_TAIL_S, VideoSource
 from ..pipeline.detect import Detector
 from ..service.sinks import CaseSink
 from .handoff import FrameQueue
 from .reader import RecordingReader
 from .runner import Runner, RunnerOptions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,6 +46,11 @@ class ReplayResult:
     events: list[dict] = field(default_factory=list)
     still_open: int = 0
     undelivered: int = 0  # events a sink did not take before the end; they stay in the spool
+    missing_s: float = 0.0  # seconds the file's header promises beyond its last decodable frame
+
+    @property
+    def ends_early(self) -> bool:
+        return self.missing_s >= MISSING_TAIL_S
 
     @property
     def analysed_fps(self) -> float:
@@ -133,13 +141,21 @@ class ReplayJob:
             raise reader.failure
         wall_s = time.perf_counter() - t0
         analysis = runner.slot(camera.id).analysis
+        declared = source.info.duration_s
+        # A half-written file (its index first, the media cut off) decodes what it holds and stops
+        # early without an error: the header's duration against the last frame says so.
+        missing = max(0.0, declared - (reader.last_pts or 0.0) - 1.0 / max(camera.analysis_fps, 1e-6)) if declared else 0.0
+        if missing >= MISSING_TAIL_S:
+            log.warning("%s ends early: frames up to %.1f s of the %.1f s its header declares (%.1f s missing: "
+                        "cut short or damaged)", path, reader.last_pts or 0.0, declared, missing)
         return ReplayResult(
             path=path, camera_id=camera.id, width=source.info.width, height=source.info.height,
             duration_s=source.info.duration_s or reader.last_pts, wall_s=wall_s, frames_decoded=source.stats.decoded,
             frames_analysed=int(runner.metrics.registry.get_sample_value(
                 "streetscan_frames_analysed_total", {"camera": camera.id}) or 0), decode_errors=source.stats.decode_errors,
             keyframe_only=source.stats.keyframe_only, counts=analysis.counts,
-            events=runner.analysis.recorded.get(camera.id, []), still_open=len(analysis.dedup.open), undelivered=left)
+            events=runner.analysis.recorded.get(camera.id, []), still_open=len(analysis.dedup.open), undelivered=left,
+            missing_s=round(missing, 1))
 
     def _desk(self, runner: Runner):
         """A verification desk fed from `self.verify` as the stream reaches each request's time."""
