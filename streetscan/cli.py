@@ -531,6 +531,35 @@ def users_add(name: str, role: Annotated[str, typer.Option(help="viewer, operato
     console.print(f"user {user.name} ({user.role}) created", highlight=False)
 
 
+@users_app.command("passwd")
+def users_passwd(name: str, out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
+                 password: Annotated[Optional[str], typer.Option(
+                     envvar="STREETSCAN_USER_PASSWORD",
+                     help="Read from the prompt when left out (never echoed, never logged).")] = None) -> None:
+    """Change a console user's password; every session of that user ends."""
+    from .console.app import ConsoleSettings
+    from .console.users import UserError, UserStore
+
+    secret = password or typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+    try:
+        UserStore(ConsoleSettings.for_output(out).users_path).passwd(name, secret)
+    except UserError as exc:
+        _fail(str(exc))
+    console.print(f"password of {name} changed; its sessions are ended", highlight=False)
+
+
+@users_app.command("remove")
+def users_remove(name: str,
+                 out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out")) -> None:
+    """Remove a console user; its sessions end at once."""
+    from .console.app import ConsoleSettings
+    from .console.users import UserStore
+
+    if not UserStore(ConsoleSettings.for_output(out).users_path).remove(name):
+        _fail(f"no user {name!r}")
+    console.print(f"user {name} removed", highlight=False)
+
+
 @users_app.command("list")
 def users_list(out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out")) -> None:
     from .console.app import ConsoleSettings

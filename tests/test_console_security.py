@@ -298,3 +298,62 @@ def test_a_huge_page_number_and_a_formula_in_a_reason_are_harmless(served):
         reasons = [row[-1] for row in rows[1:] if row[0] == eid]
         assert reasons == ["'" + formula]
         assert not any(cell[:1] in "=+-@" for row in rows[1:] for cell in row if cell)
+
+
+def test_a_session_ends_on_logout_and_on_a_new_password_whatever_copy_of_the_cookie_is_kept(served, tmp_path):
+    # Issue #34 item 4: the signed cookie still worked after logout (12 h).
+    base, _, _ = served
+    with closing(login(base)) as c:
+        stolen = dict(c.cookies)
+        assert c.get("/api/cases").status_code == 200
+        assert c.post("/logout", data={"csrf": csrf_of(c)}).status_code == 303
+    with httpx.Client(base_url=base, cookies=stolen) as replay:
+        assert replay.get("/api/cases").status_code == 401
+    with closing(login(base)) as c:
+        stolen = dict(c.cookies)
+    # A new password (what `streetscan users passwd` does) on the store the console reads.
+    UserStore(ConsoleSettings.for_output(tmp_path / "out").users_path).passwd("ops", PASSWORD + "-new")
+    with httpx.Client(base_url=base, cookies=stolen) as replay:
+        assert replay.get("/api/cases").status_code == 401
+    with closing(login(base, password=PASSWORD + "-new")) as c:
+        assert c.get("/api/cases").status_code == 200
+
+
+def test_the_login_limit_holds_when_wrong_passwords_arrive_together(served):
+    # 50 concurrent wrong passwords got 23 checked while the limit says 5.
+    base, _, _ = served
+
+    def attempt(_):
+        with httpx.Client(base_url=base) as c:
+            csrf = csrf_of(c, "/login")
+            return c.post("/login", data={"name": "ops", "password": "not the password", "csrf": csrf}).status_code
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        codes = list(pool.map(attempt, range(50)))
+    assert codes.count(401) == MAX_FAILURES and codes.count(429) == 50 - MAX_FAILURES
+
+
+def test_users_are_changed_and_removed_from_the_command_line_and_their_file_is_private(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    env = {**os.environ, "STREETSCAN_USER_PASSWORD": PASSWORD}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "streetscan", "users", *args, "--out", str(out)],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    assert cli("add", "chief", "--role", "admin").returncode == 0
+    path = ConsoleSettings.for_output(out).users_path
+    assert path.stat().st_mode & 0o777 == 0o600
+    store = UserStore(path)
+    sid = store.open_session("chief")
+    assert cli("passwd", "chief", "--password", "another-long-password").returncode == 0
+    assert store.session_user(sid, 3600) is None
+    assert store.login("chief", "another-long-password", "127.0.0.1") is not None
+    assert cli("remove", "chief").returncode == 0 and store.get("chief") is None
+    gone = cli("remove", "chief")
+    assert gone.returncode == 2 and "no user 'chief'" in gone.stderr

@@ -112,9 +112,10 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
             raise HTTPException(403, "CSRF token missing or wrong")
 
     def current_user(request: Request) -> User:
-        name = request.session.get("user")
-        user = users.get(name) if name else None
-        if user is None:   # a removed user's cookie stops working at once
+        # The cookie names a session the store must still hold: logging out, a new password or a
+        # removed user ends it at once, whatever copy of the cookie is still around.
+        user = users.session_user(request.session.get("sid"), SESSION_HOURS * 3600)
+        if user is None:
             raise LoginRequired(api=request.url.path.startswith(("/api/", "/evidence/"))
                                 or request.url.path.endswith((".jpg", ".svg")))  # images: no page to redirect
         return user
@@ -141,23 +142,24 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
               next: str = Form("/cases")):
         check_csrf(request, csrf)
         address = request.client.host if request.client else "?"
-        if users.throttled(name, address):
+        user = users.login(name, password, address)
+        if user == "throttled":
             resp = render(request, "login.html", None, next=_safe_next(next), error="throttled")
             resp.status_code = 429
             return resp
-        user = users.authenticate(name, password, address)
         if user is None:
             resp = render(request, "login.html", None, next=_safe_next(next), error="wrong")
             resp.status_code = 401
             return resp
         lang = request.session.get("lang", LANGS[0])
         request.session.clear()            # a fresh session (and CSRF token) after login: no fixation
-        request.session.update(user=user.name, lang=lang, csrf=secrets.token_urlsafe(32))
+        request.session.update(sid=users.open_session(user.name), lang=lang, csrf=secrets.token_urlsafe(32))
         return RedirectResponse(_safe_next(next), status_code=303)
 
     @app.post("/logout")
     def logout(request: Request, csrf: str = Form(""), user: User = Depends(current_user)):
         check_csrf(request, csrf)
+        users.close_session(request.session.get("sid"))
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 

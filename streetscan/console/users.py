@@ -5,6 +5,7 @@ There is no default account and no default password: `streetscan users add` crea
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import sqlite3
@@ -47,12 +48,19 @@ class UserStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Password hashes and live sessions: readable by the service's user only, from its creation.
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.executescript("""
             CREATE TABLE IF NOT EXISTS users (name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS failures (name TEXT NOT NULL, address TEXT NOT NULL, at REAL NOT NULL);
+            CREATE TABLE IF NOT EXISTS sessions (sid TEXT PRIMARY KEY, name TEXT NOT NULL, at REAL NOT NULL);
         """)
         self._lock = threading.Lock()
+        # Held from the throttle check to the recorded failure: 50 concurrent wrong passwords must
+        # not all pass the check before the first failure is written.
+        self._login_lock = threading.Lock()
         self._hasher = PasswordHasher()
         self._decoy_hash: str | None = None   # verified against for unknown names; made on first need
 
@@ -73,7 +81,38 @@ class UserStore:
 
     def remove(self, name: str) -> bool:
         with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE name = ?", (name,))
             return self._db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+    def passwd(self, name: str, password: str) -> None:
+        """A new password; every session of the user ends (a stolen cookie dies with the old password)."""
+        if len(password) < MIN_PASSWORD:
+            raise UserError(f"password: at least {MIN_PASSWORD} characters")
+        digest = self._hasher.hash(password)
+        with self._lock:
+            if self._db.execute("UPDATE users SET hash = ? WHERE name = ?", (digest, name)).rowcount == 0:
+                raise UserError(f"name {name!r}: no such user")
+            self._db.execute("DELETE FROM sessions WHERE name = ?", (name,))
+
+    # -- sessions: the cookie only names one; logging out or a new password ends it here ---------
+    def open_session(self, name: str) -> str:
+        sid = secrets.token_urlsafe(32)
+        with self._lock:
+            self._db.execute("INSERT INTO sessions VALUES (?,?,?)", (sid, name, time.time()))
+        return sid
+
+    def session_user(self, sid: str | None, max_age_s: float) -> User | None:
+        if not sid:
+            return None
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE at < ?", (time.time() - max_age_s,))
+            row = self._db.execute("SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.name "
+                                   "WHERE s.sid = ?", (sid,)).fetchone()
+        return User(*row) if row else None
+
+    def close_session(self, sid: str | None) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM sessions WHERE sid = ?", (sid or "",))
 
     def list(self) -> list[User]:
         with self._lock:
@@ -92,9 +131,19 @@ class UserStore:
                 "SELECT SUM(name = ?), SUM(address = ?) FROM failures", (name, address)).fetchone()
         return (by_name or 0) >= MAX_FAILURES or (by_addr or 0) >= MAX_FAILURES
 
+    def login(self, name: str, password: str, address: str) -> User | Literal["throttled"] | None:
+        """The user; None for a wrong name or password (recorded as a failure); "throttled" when
+        the name or address has used up its failures. One attempt at a time, so the limit holds
+        however many arrive together (argon2 takes tens of milliseconds: a console's logins queue
+        for that long at worst)."""
+        with self._login_lock:
+            if self.throttled(name, address):
+                return "throttled"
+            return self.authenticate(name, password, address)
+
     def authenticate(self, name: str, password: str, address: str) -> User | None:
-        """The user, or None for a wrong name or password (recorded as a failure). Callers check
-        `throttled` first; a throttled attempt is not even verified."""
+        """The user, or None for a wrong name or password (recorded as a failure); `login` checks
+        the throttle first."""
         with self._lock:
             row = self._db.execute("SELECT role, hash FROM users WHERE name = ?", (name,)).fetchone()
         ok = False
