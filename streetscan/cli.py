@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,12 @@ WebhookSecretOption = Annotated[Optional[Path], typer.Option(
 WebhookCaOption = Annotated[Optional[Path], typer.Option(
     help="CA certificate(s) to verify the webhook's TLS certificate with (default: the system's).")]
 WebhookTimeoutOption = Annotated[float, typer.Option(help="Seconds the webhook receiver has to answer.")]
+TrustedProxyOption = Annotated[Optional[list[str]], typer.Option(
+    help="Address of a reverse proxy in front of the console whose X-Forwarded-For/-Proto are believed "
+         "(repeat for several); by default no forwarded header is believed.")]
+CookieSecureOption = Annotated[bool, typer.Option(
+    "--cookie-secure", help="Always mark the console's session cookie Secure (behind TLS); it is marked "
+                            "so anyway on a request a trusted proxy says came over https.")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -95,6 +102,8 @@ def run(
     jsonl_max_mb: Annotated[float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")] = 256.0,
     http_port: Annotated[Optional[int], typer.Option(help="Serve the operator console on this port (0: any free port); needs a user from `streetscan users add`.")] = None,
     http_host: Annotated[str, typer.Option(help="Address the console listens on.")] = "127.0.0.1",
+    trusted_proxy: TrustedProxyOption = None,
+    cookie_secure: CookieSecureOption = False,
     webhook: WebhookOption = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
@@ -139,6 +148,7 @@ def run(
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
                             evidence_days=evidence_days, http_host=http_host, http_port=http_port,
+                            trusted_proxies=tuple(trusted_proxy or ()), cookie_secure=cookie_secure,
                             verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
                             command_redis=redis, command_stream=command_stream, shard=my_shard,
                             reader_processes=reader_processes)
@@ -586,6 +596,8 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
                 redis: Annotated[Optional[str], typer.Option(help="Also index the cases of a fleet's Redis Stream (redis://host:port/db), read with a consumer group.")] = None,
                 redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = "streetscan:events",
                 redis_group: Annotated[str, typer.Option(help="This console's consumer group (one per console: each sees every case).")] = "console",
+                trusted_proxy: TrustedProxyOption = None,
+                cookie_secure: CookieSecureOption = False,
                 ) -> None:
     """Serve the operator console on an output folder (its events*.jsonl and evidence), or on a
     fleet's case stream with --redis."""
@@ -603,7 +615,8 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
         except ConfigError as exc:
             _fail(str(exc))
     _require_console_user(out)
-    settings = ConsoleSettings.for_output(out)
+    settings = dataclasses.replace(ConsoleSettings.for_output(out), https_only=cookie_secure,
+                                   trusted_proxies=tuple(trusted_proxy or ()))
     index = CaseIndex(settings.index_path)
     added = index.import_jsonl(out)
     console.print(f"case index {settings.index_path}: {index.count()} cases ({added} new revisions)", highlight=False)
@@ -617,7 +630,7 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
     fleet = RecordedFleet(out, streams, camera_ids=index.facets()["camera_id"])
     console.print(f"console on http://{host}:{port}/", highlight=False)
     try:
-        uvicorn.run(create_app(settings, index=index, fleet=fleet), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, index=index, fleet=fleet), host=host, port=port, **settings.server_options())
     finally:
         if feed:
             feed.stop()

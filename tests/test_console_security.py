@@ -357,3 +357,60 @@ def test_users_are_changed_and_removed_from_the_command_line_and_their_file_is_p
     assert cli("remove", "chief").returncode == 0 and store.get("chief") is None
     gone = cli("remove", "chief")
     assert gone.returncode == 2 and "no user 'chief'" in gone.stderr
+
+
+def _console(tmp_path, **settings) -> tuple[str, "ConsoleServer"]:
+    """The console as the daemon and `streetscan console` serve it (ConsoleServer, their options)."""
+    import dataclasses
+
+    from streetscan.console.server import ConsoleServer
+
+    out = tmp_path / "proxied"
+    config = dataclasses.replace(ConsoleSettings.for_output(out), **settings)
+    users = UserStore(config.users_path)
+    users.add("ops", PASSWORD, "operator")
+    server = ConsoleServer(create_app(config, CaseIndex(config.index_path), users), "127.0.0.1", 0,
+                           config.server_options())
+    server.start()
+    while not server.started:
+        time.sleep(0.05)
+    return f"http://127.0.0.1:{server.port}", server
+
+
+def _six_wrong_logins(base: str, headers: dict) -> list[int]:
+    codes = []
+    with httpx.Client(base_url=base) as c:
+        for i in range(MAX_FAILURES + 1):  # another name each time: only the address can throttle
+            csrf = csrf_of(c, "/login")
+            codes.append(c.post("/login", data={"name": f"guess{i}", "password": "wrong password", "csrf": csrf},
+                                headers={**headers, "X-Forwarded-For": f"10.0.0.{i + 1}"}).status_code)
+    return codes
+
+
+def test_forwarded_headers_are_believed_only_from_a_configured_proxy(tmp_path):
+    # Issue #34 item 4: X-Forwarded-For was trusted from any client, so a new spoofed address per
+    # try walked past the per-address limit; the Secure flag could not be turned on behind TLS.
+    base, server = _console(tmp_path / "a")
+    try:
+        with httpx.Client(base_url=base) as c:
+            r = c.post("/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
+                       headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"})
+            assert r.status_code == 303 and "secure" not in r.headers["set-cookie"].lower()
+        assert _six_wrong_logins(base, {})[-1] == 429  # the client's own address, whatever it claims
+    finally:
+        server.stop()
+    base, server = _console(tmp_path / "b", trusted_proxies=("127.0.0.1",))
+    try:
+        with httpx.Client(base_url=base) as c:
+            r = c.post("/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
+                       headers={"X-Forwarded-Proto": "https"})
+            assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
+        assert _six_wrong_logins(base, {})[-1] == 401  # the proxy's word: six different addresses
+    finally:
+        server.stop()
+    base, server = _console(tmp_path / "c", https_only=True)
+    try:
+        with httpx.Client(base_url=base) as c:  # a Secure cookie is not sent back over http: look, no login
+            assert "secure" in c.get("/login").headers["set-cookie"].lower()
+    finally:
+        server.stop()

@@ -43,6 +43,14 @@ class ConsoleSettings:
     users_path: Path              # console users (SQLite)
     secret_path: Path             # session signing key, created 0600 on first start
     https_only: bool = False      # set when served behind TLS: the session cookie gets `Secure`
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses); none: the client's own
+    # address is the one login throttling counts, whatever headers it sends.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def server_options(self) -> dict:
+        """uvicorn's options for these settings: forwarded headers only from the trusted proxies."""
+        return {"proxy_headers": bool(self.trusted_proxies),
+                "forwarded_allow_ips": ",".join(self.trusted_proxies) or "", "log_level": "warning"}
 
     @classmethod
     def for_output(cls, out_dir: Path, state_dir: Path | None = None) -> ConsoleSettings:
@@ -59,6 +67,28 @@ def session_secret(path: Path) -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     return key
+
+
+class _SecureCookieOverHttps:
+    """The session cookie gets `Secure` on a request that arrived over https: TLS here, or a trusted
+    proxy's X-Forwarded-Proto (uvicorn sets the scheme only for those)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def secure(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    (k, v + b"; secure" if k == b"set-cookie" and v.startswith(b"streetscan_session=")
+                     and b"secure" not in v.lower() else v) for k, v in message.get("headers", [])]
+            await send(message)
+
+        await self.app(scope, receive, secure)
 
 
 class LoginRequired(Exception):
@@ -82,6 +112,8 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
                        session_cookie="streetscan_session", max_age=SESSION_HOURS * 3600,
                        same_site="strict", https_only=settings.https_only)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    if not settings.https_only:
+        app.add_middleware(_SecureCookieOverHttps)
 
     @app.middleware("http")
     async def _security_headers(request: Request, call_next):

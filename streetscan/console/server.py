@@ -14,7 +14,8 @@ from fastapi import FastAPI
 
 
 class ConsoleServer:
-    def __init__(self, app: FastAPI, host: str, port: int):
+    def __init__(self, app: FastAPI, host: str, port: int, options: dict | None = None):
+        """`options`: uvicorn's, from ConsoleSettings.server_options (which forwarded headers to believe)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -26,7 +27,7 @@ class ConsoleServer:
         self._sock.listen(128)
         self.host = host
         self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        self._server = uvicorn.Server(uvicorn.Config(app, access_log=False, **(options or {"log_level": "warning"})))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="console", daemon=True)
 

@@ -9,6 +9,7 @@ live gauges. SIGTERM/SIGINT drain and exit; SIGHUP reloads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -54,6 +55,8 @@ class DaemonOptions:
     shed_load: bool = True  # an overloaded full-decode camera drops to keyframes only (LoadShedder)
     http_host: str = "127.0.0.1"
     http_port: int | None = None  # the operator console (with its case index as one more sink); None: off
+    trusted_proxies: tuple[str, ...] = ()  # the console's reverse proxies (ConsoleSettings)
+    cookie_secure: bool = False  # the console's session cookie always `Secure` (ConsoleSettings.https_only)
     verify_secret: bytes | None = None  # the case platform's shared secret: enables POST /verify
     command_redis: str | None = None  # Redis URL of the platform's command stream (verification requests)
     command_stream: str = "streetscan:commands"
@@ -86,7 +89,9 @@ class Daemon:
             from ..console.app import ConsoleSettings
             from ..console.index import CaseIndex
 
-            console_settings = ConsoleSettings.for_output(options.out_dir)
+            console_settings = dataclasses.replace(ConsoleSettings.for_output(options.out_dir),
+                                                   https_only=options.cookie_secure,
+                                                   trusted_proxies=options.trusted_proxies)
             # One more sink with its own outbox cursor: the console's index misses nothing the
             # outbox delivers, and its outage (a locked disk) holds back no other sink.
             case_index = CaseIndex(console_settings.index_path)
@@ -127,7 +132,7 @@ class Daemon:
             from ..console.server import ConsoleServer
 
             self.console = ConsoleServer(create_app(console_settings, index=case_index, fleet=DaemonFleet(self)),
-                                         options.http_host, options.http_port)
+                                         options.http_host, options.http_port, console_settings.server_options())
 
     @property
     def metrics(self) -> Metrics:
