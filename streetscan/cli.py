@@ -181,6 +181,7 @@ def replay(
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
     from .workers.replay import ReplayJob
+    from .workers.replay import OutputFull
     from .workers.report import write_report
 
     try:
@@ -214,13 +215,21 @@ def replay(
                                 verify=requests)
                 try:
                     results.append(job.run(path))
-                except SourceError as exc:
+                except (SourceError, OutputFull) as exc:
                     _fail(str(exc))
+    except OSError as exc:  # the output folder's disk: the spool, the events file, a picture
+        _fail(f"{out}: cannot write ({exc.strerror or exc})")
     finally:
         for s in sinks:
-            s.close()
+            try:
+                s.close()
+            except OSError:
+                pass
     _print_replay(results, card.name)
-    report = write_report(out, results, card, unserved)
+    try:
+        report = write_report(out, results, card, unserved)
+    except OSError as exc:
+        _fail(f"{out}: report not written ({exc.strerror or exc})")
     console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
 
 

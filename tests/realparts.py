@@ -140,11 +140,13 @@ def parked_marker_streams(path: Path, rtsp: "RtspServer", cameras: list[str], *,
 class DaemonProcess:
     """`streetscan run` as a real subprocess: signals, exit codes and kill -9 are the real thing."""
 
-    def __init__(self, streams: Path, out: Path, model: Path, *extra: str, metrics_port: int | None = None):
+    def __init__(self, streams: Path, out: Path, model: Path, *extra: str, metrics_port: int | None = None,
+                 log: Path | None = None):
+        """`log`: where its output goes (default OUT/daemon.log)."""
         self.streams, self.out, self.model, self.extra = streams, out, model, extra
         self.port = metrics_port or free_port()
         self.proc: subprocess.Popen | None = None
-        self.log = out / "daemon.log"
+        self.log = log or out / "daemon.log"
 
     def start(self) -> DaemonProcess:
         self.out.mkdir(parents=True, exist_ok=True)

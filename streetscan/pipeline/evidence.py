@@ -3,6 +3,7 @@ frame of first sighting (before/after the dwell), which is what a case officer c
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections import OrderedDict
@@ -15,6 +16,8 @@ import supervision as sv
 
 from .catalogue import CATALOGUE
 from .events import Event
+
+log = logging.getLogger(__name__)
 
 
 SNAPSHOT_DIR = "snapshots"
@@ -86,26 +89,46 @@ class EvidenceWriter:
         self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4)
 
     def write(self, event: Event, image: np.ndarray, first_jpeg: bytes | None) -> dict[str, str]:
+        """The pictures written, by role: only those that are whole on disk (a full disk leaves an
+        event without its pictures rather than pointing at missing or truncated files)."""
         rel = Path("evidence") / event.event_id
-        folder = self.out_dir / rel
-        folder.mkdir(parents=True, exist_ok=True)
-        files = {"clean": rel / "clean.jpg", "annotated": rel / "annotated.jpg"}
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
-        cv2.imwrite(str(self.out_dir / files["clean"]), image, params)
-        cv2.imwrite(str(self.out_dir / files["annotated"]), self.annotate(event, image), params)
-        if first_jpeg is not None:
-            files["first"] = rel / "first.jpg"
-            (self.out_dir / files["first"]).write_bytes(first_jpeg)
-        return {k: str(p) for k, p in files.items()}
+        pictures = {"clean": self._jpeg(image), "annotated": self._jpeg(self.annotate(event, image)),
+                    "first": first_jpeg}
+        return self._save(rel, {f"{role}.jpg": data for role, data in pictures.items()}, event.event_id)
+
+    def _jpeg(self, image: np.ndarray) -> bytes | None:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        return buf.tobytes() if ok else None
+
+    def _save(self, rel: Path, pictures: dict[str, bytes | None], event_id: str) -> dict[str, str]:
+        """Each picture to a temporary name, then renamed: whole or not there at all."""
+        written: dict[str, str] = {}
+        try:
+            (self.out_dir / rel).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("%s: no evidence written: %s", event_id, exc)
+            return written
+        for name, data in pictures.items():
+            if data is None:
+                continue
+            path = self.out_dir / rel / name
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                log.warning("%s: %s not written: %s", event_id, name, exc)
+                continue
+            written[name.removesuffix(".jpg")] = str(rel / name)
+        return written
 
     def write_check(self, event_id: str, check, image: np.ndarray, wall) -> dict[str, str]:
         """A verification's pictures beside the event's: `verify-<request>-clean.jpg` and, with
         the zone and what was found drawn, `verify-<request>-annotated.jpg`."""
         rel = Path("evidence") / event_id
-        (self.out_dir / rel).mkdir(parents=True, exist_ok=True)
         stem = f"verify-{check.request.request_id.replace(':', '_')}"
         files = {"clean": rel / f"{stem}-clean.jpg", "annotated": rel / f"{stem}-annotated.jpg"}
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.quality]
         out = image.copy()
         polygon = self.zones.get(check.event["zone"]["id"])
         if polygon:
@@ -118,9 +141,9 @@ class EvidenceWriter:
         header = (f"{verdict} | {check.event['scene_class']['code']} | {check.event['camera']['id']} / "
                   f"{check.event['zone']['id']} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | {check.present}/{check.frames} frames")
         self._header(out, header)
-        cv2.imwrite(str(self.out_dir / files["clean"]), image, params)
-        cv2.imwrite(str(self.out_dir / files["annotated"]), out, params)
-        return {k: str(p) for k, p in files.items()}
+        return self._save(rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)},
+                          event_id) and {k: str(p) for k, p in files.items()
+                                         if (self.out_dir / p).is_file()}
 
     def annotate(self, event: Event, image: np.ndarray) -> np.ndarray:
         v = event.violation

@@ -7,6 +7,7 @@ way round). A failing sink is retried with backoff; its events wait in the spool
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 
@@ -29,6 +30,9 @@ class EventEmitter(Worker):
         self._backoff = {s.name: Backoff(backoff_initial_s, backoff_max_s) for s in self.sinks}
         self._retry_at = {s.name: 0.0 for s in self.sinks}
         self.sink_ok = {s.name: True for s in self.sinks}
+        # What each sink has taken, as far as this process knows: ahead of the spool's saved cursor
+        # while the disk is too full to save it, so nothing is sent twice meanwhile.
+        self._taken: dict[str, int] = {}
         super().__init__("event-emitter")
 
 
@@ -49,7 +53,7 @@ class EventEmitter(Worker):
         for sink in self.sinks:
             if not force and now < self._retry_at[sink.name]:
                 continue
-            rows = self.spool.pending(sink.name, self.batch)
+            rows = self.spool.pending(sink.name, self.batch, after=self._taken.get(sink.name, 0))
             last = None
             try:
                 for seq, event in rows:
@@ -77,8 +81,20 @@ class EventEmitter(Worker):
                 more = more or len(rows) == self.batch
             finally:
                 if last is not None:
-                    self.spool.ack(sink.name, last)
+                    self._taken[sink.name] = last
+                self._save_cursor(sink.name)
         return more
+
+    def _save_cursor(self, sink: str) -> None:
+        if sink not in self._taken:
+            return
+        try:
+            self.spool.ack(sink, self._taken[sink])
+        except (sqlite3.Error, OSError) as exc:
+            # The disk is full: the cursor waits in memory and is saved on a later pass.
+            log.warning("%s: delivered up to %d, cursor not saved yet: %s", sink, self._taken[sink], exc)
+        else:
+            del self._taken[sink]
 
     def flush(self, deadline: float) -> int:
         """Deliver what the sinks take before `deadline` (monotonic); returns what stays spooled."""

@@ -73,6 +73,9 @@ class Metrics:
         self.inference_latency = Histogram("streetscan_inference_latency_seconds", "Wall time of one batched inference call",
                                            ["worker"], registry=r)
         self.events = Counter("streetscan_events", "Events emitted", ["scene_class", "state"], registry=r)
+        self.spool_write_failures = Counter(
+            "streetscan_spool_write_failures", "Times a camera's events could not be saved to the spool (a full "
+            "disk); they wait in memory and are saved in order later", cam, registry=r)
         self.sink_delivered = Counter("streetscan_sink_delivered", "Events delivered per sink", ["sink"], registry=r)
         self.sink_errors = Counter("streetscan_sink_errors", "Failed deliveries per sink (the event stays spooled)",
                                    ["sink"], registry=r)

@@ -49,14 +49,33 @@ class JsonlSink:
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
-        if self.max_bytes:
-            size = os.fstat(self._fh.fileno()).st_size
-            if size and size + len(line.encode("utf-8")) > self.max_bytes:
-                self._rotate()
-        self._fh.write(line)
-        self._fh.flush()
-        if self.durable:
-            os.fsync(self._fh.fileno())
+        try:
+            if self.max_bytes:
+                size = os.fstat(self._fh.fileno()).st_size
+                if size and size + len(line.encode("utf-8")) > self.max_bytes:
+                    self._rotate()
+            before = os.fstat(self._fh.fileno()).st_size
+            self._fh.write(line)
+            self._fh.flush()
+            if self.durable:
+                os.fsync(self._fh.fileno())
+        except OSError as exc:
+            # A full disk: cut off whatever part of the line got written, so the file never holds
+            # half an event, and let the emitter retry it like any sink outage.
+            self._reopen(before if "before" in locals() else None)
+            raise SinkError(f"{self.name}: cannot write ({exc.strerror or exc})") from None
+
+    def _reopen(self, size: int | None) -> None:
+        try:
+            self._fh.close()
+        except OSError:
+            pass  # its buffer could not be flushed either: the truncation below removes what got out
+        if size is not None:
+            try:
+                os.truncate(self.path, size)
+            except OSError:
+                pass
+        self._fh = self.path.open("a", encoding="utf-8")
 
     def _rotate(self) -> None:
         self._fh.close()

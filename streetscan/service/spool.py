@@ -112,7 +112,8 @@ class EventSpool:
                                      (camera_id, json.dumps(state, separators=(",", ":")), now))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # a full disk can end the transaction itself
+                    self._db.execute("ROLLBACK")
                 raise
             if events:
                 self._changed.notify_all()
@@ -128,22 +129,29 @@ class EventSpool:
             self._closing = True
             self._changed.notify_all()
 
-    def pending(self, sink: str, limit: int = 100) -> list[tuple[int, dict[str, Any]]]:
+    def pending(self, sink: str, limit: int = 100, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
+        """The sink's next events: past its saved cursor, and past `after` (what it took since)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, payload FROM outbox WHERE seq > (SELECT seq FROM cursors WHERE sink = ?) "
-                "ORDER BY seq LIMIT ?", (sink, limit)).fetchall()
+                "SELECT seq, payload FROM outbox WHERE seq > MAX((SELECT seq FROM cursors WHERE sink = ?), ?) "
+                "ORDER BY seq LIMIT ?", (sink, after, limit)).fetchall()
         return [(seq, json.loads(payload)) for seq, payload in rows]
 
     def ack(self, sink: str, seq: int) -> None:
         """`sink` has taken every row up to `seq`; rows every sink has taken are deleted."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("UPDATE cursors SET seq = ? WHERE sink = ? AND seq < ?", (seq, sink, seq))
-            placeholders = ",".join("?" * len(self.sinks))
-            self._db.execute(f"DELETE FROM outbox WHERE seq <= (SELECT MIN(seq) FROM cursors WHERE sink IN ({placeholders}))",
-                             self.sinks)
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("UPDATE cursors SET seq = ? WHERE sink = ? AND seq < ?", (seq, sink, seq))
+                placeholders = ",".join("?" * len(self.sinks))
+                self._db.execute(
+                    f"DELETE FROM outbox WHERE seq <= (SELECT MIN(seq) FROM cursors WHERE sink IN ({placeholders}))",
+                    self.sinks)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:  # a full disk can end the transaction itself
+                    self._db.execute("ROLLBACK")
+                raise
 
     def depth(self, sink: str | None = None) -> int:
         """Events not yet delivered: to `sink`, or to the slowest sink."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 
 
 RATE_WINDOW = 20  # analysed frames the camera's fps is measured over
+# Events a camera may hold in memory while the spool cannot be written (a full disk): about 3 kB
+# each, so 2,000 is ~6 MB per camera. Past it the camera's frames are not analysed, so no event
+# is made that could not be kept; nothing already made is dropped.
+MAX_WAITING_EVENTS = 2000
 
 
 class Outbox(Protocol):
@@ -43,6 +48,9 @@ class AnalysisWorker(Worker):
         # record: also keep each camera's committed events in memory (a replay reports them; a
         # daemon running for months must not).
         self.recorded: dict[str, list[dict[str, Any]]] | None = {} if record else None
+        # Per camera: events made but not yet in the spool (its disk was full), oldest first, and why.
+        self.waiting: dict[str, deque[list[dict[str, Any]]]] = {}
+        self.unsaved: dict[str, str] = {}
         super().__init__("analysis")
 
     def _run(self) -> None:
@@ -61,24 +69,56 @@ class AnalysisWorker(Worker):
                     log.exception("%s: analysis failed on frame %d; skipped", lf.camera_id, lf.frame.seq,
                                   extra={"camera": lf.camera_id})
 
+    def waiting_events(self, camera_id: str | None = None) -> int:
+        """Events made but not yet saved to the spool: of one camera, or of all."""
+        queues = [self.waiting.get(camera_id, deque())] if camera_id else list(self.waiting.values())
+        return sum(len(batch) for q in queues for batch in q)
+
     def _analyse(self, lf, det) -> None:
         analysis = self.analysis_for(lf.camera_id, lf.generation)
         if analysis is None:
             return
+        if self.waiting_events(lf.camera_id) >= MAX_WAITING_EVENTS:
+            self._save(lf.camera_id, [], analysis)  # no room in memory either: only try the disk again
+            if self.waiting_events(lf.camera_id) >= MAX_WAITING_EVENTS:
+                self.metrics.frames_dropped.labels(lf.camera_id).inc()
+                return
         events = analysis.process(lf.frame, det)
         answers = analysis.take_answers()
-        if events or answers:
-            payloads = [ev.to_dict() for ev in events] + answers
-            self.outbox.commit(lf.camera_id, payloads, analysis.snapshot())
-            if self.recorded is not None:
-                self.recorded.setdefault(lf.camera_id, []).extend(payloads)
-            for p in payloads:
-                self.metrics.events.labels(p["scene_class"]["code"], p["state"]).inc()
+        payloads = [ev.to_dict() for ev in events] + answers
+        if payloads or lf.camera_id in self.waiting:
+            self._save(lf.camera_id, payloads, analysis)
         self.metrics.frames_analysed.labels(lf.camera_id).inc()
         age = time.monotonic() - lf.arrived
         self.metrics.frame_age.observe(age)
         self.last_age[lf.camera_id] = age
         self._recent.setdefault(lf.camera_id, deque(maxlen=RATE_WINDOW)).append(time.monotonic())
+
+    def _save(self, camera_id: str, payloads: list[dict[str, Any]], analysis: CameraAnalysis) -> None:
+        """Commit the camera's events (those still waiting first, in order) with its state. A spool
+        that cannot be written (a full disk) is a fault like a sink outage: the events wait here,
+        the camera is reported as not saving, and the next frame tries again."""
+        queue = self.waiting.setdefault(camera_id, deque())
+        if payloads:
+            queue.append(payloads)
+        batch = [p for part in queue for p in part]
+        try:
+            self.outbox.commit(camera_id, batch, analysis.snapshot())
+        except (sqlite3.Error, OSError) as exc:
+            self.metrics.spool_write_failures.labels(camera_id).inc()
+            if camera_id not in self.unsaved:
+                log.error("%s: events cannot be saved (%s); %d wait in memory and are saved in order once "
+                          "there is room", camera_id, exc, len(batch), extra={"camera": camera_id})
+            self.unsaved[camera_id] = f"spool not writable: {exc}; {len(batch)} events waiting in memory"
+            return
+        del self.waiting[camera_id]
+        if self.unsaved.pop(camera_id, None) is not None:
+            log.info("%s: spool writable again; %d waiting events saved", camera_id, len(batch),
+                     extra={"camera": camera_id})
+        if self.recorded is not None:
+            self.recorded.setdefault(camera_id, []).extend(batch)
+        for p in batch:
+            self.metrics.events.labels(p["scene_class"]["code"], p["state"]).inc()
 
     def analysed_fps(self, camera_id: str, now: float | None = None) -> float | None:
         """The camera's analysed frames per second over its last few frames; 0 once it has had
@@ -94,4 +134,5 @@ class AnalysisWorker(Worker):
 
     def forget(self, camera_id: str) -> None:
         self.last_age.pop(camera_id, None)
+        self.unsaved.pop(camera_id, None)
         self._recent.pop(camera_id, None)

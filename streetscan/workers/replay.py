@@ -30,6 +30,10 @@ from .runner import Runner, RunnerOptions
 log = logging.getLogger(__name__)
 
 
+class OutputFull(RuntimeError):
+    """The output folder could not take the replay's events (its disk is full)."""
+
+
 @dataclass
 class ReplayResult:
     path: str
@@ -139,6 +143,10 @@ class ReplayJob:
                     desk.refuse(raw, "camera_down", f"the recording ends before {at:g} s, when this was asked")
         if reader.failure is not None:
             raise reader.failure
+        waiting = runner.analysis.waiting_events(camera.id)
+        if waiting or runner.analysis.unsaved.get(camera.id):
+            raise OutputFull(f"{self.out_dir}: disk full: {waiting} events of {Path(path).name} could not be saved "
+                             "(free space and replay again: event ids are the same, nothing is doubled)")
         wall_s = time.perf_counter() - t0
         analysis = runner.slot(camera.id).analysis
         declared = source.info.duration_s

@@ -306,12 +306,15 @@ class Daemon:
         states = {i: camera_state(s) for i, s in slots.items()}
         enabled = [i for i, s in slots.items() if s.reader]
         live = [i for i in enabled if states[i][0] == CameraState.LIVE]
-        ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live)))
+        unsaved = dict(self.runner.analysis.unsaved)  # a full disk: events wait in memory
+        ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live))
+              and not unsaved)
         decode = {i: decode_mode(s) for i, s in slots.items() if s.reader}
         return ok, {"shard": str(self.options.shard) if self.options.shard else None,
                     "cameras": {i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
                                 for i, (st, why) in states.items()},
                     "live": len(live), "enabled": len(enabled),
+                    **({"events_not_saved": unsaved} if unsaved else {}),
                     **({"reader_processes": self.pool.describe()} if self.pool else {}),
                     "spool_depth": self.runner.spool.depth() if ok else None}
 
