@@ -37,9 +37,12 @@ def test_a_changed_zone_is_written_with_the_rest_of_the_file_as_it_was(streams):
               "polygon": [[0, 100.0], [700, 100], [700, 300], [0, 300]], "schedule": {"active": ["07:00-18:00"]}},
              {"id": "kiosk", "kind": "sidewalk", "polygon": [[10, 10], [60, 10], [60, 40.5]],
               "classes": ["mobile_vendor"]}]
+    streams.path.chmod(0o644)
     backup = streams.replace_zones("xh-nanjing-e-01", zones, streams.version())
     after = streams.path.read_text(encoding="utf-8")
     assert backup.read_text(encoding="utf-8") == before
+    # Camera passwords live in this file (issue #34 item 4): the new copy and the backup are the owner's.
+    assert backup.stat().st_mode & 0o777 == 0o600 and streams.path.stat().st_mode & 0o777 == 0o600
     changed = [line for line in after.splitlines() if line not in before.splitlines()]  # (`kind: sidewalk` was there)
     assert changed == ["        polygon: [[0, 100], [700, 100], [700, 300], [0, 300]]",
                        "      - id: kiosk", "        polygon: [[10, 10], [60, 10], [60, 40.5]]",

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import io
 import logging
+import re
+
+import httpx
 
 import pytest
 import yaml
 
 from marker_model import red_marker
 from realparts import DaemonProcess, RtspServer, encode_clip, free_port, wait_for
+from streetscan.console.app import ConsoleSettings
+from streetscan.console.users import UserStore
 from streetscan.logs import JsonFormatter
 from streetscan.secrets import MASK, RedactingFilter, redact, redact_url, remember
 
@@ -91,13 +96,25 @@ def test_camera_passwords_and_webhook_tokens_appear_in_no_log_probe_metric_or_ev
         ]}), encoding="utf-8")
     secret_file = tmp_path / "hook-secret"
     secret_file.write_bytes(SECRET)
+    UserStore(ConsoleSettings.for_output(tmp_path / "out").users_path).add("chief", "a-long-password", "admin")
+    console_port = free_port()
     daemon = DaemonProcess(streams, tmp_path / "out", marker_model, "--jsonl", "--webhook",
-                           f"{receiver.url}?token={TOKEN}", "--webhook-secret-file", str(secret_file)).start()
+                           f"{receiver.url}?token={TOKEN}", "--webhook-secret-file", str(secret_file),
+                           "--http-port", str(console_port)).start()
     try:
         wait_for(lambda: daemon.camera_state("raw-at") == "backoff" and daemon.camera_state("escaped") == "backoff",
                  60, what="both dead cameras failing to dial")
         wait_for(lambda: receiver.accepted(), 90, what="a case delivered to the webhook")
         pages = {path: daemon.get(path)[1] for path in ("/readyz", "/healthz", "/metrics")}
+        with httpx.Client(base_url=f"http://127.0.0.1:{console_port}") as console:  # what a viewer sees
+            csrf = re.search(r'name="csrf" value="([^"]+)"', console.get("/login").text).group(1)
+            assert console.post("/login", data={"name": "chief", "password": "a-long-password",
+                                                "csrf": csrf}).status_code == 303
+            for path in ("/cameras", "/overview", "/cases", "/cases.csv"):
+                page = console.get(path)
+                assert page.status_code == 200, path
+                pages[f"console {path}"] = page.text
+        assert "127.0.0.1" in pages["console /cameras"]  # the failing cameras' reasons are shown
     finally:
         daemon.stop()
         receiver.kill()

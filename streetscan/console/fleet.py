@@ -147,9 +147,15 @@ class StreamsFile:
     def _write(self, text: str) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.6f}"[1:]
         backup = self.path.with_name(f"{self.path.name}.{stamp}.bak")
-        backup.write_bytes(self.path.read_bytes())
+        # streams.yaml holds camera passwords: its backups and its new copy are the owner's only
+        # (the file it replaces keeps its own mode, or 0600 if it was wider).
+        mode = (self.path.stat().st_mode & 0o600) or 0o600
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(self.path.read_bytes())
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
