@@ -337,6 +337,9 @@ class DaemonFleet:
         views = []
         for cam_id, slot in runner.slots().items():
             state, reason = camera_state(slot)
+            unsaved = runner.analysis.unsaved.get(cam_id)
+            if unsaved:  # a full disk: the cameras page says so beside the camera's own state
+                reason = f"{reason}; {unsaved}" if reason else unsaved
             cam = slot.camera
             seen = slot.reader.last_frame_at if slot.reader else None
             dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
