@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote
 MASK = "***"
 # host[:port] after the userinfo's '@': the last '@' followed by a host is the real separator, so a
 # password written with a raw '@' (admin:Pw@ss@10.0.0.5) is still cut at the right place.
-_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*)(:\d{1,5})?(?=[/?#]|$)")
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s/?#@:\[\]]+)(:\d{1,5})?(?=[/?#]|$)")  # nvr_gate1, 摄像头.local
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 _SHORTEST = 3  # shorter "secrets" (a query value "1") are left alone: masking them garbles text
 
@@ -81,7 +81,9 @@ class _Secrets:
             if found - self._known:
                 self._known |= found
                 # Longest first, so a secret that contains another is masked whole.
-                self._pattern = re.compile("|".join(re.escape(s) for s in sorted(self._known, key=len, reverse=True)))
+                # Whole tokens only: a password "123456" must not eat the digits of 1234567.0.
+                self._pattern = re.compile(r"(?<![A-Za-z0-9.])(?:" + "|".join(
+                    re.escape(s) for s in sorted(self._known, key=len, reverse=True)) + r")(?![A-Za-z0-9.])")
 
     def redact(self, text: str) -> str:
         if not text:

@@ -173,3 +173,25 @@ def test_a_car_that_drove_up_does_not_take_over_the_parked_time_of_one_that_left
     events = replay(frames, seconds_per_frame=0.5)
     opened = [e for e in events if e.state == "opened"]
     assert len(opened) == 1 and opened[0].violation.first_seen_s >= 9.5
+
+
+def test_two_cars_parked_side_by_side_with_no_traffic_are_parked_once_nothing_has_moved_for_a_while():
+    # Car 1 stands from 0 s; car 2 drives up (untracked boxes, each frame further on) and parks next
+    # to it at 10 s; nothing else moves for minutes. That looks like a queue forming at first, but a
+    # queue moves within a light's cycle (QUEUE_MEMORY_S): both are parked after it.
+    from streetscan.pipeline.rules import QUEUE_MEMORY_S
+
+    frames = []
+    for i in range(2 * 160):
+        t = i * 0.5
+        still = [car(200, tid=1)]
+        if t < 8:
+            frames.append(dets(*still))
+        elif t < 10:
+            frames.append(dets(*still, car(0 + 150 * (t - 8), tid=-1)))
+        else:
+            frames.append(dets(*still, car(305, tid=2)))
+    events = replay(frames, seconds_per_frame=0.5)
+    opened = sorted(e.violation.confirmed_s for e in events if e.state == "opened")
+    assert len(opened) == 2
+    assert all(20 <= t <= 10 + QUEUE_MEMORY_S + 1 for t in opened), opened

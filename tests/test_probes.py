@@ -84,3 +84,33 @@ def test_stalled_clients_are_dropped_and_cannot_starve_the_probes():
         for sock in stalled:
             sock.close()
         s.stop()
+
+
+def test_clients_that_trickle_a_header_every_few_seconds_cannot_hold_the_probes():
+    # Each read gets READ_TIMEOUT_S; a header line every 2 s never trips that. The whole request
+    # must arrive within READ_TIMEOUT_S, or the connection is closed and its slot freed.
+    s = server()
+    stop = threading.Event()
+
+    def trickle():
+        try:
+            with socket.create_connection(("127.0.0.1", s.port), timeout=30) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+                while not stop.is_set():
+                    sock.sendall(b"X-Slow: 1\r\n")
+                    stop.wait(2.0)
+        except OSError:
+            pass
+
+    workers = [threading.Thread(target=trickle, daemon=True) for _ in range(MAX_WORKERS)]
+    try:
+        for w in workers:
+            w.start()
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        while b" 200 " not in raw(s.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").split(b"\r\n", 1)[0]:
+            assert time.monotonic() - t0 < 3 * READ_TIMEOUT_S, "the probe stayed refused while clients trickled"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        s.stop()

@@ -32,6 +32,8 @@ def test_a_url_keeps_its_user_and_host_and_loses_its_password_and_query_values()
     assert redact_url(f"rtsp://admin:{ESCAPED}@cam.local/live") == "rtsp://admin:***@cam.local/live"
     assert redact_url("redis://:redis-pass@[::1]:6379/0") == "redis://:***@[::1]:6379/0"
     assert redact_url(f"https://platform/hook?token={TOKEN}&v=2") == "https://platform/hook?token=***&v=***"
+    assert redact_url("rtsp://admin:Hik12345@nvr_gate1:554/ch1") == "rtsp://admin:***@nvr_gate1:554/ch1"
+    assert redact_url("rtsp://admin:pw-12345@摄像头.local/live") == "rtsp://admin:***@摄像头.local/live"
     assert redact_url("rtsp://viewer@cam/live") == "rtsp://viewer@cam/live"  # no password: nothing hidden
     assert redact_url("footage/clip.mp4") == "footage/clip.mp4"
 
@@ -46,6 +48,8 @@ def test_every_spelling_of_a_remembered_secret_is_masked_in_any_text():
     for secret in (RAW_AT, "Pw-Secret-AT", ESCAPED, "S3cr@t:xy", TOKEN):
         assert secret not in out, out
     assert MASK in out and "10.0.0.5/ch1" in out  # where it failed still reads
+    remember("rtsp://admin:123456@10.0.0.8/ch1")  # a common password must not eat the digits of numbers
+    assert redact("frames 1234567.0 age 0.123456 pw 123456") == "frames 1234567.0 age 0.123456 pw ***"
 
 
 def test_a_third_party_log_record_and_its_traceback_are_redacted_for_both_formats():

@@ -6,6 +6,7 @@ It returns the frame's events; where they go (the spool, then the sinks) is the 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from .evidence import CameraPicture, EvidenceWriter, SnapshotStore
 from .frames import Frame
 from .models import ModelCard
 from .rules import RuleSet
-from .track import ObjectTracker, TrackerSettings
+from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker, TrackerSettings
 from .verify import ZoneCheck
 
 RECENT_REVISIONS = 10_000  # events whose last revision this camera remembers after they closed
@@ -140,7 +141,10 @@ class CameraAnalysis:
             v = ev.violation
             first = None
             if CATALOGUE[v.scene_class].rule == "dwell" and v.first_seen_frame != frame.seq:
-                first = self.snapshots.first_from(v.first_seen_frame, frame.seq - 1)
+                # The first sighting's own picture, or one taken within a picture interval of it; an
+                # older store may have let it go, and then there is no first picture, not a later one.
+                near = v.first_seen_frame + math.ceil(SIGHTING_PICTURE_EVERY_S * self.camera.analysis_fps) + 1
+                first = self.snapshots.first_from(v.first_seen_frame, min(frame.seq - 1, near))
             self._evidence_by_event[ev.event_id] = self.evidence.write(ev, frame.full_image(), first)
         files = self._evidence_by_event.get(ev.event_id, {})
         if ev.state == "resolved":

@@ -74,7 +74,7 @@ class _Episode:
     ref_centre: tuple[float, float] = (0.0, 0.0)
     ref_diag: float = 1.0
     passed: bool = False  # a vehicle of its kind drove past it while it stood
-    joined: bool = False  # a vehicle moved near it and stopped there: traffic stops and goes
+    joined_s: float | None = None  # when a vehicle last moved up near it and stopped: traffic stops and goes
     arrived: bool = False  # it drove here (its track moved before this episode began)
     movers: deque = field(default_factory=lambda: deque(maxlen=MOVERS_KEPT))  # (t, box, could pass) to judge
 
@@ -161,9 +161,10 @@ PART_COVERED = 0.7
 # Queue or parked (track.near says which vehicles are neighbours): a neighbour that moves
 # (TrackBook.moving) and has not stopped near it SETTLE_S later drove past; one that stopped joined
 # the queue.
+QUEUE_MEMORY_S = 90.0  # a red phase rarely lasts longer; traffic that has not moved for longer is parked
 PASSER_SIZE = 0.6  # a passer's box diagonal, at least this share of the standing vehicle's
 SETTLE_S = 3.0
-MOVERS_KEPT = 16
+MOVERS_KEPT = 64  # at 2 fps and a few movers a frame, 3 s of them (SETTLE_S) with room to spare
 # Traffic: the objects of every queue-aware class. A car queues among motorbikes as much as among
 # cars (a Hanoi red light), so any of them standing or moving up near it makes a queue; only its own
 # kind driving past shows it is parked (motorbikes filter past queued cars at speed).
@@ -295,7 +296,7 @@ class DwellRule(ZoneRule):
             arrived = [s for s in standing if near(box, s) and (
                 same_place(s, box) or not same_place_matrix(np.array([s], dtype=np.float32), then).any())]
             if arrived:
-                ep.joined = True
+                ep.joined_s = t
             elif passer:
                 ep.passed = True
 
@@ -309,14 +310,16 @@ class DwellRule(ZoneRule):
         group = self._standing_group(det, i)
         if len(group) == 1:
             return False  # it stands alone
-        if ep.joined or ep.arrived:
-            return True  # traffic moved up to it, or it drove up to standing traffic
-        # A vehicle that drove up and stopped in its group since it stopped: a queue forming (a
-        # queue grows at its back, far from the car at the stop line, but it is one queue). Only a
-        # track seen driving up counts: a parked car the detector first boxed late did not arrive.
+        # When traffic last stopped and went around it: a vehicle moved up to it and stopped, it drove
+        # up to standing traffic itself, or one drove up and stopped in its group (a queue grows at its
+        # back, far from the car at the stop line, but it is one queue; only a track seen driving up
+        # counts: a parked car the detector first boxed late did not arrive).
         tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
-        return any((h := book.get(int(tids[j]))) is not None and h.arrived and h.born_s > ep.start_s
-                   for j in group if j != i and tids[j] >= 0)
+        moments = [ep.joined_s if ep.joined_s is not None else -math.inf, ep.start_s if ep.arrived else -math.inf]
+        moments += [h.born_s for j in group if j != i and tids[j] >= 0
+                     and (h := book.get(int(tids[j]))) is not None and h.arrived and h.born_s > ep.start_s]
+        # A queue moves within a light's cycle; a group nothing has moved in for longer is parked.
+        return ep.last_s - max(moments) <= QUEUE_MEMORY_S
 
     def _standing_group(self, det: sv.Detections, i: int) -> list[int]:
         """It and the standing traffic connected to it, neighbour by neighbour (detection indices)."""

@@ -33,6 +33,7 @@ class EventEmitter(Worker):
         # What each sink has taken, as far as this process knows: ahead of the spool's saved cursor
         # while the disk is too full to save it, so nothing is sent twice meanwhile.
         self._taken: dict[str, int] = {}
+        self._cursor_unsaved: set[str] = set()
         super().__init__("event-emitter")
 
 
@@ -66,7 +67,7 @@ class EventEmitter(Worker):
                     else:
                         self.metrics.sink_delivered.labels(sink.name).inc()
                     last = seq
-            except SinkError as exc:
+            except (SinkError, sqlite3.Error, OSError) as exc:  # a full disk is an outage like any other
                 self.metrics.sink_errors.labels(sink.name).inc()
                 delay = self._backoff[sink.name].next_delay()
                 self._retry_at[sink.name] = time.monotonic() + delay
@@ -92,14 +93,17 @@ class EventEmitter(Worker):
             self.spool.ack(sink, self._taken[sink])
         except (sqlite3.Error, OSError) as exc:
             # The disk is full: the cursor waits in memory and is saved on a later pass.
-            log.warning("%s: delivered up to %d, cursor not saved yet: %s", sink, self._taken[sink], exc)
+            if sink not in self._cursor_unsaved:
+                log.warning("%s: delivered up to %d, cursor not saved yet: %s", sink, self._taken[sink], exc)
+            self._cursor_unsaved.add(sink)
         else:
             del self._taken[sink]
+            self._cursor_unsaved.discard(sink)
 
     def flush(self, deadline: float) -> int:
         """Deliver what the sinks take before `deadline` (monotonic); returns what stays spooled."""
         while time.monotonic() < deadline:
             self.deliver(force=True)
-            if self.spool.depth() == 0 or not all(self.sink_ok.values()):
+            if self.spool.depth() == 0 or not all(self.sink_ok.values()) or self._cursor_unsaved:
                 break
         return self.spool.depth()

@@ -5,6 +5,7 @@ and, when the daemon has the case platform's shared secret, POST /verify and GET
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -72,6 +73,27 @@ class MetricsServer:
 
             timeout = READ_TIMEOUT_S  # a client that stalls mid-request is dropped, not waited for
 
+            def setup(self):
+                super().setup()
+                # `timeout` bounds each read; a client that sends a header line every few seconds
+                # would still hold its slot for ever. The whole exchange gets READ_TIMEOUT_S.
+                self._deadline = threading.Timer(READ_TIMEOUT_S, self._expire)
+                self._deadline.daemon = True
+                self._deadline.start()
+
+            def _expire(self):
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+            def finish(self):
+                self._deadline.cancel()
+                try:
+                    super().finish()
+                except OSError:
+                    pass  # the deadline closed it
+
             def do_POST(self):  # noqa: N802
                 path = self.path.split("?", 1)[0]
                 declared = (self.headers.get("Content-Length") or "0").strip()
@@ -97,7 +119,8 @@ class MetricsServer:
                 self._send(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:
-                body = redact(body.decode("utf-8", "replace")).encode()  # unauthenticated: no secret, ever
+                if ctype == "application/json":  # reasons quote what libraries said: no secret, ever
+                    body = redact(body.decode("utf-8", "replace")).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

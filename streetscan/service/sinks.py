@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from datetime import datetime, timezone
@@ -45,11 +46,13 @@ class JsonlSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.durable = durable
         self.max_bytes = max_bytes
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh: io.TextIOWrapper | None = self.path.open("a", encoding="utf-8")
 
     def emit(self, event: dict[str, Any]) -> None:
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n"
         try:
+            if self._fh is None:
+                self._fh = self.path.open("a", encoding="utf-8")
             if self.max_bytes:
                 size = os.fstat(self._fh.fileno()).st_size
                 if size and size + len(line.encode("utf-8")) > self.max_bytes:
@@ -67,7 +70,8 @@ class JsonlSink:
 
     def _reopen(self, size: int | None) -> None:
         try:
-            self._fh.close()
+            if self._fh is not None:
+                self._fh.close()
         except OSError:
             pass  # its buffer could not be flushed either: the truncation below removes what got out
         if size is not None:
@@ -75,7 +79,7 @@ class JsonlSink:
                 os.truncate(self.path, size)
             except OSError:
                 pass
-        self._fh = self.path.open("a", encoding="utf-8")
+        self._fh = None  # opened again by the next emit (which may find the disk still full)
 
     def _rotate(self) -> None:
         self._fh.close()
@@ -84,7 +88,8 @@ class JsonlSink:
         self._fh = self.path.open("a", encoding="utf-8")
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
 
 
 # SET NX marks (event_id, revision) as delivered and XADD appends, in one atomic step: a retry after

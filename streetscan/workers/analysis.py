@@ -133,6 +133,16 @@ class AnalysisWorker(Worker):
         return (len(times) - 1) / span if span > 0 else None
 
     def forget(self, camera_id: str) -> None:
+        """The camera is removed or restarted: its events still waiting for the disk are saved now
+        (without its state, which its next generation rebuilds), or their loss is said aloud."""
         self.last_age.pop(camera_id, None)
+        queue_ = self.waiting.pop(camera_id, None)
         self.unsaved.pop(camera_id, None)
+        if queue_:
+            batch = [p for part in queue_ for p in part]
+            try:
+                self.outbox.commit(camera_id, batch, None)
+            except (sqlite3.Error, OSError) as exc:
+                log.error("%s: %d events could not be saved before the camera was %s (%s): they are lost",
+                          camera_id, len(batch), "removed or restarted", exc, extra={"camera": camera_id})
         self._recent.pop(camera_id, None)
