@@ -5,7 +5,9 @@ and, when the daemon has the case platform's shared secret, POST /verify and GET
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..secrets import redact
 from .metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 READ_TIMEOUT_S = 5.0  # a whole request must arrive within this
@@ -40,6 +44,13 @@ class _BoundedServer(ThreadingHTTPServer):
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        # A client that went away, or one the deadline cut off, is not an error worth a traceback
+        # (socketserver would print one to stderr, which is the daemon's log).
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        log.exception("probe request from %s failed", client_address[0])
 
     def process_request_thread(self, request, client_address):
         try:
