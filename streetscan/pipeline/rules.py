@@ -365,10 +365,6 @@ class DwellRule(ZoneRule):
         return best
 
 
-def _centre(box: Box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
 def _box(det: sv.Detections, i: int) -> Box:
     return tuple(float(v) for v in det.xyxy[i])  # type: ignore[return-value]
 
