@@ -23,7 +23,8 @@ import supervision as sv
 from .catalogue import BASE_DEFAULTS, CATALOGUE, Grade, SceneClass, served_by
 from .config import Allowance, Camera, ZoneConfig
 from .models import Thresholds
-from .track import TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix
+from .track import (TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix,
+                    track_ids)
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
 # bottom centre of its box (where a car's wheels touch the kerb).
@@ -88,7 +89,7 @@ class _Episode:
 
 
 def _objects(det: sv.Detections, idx) -> tuple[ObservedObject, ...]:
-    tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+    tids = track_ids(det)
     return tuple(
         ObservedObject(str(det.data["class_name"][i]), tuple(float(v) for v in det.xyxy[i]),  # type: ignore[arg-type]
                        float(det.confidence[i]), int(tids[i]) if tids[i] >= 0 else None)
@@ -126,7 +127,7 @@ class ZoneRule:
         bus shelter boxed as `bus` at 0.23-0.34 every frame stays below a 0.3 bar however long it
         stands); an untracked one by its own score."""
         ours = np.isin(det.data["class_name"], self.scene.objects)
-        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        tids = track_ids(det)
         score = det.confidence.astype(float).copy()
         for i in np.flatnonzero(ours & (tids >= 0)):
             h = book.get(int(tids[i]))
@@ -205,7 +206,7 @@ class DwellRule(ZoneRule):
     def update(self, det, t, frame_seq, book):
         started = False
         inside, outside = self.candidates(det, book)
-        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        tids = track_ids(det)
         for i in outside:  # seen outside the zone: it left, whatever the gap tolerance says
             self.episodes.pop(int(tids[i]), None)
         present = {int(tids[i]): i for i in self._whole_objects(det, inside, book) if tids[i] >= 0}
@@ -230,7 +231,7 @@ class DwellRule(ZoneRule):
             if ep is None:
                 # A track that has stood here since it was first boxed has stood since then, not
                 # since the tracker trusted it: cars parked from the first frame are due at dwell_s.
-                born = self._still_since_birth(h) and h is not None
+                born = self._still_since_birth(h)
                 ep = _Episode(key=f"track-{tid}", start_s=h.born_s if born else t,  # type: ignore[union-attr]
                               last_s=t, first_frame=h.born_frame if born else frame_seq,  # type: ignore[union-attr]
                               ref_centre=centre, ref_diag=diagonal(box),
@@ -259,7 +260,7 @@ class DwellRule(ZoneRule):
         if len(idx) == 0:
             return []
         ours = np.flatnonzero(np.isin(det.data["class_name"], self.scene.objects))
-        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        tids = track_ids(det)
 
         def sureness(i: int) -> float:
             h = book.get(int(tids[i])) if tids[i] >= 0 else None
@@ -314,7 +315,7 @@ class DwellRule(ZoneRule):
         # up to standing traffic itself, or one drove up and stopped in its group (a queue grows at its
         # back, far from the car at the stop line, but it is one queue; only a track seen driving up
         # counts: a parked car the detector first boxed late did not arrive).
-        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        tids = track_ids(det)
         moments = [ep.joined_s if ep.joined_s is not None else -math.inf, ep.start_s if ep.arrived else -math.inf]
         moments += [h.born_s for j in group if j != i and tids[j] >= 0
                      and (h := book.get(int(tids[j]))) is not None and h.arrived and h.born_s > ep.start_s]

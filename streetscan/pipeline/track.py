@@ -84,6 +84,11 @@ BIRTH_IOU = 0.6  # an untracked sighting dates a track's birth when its box over
 STAND_MIN_AGE_S = 1.0
 
 
+def track_ids(det: sv.Detections) -> np.ndarray:
+    """Each detection's track id, -1 for the untracked (all of them when nothing was tracked)."""
+    return det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+
+
 def centre(box: Box) -> tuple[float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
 
@@ -232,7 +237,7 @@ class TrackBook:
     def update(self, det: sv.Detections, t: float, frame_seq: int) -> bool:
         """Record one analysed frame. True when it holds a sighting that may later date a track's
         birth (a new untracked box): the caller keeps its picture for the first-sighting evidence."""
-        tids = det.tracker_id if det.tracker_id is not None else np.full(len(det), -1)
+        tids = track_ids(det)
         names = det.data.get("class_name", np.array([""] * len(det), dtype=object))
         for i in np.flatnonzero(tids >= 0):
             tid, box = int(tids[i]), tuple(float(v) for v in det.xyxy[i])
