@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .pipeline.catalogue import CATALOGUE, TIME_PARAM
+from .pipeline.catalogue import CATALOGUE
 from .pipeline.track import box_iou
 
 Box = tuple[float, float, float, float]
@@ -329,6 +329,7 @@ def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, 
     """Replay each truth clip through the real pipeline (its camera from `config`), then score.
     `footage`: the folders to look for clips in, in order. The settings say what it was measured
     with (model, per-camera effective rules)."""
+    from .pipeline.plan import CameraPlan
     from .service.sinks import JsonlSink
     from .workers.replay import ReplayJob
 
@@ -348,8 +349,8 @@ def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, 
         finally:
             sink.close()
         cases[truth.clip] = cases_from_events(result.events)
-        for rs in camera.rules:
-            thresholds[(truth.clip, rs.zone.id, rs.scene_class)] = float(rs.params[TIME_PARAM[CATALOGUE[rs.scene_class].rule]])
+        for rule in CameraPlan.for_model(camera, detector.card).rules:
+            thresholds[(truth.clip, rule.zone.id, rule.scene.code)] = rule.confirm_s
         settings["cameras"][camera.id] = {
             "clip": truth.clip, "split": truth.split, "analysis_fps": camera.analysis_fps,
             "rules": {code: rules for code in CATALOGUE if (rules := camera.rule_overrides(code))},

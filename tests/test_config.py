@@ -6,6 +6,8 @@ import yaml
 
 from streetscan.pipeline.catalogue import CATALOGUE, Grade
 from streetscan.pipeline.config import ConfigError, load_config
+from streetscan.pipeline.plan import CameraPlan
+from streetscan.pipeline.rules import resolve_params
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,12 +52,12 @@ def test_camera_is_resolved_once_with_defaults_grades_and_time_zone(tmp_path):
     cam, other = config.camera("cam-1"), config.camera("cam-2")
     assert (cam.analysis_fps, str(cam.tz), other.analysis_fps, str(other.tz)) == (3, "Asia/Urumqi", 1, "Asia/Shanghai")
     assert (cam.tracking.high, cam.tracking.min_frames) == (0.5, 4)  # camera over file defaults, field by field
-    parking = {r.zone.id: r for r in cam.rules if r.scene_class == "illegal_parking"}
+    parking = {r.zone.id: r for r in CameraPlan.build(cam, {"car"}).rules if r.scene.code == "illegal_parking"}
     base = CATALOGUE["illegal_parking"].defaults["dwell_s"]
-    # Grade scaling is applied at load: a demonstration street is stricter than an alley.
-    assert parking["main"].params["dwell_s"] < base < parking["side"].params["dwell_s"]
-    assert parking["main"].overrides == {"max_move_ratio": 0.2, "gap_s": 4}
-    assert parking["main"].params["max_move_ratio"] == 0.2 and parking["main"].params["gap_s"] == 4
+    # Grade scaling is applied in the plan: a demonstration street is stricter than an alley.
+    assert parking["main"].params.dwell_s < base < parking["side"].params.dwell_s
+    assert cam.rule_overrides("illegal_parking") == {"max_move_ratio": 0.2, "gap_s": 4}
+    assert parking["main"].params.max_move_ratio == 0.2 and parking["main"].params.gap_s == 4
     # What a reload compares: the same file gives equal cameras; a changed default changes them.
     assert load_config(write(tmp_path, data)).camera("cam-1") == cam
     data["defaults"]["analysis_fps"] = 2
@@ -194,10 +196,10 @@ def test_schedule_wraps_midnight(tmp_path):
 
 def test_grade_scales_defaults_but_overrides_are_absolute():
     parking = CATALOGUE["illegal_parking"]
-    assert parking.params(Grade.ARTERIAL)["dwell_s"] == 300
-    assert parking.params(Grade.DEMONSTRATION)["dwell_s"] == 150
-    assert parking.params(Grade.ALLEY)["dwell_s"] == 600
-    assert parking.params(Grade.DEMONSTRATION, {"dwell_s": 180})["dwell_s"] == 180
+    assert resolve_params(parking, Grade.ARTERIAL).dwell_s == 300
+    assert resolve_params(parking, Grade.DEMONSTRATION).dwell_s == 150
+    assert resolve_params(parking, Grade.ALLEY).dwell_s == 600
+    assert resolve_params(parking, Grade.DEMONSTRATION, {"dwell_s": 180}).dwell_s == 180
 
 
 def test_platform_code_table_defaults_overrides_and_errors(tmp_path):

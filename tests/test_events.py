@@ -3,6 +3,7 @@ import jsonschema
 
 from streetscan.pipeline.clock import StreamClock
 from streetscan.pipeline.events import EventDeduplicator, event_schema
+from streetscan.pipeline.plan import CameraPlan
 from streetscan.pipeline.rules import RuleSet
 
 from synthetic import KERB, NOON, car, config, dets
@@ -13,7 +14,7 @@ POLICY = {"event": {"update_interval_s": 60, "resolve_grace_s": 30}}
 def replay(frames, seconds_per_frame=1.0):
     """Rules + dedup over synthetic frames, as a replay would run them. Returns the events."""
     cam = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
-    rules = RuleSet.build(cam, {"car"})
+    rules = RuleSet.of(CameraPlan.build(cam, {"car"}))
     clock = StreamClock(NOON.tzinfo, origin=NOON)
     dedup = EventDeduplicator(cam, clock=clock, model_name="test-model", model_version="1", source="synthetic")
     events = []
@@ -99,7 +100,7 @@ def staged(window_days: float, classes=None):
            "cameras": [{"id": "cam", "name": "Test cam", "url": "test.mp4", "location": {"address": "Test St 1"},
                         "zones": [{**KERB, "classes": ["illegal_parking"]}], "rules": {"illegal_parking": {"dwell_s": 20}}}]}
     cam = parse_config(doc).camera("cam")
-    rules = RuleSet.build(cam, {"car"})
+    rules = RuleSet.of(CameraPlan.build(cam, {"car"}))
     clock = StreamClock(NOON.tzinfo, origin=NOON)
     dedup = EventDeduplicator(cam, clock=clock, model_name="m", model_version="1", source="synthetic")
     events = []
@@ -179,7 +180,7 @@ def test_two_cars_parked_side_by_side_with_no_traffic_are_parked_once_nothing_ha
     # Car 1 stands from 0 s; car 2 drives up (untracked boxes, each frame further on) and parks next
     # to it at 10 s; nothing else moves for minutes. That looks like a queue forming at first, but a
     # queue moves within a light's cycle (QUEUE_MEMORY_S): both are parked after it.
-    from streetscan.pipeline.rules import QUEUE_MEMORY_S
+    from streetscan.pipeline.rules.dwell import QUEUE_MEMORY_S
 
     frames = []
     for i in range(2 * 160):

@@ -1,6 +1,8 @@
 from datetime import datetime
 
 from streetscan.pipeline.catalogue import CATALOGUE
+from streetscan.pipeline.zones import anchor_for
+from streetscan.pipeline.plan import CameraPlan
 from streetscan.pipeline.rules import CountRule, DwellRule, PersistenceRule, RuleSet
 
 from synthetic import KERB, TZ, car, config, dets, run
@@ -9,7 +11,7 @@ ALL_OBJECTS = set(o for c in CATALOGUE.values() for o in c.objects)
 
 
 def ruleset(zones, rules=None, objects=ALL_OBJECTS, defaults=None):
-    return RuleSet.build(config(zones, rules, defaults), objects)
+    return RuleSet.of(CameraPlan.build(config(zones, rules, defaults), objects))
 
 
 def parking_only(dwell_s=60, **zone):
@@ -157,20 +159,23 @@ def test_disabled_class_is_not_built():
     assert not any(isinstance(r, CountRule) and r.scene.code == "crowd_gathering" for r in rs.rules)
 
 
-def test_zones_share_one_mask_and_the_whole_picture_needs_none():
-    from streetscan.pipeline.rules import _polygon_zone
-
+def test_zones_are_tested_once_per_frame_and_the_whole_picture_needs_no_mask():
     rs = ruleset([{**KERB, "classes": ["illegal_parking", "bike_misparking"]},
                   {"id": "all", "kind": "any", "classes": ["illegal_parking"]}])
-    _polygon_zone.cache_clear()
+    frame = dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2))
+    where = rs.zones.frame(frame)
     for rule in rs.rules:
-        rule.candidates(dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2)), rs.book)
+        rule.candidates(frame, rs.book, where)
     # Two rules on the kerb polygon with the same anchor: one supervision zone (one mask) between
-    # them; the zone without a polygon (the whole picture) rasterises nothing.
-    assert _polygon_zone.cache_info().currsize == 1
+    # them, tested once on the frame; the zone without a polygon (the whole picture) rasterises nothing.
+    assert rs.zones.rasterised == 1 and len(where._inside) == 2
+    other = ruleset([{**KERB, "classes": ["illegal_parking"]}])
+    other.zones.frame(frame).inside("kerb", rs.rules[0].scene)
+    assert other.zones.polygon("kerb", anchor_for(rs.rules[0].scene)) is not rs.zones.polygon(
+        "kerb", anchor_for(rs.rules[0].scene))  # trigger() keeps counts: one zone per camera
     whole = next(r for r in rs.rules if r.zone.id == "all")
     edge = dets(("car", (0.0, 620.0, 100.0, 720.0), 0.9, 3))  # bottom edge on the frame's last row
-    assert list(whole.candidates(edge, rs.book)[0]) == [0]
+    assert list(whole.candidates(edge, rs.book, rs.zones.frame(edge))[0]) == [0]
 
 
 def test_a_zone_that_allows_a_class_exempts_objects_inside_it_while_active():
@@ -186,3 +191,27 @@ def test_a_zone_that_allows_a_class_exempts_objects_inside_it_while_active():
     assert violations("11:00-13:00", 100) == []             # parked in the bay in its hours: allowed
     assert violations("11:00-13:00", 800)                    # beside the bay: still a violation
     assert violations("13:00-14:00", 100)                    # the bay outside its hours: a violation
+
+
+def test_every_scene_class_names_a_registered_kind_whose_params_take_its_defaults():
+    from streetscan.pipeline.catalogue import GRADE_TIME_FACTOR
+    from streetscan.pipeline.rules import RULE_KINDS, resolve_params
+
+    for scene in CATALOGUE.values():
+        kind = RULE_KINDS[scene.rule]
+        for grade, factor in GRADE_TIME_FACTOR.items():
+            params = resolve_params(scene, grade)
+            assert isinstance(params, kind.Params)
+            assert getattr(params, kind.time_key) == scene.defaults[kind.time_key] * factor
+
+
+def test_a_rule_reads_typed_final_parameters_with_the_cards_confidence_unless_the_camera_sets_one():
+    from streetscan.pipeline.models import Thresholds
+
+    cam = config([{**KERB, "classes": ["illegal_parking", "bike_misparking"]}],
+                 {"illegal_parking": {"min_confidence": 0.6}})
+    plan = CameraPlan.build(cam, {"car", "bicycle"}, Thresholds(min_confidence={"default": 0.2, "bike_misparking": 0.45}))
+    parking, bikes = plan.rule("kerb", "illegal_parking"), plan.rule("kerb", "bike_misparking")
+    assert (parking.min_confidence, bikes.min_confidence) == (0.6, 0.45)
+    assert parking.params.queue_aware is True and parking.confirm_s == 300
+    assert plan.min_confidence("kerb", "crowd_gathering") == 0.2  # no rule there: the card's bar

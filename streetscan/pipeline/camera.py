@@ -24,9 +24,11 @@ from .events import Event, EventDeduplicator
 from .evidence import CameraPicture, EvidenceWriter, SnapshotStore
 from .frames import Frame
 from .models import ModelCard
-from .rules import RuleSet
-from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker, TrackerSettings
+from .plan import CameraPlan
+from .rules import RuleSet, rule_kind
+from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker
 from .verify import ZoneCheck
+from .zones import FrameZones
 
 RECENT_REVISIONS = 10_000  # events whose last revision this camera remembers after they closed
 
@@ -37,11 +39,9 @@ class CameraAnalysis:
     def __init__(self, camera: Camera, card: ModelCard, *, clock: StreamClock, source: str, out_dir: Path):
         self.camera = camera
         self.clock = clock
-        tracking = camera.tracking
-        self.tracker = ObjectTracker(camera.analysis_fps, TrackerSettings.resolve(
-            card.thresholds, lost_s=tracking.lost_s or camera.event.resolve_grace_s,
-            high=tracking.high, activate=tracking.activate, min_frames=tracking.min_frames))
-        self.rules = RuleSet.build(camera, card.objects, card.thresholds)
+        self.plan = CameraPlan.for_model(camera, card)
+        self.tracker = ObjectTracker(camera.analysis_fps, self.plan.tracker)
+        self.rules = RuleSet.of(self.plan)
         self.dedup = EventDeduplicator(camera, clock=clock, model_name=card.name, model_version=card.version,
                                        source=source)
         self.snapshots = SnapshotStore()
@@ -68,7 +68,8 @@ class CameraAnalysis:
             except OSError as exc:  # a full disk costs the console its picture, not the analysis
                 log.warning("%s: snapshot not written: %s", self.camera.id, exc, extra={"camera": self.camera.id})
         tracked = self.tracker.update(detections, frame.pts_s)
-        step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq)
+        where = self.rules.zones.frame(tracked)
+        step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq, where)
         if step.episode_started:
             self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
@@ -80,7 +81,7 @@ class CameraAnalysis:
                      ev.violation.zone_id, ev.event_id, extra={"camera": self.camera.id})
         while len(self._revisions) > RECENT_REVISIONS:
             self._revisions.popitem(last=False)
-        self._check(frame, detections)
+        self._check(frame, tracked, where)
         return events
 
     # -- verification on request ------------------------------------------------------------
@@ -95,7 +96,7 @@ class CameraAnalysis:
         out, self._answers = self._answers, []
         return out
 
-    def _check(self, frame: Frame, det: sv.Detections) -> None:
+    def _check(self, frame: Frame, det: sv.Detections, where: FrameZones) -> None:
         while not self._incoming.empty():
             zc = self._incoming.get()
             if zc.is_cancel:
@@ -104,10 +105,7 @@ class CameraAnalysis:
                 self.checks.append(zc)
         finished = []
         for zc in self.checks:
-            ev = zc.event
-            rule = next((r for r in self.rules.rules if r.zone.id == ev["zone"]["id"]
-                         and r.scene.code == ev["scene_class"]["code"]), None)
-            zc.look(self.camera, frame, det, rule.min_confidence if rule else 0.35)
+            zc.look(self.plan, det, where)
             if zc.done:
                 finished.append(zc)
         for zc in finished:
@@ -140,7 +138,7 @@ class CameraAnalysis:
         if ev.state == "opened":
             v = ev.violation
             first = None
-            if CATALOGUE[v.scene_class].rule == "dwell" and v.first_seen_frame != frame.seq:
+            if rule_kind(CATALOGUE[v.scene_class].rule).first_frame_evidence and v.first_seen_frame != frame.seq:
                 # The first sighting's own picture, or one taken within a picture interval of it; an
                 # older store may have let it go, and then there is no first picture, not a later one.
                 near = v.first_seen_frame + math.ceil(SIGHTING_PICTURE_EVERY_S * self.camera.analysis_fps) + 1

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
 
 
 class Category(StrEnum):
@@ -46,25 +45,8 @@ GRADE_TIME_FACTOR: dict[Grade, float] = {
     Grade.ALLEY: 2.0,
 }
 
-RuleKind = Literal["dwell", "count", "persistence"]
-
-# Parameters each rule kind accepts (the names users may override in streams.yaml).
-COMMON_PARAMS = {"enabled", "min_confidence", "gap_s"}
-RULE_PARAMS: dict[str, set[str]] = {
-    # A tracked object of the named classes stays (nearly) still inside the zone for dwell_s.
-    # queue_aware (vehicles): standing in traffic that stands too (a queue at a light, a jam) is
-    # waiting, not a violation (rules.DwellRule).
-    "dwell": COMMON_PARAMS | {"dwell_s", "max_move_ratio", "queue_aware"},
-    # At least min_count objects are inside the zone for hold_s.
-    "count": COMMON_PARAMS | {"min_count", "hold_s"},
-    # Any object of the named classes is present in the zone for persist_s (no track needed:
-    # garbage, water and adverts flicker in and out of detection, so presence is what counts).
-    "persistence": COMMON_PARAMS | {"persist_s"},
-}
-TIME_PARAM: dict[str, str] = {"dwell": "dwell_s", "count": "hold_s", "persistence": "persist_s"}
-FLAG_PARAMS = {"enabled", "queue_aware"}  # true/false parameters; the others are numbers
-# Defaults of a rule kind's own parameters, under each class's own defaults.
-KIND_DEFAULTS: dict[str, dict[str, float | int | bool]] = {"dwell": {"queue_aware": False}}
+# Each scene class names its rule kind (rules.registry.RULE_KINDS) and that kind's defaults for the
+# class; what a kind's parameters mean, and their own defaults, are its Params model's.
 
 
 @dataclass(frozen=True)
@@ -74,31 +56,15 @@ class SceneClass:
     name_en: str
     category: Category
     objects: tuple[str, ...]  # vocabulary objects; any one of them triggers the rule
-    rule: RuleKind
+    rule: str  # its rule kind (rules.registry.RULE_KINDS)
     zone_kinds: tuple[ZoneKind, ...]  # zone kinds the class applies to (ANY always applies)
+    # The kind's parameters for this class at an arterial grade (rules.registry.resolve_params scales
+    # the time threshold to other grades).
     defaults: dict[str, float | int | bool] = field(default_factory=dict)
-
-    def params(self, grade: Grade, overrides: dict | None = None) -> dict:
-        """Effective parameters for a zone of the given grade."""
-        p = dict(BASE_DEFAULTS)
-        p.update(KIND_DEFAULTS.get(self.rule, {}))
-        p.update(self.defaults)
-        time_key = TIME_PARAM[self.rule]
-        p[time_key] = float(p[time_key]) * GRADE_TIME_FACTOR[grade]
-        p.update(overrides or {})
-        return p
 
     def applies_to(self, kind: ZoneKind) -> bool:
         return kind is ZoneKind.ANY or kind in self.zone_kinds
 
-
-BASE_DEFAULTS: dict[str, float | int | bool] = {
-    "enabled": True,
-    # The model card's calibrated thresholds replace this per class (models.Thresholds).
-    "min_confidence": 0.35,
-    # Missing detections shorter than this do not break a dwell/presence episode.
-    "gap_s": 10.0,
-}
 
 _STREET = (ZoneKind.ROADWAY, ZoneKind.SIDEWALK, ZoneKind.STOREFRONT)
 

@@ -18,8 +18,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr,
                       model_validator)
 
 from ..secrets import remember
-from .catalogue import (CATALOGUE, DEFAULT_PLATFORM_CODES, FLAG_PARAMS, RULE_PARAMS, Grade, PlatformCode,
-                        ZoneKind, duplicate_platform_codes)
+from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, Grade, PlatformCode, ZoneKind, duplicate_platform_codes
+from .rules.registry import resolve_params, rule_kind
 
 
 class ConfigError(ValueError):
@@ -211,23 +211,22 @@ class TrackingPolicy(_Model):
 
 
 def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each class's overrides, checked by its rule kind's Params model (over the class's defaults)."""
     for code, params in v.items():
         if code not in CATALOGUE:
             raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
         if not isinstance(params, dict):
             raise ValueError(f"{code}: expected a mapping of parameters, got {type(params).__name__}")
-        allowed = RULE_PARAMS[CATALOGUE[code].rule]
-        for key, value in params.items():
-            if key not in allowed:
-                raise ValueError(f"{code}: unknown parameter {key!r} for a {CATALOGUE[code].rule} rule; "
-                                 f"allowed: {', '.join(sorted(allowed))}")
-            if key in FLAG_PARAMS:
-                if not isinstance(value, bool):
-                    raise ValueError(f"{code}.{key} must be true or false")
-            elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{code}.{key} must be a non-negative number, got {value!r}")
-            elif key == "min_confidence" and value > 1:
-                raise ValueError(f"{code}.min_confidence must be within 0..1, got {value}")
+        scene = CATALOGUE[code]
+        try:
+            resolve_params(scene, Grade.ARTERIAL, params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(map(str, err["loc"]))
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(rule_kind(scene.rule).Params.model_fields))
+                raise ValueError(f"{code}: unknown parameter {key!r} for a {scene.rule} rule; allowed: {allowed}") from None
+            raise ValueError(f"{code}.{key}: {err['msg']}, got {err['input']!r}") from None
     return v
 
 
@@ -398,18 +397,6 @@ class StreamsConfig(_Model):
 
 
 @dataclass(frozen=True)
-class RuleSettings:
-    """One scene class in one zone: the catalogue's defaults scaled to the zone's grade, with
-    streams.yaml's overrides (file defaults, then the camera's) on top. The model card supplies
-    min_confidence unless `overrides` set it."""
-
-    zone: ZoneConfig
-    scene_class: str
-    params: dict[str, Any]
-    overrides: dict[str, Any]
-
-
-@dataclass(frozen=True)
 class Camera:
     """One camera as every stage sees it: its own settings with the file's defaults merged in,
     grade scaling applied and the time zone attached, so no stage works out an effective value
@@ -424,7 +411,6 @@ class Camera:
     tz: ZoneInfo
     zone_crops: ZoneCrops
     zones: tuple[ZoneConfig, ...]
-    rules: tuple[RuleSettings, ...]  # every (zone, class) the zone's kind admits; `enabled` may be false
     overrides: dict[str, dict[str, Any]]  # streams.yaml's rule parameters per scene class (file, then camera)
     tracking: TrackingPolicy
     event: EventPolicy
@@ -436,7 +422,7 @@ class Camera:
         return next(z for z in self.zones if z.id == zone_id)
 
     def rule_overrides(self, code: str) -> dict[str, Any]:
-        """streams.yaml's parameters for a scene class on this camera (for reports)."""
+        """streams.yaml's parameters for a scene class on this camera (plan.CameraPlan applies them)."""
         return self.overrides.get(code, {})
 
     def with_analysis_fps(self, fps: float) -> Camera:
@@ -448,21 +434,11 @@ def resolve_camera(cam: CameraConfig, defaults: Defaults, platform_codes: dict[s
     tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
     overrides = {code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})}
                  for code in {*defaults.rules, *cam.rules}}
-    rules = []
-    for zone in cam.zones:
-        for code in zone.classes or list(CATALOGUE):
-            scene = CATALOGUE[code]
-            if not scene.applies_to(zone.kind):
-                continue
-            params = scene.params(zone.grade, overrides.get(code))
-            # A confirmed violation survives a gap as long as its event would.
-            params["confirmed_gap_s"] = defaults.event.resolve_grace_s
-            rules.append(RuleSettings(zone, code, params, overrides.get(code, {})))
     remember(cam.url)  # its password must never leave the process (secrets.redact)
     return Camera(id=cam.id, name=cam.name, url=cam.url, location=cam.location, enabled=cam.enabled,
                   analysis_fps=cam.analysis_fps or defaults.analysis_fps,
                   tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,
-                  zones=tuple(cam.zones), rules=tuple(rules), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
+                  zones=tuple(cam.zones), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
                   event=defaults.event, reader=defaults.reader,
                   platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),
                   enforcement=enforcement or EnforcementPolicy())

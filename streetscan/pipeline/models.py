@@ -18,6 +18,8 @@ import yaml
 # Package data: the wheel carries the project's models; a checkout links streetscan/models -> models/.
 PACKAGED_MODELS_DIR = Path(str(resources.files("streetscan") / "models"))
 FAMILIES = ("yolo", "centernet")
+# The confidence an object needs to count for a rule when neither its card nor streams.yaml says.
+DEFAULT_MIN_CONFIDENCE = 0.35
 
 
 class ModelError(RuntimeError):
@@ -55,10 +57,10 @@ class Thresholds:
     track_high: float = 0.5
     track_activate: float = 0.4
     track_min_frames: int = 2
-    min_confidence: dict[str, float] = field(default_factory=lambda: {"default": 0.35})
+    min_confidence: dict[str, float] = field(default_factory=lambda: {"default": DEFAULT_MIN_CONFIDENCE})
 
     def min_confidence_for(self, scene_class: str) -> float:
-        return self.min_confidence.get(scene_class, self.min_confidence.get("default", 0.35))
+        return self.min_confidence.get(scene_class, self.min_confidence.get("default", DEFAULT_MIN_CONFIDENCE))
 
     @classmethod
     def from_card(cls, raw: dict | None, card_path: Path) -> Thresholds:
@@ -71,7 +73,7 @@ class Thresholds:
         if unknown:
             raise ModelError(f"model card {card_path}: unknown thresholds {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(known))}")
-        mc = raw.get("min_confidence", {"default": 0.35})
+        mc = raw.get("min_confidence", {"default": DEFAULT_MIN_CONFIDENCE})
         if isinstance(mc, (int, float)):
             mc = {"default": mc}
         values = {k: float(v) for k, v in raw.items() if k not in ("min_confidence", "track_min_frames")}

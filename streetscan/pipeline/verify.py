@@ -19,10 +19,10 @@ import numpy as np
 import supervision as sv
 
 from .catalogue import CATALOGUE
-from .config import Camera
-from .frames import Frame
-from .rules import CENTRE_ANCHORED, _polygon_zone
+from .plan import CameraPlan
+from .rules.registry import rule_kind
 from .track import same_place
+from .zones import FrameZones
 
 FRAMES_TO_CHECK = 3
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -74,20 +74,19 @@ class ZoneCheck:
         """A message to the camera: stop checking this request (it timed out)."""
         return cls(VerificationRequest(request_id, "", datetime.now().astimezone()), {}, is_cancel=True)
 
-    def look(self, camera: Camera, frame: Frame, det: sv.Detections, min_confidence: float) -> None:
-        """Count this frame: are the violation's objects in its zone?"""
+    def look(self, plan: CameraPlan, det: sv.Detections, where: FrameZones) -> None:
+        """Count this frame: are the violation's objects in its zone? `where`: the frame's zones."""
         ev = self.event
         scene = CATALOGUE[ev["scene_class"]["code"]]
-        zone = camera.zone(ev["zone"]["id"])
+        zone_id = ev["zone"]["id"]
         self.frames += 1
         if len(det) == 0:
             return
-        ours = np.isin(det.data["class_name"], scene.objects) & (det.confidence >= min_confidence)
-        if zone.polygon is not None:
-            anchor = sv.Position.CENTER if set(scene.objects) & CENTRE_ANCHORED else sv.Position.BOTTOM_CENTER
-            ours &= _polygon_zone(tuple(map(tuple, zone.polygon)), anchor).trigger(det)
+        ours = np.isin(det.data["class_name"], scene.objects)
+        ours &= det.confidence >= plan.min_confidence(zone_id, scene.code)
+        ours &= where.inside(zone_id, scene)
         idx = np.flatnonzero(ours)
-        if scene.rule == "dwell" and ev["objects"]:
+        if rule_kind(scene.rule).same_object_only and ev["objects"]:
             # The case is about that object at that place: another one elsewhere in the zone is a new case.
             was = tuple(ev["objects"][0]["box"])
             idx = [i for i in idx if same_place(was, tuple(float(v) for v in det.xyxy[i]))]
