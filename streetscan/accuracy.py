@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .pipeline.catalogue import CATALOGUE
+from .pipeline.events import Event
 from .pipeline.track import box_iou
 
 Box = tuple[float, float, float, float]
@@ -110,20 +111,22 @@ class Case:
     boxes: tuple[Box, ...]
 
     @classmethod
-    def from_messages(cls, messages: list[dict[str, Any]]) -> Case:
-        messages = sorted(messages, key=lambda m: m["revision"])
-        first, last = messages[0], messages[-1]
-        boxes = tuple(tuple(o["box"]) for m in messages for o in m.get("objects", []))
-        return cls(event_id=first["event_id"], camera_id=first["camera"]["id"], zone_id=first["zone"]["id"],
-                   scene_class=first["scene_class"]["code"], first_seen_s=first["first_seen"]["stream_s"],
-                   opened_s=first["confirmed"]["stream_s"], last_seen_s=last["last_seen"]["stream_s"],
-                   resolved=any(m["state"] == "resolved" for m in messages), boxes=boxes)  # type: ignore[arg-type]
+    def from_messages(cls, messages: list[Event]) -> Case:
+        messages = sorted(messages, key=lambda m: m.revision)
+        first, last = messages[0].violation, messages[-1].violation
+        # As sent: boxes to 0.1 px, stream times to the ms (Event.to_dict).
+        boxes = tuple(tuple(round(c, 1) for c in o.box) for m in messages for o in m.violation.objects)
+        return cls(event_id=messages[0].event_id, camera_id=first.camera_id, zone_id=first.zone_id,
+                   scene_class=first.scene_class, first_seen_s=round(first.first_seen_s, 3),
+                   opened_s=round(first.confirmed_s, 3), last_seen_s=round(last.last_seen_s, 3),
+                   resolved=any(m.state == "resolved" for m in messages), boxes=boxes)  # type: ignore[arg-type]
 
 
-def cases_from_events(events: Iterable[dict[str, Any]]) -> list[Case]:
-    by_id: dict[str, list[dict]] = defaultdict(list)
+def cases_from_events(events: Iterable[Event]) -> list[Case]:
+    """Cases from their messages: events as made, or read back with Event.from_dict."""
+    by_id: dict[str, list[Event]] = defaultdict(list)
     for ev in events:
-        by_id[ev["event_id"]].append(ev)
+        by_id[ev.event_id].append(ev)
     return sorted((Case.from_messages(msgs) for msgs in by_id.values()), key=lambda c: (c.camera_id, c.opened_s))
 
 

@@ -28,7 +28,7 @@ from streetscan.pipeline.events import event_schema
 PASSWORD = "correct horse battery"
 
 
-def event(i: int, state="opened", revision=0, camera="cam01", scene="A01") -> dict:
+def event(i: int, state="opened", revision=0, camera="cam01", scene="out_of_store_trading") -> dict:
     eid = f"00000000-0000-4000-8000-{i:012d}"
     ev = {
         "schema_version": "2", "event_id": eid, "state": state, "revision": revision,
@@ -61,7 +61,7 @@ def served(tmp_path):
     out = tmp_path / "out"
     settings = ConsoleSettings.for_output(out)
     index = CaseIndex(settings.index_path)
-    events = [event(i) for i in range(3)] + [event(0, "updated", 1), event(3, camera="cam02", scene="B02")]
+    events = [event(i) for i in range(3)] + [event(0, "updated", 1), event(3, camera="cam02", scene="street_laundry")]
     assert index.add_many(events) == 5
     for ev in events:
         for key in ("clean", "annotated"):
@@ -196,7 +196,7 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
     base, index, events = served
     with closing(login(base)) as c:
         page = c.get("/cases", params={"camera": "cam02"})
-        assert page.text.count('class="case"') == 1 and "B02" in page.text
+        assert page.text.count('class="case"') == 1 and "street_laundry" in page.text
         assert c.get("/api/cases", params={"state": "updated"}).json()["total"] == 1
         assert c.get("/cases", params={"state": "bogus"}).status_code == 422
         eid = events[1]["event_id"]
@@ -205,7 +205,7 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
         c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "shadow, not goods", "csrf": csrf})
         assert c.get("/api/cases", params={"camera": "cam01"}).json()["total"] == 3
         c.post(f"/cases/{eid}/mute", data={"hours": "24", "reason": "construction", "csrf": csrf})
-        assert index.muted("cam01", "z1", "A01")
+        assert index.muted("cam01", "z1", "out_of_store_trading")
         # while muted, the place/class leaves the list (kept in the index; shown on request)
         assert c.get("/api/cases", params={"camera": "cam01"}).json()["total"] == 0
         assert c.get("/api/cases", params={"camera": "cam01", "muted": "true"}).json()["total"] == 3
@@ -260,7 +260,7 @@ def test_an_index_from_the_first_schema_is_migrated_in_place(tmp_path):
       CREATE INDEX cases_last_seen ON cases (last_seen DESC);""")
     payload = json.dumps(ev)
     db.execute("INSERT INTO revisions VALUES (?,?,?,?,?)", (ev["event_id"], 0, "opened", ev["last_seen"]["wall"], payload))
-    db.execute("INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)", (ev["event_id"], 0, "opened", "cam01", "z1", "A01",
+    db.execute("INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)", (ev["event_id"], 0, "opened", "cam01", "z1", "out_of_store_trading",
                ev["first_seen"]["wall"], ev["last_seen"]["wall"], 0.8, 0, payload))
     db.commit()
     db.close()
@@ -273,13 +273,13 @@ def test_index_retention_forgets_old_resolved_unreviewed_cases_only(tmp_path):
     index = CaseIndex(tmp_path / "cases.db")
     index.add_many([event(1), event(1, "resolved", 1), event(2), event(2, "resolved", 1), event(3), event(4)])
     index.review(event(2)["event_id"], "dismissed", "a shadow", "ops")
-    index.mute("cam01", "z1", "A01", 1, "", "ops")
+    index.mute("cam01", "z1", "out_of_store_trading", 1, "", "ops")
     # events are seen at 09:0x+08:00 (01:0x UTC): a cutoff after them forgets case 1 only
     assert index.prune("2026-11-24T10:00:00+08:00", now=time.time() + 7200) == 1
     assert index.case(event(1)["event_id"]) is None and index.timeline(event(1)["event_id"]) == []
     assert index.case(event(2)["event_id"]).verdict == "dismissed"   # reviewed: a hard negative, kept
     assert index.case(event(3)["event_id"]) is not None               # still open
-    assert not index.muted("cam01", "z1", "A01", now=time.time() + 7200)
+    assert not index.muted("cam01", "z1", "out_of_store_trading", now=time.time() + 7200)
     assert index.prune("2026-11-24T08:00:00+08:00") == 0
 
 

@@ -6,6 +6,8 @@ from streetscan.pipeline.events import EventDeduplicator, event_schema
 from streetscan.pipeline.plan import CameraPlan
 from streetscan.pipeline.rules import RuleSet
 
+import pytest
+
 from synthetic import KERB, NOON, car, config, dets
 
 POLICY = {"event": {"update_interval_s": 60, "resolve_grace_s": 30}}
@@ -196,3 +198,18 @@ def test_two_cars_parked_side_by_side_with_no_traffic_are_parked_once_nothing_ha
     opened = sorted(e.violation.confirmed_s for e in events if e.state == "opened")
     assert len(opened) == 2
     assert all(20 <= t <= 10 + QUEUE_MEMORY_S + 1 for t in opened), opened
+
+
+def test_an_event_read_back_from_its_wire_form_is_the_same_event():
+    import jsonschema
+
+    from streetscan.pipeline.events import Event, EventFormatError, event_schema
+
+    events = replay([dets(car(200))] * 60)
+    assert events and all(Event.from_dict(e.to_dict()).to_dict() == e.to_dict() for e in events)
+    doc = events[0].to_dict()
+    jsonschema.validate(doc, event_schema())
+    with pytest.raises(EventFormatError, match="unknown scene class 'parking'"):
+        Event.from_dict({**doc, "scene_class": {**doc["scene_class"], "code": "parking"}})
+    with pytest.raises(EventFormatError, match="KeyError"):
+        Event.from_dict({k: v for k, v in doc.items() if k != "camera"})

@@ -7,7 +7,9 @@ import sqlite3
 import threading
 import time
 import urllib.request
-from datetime import timezone
+from dataclasses import replace
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from streetscan.logs import JsonFormatter
 from streetscan.pipeline.clock import StreamClock
 from streetscan.pipeline.config import ReaderPolicy, parse_config
 from streetscan.pipeline.decode import redact_url
-from streetscan.pipeline.events import EventDeduplicator
+from streetscan.pipeline.events import CameraRef, Event, EventDeduplicator
 from streetscan.pipeline.frames import Frame
 from streetscan.pipeline.rules import ObservedObject, Violation
 from streetscan.service.backoff import Backoff
@@ -134,9 +136,12 @@ def test_reader_policy_is_validated():
         ReaderPolicy(backoff_initial_s=10, backoff_max_s=1)
 
 
-def event(n: int, rev: int = 0) -> dict:
-    return {"event_id": f"00000000-0000-0000-0000-{n:012d}", "revision": rev, "state": "opened",
-            "scene_class": {"code": "illegal_parking"}, "camera": {"id": "cam"}}
+def event(n: int, rev: int = 0) -> Event:
+    when = datetime(2026, 11, 20, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
+    v = Violation("cam", "kerb", "illegal_parking", f"track-{n}", 1.0, 21.0, 21.0, 0.9,
+                  (ObservedObject("car", (1.0, 2.0, 3.0, 4.0), 0.9, n),), 2)
+    return Event(f"00000000-0000-0000-0000-{n:012d}", "opened", rev, v, CameraRef("cam", "Cam", "Test St 1"),
+                 "no_parking", "arterial", 0, when, when, when, "m", "1", "test")
 
 
 def test_spool_delivers_in_order_per_sink_and_survives_reopen(tmp_path):
@@ -167,8 +172,7 @@ def test_spool_delivers_in_order_per_sink_and_survives_reopen(tmp_path):
 
 def test_spool_commit_is_atomic(tmp_path):
     spool = EventSpool(tmp_path / "s.db", ["x"])
-    bad = event(2)
-    bad["unserialisable"] = object()
+    bad = replace(event(2), evidence={"clean": object()})  # type: ignore[dict-item]
     with pytest.raises(TypeError):
         spool.commit("cam", [event(1), bad], {"state": 1})
     assert spool.depth() == 0 and spool.load_state("cam") is None  # neither the events nor the state
@@ -187,7 +191,7 @@ def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
         (folder / "clean.jpg").write_bytes(b"jpeg")
         os.utime(folder, (now - age_days * 86400,) * 2)
     spool = EventSpool(tmp_path / "spool.db", ["redis"])
-    pending = {**event(1), "event_id": "old-pending"}
+    pending = replace(event(1), event_id="old-pending")
     spool.commit("cam", [pending], {"dedup": {}, "evidence": {"old-open": {"clean": "evidence/old-open/clean.jpg"}}})
     metrics = Metrics()
     retention = EvidenceRetention(tmp_path, spool, metrics, evidence_days=30)
@@ -235,7 +239,7 @@ def test_open_events_restored_after_restart_continue_under_their_id():
 @pytest.mark.integration
 def test_redis_sink_adds_each_event_revision_once(redis_url):
     sink = RedisStreamSink(redis_url, stream="t:once")
-    for e in (event(1), event(1), event(1, rev=1), event(1)):  # redeliveries after a lost reply
+    for e in (event(1).to_dict(), event(1).to_dict(), event(1, rev=1).to_dict(), event(1).to_dict()):  # redeliveries after a lost reply
         sink.emit(e)
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("t:once")
     assert [(f["event_id"][-1], f["revision"]) for _, f in entries] == [("1", "0"), ("1", "1")]

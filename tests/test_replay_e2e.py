@@ -203,7 +203,7 @@ def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:parking")
     assert [(f["event_id"], f["state"]) for _, f in entries] == [(e["event_id"], e["state"]) for e in events]
     assert result.frames_analysed == 64 and result.counts[("illegal_parking", "opened")] == 1
-    assert result.events == events and result.undelivered == 0 and result.still_open == 0
+    assert [e.to_dict() for e in result.events] == events and result.undelivered == 0 and result.still_open == 0
     assert result.duration_s == pytest.approx(32.0, abs=0.05) and result.wall_s > 0
     assert result.realtime_factor == pytest.approx(result.duration_s / result.wall_s)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from streetscan.pipeline.events import Event
 from streetscan.service.emitter import EventEmitter
 from streetscan.service.metrics import Metrics
 from streetscan.service.sinks import EventRejected, SinkError
@@ -66,7 +67,7 @@ class Receiver:
 
 def commit(spool: EventSpool, events: list[dict]) -> None:
     for ev in events:
-        spool.commit(ev["camera"]["id"], [ev], None)
+        spool.commit(ev["camera"]["id"], [Event.from_dict(ev)], None)
 
 
 def key(ev: dict) -> str:

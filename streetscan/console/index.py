@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..pipeline.events import Event
+
 STATES = ("opened", "updated", "resolved", "verified", "still_present")
 CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
 VERDICTS = ("confirmed", "dismissed")
@@ -139,10 +141,12 @@ class CaseIndex:
                 raise
         return added
 
-    def _add(self, ev: dict[str, Any]) -> int:
-        payload = json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+    def _add(self, raw: dict[str, Any]) -> int:
+        ev = Event.from_dict(raw)  # the case list's columns are the typed event's
+        payload = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+        last_seen = ev.last_seen.isoformat()
         cur = self._db.execute("INSERT OR IGNORE INTO revisions VALUES (?,?,?,?,?)",
-                               (ev["event_id"], int(ev["revision"]), ev["state"], ev["last_seen"]["wall"], payload))
+                               (ev.event_id, ev.revision, ev.state, last_seen, payload))
         if cur.rowcount == 0:
             return 0
         # Only a newer revision replaces the case row: revisions may arrive out of order after a
@@ -153,9 +157,8 @@ class CaseIndex:
                  last_seen=excluded.last_seen, confidence=excluded.confidence,
                  repeat_count=excluded.repeat_count
                WHERE excluded.revision > cases.revision""",
-            (ev["event_id"], int(ev["revision"]), ev["state"], ev["camera"]["id"], ev["zone"]["id"],
-             ev["scene_class"]["code"], ev["first_seen"]["wall"], ev["last_seen"]["wall"], float(ev["confidence"]),
-             int(ev.get("repeat_count", 0))))
+            (ev.event_id, ev.revision, ev.state, ev.camera.id, ev.violation.zone_id, ev.violation.scene_class,
+             ev.first_seen.isoformat(), last_seen, ev.violation.confidence, ev.repeat_count))
         return 1
 
     def import_jsonl(self, folder: Path) -> int:

@@ -8,12 +8,11 @@ from __future__ import annotations
 import logging
 import math
 import queue
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import supervision as sv
 
@@ -29,8 +28,6 @@ from .rules import RuleSet, rule_kind
 from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker
 from .verify import ZoneCheck
 from .zones import FrameZones
-
-RECENT_REVISIONS = 10_000  # events whose last revision this camera remembers after they closed
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +49,8 @@ class CameraAnalysis:
         # Verification requests (核查) for this camera, handed over from other threads.
         self._incoming: queue.SimpleQueue[ZoneCheck] = queue.SimpleQueue()
         self.checks: list[ZoneCheck] = []
-        self._answers: list[dict[str, Any]] = []
-        self._revisions: OrderedDict[str, int] = OrderedDict()  # event -> its newest revision sent
-        self.on_answer: Callable[[ZoneCheck, dict[str, Any]], None] | None = None
+        self._answers: list[Event] = []
+        self.on_answer: Callable[[ZoneCheck, Event], None] | None = None
         self.on_frame: Callable[[float, datetime], None] | None = None  # replay: requests due at stream time
 
     def process(self, frame: Frame, detections: sv.Detections) -> list[Event]:
@@ -74,13 +70,9 @@ class CameraAnalysis:
             self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
         for ev in events:
-            self._revisions[ev.event_id] = ev.revision
-            self._revisions.move_to_end(ev.event_id)
             self.counts[(ev.violation.scene_class, ev.state)] += 1
             log.info("%s %s %s zone=%s id=%s", self.camera.id, ev.state, ev.violation.scene_class,
                      ev.violation.zone_id, ev.event_id, extra={"camera": self.camera.id})
-        while len(self._revisions) > RECENT_REVISIONS:
-            self._revisions.popitem(last=False)
         self._check(frame, tracked, where)
         return events
 
@@ -92,7 +84,7 @@ class CameraAnalysis:
     def cancel(self, request_id: str) -> None:
         self._incoming.put(ZoneCheck.cancelled(request_id))
 
-    def take_answers(self) -> list[dict[str, Any]]:
+    def take_answers(self) -> list[Event]:
         out, self._answers = self._answers, []
         return out
 
@@ -110,15 +102,13 @@ class CameraAnalysis:
                 finished.append(zc)
         for zc in finished:
             self.checks.remove(zc)
-            event_id = zc.event["event_id"]
-            revision = max(int(zc.event["revision"]), self._revisions.get(event_id, -1)) + 1
-            self.dedup.skip_revision(event_id, revision)
-            self._revisions[event_id] = revision
+            event_id = zc.case.event_id
+            revision = self.dedup.answer_revision(event_id, zc.case.revision)
             wall = self.clock.wall(frame.pts_s)
             evidence = self.evidence.write_check(event_id, zc, frame.full_image(), wall)
             answer = zc.answer(revision, frame.pts_s, wall, evidence)
-            self.counts[(answer["scene_class"]["code"], answer["state"])] += 1
-            log.info("%s %s %s id=%s request=%s", self.camera.id, answer["state"], answer["scene_class"]["code"],
+            self.counts[(answer.violation.scene_class, answer.state)] += 1
+            log.info("%s %s %s id=%s request=%s", self.camera.id, answer.state, answer.violation.scene_class,
                      event_id, zc.request.request_id, extra={"camera": self.camera.id})
             self._answers.append(answer)
             if self.on_answer is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
@@ -73,6 +73,28 @@ class Enforcement:
 
 
 OFFENCES_KEPT = 1000  # per place and class: past the last stage the exact count matters little
+RECENT_REVISIONS = 10_000  # events whose last revision a camera remembers after they closed
+
+
+class EventFormatError(ValueError):
+    """A payload that is not a StreetScan event; the message says which field."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a verification (核查) revision answers: the request, when it was checked, what was seen."""
+
+    request_id: str
+    requested: datetime
+    checked_s: float
+    checked: datetime
+    frames: int
+    present_frames: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "requested": self.requested.isoformat(),
+                "checked": {"stream_s": round(self.checked_s, 3), "wall": self.checked.isoformat()},
+                "frames": self.frames, "present_frames": self.present_frames}
 
 
 @dataclass(frozen=True)
@@ -96,8 +118,11 @@ class Event:
     evidence: dict[str, str] = field(default_factory=dict)
     platform: PlatformCode | None = None  # the case platform's code (default: StreetScan's table)
     enforcement: Enforcement | None = None  # None: the class is not handled in stages
+    verification: Verification | None = None  # only on verified / still_present revisions
+    pipeline_version: str = __version__  # of the StreetScan that made it
 
     def to_dict(self) -> dict[str, Any]:
+        """The wire form (schemas/event-v2.json): what the spool stores and every sink sends."""
         v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
         return {
             "schema_version": SCHEMA_VERSION,
@@ -116,12 +141,53 @@ class Event:
                          "confidence": round(o.confidence, 4), "track_id": o.track_id} for o in v.objects],
             "evidence": dict(self.evidence),
             "model": {"name": self.model_name, "version": self.model_version},
-            "pipeline_version": __version__,
+            "pipeline_version": self.pipeline_version,
             "repeat_count": self.repeat_count,
             "source": self.source,
             "platform": (self.platform or DEFAULT_PLATFORM_CODES[v.scene_class]).as_dict(),
             "enforcement": self.enforcement.as_dict() if self.enforcement else None,
+            **({"verification": self.verification.as_dict()} if self.verification else {}),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Event:
+        """An event read back from its wire form (the spool, a JSONL file, a sink's stream):
+        `Event.from_dict(e.to_dict()).to_dict() == e.to_dict()`. The violation's key and first frame
+        are the rules' own bookkeeping and not on the wire: a read-back event has neither."""
+        try:
+            cam, zone, code = d["camera"], d["zone"], d["scene_class"]["code"]
+            if code not in CATALOGUE:
+                raise EventFormatError(f"scene_class.code: unknown scene class {code!r}")
+            objects = tuple(ObservedObject(str(o["class_name"]), tuple(float(c) for c in o["box"]),  # type: ignore[arg-type]
+                                           float(o["confidence"]), o["track_id"]) for o in d["objects"])
+            violation = Violation(camera_id=cam["id"], zone_id=zone["id"], scene_class=code, key="",
+                                  first_seen_s=float(d["first_seen"]["stream_s"]),
+                                  confirmed_s=float(d["confirmed"]["stream_s"]),
+                                  last_seen_s=float(d["last_seen"]["stream_s"]), confidence=float(d["confidence"]),
+                                  objects=objects, first_seen_frame=-1)
+            check = d.get("verification")
+            return cls(
+                event_id=d["event_id"], state=d["state"], revision=int(d["revision"]), violation=violation,
+                camera=CameraRef(cam["id"], cam["name"], cam["address"], cam.get("lat"), cam.get("lon")),
+                zone_kind=zone["kind"], zone_grade=zone["grade"], repeat_count=int(d.get("repeat_count", 0)),
+                first_seen=_wall(d["first_seen"]), confirmed=_wall(d["confirmed"]), last_seen=_wall(d["last_seen"]),
+                model_name=d["model"]["name"], model_version=d["model"]["version"], source=d["source"],
+                evidence=dict(d.get("evidence") or {}),
+                platform=PlatformCode(**d["platform"]) if d.get("platform") else None,
+                enforcement=Enforcement(**d["enforcement"]) if d.get("enforcement") else None,
+                verification=Verification(
+                    request_id=check["request_id"], requested=datetime.fromisoformat(check["requested"]),
+                    checked_s=float(check["checked"]["stream_s"]), checked=_wall(check["checked"]),
+                    frames=int(check["frames"]), present_frames=int(check["present_frames"])) if check else None,
+                pipeline_version=d.get("pipeline_version", __version__))
+        except EventFormatError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EventFormatError(f"not a StreetScan event: {type(exc).__name__} {exc}") from None
+
+
+def _wall(instant: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(instant["wall"])
 
 
 @dataclass
@@ -153,8 +219,11 @@ class EventDeduplicator:
         self.source = source
         self.open: dict[tuple[str, str, str], _Open] = {}
         self.history: Counter[tuple[str, str]] = Counter()  # events per (zone, class) so far
+        # Every revision number of this camera's events is given here: event -> the newest sent.
+        self._revisions: OrderedDict[str, int] = OrderedDict()
 
     def _event(self, rec: _Open) -> Event:
+        self._sent(rec.event_id, rec.revision)
         v, zone, wall = rec.violation, self._zones[rec.violation.zone_id], self.clock.wall
         return Event(event_id=rec.event_id, state=rec.state, revision=rec.revision, violation=v, camera=self._ref,
                      zone_kind=zone.kind.value, zone_grade=zone.grade.value, repeat_count=rec.repeat_count,
@@ -189,12 +258,21 @@ class EventDeduplicator:
             out.append(self._event(rec))
         return out
 
-    def skip_revision(self, event_id: str, revision: int) -> None:
-        """`revision` of this event went out as a verification answer: an open event's next
-        message numbers on from it."""
+    def _sent(self, event_id: str, revision: int) -> None:
+        self._revisions[event_id] = revision
+        self._revisions.move_to_end(event_id)
+        while len(self._revisions) > RECENT_REVISIONS:
+            self._revisions.popitem(last=False)
+
+    def answer_revision(self, event_id: str, known: int) -> int:
+        """The revision a verification answer goes out as: after the newest this camera sent and the
+        newest the platform knows (`known`). An open event's next message numbers on from it."""
+        revision = max(known, self._revisions.get(event_id, -1)) + 1
+        self._sent(event_id, revision)
         for rec in self.open.values():
             if rec.event_id == event_id:
                 rec.revision = max(rec.revision, revision)
+        return revision
 
     def _stage(self, v: Violation) -> Enforcement | None:
         """Count this confirmed violation at its place and give it its enforcement stage."""

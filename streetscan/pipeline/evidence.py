@@ -8,7 +8,9 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,6 +18,9 @@ import supervision as sv
 
 from .catalogue import CATALOGUE
 from .events import Event
+
+if TYPE_CHECKING:
+    from .verify import ZoneCheck
 
 log = logging.getLogger(__name__)
 
@@ -123,23 +128,24 @@ class EvidenceWriter:
             written[name.removesuffix(".jpg")] = str(rel / name)
         return written
 
-    def write_check(self, event_id: str, check, image: np.ndarray, wall) -> dict[str, str]:
+    def write_check(self, event_id: str, check: ZoneCheck, image: np.ndarray, wall: datetime) -> dict[str, str]:
         """A verification's pictures beside the event's: `verify-<request>-clean.jpg` and, with
         the zone and what was found drawn, `verify-<request>-annotated.jpg`."""
         rel = Path("evidence") / event_id
         stem = f"verify-{check.request.request_id.replace(':', '_')}"
         files = {"clean": rel / f"{stem}-clean.jpg", "annotated": rel / f"{stem}-annotated.jpg"}
         out = image.copy()
-        polygon = self.zones.get(check.event["zone"]["id"])
+        v = check.case.violation
+        polygon = self.zones.get(v.zone_id)
         if polygon:
             out = sv.draw_polygon(out, np.array(polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
         if check.still_present and check.last_objects:
-            det = sv.Detections(xyxy=np.array([o["box"] for o in check.last_objects], dtype=np.float32),
+            det = sv.Detections(xyxy=np.array([o.box for o in check.last_objects], dtype=np.float32),
                                 class_id=np.zeros(len(check.last_objects), dtype=int))
             out = self._boxes.annotate(out, det)
         verdict = "STILL PRESENT" if check.still_present else "VERIFIED GONE"
-        header = (f"{verdict} | {check.event['scene_class']['code']} | {check.event['camera']['id']} / "
-                  f"{check.event['zone']['id']} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | {check.present}/{check.frames} frames")
+        header = (f"{verdict} | {v.scene_class} | {v.camera_id} / {v.zone_id} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | "
+                  f"{check.present}/{check.frames} frames")
         self._header(out, header)
         return self._save(rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)},
                           event_id) and {k: str(p) for k, p in files.items()

@@ -11,7 +11,7 @@ reason, by whoever took the request (workers.verification.VerificationDesk).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,10 @@ import numpy as np
 import supervision as sv
 
 from .catalogue import CATALOGUE
+from .events import Event, Verification
 from .plan import CameraPlan
+from .rules import ObservedObject
+from .rules.base import box_of
 from .rules.registry import rule_kind
 from .track import same_place
 from .zones import FrameZones
@@ -63,22 +66,26 @@ class ZoneCheck:
     """One request being checked on a camera's frames."""
 
     request: VerificationRequest
-    event: dict[str, Any]  # the newest revision the platform knows
+    event: Event | None  # the newest revision the platform knows; None on a cancel message
     frames: int = 0
     present: int = 0
-    last_objects: list[dict[str, Any]] = field(default_factory=list)
+    last_objects: tuple[ObservedObject, ...] = ()
     is_cancel: bool = False
 
     @classmethod
     def cancelled(cls, request_id: str) -> ZoneCheck:
         """A message to the camera: stop checking this request (it timed out)."""
-        return cls(VerificationRequest(request_id, "", datetime.now().astimezone()), {}, is_cancel=True)
+        return cls(VerificationRequest(request_id, "", datetime.now().astimezone()), None, is_cancel=True)
+
+    @property
+    def case(self) -> Event:
+        assert self.event is not None, "a cancel message checks no case"
+        return self.event
 
     def look(self, plan: CameraPlan, det: sv.Detections, where: FrameZones) -> None:
         """Count this frame: are the violation's objects in its zone? `where`: the frame's zones."""
-        ev = self.event
-        scene = CATALOGUE[ev["scene_class"]["code"]]
-        zone_id = ev["zone"]["id"]
+        v = self.case.violation
+        scene, zone_id = CATALOGUE[v.scene_class], v.zone_id
         self.frames += 1
         if len(det) == 0:
             return
@@ -86,16 +93,14 @@ class ZoneCheck:
         ours &= det.confidence >= plan.min_confidence(zone_id, scene.code)
         ours &= where.inside(zone_id, scene)
         idx = np.flatnonzero(ours)
-        if rule_kind(scene.rule).same_object_only and ev["objects"]:
+        if rule_kind(scene.rule).same_object_only and v.objects:
             # The case is about that object at that place: another one elsewhere in the zone is a new case.
-            was = tuple(ev["objects"][0]["box"])
-            idx = [i for i in idx if same_place(was, tuple(float(v) for v in det.xyxy[i]))]
+            idx = [i for i in idx if same_place(v.objects[0].box, box_of(det, i))]
         if len(idx) == 0:
             return
         self.present += 1
-        self.last_objects = [{"class_name": str(det.data["class_name"][i]),
-                              "box": [round(float(v), 1) for v in det.xyxy[i]],
-                              "confidence": round(float(det.confidence[i]), 4), "track_id": None} for i in idx]
+        self.last_objects = tuple(ObservedObject(str(det.data["class_name"][i]), box_of(det, i),
+                                                 float(det.confidence[i]), None) for i in idx)
 
     @property
     def done(self) -> bool:
@@ -105,16 +110,13 @@ class ZoneCheck:
     def still_present(self) -> bool:
         return 2 * self.present > self.frames
 
-    def answer(self, revision: int, checked_s: float, checked_wall: datetime, evidence: dict[str, str]) -> dict[str, Any]:
-        """The event's new revision: verified or still_present."""
-        ev = dict(self.event)
-        ev["state"] = "still_present" if self.still_present else "verified"
-        ev["revision"] = revision
-        if self.still_present:
-            ev["objects"] = self.last_objects
-            ev["last_seen"] = {"stream_s": round(checked_s, 3), "wall": checked_wall.isoformat()}
-        ev["evidence"] = evidence
-        ev["verification"] = {"request_id": self.request.request_id, "requested": self.request.requested.isoformat(),
-                              "checked": {"stream_s": round(checked_s, 3), "wall": checked_wall.isoformat()},
-                              "frames": self.frames, "present_frames": self.present}
-        return ev
+    def answer(self, revision: int, checked_s: float, checked_wall: datetime, evidence: dict[str, str]) -> Event:
+        """The event's new revision: verified or still_present (with what was seen, and when)."""
+        ev = self.case
+        check = Verification(self.request.request_id, self.request.requested, checked_s, checked_wall, self.frames,
+                             self.present)
+        if not self.still_present:
+            return replace(ev, state="verified", revision=revision, evidence=evidence, verification=check)
+        seen = replace(ev.violation, objects=self.last_objects, last_seen_s=checked_s)
+        return replace(ev, state="still_present", revision=revision, violation=seen, last_seen=checked_wall,
+                       evidence=evidence, verification=check)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..pipeline.events import Event
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -91,14 +93,15 @@ class EventSpool:
     def _head(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
-    def commit(self, camera_id: str, events: list[dict[str, Any]], state: dict[str, Any] | None) -> None:
-        """Append a camera's events and save its open-event state, atomically."""
+    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> None:
+        """Append a camera's events and save its open-event state, atomically. Events become their
+        wire form here, and only here: sinks and the console read that back (Event.from_dict)."""
         now = time.time()
         with self._changed:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(e["event_id"], e["revision"], camera_id, json.dumps(e, ensure_ascii=False, separators=(",", ":")),
-                         now) for e in events]
+                rows = [(e.event_id, e.revision, camera_id,
+                         json.dumps(e.to_dict(), ensure_ascii=False, separators=(",", ":")), now) for e in events]
                 self._db.executemany(
                     "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)", rows)
                 # The newest revision of every event, so a verification request can be answered after
@@ -181,11 +184,11 @@ class EventSpool:
         return {cam: json.loads(state) for cam, state in rows}
 
     # -- known events -------------------------------------------------------------------------
-    def known_event(self, event_id: str) -> dict[str, Any] | None:
+    def known_event(self, event_id: str) -> Event | None:
         """The newest revision of an event committed here (within the retention period)."""
         with self._lock:
             row = self._db.execute("SELECT payload FROM known_events WHERE event_id = ?", (event_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return Event.from_dict(json.loads(row[0])) if row else None
 
     def forget_events_before(self, at: float) -> int:
         with self._lock:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..pipeline.camera import CameraAnalysis
+from ..pipeline.events import Event
 from ..service.loop import Worker
 from ..service.metrics import Metrics
 from .inference import Batch
@@ -30,7 +31,7 @@ MAX_WAITING_EVENTS = 2000
 
 
 class Outbox(Protocol):
-    def commit(self, camera_id: str, events: list[dict[str, Any]], state: dict[str, Any] | None) -> None: ...
+    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> None: ...
 
 
 class AnalysisWorker(Worker):
@@ -47,9 +48,9 @@ class AnalysisWorker(Worker):
         self._recent: dict[str, deque[float]] = {}  # camera -> when its last frames were analysed
         # record: also keep each camera's committed events in memory (a replay reports them; a
         # daemon running for months must not).
-        self.recorded: dict[str, list[dict[str, Any]]] | None = {} if record else None
+        self.recorded: dict[str, list[Event]] | None = {} if record else None
         # Per camera: events made but not yet in the spool (its disk was full), oldest first, and why.
-        self.waiting: dict[str, deque[list[dict[str, Any]]]] = {}
+        self.waiting: dict[str, deque[list[Event]]] = {}
         self.unsaved: dict[str, str] = {}
         super().__init__("analysis")
 
@@ -83,25 +84,23 @@ class AnalysisWorker(Worker):
             if self.waiting_events(lf.camera_id) >= MAX_WAITING_EVENTS:
                 self.metrics.frames_dropped.labels(lf.camera_id).inc()
                 return
-        events = analysis.process(lf.frame, det)
-        answers = analysis.take_answers()
-        payloads = [ev.to_dict() for ev in events] + answers
-        if payloads or lf.camera_id in self.waiting:
-            self._save(lf.camera_id, payloads, analysis)
+        events = analysis.process(lf.frame, det) + analysis.take_answers()
+        if events or lf.camera_id in self.waiting:
+            self._save(lf.camera_id, events, analysis)
         self.metrics.frames_analysed.labels(lf.camera_id).inc()
         age = time.monotonic() - lf.arrived
         self.metrics.frame_age.observe(age)
         self.last_age[lf.camera_id] = age
         self._recent.setdefault(lf.camera_id, deque(maxlen=RATE_WINDOW)).append(time.monotonic())
 
-    def _save(self, camera_id: str, payloads: list[dict[str, Any]], analysis: CameraAnalysis) -> None:
+    def _save(self, camera_id: str, events: list[Event], analysis: CameraAnalysis) -> None:
         """Commit the camera's events (those still waiting first, in order) with its state. A spool
         that cannot be written (a full disk) is a fault like a sink outage: the events wait here,
         the camera is reported as not saving, and the next frame tries again."""
         queue = self.waiting.setdefault(camera_id, deque())
-        if payloads:
-            queue.append(payloads)
-        batch = [p for part in queue for p in part]
+        if events:
+            queue.append(events)
+        batch = [ev for part in queue for ev in part]
         try:
             self.outbox.commit(camera_id, batch, analysis.snapshot())
         except (sqlite3.Error, OSError) as exc:
@@ -117,8 +116,8 @@ class AnalysisWorker(Worker):
                      extra={"camera": camera_id})
         if self.recorded is not None:
             self.recorded.setdefault(camera_id, []).extend(batch)
-        for p in batch:
-            self.metrics.events.labels(p["scene_class"]["code"], p["state"]).inc()
+        for ev in batch:
+            self.metrics.events.labels(ev.violation.scene_class, ev.state).inc()
 
     def analysed_fps(self, camera_id: str, now: float | None = None) -> float | None:
         """The camera's analysed frames per second over its last few frames; 0 once it has had

@@ -22,6 +22,7 @@ from ..pipeline.config import Camera, StreamsConfig
 from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import MISSING_TAIL_S, VideoSource
 from ..pipeline.detect import Detector
+from ..pipeline.events import Event
 from ..service.sinks import CaseSink
 from .handoff import FrameQueue
 from .reader import RecordingReader
@@ -47,7 +48,7 @@ class ReplayResult:
     decode_errors: int
     keyframe_only: bool
     counts: Counter = field(default_factory=Counter)  # (scene class, state) -> events
-    events: list[dict] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)  # as committed to the spool, in order
     still_open: int = 0
     undelivered: int = 0  # events a sink did not take before the end; they stay in the spool
     missing_s: float = 0.0  # seconds the file's header promises beyond its last decodable frame

@@ -37,13 +37,14 @@ def write_report(out_dir: Path, results: list[ReplayResult], card: ModelCard, un
         lines += ["", f"Not analysed (the model has no objects for them): {', '.join(unserved)}."]
     lines += ["", "## Opened events", ""]
     for r in results:
-        for ev in (e for e in r.events if e["state"] == "opened"):
-            sc = ev["scene_class"]
-            lines += [f"### {sc['name_zh']} {sc['code']} — {ev['camera']['name']} / zone {ev['zone']['id']}", "",
-                      f"- id `{ev['event_id']}`, confirmed {ev['confirmed']['wall']} (stream {ev['confirmed']['stream_s']} s), "
-                      f"first seen {ev['first_seen']['wall']}, confidence {ev['confidence']:.2f}, repeat #{ev['repeat_count']}",
+        for ev in (e for e in r.events if e.state == "opened"):
+            v = ev.violation
+            scene = CATALOGUE[v.scene_class]
+            lines += [f"### {scene.name_zh} {scene.code} — {ev.camera.name} / zone {v.zone_id}", "",
+                      f"- id `{ev.event_id}`, confirmed {ev.confirmed.isoformat()} (stream {round(v.confirmed_s, 3)} s), "
+                      f"first seen {ev.first_seen.isoformat()}, confidence {v.confidence:.2f}, repeat #{ev.repeat_count}",
                       ""]
-            lines += [f"![{name}]({path})" for name, path in ev["evidence"].items()] + [""]
+            lines += [f"![{name}]({path})" for name, path in ev.evidence.items()] + [""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..pipeline.events import Event
 from ..pipeline.verify import FRAMES_TO_CHECK, BadRequest, VerificationRequest, ZoneCheck
 from .runner import Runner
 
@@ -74,7 +75,7 @@ class VerificationDesk:
         if event is None:
             return self._reply(req.request_id, req.event_id, "unknown_case",
                                "no event with this id here (never reported, or older than the retention period)")
-        cam_id = event["camera"]["id"]
+        cam_id = event.camera.id
         if req.camera_id is not None and req.camera_id != cam_id:
             return self._reply(req.request_id, req.event_id, "unknown_case",
                                f"event {req.event_id} was reported by camera {cam_id}, not {req.camera_id}")
@@ -84,13 +85,14 @@ class VerificationDesk:
         live, why = self.camera_live(cam_id)
         if not live:
             return self._reply(req.request_id, req.event_id, "camera_down", f"camera {cam_id}: {why}")
-        if all(z.id != event["zone"]["id"] for z in slot.camera.zones):
+        zone_id = event.violation.zone_id
+        if all(z.id != zone_id for z in slot.camera.zones):
             return self._reply(req.request_id, req.event_id, "unknown_case",
-                               f"zone {event['zone']['id']} is no longer configured on camera {cam_id}")
+                               f"zone {zone_id} is no longer configured on camera {cam_id}")
         with self._lock:
             self._pending[req.request_id] = (cam_id, time.monotonic() + self.timeout_s)
         reply = self._reply(req.request_id, req.event_id, "accepted",
-                            f"camera {cam_id} checks zone {event['zone']['id']} on its next {FRAMES_TO_CHECK} frames")
+                            f"camera {cam_id} checks zone {zone_id} on its next {FRAMES_TO_CHECK} frames")
         slot.analysis.check(ZoneCheck(req, event))
         return reply
 
@@ -125,12 +127,12 @@ class VerificationDesk:
             self._reply(rid, event_id, "camera_down",
                         f"camera {cam} delivered too few frames within {self.timeout_s:g} s to check")
 
-    def _answered(self, zc: ZoneCheck, answer: dict[str, Any]) -> None:
+    def _answered(self, zc: ZoneCheck, answer: Event) -> None:
         with self._lock:
             self._pending.pop(zc.request.request_id, None)
-        self._reply(zc.request.request_id, answer["event_id"], "answered",
-                    f"{answer['state']}: {zc.present} of {zc.frames} frames showed it", state=answer["state"],
-                    revision=answer["revision"])
+        self._reply(zc.request.request_id, answer.event_id, "answered",
+                    f"{answer.state}: {zc.present} of {zc.frames} frames showed it", state=answer.state,
+                    revision=answer.revision)
 
     def _reply(self, request_id: str | None, event_id: str | None, status: str, detail: str,
                **extra: Any) -> dict[str, Any]:
