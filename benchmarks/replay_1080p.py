@@ -20,7 +20,7 @@ from pathlib import Path
 
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
-from streetscan.service.sinks import JsonlSink
+from streetscan.delivery.sinks import JsonlSink
 from streetscan.pipeline.config import camera_for_file
 from streetscan.workers.replay import ReplayJob
 

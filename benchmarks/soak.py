@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from streetscan.pipeline.models import resolve_model
-from streetscan.service.metrics import histogram_quantile
+from streetscan.infra.metrics import histogram_quantile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the real parts the tests use
 from realparts import DaemonProcess, RtspServer, encode_clip, loop_clip, rss_bytes  # noqa: E402

@@ -333,7 +333,7 @@ def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, 
     `footage`: the folders to look for clips in, in order. The settings say what it was measured
     with (model, per-camera effective rules)."""
     from .pipeline.plan import CameraPlan
-    from .service.sinks import JsonlSink
+    from .delivery.sinks import JsonlSink
     from .workers.replay import ReplayJob
 
     cases: dict[str, list[Case]] = {}

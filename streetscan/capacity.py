@@ -32,10 +32,10 @@ from .pipeline.crops import CropPlanner, FrameDetector
 from .pipeline.decode import VideoSource, analysis_image, fit_size
 from .pipeline.detect import ModelDetector, load_detector
 from .pipeline.frames import Frame
-from .service.metrics import histogram_quantile
+from .infra.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import input_size, letterbox
-from .service.sinks import JsonlSink
+from .delivery.outputs import open_output
 
 
 def machine() -> dict:
@@ -198,7 +198,7 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
                             metrics_port=0, max_batch=max_batch, shed_load=shed_load,
                             reader_processes=reader_processes)
-    daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [JsonlSink(out / "events.jsonl")])
+    daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [open_output("jsonl:", out)])
     m = daemon.metrics
 
     def totals() -> tuple[float, float, float]:

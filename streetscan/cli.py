@@ -36,6 +36,8 @@ WebhookSecretOption = Annotated[Optional[Path], typer.Option(
 WebhookCaOption = Annotated[Optional[Path], typer.Option(
     help="CA certificate(s) to verify the webhook's TLS certificate with (default: the system's).")]
 WebhookTimeoutOption = Annotated[float, typer.Option(help="Seconds the webhook receiver has to answer.")]
+OutputOption = Annotated[Optional[list[str]], typer.Option(
+    "--output", help="Where cases go, by URL (repeatable): jsonl: or jsonl:PATH, redis://HOST:PORT/DB?stream=KEY, https://... (a webhook, signed with --webhook-secret-file).")]
 TrustedProxyOption = Annotated[Optional[list[str]], typer.Option(
     help="Address of a reverse proxy in front of the console whose X-Forwarded-For/-Proto are believed "
          "(repeat for several); by default no forwarded header is believed.")]
@@ -87,9 +89,10 @@ def run(
     model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder: evidence/, events.jsonl (when written), spool.")] = Path("out/live"),
     spool: Annotated[Optional[Path], typer.Option(help="Durable event spool (SQLite). Default: OUT/spool.db.")] = None,
-    redis: Annotated[Optional[str], typer.Option(help="Case queue: Redis URL (redis://host:port/db).")] = None,
+    output: OutputOption = None,
+    redis: Annotated[Optional[str], typer.Option(help="Case queue: Redis URL (redis://host:port/db); also where verification requests come from.")] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
-    jsonl: Annotated[Optional[bool], typer.Option("--jsonl/--no-jsonl", help="Write OUT/events.jsonl (default: only when no --redis).")] = None,
+    jsonl: Annotated[Optional[bool], typer.Option("--jsonl/--no-jsonl", help="Write OUT/events.jsonl (default: only when no other output is given here or in streams.yaml).")] = None,
     metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz and /verify (unauthenticated but for /verify: loopback unless a scraper or probe needs more; the k8s manifests set 0.0.0.0).")] = "127.0.0.1",
     metrics_port: Annotated[int, typer.Option(help="Port for /metrics, /healthz, /readyz (0: any free port).")] = 9108,
     max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
@@ -115,48 +118,58 @@ def run(
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
     root.setLevel(min(root.level, logging.INFO))  # a daemon's state changes belong in its log
-    from .pipeline.detect import load_detector
-    from .service.sinks import JsonlSink, RedisStreamSink
-    from .workers.supervisor import Daemon, DaemonOptions
-
-    from .service.shard import Shard, ShardError
+    from .infra.shard import Shard, ShardError
+    from .startup import ConsoleOptions, LiveSettings, Startup, StartupError
+    from .workers.supervisor import DaemonOptions
 
     try:
         my_shard = Shard.parse(shard) if shard else Shard.from_environment()
     except ShardError as exc:
         _fail(str(exc))
-    webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
-    try:
-        config = load_config(streams)
-        card = resolve_model(model)
-        print_served(card)
-        detector = load_detector(card, threads=threads, device=device)
-    except (ConfigError, ModelError) as exc:
-        _fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
-    if http_port is not None:
-        _require_console_user(out)
-    sinks = []
-    if jsonl or (jsonl is None and not redis and not webhook):
-        sinks.append(JsonlSink(out / "events.jsonl", max_bytes=int(jsonl_max_mb * 2**20) if jsonl_max_mb > 0 else None))
-    if redis:
-        # Not pinged: Redis being down at start is an outage like any other; events spool.
-        sinks.append(RedisStreamSink(redis, stream=redis_stream))
-    if webhook_sink:
-        sinks.append(webhook_sink)
     options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
                             metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
                             max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
-                            evidence_days=evidence_days, http_host=http_host, http_port=http_port,
-                            trusted_proxies=tuple(trusted_proxy or ()), cookie_secure=cookie_secure,
+                            evidence_days=evidence_days,
                             verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
                             command_redis=redis, command_stream=command_stream, shard=my_shard,
                             reader_processes=reader_processes)
+    console_options = (ConsoleOptions(http_host, http_port, tuple(trusted_proxy or ()), cookie_secure)
+                       if http_port is not None else None)
+    urls = _output_urls(output, redis, redis_stream, webhook)
+    settings = LiveSettings(options, model=model, outputs=_outputs(urls, webhook_secret_file, webhook_ca,
+                                                                   webhook_timeout, jsonl_max_mb),
+                            jsonl=jsonl, console=console_options, detector_threads=threads, device=device)
+    startup = Startup(settings)
     try:
-        daemon = Daemon(options, config, detector, sinks)
-    except OSError as exc:
-        _fail(f"cannot start: {exc}")
+        startup.init_config()
+        startup.init_detector()
+        assert startup.card is not None
+        print_served(startup.card)
+        daemon = startup.prepare()
+    except StartupError as exc:
+        _fail(str(exc))
     raise typer.Exit(daemon.run())
+
+
+def _output_urls(output: list[str] | None, redis: str | None, redis_stream: str, webhook: str | None) -> list[str]:
+    """--output URLs, with --redis/--redis-stream and --webhook as the output URLs they stand for."""
+    from .delivery.outputs import redis_output
+
+    return [*(output or []), *([redis_output(redis, redis_stream)] if redis else []), *([webhook] if webhook else [])]
+
+
+def _outputs(urls: list[str], secret_file: Path | None, ca: Path | None, timeout_s: float,
+             jsonl_max_mb: float = 256.0) -> tuple:
+    """Output settings for URLs given on the command line (the webhook flags apply to http(s) ones)."""
+    from pydantic import ValidationError
+
+    from .pipeline.config import OutputConfig
+
+    try:
+        return tuple(OutputConfig(url=u, secret_file=secret_file, ca_file=ca, timeout_s=timeout_s, max_mb=jsonl_max_mb)
+                     for u in urls)
+    except ValidationError as exc:
+        _fail("--output: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
 
 
 @app.command()
@@ -166,6 +179,7 @@ def replay(
     camera: Annotated[Optional[str], typer.Option(help="Camera id in --streams whose zones apply to the footage.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md, spool.db.")] = Path("out"),
+    output: OutputOption = None,
     redis: Annotated[Optional[str], typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
     analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
@@ -192,7 +206,8 @@ def replay(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
-    webhook_sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout) if webhook else None
+    outputs = _outputs(_output_urls(output, redis, redis_stream, webhook), webhook_secret_file, webhook_ca,
+                       webhook_timeout)
     requests = _verify_requests(verify) if verify else []
     cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
     unserved = print_served(card)
@@ -201,9 +216,8 @@ def replay(
     except ModelError as exc:
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
-    sinks = _replay_sinks(out, redis, redis_stream)
-    if webhook_sink:
-        sinks.append(webhook_sink)
+    # Always OUT/events.jsonl (the report and the console read it), whole: a replay is not rotated.
+    sinks = _open_sinks([_outputs(["jsonl:"], None, None, 10.0, jsonl_max_mb=0)[0], *outputs], out, ping=True)
     results = []
     try:
         for path in paths:
@@ -249,22 +263,29 @@ def _replay_cameras(paths: list[str], config: StreamsConfig | None, streams: Pat
     return cameras
 
 
-def _replay_sinks(out: Path, redis: str | None, redis_stream: str) -> list:
-    from .service.sinks import JsonlSink, RedisStreamSink, SinkError
+def _open_sinks(specs, out: Path, ping: bool = False) -> list:
+    """The outputs' sinks (delivery.outputs); `ping`: reach each that can be reached now, so an
+    analyst gets a typo before the footage, not after it."""
+    from .delivery.outputs import OutputError, open_outputs
+    from .delivery.sinks import SinkError
 
-    sinks = [JsonlSink(out / "events.jsonl")]
-    if redis:
-        rs = RedisStreamSink(redis, stream=redis_stream)
-        try:
-            rs.ping()  # an analyst gets the typo now, not after the footage
-        except SinkError as exc:
-            _fail(str(exc))
-        sinks.append(rs)
+    try:
+        sinks = open_outputs(list(specs), out)
+    except OutputError as exc:
+        _fail(str(exc))
+    if ping:
+        for sink in sinks:
+            try:
+                getattr(sink, "ping", lambda: None)()
+            except SinkError as exc:
+                for s in sinks:
+                    s.close()
+                _fail(str(exc))
     return sinks
 
 
 def _platform_secret(path: Path | None) -> bytes:
-    from .service.webhook import WebhookConfigError, load_secret
+    from .delivery.webhook import WebhookConfigError, load_secret
 
     try:
         return load_secret(path)
@@ -291,15 +312,6 @@ def _verify_requests(path: Path) -> list[tuple[float, dict]]:
             _fail(f"{path}:{n}: expected a JSON object with a numeric at_s ({type(exc).__name__}: {exc})")
         out.append((at, doc))
     return out
-
-
-def _webhook_sink(url: str, secret_file: Path | None, ca: Path | None, timeout_s: float):
-    from .service.webhook import WebhookConfigError, WebhookSink, load_secret
-
-    try:
-        return WebhookSink(url, load_secret(secret_file), timeout_s=timeout_s, ca_file=ca)
-    except WebhookConfigError as exc:
-        _fail(str(exc))
 
 
 def _print_replay(results: list, model_name: str) -> None:
@@ -663,7 +675,8 @@ def dead_letters_list(spool: SpoolOption = Path("out/live/spool.db")) -> None:
 
 @dead_app.command("resend")
 def dead_letters_resend(
-    webhook: Annotated[str, typer.Option(help="The webhook URL to send them to (after the receiver was fixed).")],
+    webhook: Annotated[Optional[str], typer.Option(help="The webhook URL to send them to (after the receiver was fixed).")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", help="Or any output URL to send them to (jsonl:, redis://, https://).")] = None,
     spool: SpoolOption = Path("out/live/spool.db"),
     ids: Annotated[Optional[list[int]], typer.Option("--id", help="Only these dead letters (repeatable; default: all).")] = None,
     webhook_secret_file: WebhookSecretOption = None,
@@ -672,10 +685,13 @@ def dead_letters_resend(
 ) -> None:
     """Send dead letters again, oldest first; each one delivered leaves the list, one refused again
     stays (with the new reason shown). Exits 1 when any is left."""
-    from .service.sinks import EventRejected, SinkError
+    from .delivery.sinks import EventRejected, SinkError
 
+    if bool(webhook) == bool(output):
+        _fail("say where to send them: --webhook URL or --output URL")
     store = _open_spool(spool)
-    sink = _webhook_sink(webhook, webhook_secret_file, webhook_ca, webhook_timeout)
+    (sink,) = _open_sinks(_outputs([output or webhook], webhook_secret_file, webhook_ca, webhook_timeout),
+                          spool.parent)
     letters = [d for d in store.dead_letters() if not ids or d.id in ids]
     sent = 0
     try:
@@ -698,7 +714,7 @@ def dead_letters_resend(
 
 
 def _open_spool(path: Path):
-    from .service.spool import EventSpool
+    from .delivery.spool import EventSpool
 
     if not path.is_file():
         _fail(f"{path}: no such spool")
@@ -728,11 +744,11 @@ def consume(
 
     import redis as redis_lib
 
-    from .service.consumer import CaseStreamConsumer
-    from .service.sinks import SinkError
+    from .delivery.consumer import CaseStreamConsumer
+    from .delivery.sinks import SinkError
 
     reader = CaseStreamConsumer(redis, stream, group, consumer, claim_idle_s=claim_idle)
-    sink = _webhook_sink(forward, webhook_secret_file, None, 10.0) if forward else None
+    sink = _open_sinks(_outputs([forward], webhook_secret_file, None, 10.0), Path("."))[0] if forward else None
     seen: OrderedDict[tuple[str, int], None] = OrderedDict()   # recent keys: an entry may come twice
     handled, quiet_since = 0, time.monotonic()
     try:

@@ -17,7 +17,7 @@ from realparts import encode_clip
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
-from streetscan.service.sinks import JsonlSink
+from streetscan.delivery.sinks import JsonlSink
 from streetscan.workers.replay import ReplayJob
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import redis
 
 from streetscan.console.feed import RedisCaseFeed
 from streetscan.console.index import CaseIndex
-from streetscan.service.sinks import RedisStreamSink
+from streetscan.delivery.sinks import RedisStreamSink
 
 from realparts import wait_for
 from test_console_security import event

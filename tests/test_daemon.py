@@ -12,7 +12,7 @@ import redis
 import yaml
 
 from streetscan.pipeline.config import parse_config
-from streetscan.service.metrics import Metrics
+from streetscan.infra.metrics import Metrics
 from streetscan.workers.handoff import FrameBoard
 from streetscan.workers.reader import CameraState, StreamReader
 

@@ -22,11 +22,11 @@ from streetscan.pipeline.decode import redact_url
 from streetscan.pipeline.events import CameraRef, Event, EventDeduplicator
 from streetscan.pipeline.frames import Frame
 from streetscan.pipeline.rules import ObservedObject, Violation
-from streetscan.service.backoff import Backoff
-from streetscan.service.metrics import Metrics
-from streetscan.service.probes import MetricsServer
-from streetscan.service.sinks import RedisStreamSink
-from streetscan.service.spool import EventSpool
+from streetscan.infra.backoff import Backoff
+from streetscan.infra.metrics import Metrics
+from streetscan.infra.probes import MetricsServer
+from streetscan.delivery.sinks import RedisStreamSink
+from streetscan.delivery.spool import EventSpool
 from streetscan.workers.handoff import FrameBoard, FrameQueue, LiveFrame
 
 from realparts import free_port, wait_for
@@ -181,8 +181,8 @@ def test_spool_commit_is_atomic(tmp_path):
 def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
     import os
 
-    from streetscan.service.metrics import Metrics
-    from streetscan.service.retention import EvidenceRetention
+    from streetscan.infra.metrics import Metrics
+    from streetscan.delivery.retention import EvidenceRetention
 
     now = 1_800_000_000.0
     for name, age_days in [("old-done", 40), ("old-open", 40), ("old-pending", 40), ("new-done", 5)]:

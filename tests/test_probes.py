@@ -9,8 +9,8 @@ import threading
 import time
 
 from streetscan import cli
-from streetscan.service.metrics import Metrics
-from streetscan.service.probes import MAX_WORKERS, READ_TIMEOUT_S, MetricsServer
+from streetscan.infra.metrics import Metrics
+from streetscan.infra.probes import MAX_WORKERS, READ_TIMEOUT_S, MetricsServer
 
 
 def server() -> MetricsServer:

@@ -20,7 +20,7 @@ from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.detect import make_detections
 from streetscan.pipeline.events import event_schema
 from streetscan.pipeline.models import ModelCard
-from streetscan.service.sinks import JsonlSink, RedisStreamSink
+from streetscan.delivery.sinks import JsonlSink, RedisStreamSink
 from streetscan.workers.replay import ReplayJob
 
 from conftest import REPO, encode_clip

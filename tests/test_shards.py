@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from streetscan.service.shard import Shard, ShardError, owner
+from streetscan.infra.shard import Shard, ShardError, owner
 
 from conftest import encode_clip
 from marker_model import red_marker

@@ -3,7 +3,7 @@ import json
 import pytest
 import redis
 
-from streetscan.service.sinks import JsonlSink, RedisStreamSink, SinkError
+from streetscan.delivery.sinks import JsonlSink, RedisStreamSink, SinkError
 
 
 def event(n: int, state: str = "opened") -> dict:
@@ -71,3 +71,54 @@ def test_redis_unreachable_is_a_clear_error():
         sink.ping()
     with pytest.raises(SinkError, match="XADD failed"):
         sink.emit(event(0))
+
+
+def test_outputs_are_opened_from_their_urls_through_one_registry(tmp_path, redis_url, monkeypatch):
+    from streetscan.delivery.outputs import OutputError, open_output, open_outputs, redis_output
+    from streetscan.pipeline.config import OutputConfig
+
+    sinks = open_outputs([OutputConfig(url="jsonl:"), OutputConfig(url="jsonl:sub/cases.jsonl", max_mb=0),
+                          OutputConfig(url=redis_output(redis_url, "t:outputs"))], tmp_path)
+    try:
+        for sink in sinks:
+            sink.emit(event(1))
+    finally:
+        for sink in sinks:
+            sink.close()
+    assert [s.name for s in sinks] == [f"jsonl:{tmp_path / 'events.jsonl'}", f"jsonl:{tmp_path / 'sub/cases.jsonl'}",
+                                       "redis:t:outputs"]
+    assert json.loads((tmp_path / "sub/cases.jsonl").read_text())["event_id"] == event(1)["event_id"]
+    assert redis.Redis.from_url(redis_url).xlen("t:outputs") == 1
+    with pytest.raises(OutputError, match=r"unknown output 'kafka://broker'.*jsonl:, redis:"):
+        open_output("kafka://broker", tmp_path)
+    with pytest.raises(OutputError, match="named twice"):
+        open_outputs([OutputConfig(url="jsonl:"), OutputConfig(url="jsonl:events.jsonl")], tmp_path)
+    monkeypatch.delenv("STREETSCAN_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(OutputError, match="needs a shared secret"):
+        open_output("https://platform.example/cases", tmp_path)
+
+
+def test_the_daemon_sends_to_the_outputs_of_its_command_line_and_of_streams_yaml(tmp_path):
+    import yaml
+
+    from streetscan.pipeline.config import OutputConfig
+    from streetscan.startup import LiveSettings, Startup, StartupError
+    from streetscan.workers.supervisor import DaemonOptions
+
+    streams = tmp_path / "streams.yaml"
+    camera = {"id": "c", "name": "c", "url": "c.mp4", "location": {"address": "x"}}
+    streams.write_text(yaml.safe_dump({"outputs": [{"url": "jsonl:from-file.jsonl"}], "cameras": [camera]}))
+    options = DaemonOptions(streams_path=streams, out_dir=tmp_path / "out", spool_path=tmp_path / "out/spool.db")
+    startup = Startup(LiveSettings(options, outputs=(OutputConfig(url="jsonl:from-flag.jsonl"),)))
+    startup.init_config()
+    startup.init_outputs()
+    assert [s.name.rsplit("/", 1)[-1] for s in startup.sinks] == ["from-flag.jsonl", "from-file.jsonl"]
+    # No output anywhere: the events file, as before outputs existed.
+    streams.write_text(yaml.safe_dump({"cameras": [camera]}))
+    startup = Startup(LiveSettings(options))
+    startup.init_config()
+    startup.init_outputs()
+    assert [s.name.rsplit("/", 1)[-1] for s in startup.sinks] == ["events.jsonl"]
+    streams.write_text(yaml.safe_dump({"outputs": [{"url": "mqtt://broker"}], "cameras": [camera]}))
+    with pytest.raises(StartupError, match=r"outputs\[0\]\.url: unknown output 'mqtt://broker'"):
+        Startup(LiveSettings(options)).init_config()

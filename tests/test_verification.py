@@ -80,7 +80,7 @@ def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marke
     import redis
 
     from realparts import DaemonProcess, RtspServer, wait_for
-    from streetscan.service.webhook import sign
+    from streetscan.delivery.webhook import sign
     from test_webhook import SECRET, Receiver
 
     clip = encode_clip(tmp_path / "parked.mp4", seconds=90, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
@@ -169,7 +169,7 @@ def receiver_events(receiver) -> list[dict]:
 def test_the_reference_consumer_takes_over_a_dead_consumers_entries_and_prints_each_case_once(redis_url):
     import redis
 
-    from streetscan.service.sinks import RedisStreamSink
+    from streetscan.delivery.sinks import RedisStreamSink
     from test_console_security import event
 
     stream = "consume-test"

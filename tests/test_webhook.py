@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from streetscan.pipeline.events import Event
-from streetscan.service.emitter import EventEmitter
-from streetscan.service.metrics import Metrics
-from streetscan.service.sinks import EventRejected, SinkError
-from streetscan.service.spool import EventSpool
-from streetscan.service.webhook import WebhookConfigError, WebhookSink, load_secret, sign, verify
+from streetscan.delivery.emitter import EventEmitter
+from streetscan.infra.metrics import Metrics
+from streetscan.delivery.sinks import EventRejected, SinkError
+from streetscan.delivery.spool import EventSpool
+from streetscan.delivery.webhook import WebhookConfigError, WebhookSink, load_secret, sign, verify
 
 from conftest import encode_clip
 from marker_model import red_marker

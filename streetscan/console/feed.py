@@ -1,5 +1,5 @@
 """A console for a multi-node fleet: the case index fed from the Redis Stream every daemon writes
-to (service.sinks.RedisStreamSink), read with a consumer group.
+to (delivery.sinks.RedisStreamSink), read with a consumer group.
 
 An entry is acknowledged only after its event is in the index, so a console that crashes reads
 its unacknowledged entries again at the next start (the index ignores what it already has).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..service.consumer import CaseStreamConsumer, StreamWorker
+from ..delivery.consumer import CaseStreamConsumer, StreamWorker
 from .index import CaseIndex
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """What the console knows about cameras, and how its zone editor changes streams.yaml.
 
 The console does not own the cameras: a `Fleet` tells it their state. Served by the daemon it is
-the daemon's live view (workers/supervisor.DaemonFleet); served on a recorded output folder it
+the daemon's live view (`DaemonFleet`); served on a recorded output folder it
 is `RecordedFleet`: the cameras of a streams.yaml, the pictures the replay left, no live state.
 
 `StreamsFile` is the one way the console writes streams.yaml: the camera's zones are replaced in
@@ -27,6 +27,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..pipeline.config import ConfigError, ZoneConfig, load_config, parse_config
 from ..pipeline.evidence import SNAPSHOT_DIR
+from ..workers.supervisor import Daemon, camera_state, decode_mode
 
 BACKUPS_KEPT = 20
 
@@ -232,3 +233,35 @@ def _number(v: Any) -> Any:
     if isinstance(v, float):
         return round(v, 1)
     return v
+
+
+class DaemonFleet:
+    """The console's view of the running daemon's cameras (a Fleet)."""
+
+    def __init__(self, daemon: Daemon):
+        self._daemon = daemon
+        self.out_dir = daemon.options.out_dir
+        self.streams = StreamsFile(daemon.options.streams_path)
+
+    def cameras(self) -> list[CameraView]:
+        runner, registry = self._daemon.runner, self._daemon.metrics.registry
+        now = time.monotonic()
+        views = []
+        for cam_id, slot in runner.slots().items():
+            state, reason = camera_state(slot)
+            unsaved = runner.analysis.unsaved.get(cam_id)
+            if unsaved:  # a full disk: the cameras page says so beside the camera's own state
+                reason = f"{reason}; {unsaved}" if reason else unsaved
+            cam = slot.camera
+            seen = slot.reader.last_frame_at if slot.reader else None
+            dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
+            views.append(CameraView(cam_id, cam.name, cam.location.address, cam.location.lat, cam.location.lon,
+                                    state.value, reason, None if seen is None else now - seen,
+                                    runner.analysis.analysed_fps(cam_id) if slot.reader else None,
+                                    int(dropped or 0), cam.zones,
+                                    decode_mode(slot)))
+        return views
+
+    def applied(self) -> str:
+        self._daemon.request_reload()
+        return "saved_reloading"

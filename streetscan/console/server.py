@@ -6,11 +6,14 @@ with a clear error before any camera is dialled, like the metrics port.
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 
 import uvicorn
 from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
 
 
 class ConsoleServer:
@@ -33,6 +36,7 @@ class ConsoleServer:
 
     def start(self) -> None:
         self._thread.start()
+        log.info("console on http://%s:%d/", self.host, self.port)
 
     @property
     def started(self) -> bool:

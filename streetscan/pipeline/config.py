@@ -17,7 +17,7 @@ import yaml
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from ..secrets import remember
+from ..secrets import redact_url, remember
 from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, Grade, PlatformCode, ZoneKind, duplicate_platform_codes
 from .rules.registry import resolve_params, rule_kind
 
@@ -347,6 +347,29 @@ class EnforcementPolicy(_Model):
         return self.classes is None or scene_class in self.classes
 
 
+class OutputConfig(_Model):
+    """One place cases go (delivery.outputs opens it): its URL, and for a webhook its secret, CA
+    and timeout."""
+
+    url: str = Field(min_length=1, repr=False, title="Output URL",
+                     description="jsonl:[PATH], redis://HOST[:PORT][/DB][?stream=KEY] or https://... (a webhook)")
+    secret_file: Path | None = Field(default=None, description="Webhook: the shared secret "
+                                                               "(default: $STREETSCAN_WEBHOOK_SECRET).")
+    ca_file: Path | None = Field(default=None, description="Webhook: a CA bundle for the receiver's certificate.")
+    timeout_s: float = Field(default=10.0, gt=0, description="Webhook: seconds per delivery attempt.")
+    max_mb: float = Field(default=256.0, ge=0, description="JSONL: start a new file past this size (0: never).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        from ..delivery.outputs import OPENERS, scheme_of  # the registry; imported late, it imports this module
+
+        scheme = scheme_of(v)
+        if scheme not in OPENERS:
+            raise ValueError(f"unknown output {redact_url(v)!r}: use {', '.join(f'{s}:' for s in OPENERS)}")
+        return v
+
+
 class StreamsConfig(_Model):
     version: int = 1
     enforcement: EnforcementPolicy = Field(default_factory=EnforcementPolicy, title="Tiered enforcement")
@@ -354,6 +377,8 @@ class StreamsConfig(_Model):
     platform_codes: dict[str, PlatformCodeConfig] = Field(
         default_factory=dict, title="Case-platform codes",
         description="Per scene class: the city's 大类/小类 codes and names, over StreetScan's default table.")
+    outputs: list[OutputConfig] = Field(default_factory=list, title="Outputs",
+                                        description="Where `streetscan run` sends cases, besides its --output flags.")
     cameras: list[CameraConfig] = Field(min_length=1)
     _resolved: dict[str, Camera] = PrivateAttr(default_factory=dict)
 

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from ..pipeline.camera import CameraAnalysis
 from ..pipeline.events import Event
-from ..service.loop import Worker
-from ..service.metrics import Metrics
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
 from .inference import Batch
 
 log = logging.getLogger(__name__)

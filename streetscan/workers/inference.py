@@ -17,8 +17,8 @@ import time
 import supervision as sv
 
 from ..pipeline.crops import FrameDetector
-from ..service.loop import Worker
-from ..service.metrics import Metrics
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
 from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)

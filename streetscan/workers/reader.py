@@ -22,9 +22,9 @@ from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
 from ..secrets import redact_url
 from ..pipeline.frames import Frame
-from ..service.backoff import Backoff
-from ..service.loop import Worker
-from ..service.metrics import Metrics
+from ..infra.backoff import Backoff
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
 from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)

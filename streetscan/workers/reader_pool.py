@@ -40,9 +40,9 @@ from ..logs import JsonFormatter
 from ..logs import configure as configure_logging
 from ..pipeline.config import Camera
 from ..pipeline.frames import Frame
-from ..service.loop import Worker
-from ..service.metrics import Metrics
-from ..service.shard import owner
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
+from ..infra.shard import owner
 from .handoff import FrameBoard, LiveFrame
 from .reader import CameraState, StreamReader
 

@@ -23,7 +23,7 @@ from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import MISSING_TAIL_S, VideoSource
 from ..pipeline.detect import Detector
 from ..pipeline.events import Event
-from ..service.sinks import CaseSink
+from ..delivery.sinks import CaseSink
 from .handoff import FrameQueue
 from .reader import RecordingReader
 from .runner import Runner, RunnerOptions

@@ -24,11 +24,11 @@ from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera
 from ..pipeline.crops import FrameDetector
 from ..pipeline.detect import Detector
-from ..service.emitter import EventEmitter
-from ..service.loop import Worker
-from ..service.metrics import Metrics
-from ..service.sinks import CaseSink
-from ..service.spool import EventSpool
+from ..delivery.emitter import EventEmitter
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
+from ..delivery.sinks import CaseSink
+from ..delivery.spool import EventSpool
 from .analysis import AnalysisWorker
 from .handoff import Handoff
 from .inference import BatchedInference

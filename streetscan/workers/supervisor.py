@@ -9,7 +9,6 @@ live gauges. SIGTERM/SIGINT drain and exit; SIGHUP reloads.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import signal
@@ -18,18 +17,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera, ConfigError, StreamsConfig, load_config
 from ..pipeline.crops import CropPlanner
 from ..secrets import redact, redact_url
 from ..pipeline.detect import Detector
-from ..service.metrics import Metrics
-from ..service.probes import MetricsServer
-from ..service.commands import RedisCommandReader
-from ..service.retention import EvidenceRetention
-from ..service.shard import Shard
-from ..service.sinks import CaseSink
+from ..infra.metrics import Metrics
+from ..infra.probes import MetricsServer
+from ..delivery.commands import RedisCommandReader
+from ..delivery.retention import EvidenceRetention
+from ..infra.shard import Shard
+from ..delivery.sinks import CaseSink
 from .handoff import FrameBoard
 from .reader import CameraState, StreamReader
 from .reader_pool import ReaderPool, RemoteReader
@@ -53,10 +53,6 @@ class DaemonOptions:
     watch_config: bool = False  # reload when streams.yaml changes, as well as on SIGHUP
     evidence_days: float = 30.0  # evidence older than this goes unless still in use; 0 keeps it all
     shed_load: bool = True  # an overloaded full-decode camera drops to keyframes only (LoadShedder)
-    http_host: str = "127.0.0.1"
-    http_port: int | None = None  # the operator console (with its case index as one more sink); None: off
-    trusted_proxies: tuple[str, ...] = ()  # the console's reverse proxies (ConsoleSettings)
-    cookie_secure: bool = False  # the console's session cookie always `Secure` (ConsoleSettings.https_only)
     verify_secret: bytes | None = None  # the case platform's shared secret: enables POST /verify
     command_redis: str | None = None  # Redis URL of the platform's command stream (verification requests)
     command_stream: str = "streetscan:commands"
@@ -77,25 +73,31 @@ def decode_mode(slot: CameraSlot) -> str | None:
     return getattr(slot.reader, "decode_mode", None)
 
 
+class Service(Protocol):
+    """A part that runs beside the fleet for the daemon's life (the operator console): started
+    after the probes and stopped after the runner has drained, before the sinks close."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Prunable(Protocol):
+    def prune(self, before: str, now: float | None = None) -> int: ...
+
+
 class Daemon:
-    def __init__(self, options: DaemonOptions, config: StreamsConfig, detector: Detector, sinks: Sequence[CaseSink]):
+    """`sinks`: where cases go (delivery.outputs), one cursor each in the spool. `case_index`: a
+    sink among them that also keeps evidence references (the console's), pruned with retention.
+    `services` are started and stopped with the daemon (startup.Startup adds the console)."""
+
+    def __init__(self, options: DaemonOptions, config: StreamsConfig, detector: Detector, sinks: Sequence[CaseSink],
+                 *, case_index: Prunable | None = None):
         self.options = options
         self.config = config
         self.card = detector.card
         self.sinks = list(sinks)
-        self.console = None
-        case_index = None
-        if options.http_port is not None:
-            from ..console.app import ConsoleSettings
-            from ..console.index import CaseIndex
-
-            console_settings = dataclasses.replace(ConsoleSettings.for_output(options.out_dir),
-                                                   https_only=options.cookie_secure,
-                                                   trusted_proxies=options.trusted_proxies)
-            # One more sink with its own outbox cursor: the console's index misses nothing the
-            # outbox delivers, and its outage (a locked disk) holds back no other sink.
-            case_index = CaseIndex(console_settings.index_path)
-            self.sinks.append(case_index)
+        self.services: list[Service] = []
         metrics = Metrics()
         self.board = FrameBoard(on_drop=lambda cam: metrics.frames_dropped.labels(cam).inc())
         self.pool: ReaderPool | None = None
@@ -127,12 +129,6 @@ class Daemon:
                                     health=self.health, ready=self.ready,
                                     verify=self._http_verify if options.verify_secret else None)
         register_live_gauges(self)
-        if options.http_port is not None:
-            from ..console.app import create_app
-            from ..console.server import ConsoleServer
-
-            self.console = ConsoleServer(create_app(console_settings, index=case_index, fleet=DaemonFleet(self)),
-                                         options.http_host, options.http_port, console_settings.server_options())
 
     @property
     def metrics(self) -> Metrics:
@@ -164,7 +160,7 @@ class Daemon:
     def _http_verify(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict]:
         """POST /verify {request_id, event_id}, signed over its body; GET /verify/<request_id>,
         signed over its path. The shared secret is the webhook's (README "Verification on request")."""
-        from ..service.webhook import verify as signature_ok
+        from ..delivery.webhook import verify as signature_ok
 
         # A GET is signed over its path, so the headers that read one request cannot read another.
         if not signature_ok(self.options.verify_secret, headers, body if method == "POST" else path.encode()):
@@ -223,8 +219,8 @@ class Daemon:
         self.server.start()
         if self.commands:
             self.commands.start()
-        if self.console:
-            self.console.start()
+        for service in self.services:
+            service.start()
         self.runner.start()
         if self.pool:
             self.pool.start()
@@ -237,8 +233,6 @@ class Daemon:
         shard = f" (shard {self.options.shard} of {len(self.config.cameras)} in the file)" if self.options.shard else ""
         log.info("running %d camera(s)%s; metrics on http://%s:%d/metrics; spool %s", len(mine), shard,
                  self.options.metrics_host, self.server.port, self.options.spool_path)
-        if self.console:
-            log.info("console on http://%s:%d/", self.console.host, self.console.port)
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -279,8 +273,8 @@ class Daemon:
         if left:
             log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
                         left, self.options.spool_path)
-        if self.console:
-            self.console.stop()
+        for service in self.services:
+            service.stop()
         for sink in self.sinks:
             try:
                 sink.close()
@@ -317,42 +311,6 @@ class Daemon:
                     **({"events_not_saved": unsaved} if unsaved else {}),
                     **({"reader_processes": self.pool.describe()} if self.pool else {}),
                     "spool_depth": self.runner.spool.depth() if ok else None}
-
-
-class DaemonFleet:
-    """The console's view of the running daemon's cameras (console.fleet.Fleet)."""
-
-    def __init__(self, daemon: Daemon):
-        from ..console.fleet import StreamsFile
-
-        self._daemon = daemon
-        self.out_dir = daemon.options.out_dir
-        self.streams = StreamsFile(daemon.options.streams_path)
-
-    def cameras(self) -> list:
-        from ..console.fleet import CameraView
-
-        runner, registry = self._daemon.runner, self._daemon.metrics.registry
-        now = time.monotonic()
-        views = []
-        for cam_id, slot in runner.slots().items():
-            state, reason = camera_state(slot)
-            unsaved = runner.analysis.unsaved.get(cam_id)
-            if unsaved:  # a full disk: the cameras page says so beside the camera's own state
-                reason = f"{reason}; {unsaved}" if reason else unsaved
-            cam = slot.camera
-            seen = slot.reader.last_frame_at if slot.reader else None
-            dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
-            views.append(CameraView(cam_id, cam.name, cam.location.address, cam.location.lat, cam.location.lon,
-                                    state.value, reason, None if seen is None else now - seen,
-                                    runner.analysis.analysed_fps(cam_id) if slot.reader else None,
-                                    int(dropped or 0), cam.zones,
-                                    decode_mode(slot)))
-        return views
-
-    def applied(self) -> str:
-        self._daemon.request_reload()
-        return "saved_reloading"
 
 
 def register_live_gauges(daemon: Daemon) -> None:

@@ -35,7 +35,7 @@ HTTP_STATUS = {"accepted": 202, "answered": 200, "malformed": 400, "unknown_case
 class VerificationDesk:
     def __init__(self, runner: Runner, camera_live: Callable[[str], tuple[bool, str]], *, timeout_s: float = 60.0,
                  shard=None):
-        """`shard` (service.shard.Shard): in a sharded fleet every shard sees every request; the
+        """`shard` (infra.shard.Shard): in a sharded fleet every shard sees every request; the
         one owning the request's camera answers it, the others leave it (`other_shard`, not
         recorded or sent on), and shard 0 answers requests that name no camera (malformed)."""
         self.runner = runner

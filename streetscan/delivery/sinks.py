@@ -102,6 +102,9 @@ return false
 """
 
 
+DEFAULT_STREAM = "streetscan:events"
+
+
 class RedisStreamSink:
     """XADD to a Redis Stream, trimmed to `maxlen` entries so the case queue stays bounded.
 
@@ -110,7 +113,7 @@ class RedisStreamSink:
     most once within `dedupe_ttl_s`, so redeliveries after an outage or a crash are absorbed.
     """
 
-    def __init__(self, url: str, stream: str = "streetscan:events", maxlen: int = 100_000,
+    def __init__(self, url: str, stream: str = DEFAULT_STREAM, maxlen: int = 100_000,
                  approximate: bool = True, timeout_s: float = 5.0, dedupe_ttl_s: int = 7 * 86400):
         self.name = f"redis:{stream}"
         self.stream = stream

@@ -19,8 +19,8 @@ from typing import Any
 import redis
 
 from ..secrets import remember
-from .backoff import Backoff
-from .loop import Worker
+from ..infra.backoff import Backoff
+from ..infra.loop import Worker
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from .metrics import Metrics
+from ..infra.metrics import Metrics
 from .sinks import CaseSink, EventRejected, SinkError
 from .spool import EventSpool
-from .loop import Worker
-from .backoff import Backoff
+from ..infra.loop import Worker
+from ..infra.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

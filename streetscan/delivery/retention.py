@@ -15,9 +15,9 @@ from pathlib import Path
 
 from ..pipeline.camera import evidence_in
 from ..pipeline.evidence import prune_evidence
-from .metrics import Metrics
+from ..infra.metrics import Metrics
 from .spool import EventSpool
-from .loop import Worker
+from ..infra.loop import Worker
 
 log = logging.getLogger(__name__)
 
