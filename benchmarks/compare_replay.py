@@ -37,9 +37,23 @@ def realtime_factors(report: Path) -> dict[str, float]:
 
 def replay(tree: Path, footage: Path, streams: Path, out: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "200"}
-    subprocess.run([sys.executable, "-m", "streetscan", "replay", *(str(footage / c) for c in CLIPS),
-                    "--streams", str(streams), "--out", str(out)], check=True, env=env, cwd=tree,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "replay",
+            *(str(footage / c) for c in CLIPS),
+            "--streams",
+            str(streams),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        env=env,
+        cwd=tree,
+        stdout=subprocess.DEVNULL,
+    )
     return realtime_factors(out / "report.md")
 
 
@@ -68,8 +82,16 @@ def main() -> None:
     for c in CLIPS:
         b, a = medians["before"][c], medians["after"][c]
         print(f"| {c} | {b:.2f} | {a:.2f} | {100 * (a - b) / b:+.1f} % |")
-    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                      "rounds": args.rounds, "runs": runs, "median": medians}))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "rounds": args.rounds,
+                "runs": runs,
+                "median": medians,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -55,26 +55,40 @@ def synthetic_events(n: int, cameras: int = 200, seed: int = 7):
         first = start + timedelta(seconds=rng.uniform(0, 30 * 86400))
         eid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         base = {
-            "schema_version": "1", "event_id": eid, "state": "opened", "revision": 0,
+            "schema_version": "1",
+            "event_id": eid,
+            "state": "opened",
+            "revision": 0,
             "camera": {"id": cam, "name": f"{cam} 路口", "address": f"测试路 {i % 500} 号", "lat": 31.2, "lon": 121.4},
             "zone": {"id": f"z{rng.randrange(3)}", "kind": "sidewalk", "grade": "arterial"},
-            "scene_class": {"code": code, "name_zh": scene.name_zh, "name_en": scene.name_en,
-                            "category": scene.category.value},
+            "scene_class": {
+                "code": code,
+                "name_zh": scene.name_zh,
+                "name_en": scene.name_en,
+                "category": scene.category.value,
+            },
             "first_seen": {"stream_s": 0.0, "wall": first.isoformat()},
             "confirmed": {"stream_s": 30.0, "wall": (first + timedelta(seconds=30)).isoformat()},
             "last_seen": {"stream_s": 60.0, "wall": (first + timedelta(seconds=60)).isoformat()},
             "confidence": round(rng.uniform(0.3, 0.95), 3),
             "objects": [{"class_name": "person", "box": [10, 10, 50, 90], "confidence": 0.8, "track_id": 1}],
             "evidence": {"clean": f"evidence/{eid}/clean.jpg", "annotated": f"evidence/{eid}/annotated.jpg"},
-            "model": {"name": "bench", "version": "0"}, "pipeline_version": "0.1.0", "repeat_count": 0,
+            "model": {"name": "bench", "version": "0"},
+            "pipeline_version": "0.1.0",
+            "repeat_count": 0,
             "source": "benchmark",
         }
         yield base
         kind = i % 3
         if kind:
             later = first + timedelta(seconds=600)
-            yield {**base, "revision": 1, "state": "updated" if kind == 1 else "resolved", "repeat_count": 1,
-                   "last_seen": {"stream_s": 660.0, "wall": later.isoformat()}}
+            yield {
+                **base,
+                "revision": 1,
+                "state": "updated" if kind == 1 else "resolved",
+                "repeat_count": 1,
+                "last_seen": {"stream_s": 660.0, "wall": later.isoformat()},
+            }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -96,12 +110,13 @@ def response_times(n_cases: int, requests: int, log) -> dict:
     t0 = time.perf_counter()
     events = list(synthetic_events(n_cases))
     for i in range(0, len(events), 5000):
-        index.add_many(events[i:i + 5000])
+        index.add_many(events[i : i + 5000])
     log(f"indexed {index.count()} cases ({len(events)} revisions) in {time.perf_counter() - t0:.1f}s")
     UserStore(settings.users_path).add("admin", PASSWORD, "admin")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, index), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, index), host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -123,7 +138,7 @@ def response_times(n_cases: int, requests: int, log) -> dict:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             log_in(client)
             for name, path in routes.items():
-                for _ in range(5):   # warm the page cache and the templates
+                for _ in range(5):  # warm the page cache and the templates
                     client.get(path())
                 times = []
                 for _ in range(requests):
@@ -131,8 +146,12 @@ def response_times(n_cases: int, requests: int, log) -> dict:
                     r = client.get(path())
                     times.append((time.perf_counter() - t) * 1000)
                     assert r.status_code == 200, (name, r.status_code)
-                results[name] = {"p50_ms": round(statistics.median(times), 1), "p95_ms": round(percentile(times, 0.95), 1),
-                                 "max_ms": round(max(times), 1), "requests": requests}
+                results[name] = {
+                    "p50_ms": round(statistics.median(times), 1),
+                    "p95_ms": round(percentile(times, 0.95), 1),
+                    "max_ms": round(max(times), 1),
+                    "requests": requests,
+                }
                 log(f"{name:28s} p50 {results[name]['p50_ms']:7.1f} ms   p95 {results[name]['p95_ms']:7.1f} ms")
     finally:
         server.should_exit = True
@@ -151,11 +170,27 @@ def console_cpu(cameras: int, seconds: float, refresh_s: float, log) -> dict:
     clip = encode_clip(tmp / "parked.mp4", seconds=120, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
     rtsp = RtspServer({f"cam{i}": clip for i in range(cameras)}).start()
     streams = tmp / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 2, "event": {"update_interval_s": 5, "resolve_grace_s": 5},
-                     "rules": {"illegal_parking": {"dwell_s": 2}}},
-        "cameras": [{"id": f"cam{i}", "name": f"camera {i}", "url": rtsp.url(f"cam{i}"),
-                     "location": {"address": f"test road {i}"}} for i in range(cameras)]}, sort_keys=False))
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 2,
+                    "event": {"update_interval_s": 5, "resolve_grace_s": 5},
+                    "rules": {"illegal_parking": {"dwell_s": 2}},
+                },
+                "cameras": [
+                    {
+                        "id": f"cam{i}",
+                        "name": f"camera {i}",
+                        "url": rtsp.url(f"cam{i}"),
+                        "location": {"address": f"test road {i}"},
+                    }
+                    for i in range(cameras)
+                ],
+            },
+            sort_keys=False,
+        )
+    )
     out = tmp / "out"
     UserStore(ConsoleSettings.for_output(out).users_path).add("admin", PASSWORD, "admin")
     port = free_port()
@@ -178,8 +213,14 @@ def console_cpu(cameras: int, seconds: float, refresh_s: float, log) -> dict:
                 with httpx.Client(base_url=base, timeout=30) as c:
                     log_in(c)
                     while not stop.is_set():
-                        for path in ("/cases", "/cameras", "/cameras/cam0/snapshot.jpg", "/overview",
-                                     "/overview/per-day.svg", "/overview/per-camera.svg"):
+                        for path in (
+                            "/cases",
+                            "/cameras",
+                            "/cameras/cam0/snapshot.jpg",
+                            "/overview",
+                            "/overview/per-day.svg",
+                            "/overview/per-camera.svg",
+                        ):
                             assert c.get(path).status_code == 200, path
                             pages += 1
                         stop.wait(refresh_s)
@@ -193,8 +234,10 @@ def console_cpu(cameras: int, seconds: float, refresh_s: float, log) -> dict:
             stop.set()
             if worker:
                 worker.join()
-            log(f"daemon CPU {'with' if load else 'without'} an operator on the console: {share * 100:.1f}% "
-                f"of one core{f' ({pages} requests)' if load else ''}")
+            log(
+                f"daemon CPU {'with' if load else 'without'} an operator on the console: {share * 100:.1f}% "
+                f"of one core{f' ({pages} requests)' if load else ''}"
+            )
             return share
 
         idle = window(False)
@@ -203,9 +246,14 @@ def console_cpu(cameras: int, seconds: float, refresh_s: float, log) -> dict:
     finally:
         daemon.stop()
         rtsp.kill()
-    return {"cameras": cameras, "window_s": seconds, "refresh_s": refresh_s,
-            "daemon_cpu_no_console_use": round((idle + idle2) / 2, 3), "daemon_cpu_with_operator": round(busy, 3),
-            "console_cpu": round(busy - (idle + idle2) / 2, 3)}
+    return {
+        "cameras": cameras,
+        "window_s": seconds,
+        "refresh_s": refresh_s,
+        "daemon_cpu_no_console_use": round((idle + idle2) / 2, 3),
+        "daemon_cpu_with_operator": round(busy, 3),
+        "console_cpu": round(busy - (idle + idle2) / 2, 3),
+    }
 
 
 def main() -> None:
@@ -218,8 +266,11 @@ def main() -> None:
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    doc = {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
-           "response_times": response_times(args.cases, args.requests, print)}
+    doc = {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "response_times": response_times(args.cases, args.requests, print),
+    }
     if not args.skip_cpu:
         doc["console_cpu"] = console_cpu(args.cameras, args.seconds, args.refresh, print)
     text = json.dumps(doc, indent=2, ensure_ascii=False)

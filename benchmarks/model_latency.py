@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         fixed = det.runtime.input_shape
         for w, h in sizes:
             shape = (1, h, w, 3) if det.card.layout == "NHWC" else (1, 3, h, w)
-            if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:])):
+            if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:], strict=False)):
                 continue
             x = np.random.default_rng(0).random(shape, dtype=np.float32) * 255
             det.runtime.run(x)  # warm-up: first call allocates
@@ -58,13 +58,27 @@ def main(argv: list[str] | None = None) -> dict:
             for _ in range(args.runs):
                 case["run"](case["x"])
             case["ms"].append(1000 * (time.perf_counter() - t0) / args.runs)
-    rows = [{"model": c["model"], "input": c["input"], "ms_median": statistics.median(c["ms"]),
-             "img_s": 1000 / statistics.median(c["ms"]), "ms_rounds": [round(v, 2) for v in c["ms"]]} for c in cases]
+    rows = [
+        {
+            "model": c["model"],
+            "input": c["input"],
+            "ms_median": statistics.median(c["ms"]),
+            "img_s": 1000 / statistics.median(c["ms"]),
+            "ms_rounds": [round(v, 2) for v in c["ms"]],
+        }
+        for c in cases
+    ]
     print("| model | input | ms per frame (median of rounds) | img/s |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['input']} | {r['ms_median']:.1f} | {r['img_s']:.1f} |")
-    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "rounds": args.rounds, "runs": args.runs, "batch": 1, "rows": rows}
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "rounds": args.rounds,
+        "runs": args.runs,
+        "batch": 1,
+        "rows": rows,
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -39,19 +38,37 @@ def main() -> None:
         for factor, shed in plan:
             n = args.cameras * factor
             (work / f"{factor}-{shed}").mkdir()
-            t = e2e_trial(clip, card, n, args.analysis_fps, args.seconds, work / f"{factor}-{shed}", {"threads": None},
-                          8, shed_load=shed)
+            t = e2e_trial(
+                clip,
+                card,
+                n,
+                args.analysis_fps,
+                args.seconds,
+                work / f"{factor}-{shed}",
+                {"threads": None},
+                8,
+                shed_load=shed,
+            )
             row = {"load": f"{factor}x", "cameras": n, "shedding": shed, **t.__dict__}
             rows.append(row)
-            print(f"{factor}x ({n:3d} cameras) shedding {'on ' if shed else 'off'}: offered {t.offered_fps:5.1f}/s "
-                  f"analysed {t.analysed_fps:5.1f}/s dropped {t.dropped_fps:5.1f}/s age p95 {t.age_p95_s:.1f}s "
-                  f"per camera {t.min_camera_fps:.2f}-{t.max_camera_fps:.2f}/s",
-                  flush=True)
+            print(
+                f"{factor}x ({n:3d} cameras) shedding {'on ' if shed else 'off'}: offered {t.offered_fps:5.1f}/s "
+                f"analysed {t.analysed_fps:5.1f}/s dropped {t.dropped_fps:5.1f}/s age p95 {t.age_p95_s:.1f}s "
+                f"per camera {t.min_camera_fps:.2f}-{t.max_camera_fps:.2f}/s",
+                flush=True,
+            )
     base = rows[0]["analysed_fps"]
     for r in rows:
         r["of_sustained"] = round(r["analysed_fps"] / base, 3) if base else None
-    doc = {"date": datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(), "model": card.name,
-           "analysis_fps": args.analysis_fps, "gop_s": args.gop_s, "seconds": args.seconds, "rows": rows}
+    doc = {
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "model": card.name,
+        "analysis_fps": args.analysis_fps,
+        "gop_s": args.gop_s,
+        "seconds": args.seconds,
+        "rows": rows,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")

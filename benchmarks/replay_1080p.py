@@ -18,10 +18,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from streetscan.pipeline.detect import load_detector
-from streetscan.pipeline.models import resolve_model
 from streetscan.delivery.sinks import JsonlSink
 from streetscan.pipeline.config import camera_for_file
+from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.models import resolve_model
 from streetscan.workers.replay import ReplayJob
 
 
@@ -36,22 +36,50 @@ def main() -> None:
         ap.error("no clip: pass --clip or set STREETSCAN_ASSETS")
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip_1080p.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", "2", "-i", str(args.clip), "-vf",
-                        "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-an", str(clip)],
-                       check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-stream_loop",
+                "2",
+                "-i",
+                str(args.clip),
+                "-vf",
+                "scale=1920:1080",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                "50",
+                "-an",
+                str(clip),
+            ],
+            check=True,
+        )
         card = resolve_model(args.model)
         cam = camera_for_file(str(clip)).with_analysis_fps(args.analysis_fps)
         sink = JsonlSink(Path(tmp) / "events.jsonl")
-        result = ReplayJob(cam, load_detector(card), out_dir=Path(tmp),
-                           sinks=[sink]).run(str(clip))
+        result = ReplayJob(cam, load_detector(card), out_dir=Path(tmp), sinks=[sink]).run(str(clip))
         sink.close()
-    print(json.dumps({
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "model": card.name, "size": f"{result.width}x{result.height}", "duration_s": round(result.duration_s, 1),
-        "wall_s": round(result.wall_s, 2), "frames_decoded": result.frames_decoded,
-        "frames_analysed": result.frames_analysed, "analysed_fps": round(result.analysed_fps, 2),
-        "realtime_factor": round(result.realtime_factor, 2), "keyframe_only": result.keyframe_only,
-    }))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "model": card.name,
+                "size": f"{result.width}x{result.height}",
+                "duration_s": round(result.duration_s, 1),
+                "wall_s": round(result.wall_s, 2),
+                "frames_decoded": result.frames_decoded,
+                "frames_analysed": result.frames_analysed,
+                "analysed_fps": round(result.analysed_fps, 2),
+                "realtime_factor": round(result.realtime_factor, 2),
+                "keyframe_only": result.keyframe_only,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

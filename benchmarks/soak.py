@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from streetscan.pipeline.models import resolve_model
 from streetscan.infra.metrics import histogram_quantile
+from streetscan.pipeline.models import resolve_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the real parts the tests use
 from realparts import DaemonProcess, RtspServer, encode_clip, loop_clip, rss_bytes  # noqa: E402
@@ -35,15 +35,24 @@ def street_scene(t: float, img) -> None:
     """Traffic: boxes crossing a road, so detection, tracking and rules all have work."""
     h, w = img.shape[:2]
     img[:, :] = 95
-    img[h // 2:, :] = 55
+    img[h // 2 :, :] = 55
     for i in range(4):
         x = int((t * (40 + 25 * i) + 150 * i) % (w + 100)) - 100
         y = h // 2 + 20 + 35 * i
-        img[y:y + 30, max(0, x):max(0, x + 70)] = (40 + 50 * i, 60, 200 - 40 * i)
+        img[y : y + 30, max(0, x) : max(0, x + 70)] = (40 + 50 * i, 60, 200 - 40 * i)
 
 
-def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, analysis_fps: float, workdir: Path,
-         sample_s: float = 5.0, warmup_s: float = 20.0, max_batch: int = 8) -> dict:
+def soak(
+    cameras: int,
+    seconds: float,
+    clip: Path | None,
+    model: str | None,
+    analysis_fps: float,
+    workdir: Path,
+    sample_s: float = 5.0,
+    warmup_s: float = 20.0,
+    max_batch: int = 8,
+) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     if clip is None:
         clip = encode_clip(workdir / "street.mp4", seconds=20, gop=25, scene=street_scene)
@@ -51,11 +60,23 @@ def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, ana
     server = RtspServer({f"cam{i:02d}": long_clip for i in range(cameras)}).start()
     card = resolve_model(model)
     streams = workdir / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": analysis_fps},
-        "cameras": [{"id": f"cam{i:02d}", "name": f"soak camera {i}", "url": server.url(f"cam{i:02d}"),
-                     "location": {"address": "soak"}} for i in range(cameras)],
-    }), encoding="utf-8")
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"analysis_fps": analysis_fps},
+                "cameras": [
+                    {
+                        "id": f"cam{i:02d}",
+                        "name": f"soak camera {i}",
+                        "url": server.url(f"cam{i:02d}"),
+                        "location": {"address": "soak"},
+                    }
+                    for i in range(cameras)
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     daemon = DaemonProcess(streams, workdir / "out", card.card_path, "--max-batch", str(max_batch)).start()
     samples = []
     t0 = time.monotonic()
@@ -66,27 +87,38 @@ def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, ana
             if not m:
                 continue
 
-            def total(name):
+            def total(name, m=m):
                 return sum(v for (n, _), v in m.items() if n == name)
 
             ages = [v for (n, _), v in m.items() if n == "streetscan_camera_frame_age_at_analysis_seconds"]
-            samples.append({
-                "t": round(time.monotonic() - t0, 1),
-                "rss_mb": round(rss_bytes(daemon.proc.pid) / 2**20, 1),
-                "sampled": total("streetscan_frames_sampled_total"),
-                "analysed": total("streetscan_frames_analysed_total"),
-                "dropped": total("streetscan_frames_dropped_total"),
-                "reconnects": total("streetscan_reconnects_total"),
-                "live": sum(1 for (n, lab), v in m.items() if n == "streetscan_camera_state" and v == 1.0
-                            and dict(lab)["state"] == "live"),
-                "max_frame_age_s": round(max(ages, default=0.0), 3),
-                "age_buckets": [(float(dict(lab)["le"]), v) for (n, lab), v in m.items()
-                                if n == "streetscan_frame_age_at_analysis_seconds_bucket"],
-                "batch_sum": total("streetscan_inference_batch_size_sum"),
-                "batch_count": total("streetscan_inference_batch_size_count"),
-                "batch_buckets": [(float(dict(lab)["le"]), v) for (n, lab), v in m.items()
-                                  if n == "streetscan_inference_batch_size_bucket"],
-            })
+            samples.append(
+                {
+                    "t": round(time.monotonic() - t0, 1),
+                    "rss_mb": round(rss_bytes(daemon.proc.pid) / 2**20, 1),
+                    "sampled": total("streetscan_frames_sampled_total"),
+                    "analysed": total("streetscan_frames_analysed_total"),
+                    "dropped": total("streetscan_frames_dropped_total"),
+                    "reconnects": total("streetscan_reconnects_total"),
+                    "live": sum(
+                        1
+                        for (n, lab), v in m.items()
+                        if n == "streetscan_camera_state" and v == 1.0 and dict(lab)["state"] == "live"
+                    ),
+                    "max_frame_age_s": round(max(ages, default=0.0), 3),
+                    "age_buckets": [
+                        (float(dict(lab)["le"]), v)
+                        for (n, lab), v in m.items()
+                        if n == "streetscan_frame_age_at_analysis_seconds_bucket"
+                    ],
+                    "batch_sum": total("streetscan_inference_batch_size_sum"),
+                    "batch_count": total("streetscan_inference_batch_size_count"),
+                    "batch_buckets": [
+                        (float(dict(lab)["le"]), v)
+                        for (n, lab), v in m.items()
+                        if n == "streetscan_inference_batch_size_bucket"
+                    ],
+                }
+            )
         t_stop = time.monotonic()
         daemon.signal(signal.SIGTERM)
         rc = daemon.wait(60)
@@ -106,20 +138,37 @@ def soak(cameras: int, seconds: float, clip: Path | None, model: str | None, ana
             batch_hist[int(le)] = c - prev
             prev = c
     return {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
-        "settings": {"cameras": cameras, "seconds": seconds, "warmup_s": warmup_s, "analysis_fps": analysis_fps,
-                     "model": card.name, "clip": str(clip), "max_batch": max_batch},
-        "rss_mb": {"first_third": statistics.median(s["rss_mb"] for s in steady[:third]),
-                   "last_third": statistics.median(s["rss_mb"] for s in steady[-third:]),
-                   "max": max(s["rss_mb"] for s in steady)},
-        "frame_age_s": {"p50": histogram_quantile(0.5, age_buckets), "p99": histogram_quantile(0.99, age_buckets),
-                        "max_sampled": max(s["max_frame_age_s"] for s in steady),
-                        "first_third_max": max(s["max_frame_age_s"] for s in steady[:third]),
-                        "last_third_max": max(s["max_frame_age_s"] for s in steady[-third:])},
-        "rates_per_s": {"sampled": (last["sampled"] - first["sampled"]) / span,
-                        "analysed": (last["analysed"] - first["analysed"]) / span,
-                        "dropped": (last["dropped"] - first["dropped"]) / span},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "settings": {
+            "cameras": cameras,
+            "seconds": seconds,
+            "warmup_s": warmup_s,
+            "analysis_fps": analysis_fps,
+            "model": card.name,
+            "clip": str(clip),
+            "max_batch": max_batch,
+        },
+        "rss_mb": {
+            "first_third": statistics.median(s["rss_mb"] for s in steady[:third]),
+            "last_third": statistics.median(s["rss_mb"] for s in steady[-third:]),
+            "max": max(s["rss_mb"] for s in steady),
+        },
+        "frame_age_s": {
+            "p50": histogram_quantile(0.5, age_buckets),
+            "p99": histogram_quantile(0.99, age_buckets),
+            "max_sampled": max(s["max_frame_age_s"] for s in steady),
+            "first_third_max": max(s["max_frame_age_s"] for s in steady[:third]),
+            "last_third_max": max(s["max_frame_age_s"] for s in steady[-third:]),
+        },
+        "rates_per_s": {
+            "sampled": (last["sampled"] - first["sampled"]) / span,
+            "analysed": (last["analysed"] - first["analysed"]) / span,
+            "dropped": (last["dropped"] - first["dropped"]) / span,
+        },
         "dropped_total": last["dropped"],
         "reconnects_total": last["reconnects"],
         "cameras_live_min": min(s["live"] for s in steady),
@@ -141,8 +190,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="write the results here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        result = soak(args.cameras, args.seconds, args.clip, args.model, args.analysis_fps, Path(tmp),
-                      max_batch=args.max_batch)
+        result = soak(
+            args.cameras, args.seconds, args.clip, args.model, args.analysis_fps, Path(tmp), max_batch=args.max_batch
+        )
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

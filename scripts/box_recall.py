@@ -60,8 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-score", type=float, help="default: each card's track_high")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
-    folders = a.footage or [Path(os.environ.get("STREETSCAN_ASSETS") or REPO.parent / "shared") / "footage",
-                            REPO / "build" / "footage"]
+    folders = a.footage or [
+        Path(os.environ.get("STREETSCAN_ASSETS") or REPO.parent / "shared") / "footage",
+        REPO / "build" / "footage",
+    ]
     truths = [load_truth(p) for p in (a.truths or sorted((REPO / "benchmarks" / "truth").glob("*.yaml")))]
     cards = [resolve_model(m) for m in a.model]
     detectors = [load_detector(c) for c in cards]
@@ -76,9 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         boxes = [v for v in truth.violations if v.box is not None and not v.optional]
         if not boxes:
             continue
-        times = sorted({float(s) for v in boxes for s in np.arange(v.start_s, min(v.end_s, truth.duration_s - 0.5), 1.0)})
+        times = sorted(
+            {float(s) for v in boxes for s in np.arange(v.start_s, min(v.end_s, truth.duration_s - 0.5), 1.0)}
+        )
         images = frames_at(clip, times)
-        dets = {c.name: dict(zip(images, d.detect(list(images.values())))) for c, d in zip(cards, detectors)}
+        dets = {
+            c.name: dict(zip(images, d.detect(list(images.values())), strict=False))
+            for c, d in zip(cards, detectors, strict=False)
+        }
         for v in boxes:
             side = float(np.sqrt((v.box[2] - v.box[0]) * (v.box[3] - v.box[1])))
             size = next(label for lo, hi, label in SIZES if lo <= side < hi)
@@ -109,12 +116,23 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {card.name} | {split} | " + " | ".join(cells) + " |")
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps({
-            "date": datetime.now().astimezone().isoformat(timespec="seconds"), "machine": machine(),
-            "models": [{"name": c.name, "min_score": c.thresholds.track_high if a.min_score is None else a.min_score}
-                       for c in cards],
-            "recall": {f"{m}|{s}|{z}": {"found": f, "frames": n} for (m, s, z), (f, n) in counts.items()},
-            "boxes": per_box}, indent=1) + "\n", encoding="utf-8")
+        a.json.write_text(
+            json.dumps(
+                {
+                    "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+                    "machine": machine(),
+                    "models": [
+                        {"name": c.name, "min_score": c.thresholds.track_high if a.min_score is None else a.min_score}
+                        for c in cards
+                    ],
+                    "recall": {f"{m}|{s}|{z}": {"found": f, "frames": n} for (m, s, z), (f, n) in counts.items()},
+                    "boxes": per_box,
+                },
+                indent=1,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0
 
 

@@ -7,7 +7,8 @@
   (git clones or bare mirrors, found by repository name; layouts owner+name/repo, owner/name, name)
   at the manifest's exact commit. A missing source, one whose snapshot lacks that commit, or one
   that cannot be read is reported by name and skipped; the build goes on.
-- YOLO (boxes or polygons), COCO JSON, VOC XML and DOTA (oriented boxes) are normalised to YOLO boxes with vocabulary ids;
+- YOLO (boxes or polygons), COCO JSON, VOC XML and DOTA (oriented boxes) are normalised to YOLO boxes
+  with vocabulary ids;
   images are resized to the manifest's long side; near-identical images (augmented copies) are
   dropped by perceptual hash; whole scenes go to one split; each source's own val split stays val.
 - The COCO teacher adds boxes, in train only, for vocabulary objects a source does not label.
@@ -34,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     env_assets = os.environ.get("STREETSCAN_ASSETS")
     ap.add_argument("--assets", type=Path, default=Path(env_assets) if env_assets else None)
-    ap.add_argument("--mirror", type=Path, action="append", default=[],
-                    help="folder of repository snapshots (repeatable)")
+    ap.add_argument(
+        "--mirror", type=Path, action="append", default=[], help="folder of repository snapshots (repeatable)"
+    )
     ap.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
     ap.add_argument("--out", type=Path, default=Path("build/dataset"))
     ap.add_argument("--only", action="append", default=[], help="build only these sources (repeatable)")
@@ -62,16 +64,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and spec.name not in args.only:
             continue
         r = builder.add(spec, assets=args.assets, mirrors=args.mirror)
-        what = (f"{dict(r.images)} images, {r.duplicates} duplicates, {len(r.bad_labels)} bad labels"
-                if r.status == "built" else r.reason)
+        what = (
+            f"{dict(r.images)} images, {r.duplicates} duplicates, {len(r.bad_labels)} bad labels"
+            if r.status == "built"
+            else r.reason
+        )
         print(f"{spec.name}: {r.status}: {what}", flush=True)
     if args.assets and args.footage_fps > 0 and not args.only and teacher is not None:
         for clip in sorted((args.assets / "footage").glob("*.mp4")):
             r = builder.add_footage(clip, args.footage_fps)
             print(f"{r.name}: {r.status}: {dict(r.images) or r.reason}", flush=True)
     report = builder.finish()
-    print(json.dumps({"skipped": report["skipped"],
-                      "targets_missed": [t["object"] for t in report["targets"] if not t["met"]]}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {"skipped": report["skipped"], "targets_missed": [t["object"] for t in report["targets"] if not t["met"]]},
+            ensure_ascii=False,
+        )
+    )
     print(f"report: {args.out / 'report.md'}")
     # Footage left out of training for want of a licence is a decision, not a missing source.
     missing = [spec.name for spec in manifest.sources if spec.name in report["skipped"]]

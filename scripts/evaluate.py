@@ -36,7 +36,7 @@ import hashlib
 import json
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -50,7 +50,7 @@ from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import ObjectQuality, Quality, resolve_model, vocabulary
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
-SMALL_AREA = 32 ** 2  # px², COCO's small-object bound
+SMALL_AREA = 32**2  # px², COCO's small-object bound
 
 
 @dataclass
@@ -122,19 +122,22 @@ def val_digest(splits: list[Split]) -> str:
     """A fingerprint of the images and human boxes scored: the same digest, the same val set."""
     h = hashlib.sha256()
     for split in splits:
-        for path, label in zip(split.images, split.labels):
+        for path, label in zip(split.images, split.labels, strict=False):
             h.update(f"{split.name}/{path.name}:".encode())
             h.update(np.round(label.xyxy, 4).astype(np.float32).tobytes() + label.class_id.astype(np.int32).tobytes())
     return h.hexdigest()[:16]
 
 
-def write_quality(card_specs: list[str], results: dict[str, dict[str, dict]], digest: str, images: int,
-                  results_file: Path) -> None:
+def write_quality(
+    card_specs: list[str], results: dict[str, dict[str, dict]], digest: str, images: int, results_file: Path
+) -> None:
     """Each evaluated card gets these pooled figures as its quality block (objects with boxes only)."""
-    today = datetime.now(timezone.utc).date().isoformat()
+    today = datetime.now(UTC).date().isoformat()
     for spec in card_specs:
         card = resolve_model(spec)
-        objects = {o: ObjectQuality(r["boxes"], r["ap50"], r["ap50_95"]) for o, r in results[spec].items() if r["boxes"]}
+        objects = {
+            o: ObjectQuality(r["boxes"], r["ap50"], r["ap50_95"]) for o, r in results[spec].items() if r["boxes"]
+        }
         Quality(today, digest, images, results_file.as_posix(), objects).write_into(card.card_path)
         print(f"quality written into {card.card_path}")
 
@@ -146,7 +149,7 @@ def predict(card_specs: list[str], split: Split) -> tuple[list[sv.Detections], d
     keep = [vocabulary().index(c) for c in split.classes]
     targets: list[sv.Detections] = []
     preds: dict[str, list[sv.Detections]] = {s: [] for s in card_specs}
-    for path, label in zip(split.images, split.labels):
+    for path, label in zip(split.images, split.labels, strict=False):
         image = cv2.imread(str(path))
         h, w = image.shape[:2]
         targets.append(sv.Detections(xyxy=label.xyxy * np.array([w, h, w, h], np.float32), class_id=label.class_id))
@@ -159,15 +162,17 @@ def predict(card_specs: list[str], split: Split) -> tuple[list[sv.Detections], d
 def score(preds: list[sv.Detections], targets: list[sv.Detections], classes: list[str], conf: float) -> dict[str, dict]:
     vocab = vocabulary()
     m = MeanAveragePrecision().update(preds, targets).compute()
-    ap = {int(c): row for c, row in zip(m.matched_classes, m.ap_per_class)}
+    ap = {int(c): row for c, row in zip(m.matched_classes, m.ap_per_class, strict=False)}
     # COCO marks a class with no small target -1: no figure, rather than a zero it did not earn.
     small = m.small_objects
-    ap_small = {int(c): float(row[0]) for c, row in zip(small.matched_classes, small.ap_per_class) if row[0] >= 0}
+    ap_small = {
+        int(c): float(row[0]) for c, row in zip(small.matched_classes, small.ap_per_class, strict=False) if row[0] >= 0
+    }
     at_conf = [d[d.confidence >= conf] for d in preds]
     p = Precision().update(at_conf, targets).compute()
     r = Recall().update(at_conf, targets).compute()
-    p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class)}
-    r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class)}
+    p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class, strict=False)}
+    r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class, strict=False)}
     out = {}
     for name in classes:
         c = vocab.index(name)
@@ -176,7 +181,8 @@ def score(preds: list[sv.Detections], targets: list[sv.Detections], classes: lis
             "boxes": int(sum((t.class_id == c).sum() for t in targets)),
             "small_boxes": int(sum(((t.class_id == c) & (t.area < SMALL_AREA)).sum() for t in targets)),
             "ap50_small": ap_small.get(c),
-            "precision": float(p50.get(c, 0.0)), "recall": float(r50.get(c, 0.0)),
+            "precision": float(p50.get(c, 0.0)),
+            "recall": float(r50.get(c, 0.0)),
             "ap50": float(row[0]) if row is not None else 0.0,
             "ap50_95": float(np.mean(row)) if row is not None else 0.0,
         }
@@ -195,8 +201,8 @@ def calibrate(preds: list[sv.Detections], targets: list[sv.Detections], classes:
         at_conf = [d[d.confidence >= conf] for d in preds]
         p = Precision().update(at_conf, targets).compute()
         r = Recall().update(at_conf, targets).compute()
-        p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class)}
-        r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class)}
+        p50 = {int(c): row[0] for c, row in zip(p.matched_classes, p.precision_per_class, strict=False)}
+        r50 = {int(c): row[0] for c, row in zip(r.matched_classes, r.recall_per_class, strict=False)}
         for name in classes:
             c = vocab.index(name)
             pc, rc = float(p50.get(c, 0.0)), float(r50.get(c, 0.0))
@@ -209,11 +215,12 @@ def calibrate(preds: list[sv.Detections], targets: list[sv.Detections], classes:
 def table(split: Split, results: dict[str, dict[str, dict]]) -> str:
     models = list(results)
     head = "| class | boxes | " + " | ".join(f"{m} P / R / AP50 / AP50-95" for m in models) + " |"
-    lines = [f"{split.name}: {len(split.images)} images, human labels", "", head,
-             "|" + "---|" * (2 + len(models))]
+    lines = [f"{split.name}: {len(split.images)} images, human labels", "", head, "|" + "---|" * (2 + len(models))]
     for cls in split.classes:
-        cells = [f"{r[cls]['precision']:.2f} / {r[cls]['recall']:.2f} / {r[cls]['ap50']:.3f} / {r[cls]['ap50_95']:.3f}"
-                 for r in results.values()]
+        cells = [
+            f"{r[cls]['precision']:.2f} / {r[cls]['recall']:.2f} / {r[cls]['ap50']:.3f} / {r[cls]['ap50_95']:.3f}"
+            for r in results.values()
+        ]
         lines.append(f"| {cls} | {results[models[0]][cls]['boxes']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -222,27 +229,41 @@ def small_table(results: dict[str, dict[str, dict]]) -> str:
     """AP50 on small boxes (area < 32² px) for the classes that have any."""
     models = list(results)
     first = results[models[0]]
-    lines = ["", "small boxes only (< 32 x 32 px):", "", "| class | small boxes | " + " | ".join(f"{m} AP50" for m in models) + " |",
-             "|" + "---|" * (2 + len(models))]
+    lines = [
+        "",
+        "small boxes only (< 32 x 32 px):",
+        "",
+        "| class | small boxes | " + " | ".join(f"{m} AP50" for m in models) + " |",
+        "|" + "---|" * (2 + len(models)),
+    ]
     for cls, row in first.items():
         if row["small_boxes"]:
-            cells = [f"{r[cls]['ap50_small']:.3f}" if r[cls]["ap50_small"] is not None else "-" for r in results.values()]
+            cells = [
+                f"{r[cls]['ap50_small']:.3f}" if r[cls]["ap50_small"] is not None else "-" for r in results.values()
+            ]
             lines.append(f"| {cls} | {row['small_boxes']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("source", type=Path, help="a staged source folder (classes.txt, images/, labels/), or a build with --built")
-    ap.add_argument("--built", action="store_true", help="source is scripts/build_dataset.py's output: score its val split")
+    ap.add_argument(
+        "source", type=Path, help="a staged source folder (classes.txt, images/, labels/), or a build with --built"
+    )
+    ap.add_argument(
+        "--built", action="store_true", help="source is scripts/build_dataset.py's output: score its val split"
+    )
     ap.add_argument("--model", action="append", required=True, help="model name, card or ONNX (repeatable)")
     ap.add_argument("--split", default="val")
     ap.add_argument("--manifest", type=Path, default=MANIFEST_PATH)
     ap.add_argument("--conf", type=float, default=0.25, help="operating threshold for precision and recall")
     ap.add_argument("--limit", type=int, help="first N images only")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--write-quality", action="store_true",
-                    help="with --built and --json: write the pooled figures into each model's card")
+    ap.add_argument(
+        "--write-quality",
+        action="store_true",
+        help="with --built and --json: write the pooled figures into each model's card",
+    )
     args = ap.parse_args(argv)
     if args.write_quality and not (args.built and args.json and not args.limit):
         ap.error("--write-quality needs --built and --json (the card cites the results file), and no --limit")
@@ -250,7 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         return evaluate_built(args)
     split = load_split(args.source, args.split, args.manifest)
     if args.limit:
-        split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
+        split.images, split.labels = split.images[: args.limit], split.labels[: args.limit]
     targets, preds = predict(args.model, split)
     results = {m: score(preds[m], targets, split.classes, args.conf) for m in args.model}
     print(table(split, results))
@@ -267,7 +288,7 @@ def evaluate_built(args) -> dict:
     splits = load_built(args.source, args.manifest)
     for split in splits:
         if args.limit:
-            split.images, split.labels = split.images[:args.limit], split.labels[:args.limit]
+            split.images, split.labels = split.images[: args.limit], split.labels[: args.limit]
     digest = val_digest(splits)
     report = {"build": str(args.source), "val_digest": digest, "conf": args.conf, "sources": {}, "pooled": {}}
     for split in splits:
@@ -279,16 +300,22 @@ def evaluate_built(args) -> dict:
         for m in args.model:
             pooled_preds[m] += preds[m]
     objects = sorted({o for s in report["sources"].values() for o in next(iter(s["models"].values()))}, key=vocab.index)
-    pooled = Split("all sources (each object scored on the sources that label it)", [None] * len(pooled_targets),
-                   pooled_targets, objects)
+    pooled = Split(
+        "all sources (each object scored on the sources that label it)",
+        [None] * len(pooled_targets),
+        pooled_targets,
+        objects,
+    )
     results = {m: score(pooled_preds[m], pooled_targets, objects, args.conf) for m in args.model}
     print(table(pooled, results), flush=True)
     print(small_table(results), flush=True)
     report["pooled"] = {"images": len(pooled_targets), "models": results}
     report["calibration"] = {m: calibrate(pooled_preds[m], pooled_targets, objects) for m in args.model}
     for m, per_class in report["calibration"].items():
-        print(f"\n{m}: F1-best confidence per class (pooled val): " +
-              ", ".join(f"{c} {v['conf']:.2f} (F1 {v['f1']:.2f})" for c, v in per_class.items()))
+        print(
+            f"\n{m}: F1-best confidence per class (pooled val): "
+            + ", ".join(f"{c} {v['conf']:.2f} (F1 {v['f1']:.2f})" for c, v in per_class.items())
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.write_quality:

@@ -22,9 +22,18 @@ import yaml
 COCO_CLASS_MAP = "coco"
 
 
-def export_yolo(source: str, out_dir: Path, name: str, *, version: str = "0", imgsz: int = 640,
-                class_map: str | dict | None = None, untrained: bool = False, provenance: str = "",
-                licence: str = "AGPL-3.0 (Ultralytics)") -> Path:
+def export_yolo(
+    source: str,
+    out_dir: Path,
+    name: str,
+    *,
+    version: str = "0",
+    imgsz: int = 640,
+    class_map: str | dict | None = None,
+    untrained: bool = False,
+    provenance: str = "",
+    licence: str = "AGPL-3.0 (Ultralytics)",
+) -> Path:
     from ultralytics import YOLO
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,13 +62,24 @@ def export_yolo(source: str, out_dir: Path, name: str, *, version: str = "0", im
         "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
         "torch_weights": torch_target.name,
         "torch_sha256": hashlib.sha256(torch_target.read_bytes()).hexdigest(),
-        "input": {"width": imgsz, "height": imgsz, "rect": True, "layout": "NCHW", "color": "RGB",
-                  "mean": [0, 0, 0], "std": [255, 255, 255]},
+        "input": {
+            "width": imgsz,
+            "height": imgsz,
+            "rect": True,
+            "layout": "NCHW",
+            "color": "RGB",
+            "mean": [0, 0, 0],
+            "std": [255, 255, 255],
+        },
         "max_batch": 16,
         "classes": names,
         "class_map": class_map,
-        "provenance": provenance or (f"Ultralytics {source} built with random weights (untrained); for pipeline tests only"
-                                     if untrained else f"exported from {source}"),
+        "provenance": provenance
+        or (
+            f"Ultralytics {source} built with random weights (untrained); for pipeline tests only"
+            if untrained
+            else f"exported from {source}"
+        ),
         "licence": licence,
     }
     card_path = target.with_suffix(".yaml")
@@ -78,8 +98,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.source.endswith(".yaml") and not args.untrained:
         ap.error("an architecture .yaml has no weights: pass --untrained to export it anyway")
-    print(export_yolo(args.source, args.out, args.name, version=args.version, imgsz=args.imgsz,
-                      untrained=args.untrained))
+    print(
+        export_yolo(args.source, args.out, args.name, version=args.version, imgsz=args.imgsz, untrained=args.untrained)
+    )
 
 
 if __name__ == "__main__":

@@ -69,9 +69,12 @@ def extract(gd: Path, commit: str, path: str, dest: Path) -> str:
         probe = subprocess.run(["git", "--git-dir", str(gd), "cat-file", "-e", f"{rev}:{path}"], capture_output=True)
         if probe.returncode == 0:
             with dest.open("wb") as fh:
-                subprocess.run(["git", "--git-dir", str(gd), "cat-file", "blob", f"{rev}:{path}"], stdout=fh, check=True)
-            return subprocess.run(["git", "--git-dir", str(gd), "rev-parse", rev], capture_output=True, text=True,
-                                  check=True).stdout.strip()
+                subprocess.run(
+                    ["git", "--git-dir", str(gd), "cat-file", "blob", f"{rev}:{path}"], stdout=fh, check=True
+                )
+            return subprocess.run(
+                ["git", "--git-dir", str(gd), "rev-parse", rev], capture_output=True, text=True, check=True
+            ).stdout.strip()
     raise FileNotFoundError(f"{path} is not in the snapshot")
 
 
@@ -82,18 +85,21 @@ def rebuild(clip: dict, gd: Path, out: Path) -> str:
         note = "" if used == clip["commit"] else f" (from the snapshot's HEAD {used[:10]}, not {clip['commit'][:10]})"
         got = sha256(original)
         if clip.get("source_sha256") and got != clip["source_sha256"]:
-            return f"skipped: the snapshot's {clip['path']} has sha256 {got[:12]}, the manifest {clip['source_sha256'][:12]}"
+            want = clip["source_sha256"][:12]
+            return f"skipped: the snapshot's {clip['path']} has sha256 {got[:12]}, the manifest {want}"
         args = shlex.split(clip["processing"])
         pre = []
         if "-ss" in args:  # a cut seeks on the input, where it lands on a keyframe with stream copy
             k = args.index("-ss")
-            pre, args = args[k:k + 2], args[:k] + args[k + 2:]
+            pre, args = args[k : k + 2], args[:k] + args[k + 2 :]
         target = out / clip["file"]
         subprocess.run(["ffmpeg", "-v", "error", "-y", *pre, "-i", str(original), *args, str(target)], check=True)
     made = sha256(target)
     if made != clip["sha256"]:
-        return (f"rebuilt{note}; its sha256 {made[:12]} differs from the manifest's {clip['sha256'][:12]} "
-                "(another ffmpeg muxes other bytes; the packets are the original's)")
+        return (
+            f"rebuilt{note}; its sha256 {made[:12]} differs from the manifest's {clip['sha256'][:12]} "
+            "(another ffmpeg muxes other bytes; the packets are the original's)"
+        )
     return f"rebuilt{note}"
 
 
@@ -101,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", type=Path, default=REPO / "benchmarks" / "footage.yaml")
     ap.add_argument("--mirror", type=Path, help="folder of repository snapshots (owner+name/ git directories)")
-    ap.add_argument("--assets", type=Path, default=Path(os.environ.get("STREETSCAN_ASSETS", REPO.parent / "shared")),
-                    help="folder holding footage/ with staged clips (default: $STREETSCAN_ASSETS, else ../shared)")
+    ap.add_argument(
+        "--assets",
+        type=Path,
+        default=Path(os.environ.get("STREETSCAN_ASSETS", REPO.parent / "shared")),
+        help="folder holding footage/ with staged clips (default: $STREETSCAN_ASSETS, else ../shared)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "build" / "footage")
     ap.add_argument("--require-all", action="store_true", help="exit 1 unless every clip is there")
     a = ap.parse_args(argv)

@@ -31,15 +31,86 @@ PINS = ["tensorflow-cpu==2.15.1", "tf2onnx==1.16.1", "numpy<2"]
 REPO = Path(__file__).resolve().parents[1]
 
 COCO80 = [
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors", "teddy bear",
-    "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 ]
 
 
@@ -87,8 +158,22 @@ def convert(work: Path) -> Path:
     fixed.parent.mkdir(exist_ok=True)
     print("completed graph attributes:", complete_graph_json(work / "package" / "models" / "centernet.json", fixed))
     onnx_path = work / f"{NAME}.onnx"
-    subprocess.run([venv / "bin" / "python", "-m", "tf2onnx.convert", "--tfjs", str(fixed), "--output",
-                    str(onnx_path), "--opset", "17", "--outputs", "tower_0/detections:0"], check=True)
+    subprocess.run(
+        [
+            venv / "bin" / "python",
+            "-m",
+            "tf2onnx.convert",
+            "--tfjs",
+            str(fixed),
+            "--output",
+            str(onnx_path),
+            "--opset",
+            "17",
+            "--outputs",
+            "tower_0/detections:0",
+        ],
+        check=True,
+    )
     return onnx_path
 
 
@@ -101,18 +186,27 @@ def write_card(out: Path, onnx_path: Path, tgz: Path, licence: str, bin_sha: str
         "family": "centernet",
         "weights": onnx_path.name,
         "sha256": sha256(onnx_path),
-        "input": {"width": 512, "height": 512, "rect": False, "layout": "NHWC", "color": "RGB",
-                  "mean": [0, 0, 0], "std": [1, 1, 1]},  # float RGB 0-255, as the TF.js graph expects
+        "input": {
+            "width": 512,
+            "height": 512,
+            "rect": False,
+            "layout": "NHWC",
+            "color": "RGB",
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+        },  # float RGB 0-255, as the TF.js graph expects
         "max_batch": 1,
         "classes": COCO80,
         "class_map": "coco",
-        "provenance": (f"npm {PACKAGE} (models/centernet.json + centernet.bin, sha256 of .bin {bin_sha}; package "
-                       f"tarball sha256 {sha256(tgz)}), a MobileNetV3-CenterNet trained on COCO by "
-                       f"github.com/610265158/mobilenetv3_centernet, converted from TF.js to ONNX by "
-                       f"scripts/import_coco_model.py (tensorflow-cpu 2.15.1, tf2onnx 1.16.1, opset 17)"),
+        "provenance": (
+            f"npm {PACKAGE} (models/centernet.json + centernet.bin, sha256 of .bin {bin_sha}; package "
+            f"tarball sha256 {sha256(tgz)}), a MobileNetV3-CenterNet trained on COCO by "
+            f"github.com/610265158/mobilenetv3_centernet, converted from TF.js to ONNX by "
+            f"scripts/import_coco_model.py (tensorflow-cpu 2.15.1, tf2onnx 1.16.1, opset 17)"
+        ),
         "licence": f"{licence} (package.json of {PACKAGE})",
         "caveat": "generic COCO detector: a bootstrap and teacher, not tuned for CCTV views "
-                   "(misses cars seen from above; see models/MODEL_CARD.md)",
+        "(misses cars seen from above; see models/MODEL_CARD.md)",
     }
     path = out / f"{NAME}.yaml"
     path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")

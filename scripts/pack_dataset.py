@@ -117,8 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=Path("build/gpu"))
     ap.add_argument("--long-side", type=int, default=512)
     ap.add_argument("--quality", type=int, default=65)
-    ap.add_argument("--chunk-mib", type=float, default=24,
-                    help="the device carries 64 MiB a call, the repository (~36 MiB with its models) included")
+    ap.add_argument(
+        "--chunk-mib",
+        type=float,
+        default=24,
+        help="the device carries 64 MiB a call, the repository (~36 MiB with its models) included",
+    )
     ap.add_argument("--val-images", type=int, default=400)
     ap.add_argument("--rfs-threshold", type=float, default=0.1)
     ap.add_argument("--max-repeat", type=float, default=4.0)
@@ -158,10 +162,16 @@ def main(argv: list[str] | None = None) -> None:
     writer.add("train.txt", ("\n".join(lines) + "\n").encode())
     writer.add("data.yaml", yaml.safe_dump(data, sort_keys=False).encode())
     summary = {
-        "source": str(args.data), "long_side": args.long_side, "quality": args.quality,
-        "train_images": len(splits["train"]), "train_samples_per_epoch": len(lines),
-        "val_images": len(val), "val_images_full": len(splits["val"]),
-        "rfs_threshold": args.rfs_threshold, "max_repeat": args.max_repeat, "seed": args.seed,
+        "source": str(args.data),
+        "long_side": args.long_side,
+        "quality": args.quality,
+        "train_images": len(splits["train"]),
+        "train_samples_per_epoch": len(lines),
+        "val_images": len(val),
+        "val_images_full": len(splits["val"]),
+        "rfs_threshold": args.rfs_threshold,
+        "max_repeat": args.max_repeat,
+        "seed": args.seed,
         "class_images_per_epoch": {spec["names"][c]: n for c, n in sorted(repeats.items())},
         "chunks": [p.name for p in writer.paths],
     }

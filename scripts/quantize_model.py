@@ -28,7 +28,6 @@ from streetscan.pipeline.detect import ModelDetector, load_detector
 from streetscan.pipeline.models import ModelCard, resolve_model
 from streetscan.pipeline.preprocess import letterbox
 
-
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
@@ -38,7 +37,7 @@ def _calibration_images(source: Path, card: ModelCard, limit: int):
     few would all be one source's scenes."""
     if source.is_dir():
         paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        for path in paths[::max(1, len(paths) // max(1, limit))]:
+        for path in paths[:: max(1, len(paths) // max(1, limit))]:
             yield cv2.imread(str(path))
     elif source.suffix.lower() in IMAGE_SUFFIXES:
         yield cv2.imread(str(source))
@@ -92,21 +91,40 @@ def quantize(card: ModelCard, sources: list[Path], out_dir: Path, frames: int = 
         # Ultralytics' Detect module: its conv branches (cv2 boxes, cv3 classes) are quantized like
         # the rest; what follows them (DFL, anchors, strides, the class sigmoid) stays float.
         head = card.extra.get("float_head", "/model.23/")
-        keep_float = [n.name for n in graph.node
-                      if n.name.startswith(head) and not n.name.startswith((head + "cv2", head + "cv3"))]
-        quantize_static(str(pre), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        nodes_to_exclude=keep_float)
+        keep_float = [
+            n.name
+            for n in graph.node
+            if n.name.startswith(head) and not n.name.startswith((head + "cv2", head + "cv3"))
+        ]
+        quantize_static(
+            str(pre),
+            str(target),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep_float,
+        )
     # INT8 is ONNX only; and its quality is its own, to be measured (scripts/evaluate.py --write-quality).
     data = {k: v for k, v in card.extra.items() if not k.startswith("torch_") and k != "quality"}
-    data.update({
-        "name": name, "weights": target.name, "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-        "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "
-                      f"calibrated on {len(tensors)} frames of {', '.join(_label(s) for s in sources)}. "
-                      f"Source model: {card.provenance}",
-        "quantization": {"source": card.name, "calibration_frames": len(tensors), "format": "QDQ",
-                         "activations": "uint8", "weights": "int8 per channel"},
-    })
+    data.update(
+        {
+            "name": name,
+            "weights": target.name,
+            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "provenance": f"INT8 (ONNX Runtime static QDQ, per-channel, float head) of {card.name} {card.version}, "
+            f"calibrated on {len(tensors)} frames of {', '.join(_label(s) for s in sources)}. "
+            f"Source model: {card.provenance}",
+            "quantization": {
+                "source": card.name,
+                "calibration_frames": len(tensors),
+                "format": "QDQ",
+                "activations": "uint8",
+                "weights": "int8 per channel",
+            },
+        }
+    )
     target.with_suffix(".yaml").write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return target.with_suffix(".yaml")
 
@@ -114,7 +132,13 @@ def quantize(card: ModelCard, sources: list[Path], out_dir: Path, frames: int = 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", help="name, card or ONNX path of the float model")
-    ap.add_argument("--calibrate", type=Path, nargs="+", required=True, help="clips (1 frame/s), images or image folders to calibrate on; mix scenes and objects")
+    ap.add_argument(
+        "--calibrate",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="clips (1 frame/s), images or image folders to calibrate on; mix scenes and objects",
+    )
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--out", type=Path, help="default: beside the source card")
     args = ap.parse_args()

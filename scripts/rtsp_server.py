@@ -39,8 +39,9 @@ def main() -> int:
             print(f"--mount {spec!r}: expected NAME=existing-file.mp4", file=sys.stderr)
             return 2
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(f'( filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 '
-                           f'! rtph264pay name=pay0 pt=96 )')
+        factory.set_launch(
+            f'( filesrc location="{path}" ! qtdemux ! h264parse config-interval=-1 ! rtph264pay name=pay0 pt=96 )'
+        )
         factory.set_shared(False)
         mounts.add_factory(f"/{name}", factory)
     if server.attach(None) == 0:

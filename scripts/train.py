@@ -27,8 +27,21 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from export_yolo import export_yolo  # noqa: E402
 
-TRAIN_KEYS = ("model", "data", "imgsz", "epochs", "batch", "seed", "deterministic", "patience", "workers",
-              "device", "close_mosaic", "project", "name")
+TRAIN_KEYS = (
+    "model",
+    "data",
+    "imgsz",
+    "epochs",
+    "batch",
+    "seed",
+    "deterministic",
+    "patience",
+    "workers",
+    "device",
+    "close_mosaic",
+    "project",
+    "name",
+)
 OPTIONAL_KEYS = ("time", "cache")  # absent from the recipe: epochs rule, images read from disk
 # Absent: Ultralytics' own choice. A fine-tune of a converged checkpoint wants a small fixed rate and
 # a short warm-up instead of the from-scratch schedule.
@@ -98,8 +111,11 @@ def train(recipe: dict, fresh: bool = False) -> Path:
     from ultralytics import YOLO
 
     offline_ultralytics()
-    run_dir = (REPO / recipe["project"] / recipe["name"]) if not Path(recipe["project"]).is_absolute() \
+    run_dir = (
+        (REPO / recipe["project"] / recipe["name"])
+        if not Path(recipe["project"]).is_absolute()
         else Path(recipe["project"]) / recipe["name"]
+    )
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -113,16 +129,29 @@ def train(recipe: dict, fresh: bool = False) -> Path:
         if not data.exists():
             raise SystemExit(f"dataset {data} not found: build it with scripts/build_dataset.py --out {data.parent}")
         YOLO(recipe["model"]).train(
-            data=str(data), imgsz=recipe["imgsz"], epochs=recipe["epochs"], batch=recipe["batch"],
-            seed=recipe["seed"], deterministic=recipe["deterministic"], patience=recipe["patience"],
-            workers=recipe["workers"], device=recipe.get("device"), close_mosaic=recipe["close_mosaic"],
+            data=str(data),
+            imgsz=recipe["imgsz"],
+            epochs=recipe["epochs"],
+            batch=recipe["batch"],
+            seed=recipe["seed"],
+            deterministic=recipe["deterministic"],
+            patience=recipe["patience"],
+            workers=recipe["workers"],
+            device=recipe.get("device"),
+            close_mosaic=recipe["close_mosaic"],
             # Ultralytics drops a checkpoint's weights unless told to keep them.
-            project=str(run_dir.parent), name=run_dir.name, exist_ok=True,
+            project=str(run_dir.parent),
+            name=run_dir.name,
+            exist_ok=True,
             pretrained=is_checkpoint(recipe["model"]),
             plots=False,  # plotting fetches a font from the internet
-            amp=True, save_period=-1, verbose=False, time=recipe["time"],
+            amp=True,
+            save_period=-1,
+            verbose=False,
+            time=recipe["time"],
             cache=recipe["cache"] or False,
-            **{k: recipe[k] for k in PASSED_WHEN_SET if recipe[k] is not None})
+            **{k: recipe[k] for k in PASSED_WHEN_SET if recipe[k] is not None},
+        )
     if not best.exists():
         raise SystemExit(f"training left no {best}")
     return best
@@ -142,29 +171,56 @@ def hardware(device: str | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=REPO / "scripts" / "train.yaml")
-    for key, typ in (("model", str), ("data", str), ("imgsz", int), ("epochs", int), ("batch", int),
-                     ("workers", int), ("device", str), ("project", str), ("name", str), ("seed", int),
-                     ("time", float), ("cache", str), ("optimizer", str), ("lr0", float),
-                     ("warmup_epochs", float), ("scale", float)):
+    for key, typ in (
+        ("model", str),
+        ("data", str),
+        ("imgsz", int),
+        ("epochs", int),
+        ("batch", int),
+        ("workers", int),
+        ("device", str),
+        ("project", str),
+        ("name", str),
+        ("seed", int),
+        ("time", float),
+        ("cache", str),
+        ("optimizer", str),
+        ("lr0", float),
+        ("warmup_epochs", float),
+        ("scale", float),
+    ):
         ap.add_argument(f"--{key}", type=typ)
     ap.add_argument("--fresh", action="store_true", help="discard an existing run and start over")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--export-out", type=Path, help="where the ONNX and card go (default: the recipe's export.out)")
     args = ap.parse_args(argv)
-    recipe = load_recipe(args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + PASSED_WHEN_SET
-                                       if hasattr(args, k)})
+    recipe = load_recipe(
+        args.config, {k: getattr(args, k) for k in TRAIN_KEYS + OPTIONAL_KEYS + PASSED_WHEN_SET if hasattr(args, k)}
+    )
     best = train(recipe, fresh=args.fresh)
     print(f"best weights: {best}")
     if args.no_export:
         return
     ex = recipe["export"]
-    start = (f"fine-tuned from {recipe['model']}" if is_checkpoint(recipe["model"])
-             else f"trained from scratch ({recipe['model']})")
-    provenance = (f"{start} by scripts/train.py (imgsz {recipe['imgsz']}, "
-                  f"{recipe['epochs']} epochs, batch {recipe['batch']}, seed {recipe['seed']}) on {recipe['data']}, "
-                  f"on {hardware(recipe.get('device'))}")
-    card = export_yolo(str(best), args.export_out or REPO / ex["out"], ex["name"], version=str(ex["version"]), imgsz=recipe["imgsz"],
-                       provenance=provenance, licence="AGPL-3.0 (Ultralytics code); data licences in models/MODEL_CARD.md")
+    start = (
+        f"fine-tuned from {recipe['model']}"
+        if is_checkpoint(recipe["model"])
+        else f"trained from scratch ({recipe['model']})"
+    )
+    provenance = (
+        f"{start} by scripts/train.py (imgsz {recipe['imgsz']}, "
+        f"{recipe['epochs']} epochs, batch {recipe['batch']}, seed {recipe['seed']}) on {recipe['data']}, "
+        f"on {hardware(recipe.get('device'))}"
+    )
+    card = export_yolo(
+        str(best),
+        args.export_out or REPO / ex["out"],
+        ex["name"],
+        version=str(ex["version"]),
+        imgsz=recipe["imgsz"],
+        provenance=provenance,
+        licence="AGPL-3.0 (Ultralytics code); data licences in models/MODEL_CARD.md",
+    )
     print(f"exported: {card}")
 
 

@@ -46,7 +46,9 @@ class TrueViolation(_Model):
     zone: str = Field(min_length=1, description="Zone id in the camera's streams.yaml entry.")
     start_s: float = Field(ge=0, description="Stream seconds when the violation is first true.")
     end_s: float = Field(gt=0, description="Stream seconds when it stops (or the clip ends).")
-    box: Box | None = Field(default=None, description="Approximate box in source pixels; omitted: anywhere in the zone.")
+    box: Box | None = Field(
+        default=None, description="Approximate box in source pixels; omitted: anywhere in the zone."
+    )
     optional: bool = Field(default=False, description="Ambiguous or cut off: neither a miss nor a false case.")
     note: str = ""
 
@@ -73,7 +75,9 @@ class ClipTruth(_Model):
     clip: str = Field(min_length=1, description="File name under $STREETSCAN_ASSETS/footage.")
     camera: str = Field(min_length=1, description="Camera id in the streams file whose zones apply.")
     duration_s: float = Field(gt=0)
-    split: Literal["tune", "holdout"] = Field(description="tune: thresholds were calibrated on it; holdout: only scored.")
+    split: Literal["tune", "holdout"] = Field(
+        description="tune: thresholds were calibrated on it; holdout: only scored."
+    )
     drawn_by: str = ""
     violations: list[TrueViolation] = Field(default_factory=list)
     must_not_fire: list[NoFireSpan] = Field(default_factory=list)
@@ -91,8 +95,9 @@ def load_truth(path: str | Path) -> ClipTruth:
     try:
         return ClipTruth.model_validate({**raw, "path": str(path)})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        )
         raise TruthError(f"{path}: {problems}") from None
 
 
@@ -116,10 +121,17 @@ class Case:
         first, last = messages[0].violation, messages[-1].violation
         # As sent: boxes to 0.1 px, stream times to the ms (Event.to_dict).
         boxes = tuple(tuple(round(c, 1) for c in o.box) for m in messages for o in m.violation.objects)
-        return cls(event_id=messages[0].event_id, camera_id=first.camera_id, zone_id=first.zone_id,
-                   scene_class=first.scene_class, first_seen_s=round(first.first_seen_s, 3),
-                   opened_s=round(first.confirmed_s, 3), last_seen_s=round(last.last_seen_s, 3),
-                   resolved=any(m.state == "resolved" for m in messages), boxes=boxes)  # type: ignore[arg-type]
+        return cls(
+            event_id=messages[0].event_id,
+            camera_id=first.camera_id,
+            zone_id=first.zone_id,
+            scene_class=first.scene_class,
+            first_seen_s=round(first.first_seen_s, 3),
+            opened_s=round(first.confirmed_s, 3),
+            last_seen_s=round(last.last_seen_s, 3),
+            resolved=any(m.state == "resolved" for m in messages),
+            boxes=boxes,
+        )  # type: ignore[arg-type]
 
 
 def cases_from_events(events: Iterable[Event]) -> list[Case]:
@@ -185,14 +197,23 @@ class ClassScore:
 
     def as_dict(self, camera_hours: float) -> dict[str, Any]:
         return {
-            "scene_class": self.scene_class, "truths": self.truths, "found": self.found, "cases": self.cases,
-            "true_cases": self.true_cases, "false_cases": self.false_cases, "duplicates": self.duplicates,
-            "recall": self.recall, "precision": self.precision,
+            "scene_class": self.scene_class,
+            "truths": self.truths,
+            "found": self.found,
+            "cases": self.cases,
+            "true_cases": self.true_cases,
+            "false_cases": self.false_cases,
+            "duplicates": self.duplicates,
+            "recall": self.recall,
+            "precision": self.precision,
             "duplicates_per_violation": self.duplicates_per_violation,
-            "median_time_to_open_s": self.median_delay_s, "median_s_beyond_threshold": self.median_beyond_s,
+            "median_time_to_open_s": self.median_delay_s,
+            "median_s_beyond_threshold": self.median_beyond_s,
             "false_per_camera_hour": self.false_per_camera_hour(camera_hours),
-            "must_not_fire_hits": self.must_not_fire_hits, "resolved_too_early": self.resolved_too_early,
-            "missed": self.missed, "false": self.false,
+            "must_not_fire_hits": self.must_not_fire_hits,
+            "resolved_too_early": self.resolved_too_early,
+            "missed": self.missed,
+            "false": self.false,
         }
 
 
@@ -203,12 +224,18 @@ class Score:
     clips: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"camera_hours": self.camera_hours, "clips": self.clips,
-                "classes": {k: v.as_dict(self.camera_hours) for k, v in sorted(self.classes.items())}}
+        return {
+            "camera_hours": self.camera_hours,
+            "clips": self.clips,
+            "classes": {k: v.as_dict(self.camera_hours) for k, v in sorted(self.classes.items())},
+        }
 
 
-def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]],
-          thresholds: dict[tuple[str, str, str], float] | None = None) -> Score:
+def score(
+    truths: list[ClipTruth],
+    cases_by_clip: dict[str, list[Case]],
+    thresholds: dict[tuple[str, str, str], float] | None = None,
+) -> Score:
     """Score each clip's cases against its truth; `cases_by_clip` is keyed by `ClipTruth.clip`;
     `thresholds`: (clip, zone, scene class) -> the rule's dwell/hold seconds on that camera."""
     thresholds = thresholds or {}
@@ -224,8 +251,12 @@ def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]],
         for case in cases_by_clip.get(truth.clip, []):
             best, best_q = None, 0.0
             for v in truth.violations:
-                if (v.scene_class != case.scene_class or v.zone != case.zone_id
-                        or case.last_seen_s < v.start_s - TIME_SLACK_S or case.first_seen_s > v.end_s + TIME_SLACK_S):
+                if (
+                    v.scene_class != case.scene_class
+                    or v.zone != case.zone_id
+                    or case.last_seen_s < v.start_s - TIME_SLACK_S
+                    or case.first_seen_s > v.end_s + TIME_SLACK_S
+                ):
                     continue
                 q = box_match(v.box, case.boxes)
                 # Prefer a violation not yet taken, so two cases on two cars are not one car's duplicate.
@@ -237,8 +268,13 @@ def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]],
                 s.cases += 1
                 s.false_cases += 1
                 s.false.append(f"{truth.clip}:{case.event_id}@{case.opened_s:.1f}s")
-                if any(n.scene_class == case.scene_class and (n.zone in (None, case.zone_id))
-                       and case.opened_s >= n.start_s and case.opened_s <= n.end_s for n in truth.must_not_fire):
+                if any(
+                    n.scene_class == case.scene_class
+                    and (n.zone in (None, case.zone_id))
+                    and case.opened_s >= n.start_s
+                    and case.opened_s <= n.end_s
+                    for n in truth.must_not_fire
+                ):
                     s.must_not_fire_hits += 1
                 continue
             matched[best.id].append(case)
@@ -257,7 +293,9 @@ def score(truths: list[ClipTruth], cases_by_clip: dict[str, list[Case]],
             s.found += 1
             s.duplicates += len(found) - 1
             s.delays_s.append(max(0.0, found[0].opened_s - v.start_s))
-            s.beyond_s.append(max(0.0, found[0].opened_s - v.start_s) - thresholds.get((truth.clip, v.zone, v.scene_class), 0.0))
+            s.beyond_s.append(
+                max(0.0, found[0].opened_s - v.start_s) - thresholds.get((truth.clip, v.zone, v.scene_class), 0.0)
+            )
             if any(c.resolved and c.last_seen_s + EARLY_RESOLVE_SLACK_S < v.end_s for c in found):
                 s.resolved_too_early += 1
     hours = sum(t.duration_s for t in truths) / 3600.0
@@ -269,17 +307,21 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 
 def markdown_table(result: Score) -> str:
-    lines = ["| scene class | truths | found | cases | recall | precision | duplicates / violation | "
-             "median s to open | median s beyond dwell | false / camera-hour | must-not-fire hits | resolved too early |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| scene class | truths | found | cases | recall | precision | duplicates / violation | "
+        "median s to open | median s beyond dwell | false / camera-hour | must-not-fire hits | resolved too early |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for code in CATALOGUE:
         s = result.classes.get(code)
         if s is None:
             continue
         fph = s.false_per_camera_hour(result.camera_hours)
-        lines.append(f"| {code} | {s.truths} | {s.found} | {s.cases} | {_fmt(s.recall)} | {_fmt(s.precision)} | "
-                     f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(s.median_beyond_s, 1)} | "
-                     f"{_fmt(fph, 0)} | {s.must_not_fire_hits} | {s.resolved_too_early} |")
+        lines.append(
+            f"| {code} | {s.truths} | {s.found} | {s.cases} | {_fmt(s.recall)} | {_fmt(s.precision)} | "
+            f"{_fmt(s.duplicates_per_violation)} | {_fmt(s.median_delay_s, 1)} | {_fmt(s.median_beyond_s, 1)} | "
+            f"{_fmt(fph, 0)} | {s.must_not_fire_hits} | {s.resolved_too_early} |"
+        )
     return "\n".join(lines)
 
 
@@ -327,24 +369,26 @@ class Evaluation:
         return score(truths, self.cases, self.thresholds)
 
 
-def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, detector, out_dir: Path,
-                   batch_size: int = 4) -> Evaluation:
+def run_evaluation(
+    truths: list[ClipTruth], *, footage: Sequence[Path], config, detector, out_dir: Path, batch_size: int = 4
+) -> Evaluation:
     """Replay each truth clip through the real pipeline (its camera from `config`), then score.
     `footage`: the folders to look for clips in, in order. The settings say what it was measured
     with (model, per-camera effective rules)."""
-    from .pipeline.plan import CameraPlan
     from .delivery.sinks import JsonlSink
+    from .pipeline.plan import CameraPlan
     from .workers.replay import ReplayJob
 
     cases: dict[str, list[Case]] = {}
     thresholds: dict[tuple[str, str, str], float] = {}
-    settings: dict[str, Any] = {"model": {"name": detector.card.name, "version": detector.card.version},
-                                "cameras": {}}
+    settings: dict[str, Any] = {"model": {"name": detector.card.name, "version": detector.card.version}, "cameras": {}}
     for truth in truths:
         clip = find_clip(truth.clip, footage)
         if clip is None:
-            raise TruthError(f"{truth.path}: clip {truth.clip} not found in {', '.join(map(str, footage))} "
-                             "(set STREETSCAN_ASSETS or --footage; scripts/footage.py rebuilds the fetched clips)")
+            raise TruthError(
+                f"{truth.path}: clip {truth.clip} not found in {', '.join(map(str, footage))} "
+                "(set STREETSCAN_ASSETS or --footage; scripts/footage.py rebuilds the fetched clips)"
+            )
         camera = config.camera(truth.camera)
         sink = JsonlSink(out_dir / f"events-{Path(truth.clip).stem}.jsonl")
         try:
@@ -355,10 +399,14 @@ def run_evaluation(truths: list[ClipTruth], *, footage: Sequence[Path], config, 
         for rule in CameraPlan.for_model(camera, detector.card).rules:
             thresholds[(truth.clip, rule.zone.id, rule.scene.code)] = rule.confirm_s
         settings["cameras"][camera.id] = {
-            "clip": truth.clip, "split": truth.split, "analysis_fps": camera.analysis_fps,
+            "clip": truth.clip,
+            "split": truth.split,
+            "analysis_fps": camera.analysis_fps,
             "rules": {code: rules for code in CATALOGUE if (rules := camera.rule_overrides(code))},
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
-            "frames_analysed": result.frames_analysed, "wall_s": round(result.wall_s, 2)}
+            "frames_analysed": result.frames_analysed,
+            "wall_s": round(result.wall_s, 2),
+        }
     return Evaluation(score(truths, cases, thresholds), settings, cases, thresholds)
 
 
@@ -373,8 +421,11 @@ def comparison_table(truths: list[ClipTruth], runs: dict[str, Evaluation], scene
             cells.append(f"{s.found} / {s.cases} / {s.false_cases} / {s.duplicates}")
         n = sum(1 for v in t.violations if v.scene_class == scene_class and not v.optional)
         lines.append(f"| {t.clip} | {t.split} | {n} | " + " | ".join(cells) + " |")
-    head2 = ["pooled", "clips", "truths"] + [f"{m}: recall / precision / F1 / dup per violation / false per cam-h / "
-                                            "must-not-fire per cam-h / median s beyond dwell" for m in runs]
+    head2 = ["pooled", "clips", "truths"] + [
+        f"{m}: recall / precision / F1 / dup per violation / false per cam-h / "
+        "must-not-fire per cam-h / median s beyond dwell"
+        for m in runs
+    ]
     lines += ["", "| " + " | ".join(head2) + " |", "|" + "---|" * len(head2)]
     for split in ("holdout", "tune", "all"):
         subset = [t for t in truths if split == "all" or t.split == split]
@@ -385,24 +436,30 @@ def comparison_table(truths: list[ClipTruth], runs: dict[str, Evaluation], scene
             pooled = run.pooled(subset)
             s = pooled.classes.get(scene_class) or ClassScore(scene_class)
             n = s.truths
-            cells.append(f"{_fmt(s.recall)} / {_fmt(s.precision)} / {_fmt(event_f1(s))} / "
-                         f"{_fmt(s.duplicates_per_violation)} / {_fmt(s.false_per_camera_hour(pooled.camera_hours), 1)} / "
-                         f"{_fmt(s.must_not_fire_hits / pooled.camera_hours if pooled.camera_hours else None, 1)} / "
-                         f"{_fmt(s.median_beyond_s, 1)}")
+            cells.append(
+                f"{_fmt(s.recall)} / {_fmt(s.precision)} / {_fmt(event_f1(s))} / "
+                f"{_fmt(s.duplicates_per_violation)} / {_fmt(s.false_per_camera_hour(pooled.camera_hours), 1)} / "
+                f"{_fmt(s.must_not_fire_hits / pooled.camera_hours if pooled.camera_hours else None, 1)} / "
+                f"{_fmt(s.median_beyond_s, 1)}"
+            )
         lines.append(f"| {split} | {len(subset)} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def decision_table(truths: list[ClipTruth], runs: dict[str, Evaluation]) -> str:
     """All scene classes pooled, per split: event F1 on the holdout split decides the default."""
-    lines = ["| model | split | truths | found | cases | true cases | recall | precision | event F1 |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | split | truths | found | cases | true cases | recall | precision | event F1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, run in runs.items():
         for split in ("holdout", "tune", "all"):
             subset = [t for t in truths if split == "all" or t.split == split]
             if not subset:
                 continue
             s = all_classes(run.pooled(subset))
-            lines.append(f"| {name} | {split} | {s.truths} | {s.found} | {s.cases} | {s.true_cases} | {_fmt(s.recall)} | "
-                         f"{_fmt(s.precision)} | {_fmt(event_f1(s))} |")
+            lines.append(
+                f"| {name} | {split} | {s.truths} | {s.found} | {s.cases} | {s.true_cases} | {_fmt(s.recall)} | "
+                f"{_fmt(s.precision)} | {_fmt(event_f1(s))} |"
+            )
     return "\n".join(lines)

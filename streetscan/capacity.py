@@ -27,15 +27,15 @@ import yaml
 from av.video.reformatter import VideoReformatter
 
 from . import __version__
+from .delivery.outputs import open_output
+from .infra.metrics import histogram_quantile
 from .pipeline.config import load_config
 from .pipeline.crops import CropPlanner, FrameDetector
 from .pipeline.decode import VideoSource, analysis_image, fit_size
 from .pipeline.detect import ModelDetector, load_detector
 from .pipeline.frames import Frame
-from .infra.metrics import histogram_quantile
 from .pipeline.models import ModelCard, resolve_model
 from .pipeline.preprocess import input_size, letterbox
-from .delivery.outputs import open_output
 
 
 def machine() -> dict:
@@ -49,13 +49,25 @@ def machine() -> dict:
         pass
     gpu = None
     if shutil.which("nvidia-smi"):
-        r = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"], capture_output=True, text=True
+        )
         gpu = r.stdout.strip() or None
     import onnxruntime as ort
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "python": platform.python_version(),
-            "versions": {"streetscan": __version__, "onnxruntime": ort.__version__, "av": av.__version__,
-                         "numpy": np.__version__}, "ort_providers": ort.get_available_providers()}
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "python": platform.python_version(),
+        "versions": {
+            "streetscan": __version__,
+            "onnxruntime": ort.__version__,
+            "av": av.__version__,
+            "numpy": np.__version__,
+        },
+        "ort_providers": ort.get_available_providers(),
+    }
 
 
 def _timed(fn, min_s: float) -> tuple[int, float]:
@@ -88,10 +100,20 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
         t0 = time.perf_counter()
         n = sum(1 for _ in src.frames())
         dt = time.perf_counter() - t0
-        out[mode] = {"decoded_fps": src.stats.decoded / dt, "sampled": n, "keyframe_only": src.stats.keyframe_only,
-                     "cameras_per_thread": (src.info.duration_s or 0) / dt}
-    out["clip"] = {"path": str(clip), "width": info.width, "height": info.height, "fps": info.fps,
-                   "duration_s": info.duration_s, "keyframe_interval_s": info.keyframe_interval_s}
+        out[mode] = {
+            "decoded_fps": src.stats.decoded / dt,
+            "sampled": n,
+            "keyframe_only": src.stats.keyframe_only,
+            "cameras_per_thread": (src.info.duration_s or 0) / dt,
+        }
+    out["clip"] = {
+        "path": str(clip),
+        "width": info.width,
+        "height": info.height,
+        "fps": info.fps,
+        "duration_s": info.duration_s,
+        "keyframe_interval_s": info.keyframe_interval_s,
+    }
     return out
 
 
@@ -113,7 +135,9 @@ def preprocess_ms(detector: ModelDetector, vf: av.VideoFrame, min_s: float) -> f
     return 1000 * dt / n
 
 
-def inference_figures(detector: ModelDetector, sizes: list[tuple[int, int]], batches: list[int], min_s: float) -> list[dict]:
+def inference_figures(
+    detector: ModelDetector, sizes: list[tuple[int, int]], batches: list[int], min_s: float
+) -> list[dict]:
     """Raw runtime throughput on ready tensors: the compute ceiling, nothing else."""
     card, run = detector.card, detector.runtime.run
     fixed = detector.runtime.input_shape
@@ -123,11 +147,11 @@ def inference_figures(detector: ModelDetector, sizes: list[tuple[int, int]], bat
             if fixed[0] is not None and b != fixed[0]:
                 continue
             shape = (b, h, w, 3) if card.layout == "NHWC" else (b, 3, h, w)
-            if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:])):
+            if any(f is not None and f != s for f, s in zip(fixed[1:], shape[1:], strict=False)):
                 continue
             x = np.random.default_rng(0).random(shape, dtype=np.float32) * 255
             run(x)  # warm-up
-            n, dt = _timed(lambda: run(x), min_s)
+            n, dt = _timed(lambda x=x: run(x), min_s)
             rows.append({"input": f"{w}x{h}", "batch": b, "img_s": n * b / dt, "ms_per_call": 1000 * dt / n})
     return rows
 
@@ -140,10 +164,13 @@ def zone_crop_figures(card: ModelCard, vf: av.VideoFrame, min_s: float, device: 
     w, h = vf.width, vf.height
     scaled = analysis_image(VideoReformatter(), vf, fit_size(w, h, card.fit))
     full = vf.to_ndarray(format="bgr24")
-    frame = Frame(seq=0, decoded_index=0, pts_s=0.0, image=scaled, keyframe=True, source_size=(w, h),
-                  full_res=lambda: full)
-    zones = [((w * 0.55, h * 0.35), (w * 0.95, h * 0.35), (w * 0.95, h * 0.75), (w * 0.55, h * 0.75)),
-             ((w * 0.05, h * 0.35), (w * 0.45, h * 0.35), (w * 0.45, h * 0.75), (w * 0.05, h * 0.75))]
+    frame = Frame(
+        seq=0, decoded_index=0, pts_s=0.0, image=scaled, keyframe=True, source_size=(w, h), full_res=lambda: full
+    )
+    zones = [
+        ((w * 0.55, h * 0.35), (w * 0.95, h * 0.35), (w * 0.95, h * 0.75), (w * 0.55, h * 0.75)),
+        ((w * 0.05, h * 0.35), (w * 0.45, h * 0.35), (w * 0.45, h * 0.75), (w * 0.05, h * 0.75)),
+    ]
     plans = {n: CropPlanner(tuple(zones[:n]), card.fit, "on").plan(w, h) for n in (0, 1, 2)}
     timings: dict[int, list[float]] = {n: [] for n in plans}
     detector.detect([frame], [plans[2]])  # warm-up
@@ -152,8 +179,17 @@ def zone_crop_figures(card: ModelCard, vf: av.VideoFrame, min_s: float, device: 
             k, dt = _timed(lambda p=plan: detector.detect([frame], [p]), min_s / 15)
             timings[n].append(1000 * dt / k)
     ms = {n: float(np.median(v)) for n, v in timings.items()}
-    return {"frame": f"{w}x{h}", "crops": {str(n): {"boxes": [list(b) for b in plans[n]], "ms_per_frame": ms[n],
-                                                    "cameras_per_core_at_1fps": 1000 / ms[n]} for n in plans}}
+    return {
+        "frame": f"{w}x{h}",
+        "crops": {
+            str(n): {
+                "boxes": [list(b) for b in plans[n]],
+                "ms_per_frame": ms[n],
+                "cameras_per_core_at_1fps": 1000 / ms[n],
+            }
+            for n in plans
+        },
+    }
 
 
 @dataclass
@@ -173,8 +209,10 @@ class Trial:
 
 
 def _quantile(registry, name: str, q: float) -> float:
-    return histogram_quantile(q, [(float(s.labels["le"]), s.value) for m in registry.collect() for s in m.samples
-                                  if s.name == f"{name}_bucket"])
+    return histogram_quantile(
+        q,
+        [(float(s.labels["le"]), s.value) for m in registry.collect() for s in m.samples if s.name == f"{name}_bucket"],
+    )
 
 
 # The overload trial measures the steady state: load shedding decides from the last 10 sampling
@@ -184,20 +222,45 @@ OVERLOAD_WARMUP_S = 15.0
 OVERLOAD_SECONDS = 20.0
 
 
-def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, seconds: float, workdir: Path,
-              detector_opts: dict, max_batch: int, shed_load: bool = True, warmup_s: float | None = None,
-              reader_processes: int = 0) -> Trial:
+def e2e_trial(
+    clip: Path,
+    card: ModelCard,
+    cameras: int,
+    analysis_fps: float,
+    seconds: float,
+    workdir: Path,
+    detector_opts: dict,
+    max_batch: int,
+    shed_load: bool = True,
+    warmup_s: float | None = None,
+    reader_processes: int = 0,
+) -> Trial:
     from .workers.supervisor import Daemon, DaemonOptions
 
     streams = workdir / f"bench-{cameras}.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": analysis_fps, "reader": {"backoff_initial_s": 0.05, "backoff_max_s": 1}},
-        "cameras": [{"id": f"sim{i:03d}", "name": f"simulated {i}", "url": str(clip), "location": {"address": "bench"}}
-                    for i in range(cameras)]}), encoding="utf-8")
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"analysis_fps": analysis_fps, "reader": {"backoff_initial_s": 0.05, "backoff_max_s": 1}},
+                "cameras": [
+                    {"id": f"sim{i:03d}", "name": f"simulated {i}", "url": str(clip), "location": {"address": "bench"}}
+                    for i in range(cameras)
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     out = workdir / f"out-{cameras}"
-    options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=out / "spool.db", metrics_host="127.0.0.1",
-                            metrics_port=0, max_batch=max_batch, shed_load=shed_load,
-                            reader_processes=reader_processes)
+    options = DaemonOptions(
+        streams_path=streams,
+        out_dir=out,
+        spool_path=out / "spool.db",
+        metrics_host="127.0.0.1",
+        metrics_port=0,
+        max_batch=max_batch,
+        shed_load=shed_load,
+        reader_processes=reader_processes,
+    )
     daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [open_output("jsonl:", out)])
     m = daemon.metrics
 
@@ -212,8 +275,12 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
         return vals["analysed"], vals["dropped"], bsum
 
     def per_camera() -> dict[str, float]:
-        return {s.labels["camera"]: s.value for metric in m.registry.collect() for s in metric.samples
-                if s.name == "streetscan_frames_analysed_total"}
+        return {
+            s.labels["camera"]: s.value
+            for metric in m.registry.collect()
+            for s in metric.samples
+            if s.name == "streetscan_frames_analysed_total"
+        }
 
     daemon.start()
     try:
@@ -231,23 +298,46 @@ def e2e_trial(clip: Path, card: ModelCard, cameras: int, analysis_fps: float, se
     finally:
         daemon.stop()
     rates = [(cam1.get(f"sim{i:03d}", 0.0) - cam0.get(f"sim{i:03d}", 0.0)) / dt for i in range(cameras)]
-    return Trial(cameras, analysis_fps, cameras * analysis_fps, (a1 - a0) / dt, (d1 - d0) / dt, age,
-                 (b1 - b0) / max(1.0, c1 - c0), min(rates, default=0.0), max(rates, default=0.0))
+    return Trial(
+        cameras,
+        analysis_fps,
+        cameras * analysis_fps,
+        (a1 - a0) / dt,
+        (d1 - d0) / dt,
+        age,
+        (b1 - b0) / max(1.0, c1 - c0),
+        min(rates, default=0.0),
+        max(rates, default=0.0),
+    )
 
 
-def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: float, workdir: Path, *,
-                   max_age_s: float, detector_opts: dict, max_batch: int, limit: int, log=print,
-                   reader_processes: int = 0) -> tuple[int, list[Trial]]:
+def search_cameras(
+    clip: Path,
+    card: ModelCard,
+    analysis_fps: float,
+    seconds: float,
+    workdir: Path,
+    *,
+    max_age_s: float,
+    detector_opts: dict,
+    max_batch: int,
+    limit: int,
+    log=print,
+    reader_processes: int = 0,
+) -> tuple[int, list[Trial]]:
     """Largest N sustained: double until a trial fails, then bisect."""
     trials: list[Trial] = []
 
     def ok(n: int) -> bool:
-        t = e2e_trial(clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch,
-                      reader_processes=reader_processes)
+        t = e2e_trial(
+            clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch, reader_processes=reader_processes
+        )
         trials.append(t)
-        log(f"  {n:4d} cameras @ {analysis_fps:g} fps: offered {t.offered_fps:6.1f} analysed {t.analysed_fps:6.1f} "
+        log(
+            f"  {n:4d} cameras @ {analysis_fps:g} fps: offered {t.offered_fps:6.1f} analysed {t.analysed_fps:6.1f} "
             f"dropped {t.dropped_fps:5.1f}/s  age p95 {t.age_p95_s:.2f}s  batch {t.mean_batch:.1f}  "
-            f"{'ok' if t.sustained(max_age_s) else 'over'}")
+            f"{'ok' if t.sustained(max_age_s) else 'over'}"
+        )
         return t.sustained(max_age_s)
 
     good, bad = 0, None
@@ -271,6 +361,7 @@ def search_cameras(clip: Path, card: ModelCard, analysis_fps: float, seconds: fl
 
 def plot(results: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -279,7 +370,7 @@ def plot(results: dict, path: Path) -> None:
     for r in results["inference"]:
         by_size.setdefault(r["input"], []).append((r["batch"], r["img_s"]))
     for size, pts in by_size.items():
-        a.plot(*zip(*sorted(pts)), marker="o", label=size)
+        a.plot(*zip(*sorted(pts), strict=False), marker="o", label=size)
     a.set(xscale="log", xlabel="batch size", ylabel="images/s (raw inference)", title=results["model"])
     a.legend()
     pts = sorted((fps, r["cameras"]) for fps, r in results["e2e"].items())
@@ -298,8 +389,22 @@ def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
     assets = os.environ.get("STREETSCAN_ASSETS")
     src = Path(assets) / "footage" / "plaza_pedestrians.mp4" if assets else None
     dst = workdir / "bench_1080p.mp4"
-    gop_args = ["-c:v", "libx264", "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
-                "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-an", str(dst)]
+    gop_args = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-g",
+        str(gop),
+        "-keyint_min",
+        str(gop),
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        str(dst),
+    ]
     if src and src.exists():
         args = ["-i", str(src), "-t", "10" if quick else "40", "-vf", "scale=1920:1080,fps=25"]
     else:  # FFmpeg's moving test pattern: real H.264 at the same size, rate and GOP
@@ -308,9 +413,22 @@ def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
     return dst
 
 
-def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quick: bool, out: Path,
-        max_age_s: float, threads: int | None, max_batch: int, limit: int, gop_s: float = 2.0,
-        device: str = "cpu", reader_processes: int = 0, log=print) -> dict:
+def run(
+    *,
+    clip: Path | None,
+    model: str | None,
+    analysis_fps: list[float],
+    quick: bool,
+    out: Path,
+    max_age_s: float,
+    threads: int | None,
+    max_batch: int,
+    limit: int,
+    gop_s: float = 2.0,
+    device: str = "cpu",
+    reader_processes: int = 0,
+    log=print,
+) -> dict:
     card = resolve_model(model)
     detector_opts = {"threads": threads, "device": device}
     detector = load_detector(card, **detector_opts)
@@ -323,34 +441,82 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
         vf = _first_frame(clip)
         pre = preprocess_ms(detector, vf, stage_s)
         rect = input_size(*fit_size(vf.width, vf.height, card.fit), card.input_width, card.input_height, card.rect)
-        sizes = list(dict.fromkeys([rect, (card.input_width, card.input_height)] +
-                                   ([] if quick else [(320, 192), (640, 640)])))
+        sizes = list(
+            dict.fromkeys([rect, (card.input_width, card.input_height)] + ([] if quick else [(320, 192), (640, 640)]))
+        )
         batches = [1, 2, 4] if quick else [1, 2, 4, 8, 16]
         inf = inference_figures(detector, sizes, batches, stage_s)
         crops = zone_crop_figures(card, vf, stage_s, device)
         ceiling = max((r["img_s"] for r in inf if r["input"] == f"{rect[0]}x{rect[1]}"), default=0.0)
         e2e = {}
         for fps in analysis_fps:
-            n, trials = search_cameras(clip, card, fps, 6.0 if quick else 20.0, work, max_age_s=max_age_s,
-                                       detector_opts=detector_opts, max_batch=max_batch, limit=limit, log=log,
-                                       reader_processes=reader_processes)
+            n, trials = search_cameras(
+                clip,
+                card,
+                fps,
+                6.0 if quick else 20.0,
+                work,
+                max_age_s=max_age_s,
+                detector_opts=detector_opts,
+                max_batch=max_batch,
+                limit=limit,
+                log=log,
+                reader_processes=reader_processes,
+            )
             best = next((t for t in reversed(trials) if t.cameras == n), None)
             overload = None
             if n and best:
                 # Graceful overload: twice the sustained count, load shedding on (the daemon's default).
-                t2 = e2e_trial(clip, card, 2 * n, fps, OVERLOAD_SECONDS, work, detector_opts, max_batch,
-                               warmup_s=OVERLOAD_WARMUP_S, reader_processes=reader_processes)
-                overload = {**t2.__dict__, "of_sustained": t2.analysed_fps / best.analysed_fps if best.analysed_fps else None}
-                log(f"  {2 * n:4d} cameras @ {fps:g} fps (2x): analysed {t2.analysed_fps:6.1f}/s = "
+                t2 = e2e_trial(
+                    clip,
+                    card,
+                    2 * n,
+                    fps,
+                    OVERLOAD_SECONDS,
+                    work,
+                    detector_opts,
+                    max_batch,
+                    warmup_s=OVERLOAD_WARMUP_S,
+                    reader_processes=reader_processes,
+                )
+                overload = {
+                    **t2.__dict__,
+                    "of_sustained": t2.analysed_fps / best.analysed_fps if best.analysed_fps else None,
+                }
+                log(
+                    f"  {2 * n:4d} cameras @ {fps:g} fps (2x): analysed {t2.analysed_fps:6.1f}/s = "
                     f"{100 * (overload['of_sustained'] or 0):.0f}% of the sustained figure, least-served camera "
-                    f"{t2.min_camera_fps:.2f}/s, age p95 {t2.age_p95_s:.1f}s")
-            e2e[str(fps)] = {"cameras": n, "analysed_fps": best.analysed_fps if best else 0.0,
-                             "ratio_to_ceiling": (best.analysed_fps / ceiling) if best and ceiling else None,
-                             "trials": [t.__dict__ for t in trials], "overload_2x": overload}
-    results = {"machine": machine(), "model": card.name, "settings": {
-        "quick": quick, "analysis_fps": analysis_fps, "max_age_s": max_age_s, "max_batch": max_batch,
-        "threads": threads, "device": device, "gop_s": gop_s, "clip": str(clip), "reader_processes": reader_processes}, "decode": dec, "preprocess_ms": pre,
-        "inference": inf, "zone_crops": crops, "ceiling_img_s": ceiling, "ceiling_input": f"{rect[0]}x{rect[1]}", "e2e": e2e}
+                    f"{t2.min_camera_fps:.2f}/s, age p95 {t2.age_p95_s:.1f}s"
+                )
+            e2e[str(fps)] = {
+                "cameras": n,
+                "analysed_fps": best.analysed_fps if best else 0.0,
+                "ratio_to_ceiling": (best.analysed_fps / ceiling) if best and ceiling else None,
+                "trials": [t.__dict__ for t in trials],
+                "overload_2x": overload,
+            }
+    results = {
+        "machine": machine(),
+        "model": card.name,
+        "settings": {
+            "quick": quick,
+            "analysis_fps": analysis_fps,
+            "max_age_s": max_age_s,
+            "max_batch": max_batch,
+            "threads": threads,
+            "device": device,
+            "gop_s": gop_s,
+            "clip": str(clip),
+            "reader_processes": reader_processes,
+        },
+        "decode": dec,
+        "preprocess_ms": pre,
+        "inference": inf,
+        "zone_crops": crops,
+        "ceiling_img_s": ceiling,
+        "ceiling_input": f"{rect[0]}x{rect[1]}",
+        "e2e": e2e,
+    }
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     plot(results, out / "capacity.png")
@@ -359,26 +525,42 @@ def run(*, clip: Path | None, model: str | None, analysis_fps: list[float], quic
 
 def table(results: dict) -> str:
     d = results["decode"]
-    lines = [f"model {results['model']} on {results['machine']['cpu']} ({results['machine']['cores']} cores)",
-             f"decode {d['clip']['width']}x{d['clip']['height']}: all frames {d['all_frames']['decoded_fps']:.0f} fps; "
-             f"sampled (full decode) {d['sampled_full_decode']['cameras_per_thread']:.1f} cameras/thread; "
-             f"keyframe-only {d['keyframe_only']['cameras_per_thread']:.1f} cameras/thread"
-             f"{'' if d['keyframe_only']['keyframe_only'] else ' (GOP too long: full decode)'}",
-             f"preprocess {results['preprocess_ms']:.2f} ms/frame",
-             "inference (raw):  input     batch   img/s   ms/call"]
+    lines = [
+        f"model {results['model']} on {results['machine']['cpu']} ({results['machine']['cores']} cores)",
+        f"decode {d['clip']['width']}x{d['clip']['height']}: all frames {d['all_frames']['decoded_fps']:.0f} fps; "
+        f"sampled (full decode) {d['sampled_full_decode']['cameras_per_thread']:.1f} cameras/thread; "
+        f"keyframe-only {d['keyframe_only']['cameras_per_thread']:.1f} cameras/thread"
+        f"{'' if d['keyframe_only']['keyframe_only'] else ' (GOP too long: full decode)'}",
+        f"preprocess {results['preprocess_ms']:.2f} ms/frame",
+        "inference (raw):  input     batch   img/s   ms/call",
+    ]
     for r in results["inference"]:
         lines.append(f"                  {r['input']:9s} {r['batch']:5d} {r['img_s']:7.1f} {r['ms_per_call']:8.1f}")
     zc = results.get("zone_crops")
     if zc:
-        lines.append("zone crops (1 thread, " + zc["frame"] + "): " + "; ".join(
-            f"{n} crop(s) {c['ms_per_frame']:.1f} ms/frame = {c['cameras_per_core_at_1fps']:.1f} cameras/core @ 1 fps"
-            for n, c in zc["crops"].items()))
+        lines.append(
+            "zone crops (1 thread, "
+            + zc["frame"]
+            + "): "
+            + "; ".join(
+                f"{n} crop(s) {c['ms_per_frame']:.1f} ms/frame = "
+                f"{c['cameras_per_core_at_1fps']:.1f} cameras/core @ 1 fps"
+                for n, c in zc["crops"].items()
+            )
+        )
     for fps, e in results["e2e"].items():
-        ratio = f"{100 * e['ratio_to_ceiling']:.0f}% of the {results['ceiling_img_s']:.1f} img/s ceiling" \
-            if e["ratio_to_ceiling"] else "n/a"
-        lines.append(f"end to end @ {fps} fps: {e['cameras']} cameras, {e['analysed_fps']:.1f} frames/s analysed ({ratio})")
+        ratio = (
+            f"{100 * e['ratio_to_ceiling']:.0f}% of the {results['ceiling_img_s']:.1f} img/s ceiling"
+            if e["ratio_to_ceiling"]
+            else "n/a"
+        )
+        lines.append(
+            f"end to end @ {fps} fps: {e['cameras']} cameras, {e['analysed_fps']:.1f} frames/s analysed ({ratio})"
+        )
         o = e.get("overload_2x")
         if o and o.get("of_sustained") is not None:
-            lines.append(f"  at 2x ({o['cameras']} cameras): {o['analysed_fps']:.1f} frames/s = "
-                         f"{100 * o['of_sustained']:.0f}% of sustained; least-served camera {o['min_camera_fps']:.2f}/s")
+            lines.append(
+                f"  at 2x ({o['cameras']} cameras): {o['analysed_fps']:.1f} frames/s = "
+                f"{100 * o['of_sustained']:.0f}% of sustained; least-served camera {o['min_camera_fps']:.2f}/s"
+            )
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,36 +14,66 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
+from .logs import configure as configure_logging
 from .pipeline.catalogue import CATALOGUE
 from .pipeline.config import ConfigError, StreamsConfig, load_config
 from .pipeline.decode import SourceError
-from .logs import configure as configure_logging
 from .pipeline.models import ModelCard, ModelError, card_paths, default_model_name, load_card, models_dir, resolve_model
 from .pipeline.serving import BASELINE_MODEL, SERVED_AP50, Service, Status, by_status, default_shortfalls, services
 
-app = typer.Typer(help="StreetScan: find street-scene violations in city camera video and emit case events.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="StreetScan: find street-scene violations in city camera video and emit case events.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
-DeviceOption = Annotated[str, typer.Option(
-    help="Inference device: cpu, cuda, tensorrt (ONNX Runtime) or torch-cuda, torch-cpu (PyTorch, fp16 on "
-         "CUDA; yolo models whose card names their checkpoint).")]
-ThreadsOption = Annotated[Optional[int], typer.Option(help="Inference threads on CPU (default: all cores).")]
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        help="Inference device: cpu, cuda, tensorrt (ONNX Runtime) or torch-cuda, torch-cpu (PyTorch, fp16 on "
+        "CUDA; yolo models whose card names their checkpoint)."
+    ),
+]
+ThreadsOption = Annotated[int | None, typer.Option(help="Inference threads on CPU (default: all cores).")]
 err = Console(stderr=True)
-WebhookOption = Annotated[Optional[str], typer.Option(
-    help="Case platform webhook: POST each event (signed, idempotency key) to this http(s) URL.")]
-WebhookSecretOption = Annotated[Optional[Path], typer.Option(
-    help="File holding the webhook's shared HMAC secret (default: $STREETSCAN_WEBHOOK_SECRET).")]
-WebhookCaOption = Annotated[Optional[Path], typer.Option(
-    help="CA certificate(s) to verify the webhook's TLS certificate with (default: the system's).")]
+WebhookOption = Annotated[
+    str | None,
+    typer.Option(help="Case platform webhook: POST each event (signed, idempotency key) to this http(s) URL."),
+]
+WebhookSecretOption = Annotated[
+    Path | None,
+    typer.Option(help="File holding the webhook's shared HMAC secret (default: $STREETSCAN_WEBHOOK_SECRET)."),
+]
+WebhookCaOption = Annotated[
+    Path | None,
+    typer.Option(help="CA certificate(s) to verify the webhook's TLS certificate with (default: the system's)."),
+]
 WebhookTimeoutOption = Annotated[float, typer.Option(help="Seconds the webhook receiver has to answer.")]
-OutputOption = Annotated[Optional[list[str]], typer.Option(
-    "--output", help="Where cases go, by URL (repeatable): jsonl: or jsonl:PATH, redis://HOST:PORT/DB?stream=KEY, https://... (a webhook, signed with --webhook-secret-file).")]
-TrustedProxyOption = Annotated[Optional[list[str]], typer.Option(
-    help="Address of a reverse proxy in front of the console whose X-Forwarded-For/-Proto are believed "
-         "(repeat for several); by default no forwarded header is believed.")]
-CookieSecureOption = Annotated[bool, typer.Option(
-    "--cookie-secure", help="Always mark the console's session cookie Secure (behind TLS); it is marked "
-                            "so anyway on a request a trusted proxy says came over https.")]
+OutputOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--output",
+        help=(
+            "Where cases go, by URL (repeatable): jsonl: or jsonl:PATH, redis://HOST:PORT/DB?stream=KEY, https://... "
+            "(a webhook, signed with --webhook-secret-file)."
+        ),
+    ),
+]
+TrustedProxyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Address of a reverse proxy in front of the console whose X-Forwarded-For/-Proto are believed "
+        "(repeat for several); by default no forwarded header is believed."
+    ),
+]
+CookieSecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--cookie-secure",
+        help="Always mark the console's session cookie Secure (behind TLS); it is marked "
+        "so anyway on a request a trusted proxy says came over https.",
+    ),
+]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -59,25 +89,37 @@ def print_served(card: ModelCard) -> list[str]:
     """Say which scene classes the loaded model serves, as measured, and which it cannot: never silently."""
     by = by_status(card)
     served = by[Status.SERVED]
-    console.print(f"model [bold]{card.name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes "
-                  f"(AP50 >= {SERVED_AP50} on human val boxes): " + (_scene_list(served, False) or "none"),
-                  highlight=False)
+    console.print(
+        f"model [bold]{card.name}[/]: serves {len(served)}/{len(CATALOGUE)} scene classes "
+        f"(AP50 >= {SERVED_AP50} on human val boxes): " + (_scene_list(served, False) or "none"),
+        highlight=False,
+    )
     if by[Status.WEAK]:
-        console.print("  weak (an object below that bar; expect false cases): " + _scene_list(by[Status.WEAK]),
-                      style="yellow", highlight=False)
+        console.print(
+            "  weak (an object below that bar; expect false cases): " + _scene_list(by[Status.WEAK]),
+            style="yellow",
+            highlight=False,
+        )
     if by[Status.UNMEASURED]:
-        console.print("  unmeasured (objects never scored on human boxes): " + _scene_list(by[Status.UNMEASURED]),
-                      style="yellow", highlight=False)
+        console.print(
+            "  unmeasured (objects never scored on human boxes): " + _scene_list(by[Status.UNMEASURED]),
+            style="yellow",
+            highlight=False,
+        )
     if by[Status.MISSING]:
-        console.print("  cannot serve (no detector class for their objects): "
-                      + _scene_list(by[Status.MISSING], False), style="yellow", highlight=False)
+        console.print(
+            "  cannot serve (no detector class for their objects): " + _scene_list(by[Status.MISSING], False),
+            style="yellow",
+            highlight=False,
+        )
     return [s.scene.code for s in by[Status.MISSING]]
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each event and stage detail.")] = False,
-         log_format: Annotated[str, typer.Option(help="Log lines as 'text' or 'json' (one object per line).")] = "text",
-         ) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each event and stage detail.")] = False,
+    log_format: Annotated[str, typer.Option(help="Log lines as 'text' or 'json' (one object per line).")] = "text",
+) -> None:
     if log_format not in ("text", "json"):
         _fail(f"--log-format must be text or json, not {log_format!r}")
     configure_logging(logging.INFO if verbose else logging.WARNING, log_format)
@@ -86,14 +128,35 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each
 @app.command()
 def run(
     streams: Annotated[Path, typer.Option(help="streams.yaml: the cameras, zones and rules.")] = Path("streams.yaml"),
-    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: evidence/, events.jsonl (when written), spool.")] = Path("out/live"),
-    spool: Annotated[Optional[Path], typer.Option(help="Durable event spool (SQLite). Default: OUT/spool.db.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: evidence/, events.jsonl (when written), spool.")] = Path(
+        "out/live"
+    ),
+    spool: Annotated[Path | None, typer.Option(help="Durable event spool (SQLite). Default: OUT/spool.db.")] = None,
     output: OutputOption = None,
-    redis: Annotated[Optional[str], typer.Option(help="Case queue: Redis URL (redis://host:port/db); also where verification requests come from.")] = None,
+    redis: Annotated[
+        str | None,
+        typer.Option(help="Case queue: Redis URL (redis://host:port/db); also where verification requests come from."),
+    ] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
-    jsonl: Annotated[Optional[bool], typer.Option("--jsonl/--no-jsonl", help="Write OUT/events.jsonl (default: only when no other output is given here or in streams.yaml).")] = None,
-    metrics_host: Annotated[str, typer.Option(help="Address for /metrics, /healthz, /readyz and /verify (unauthenticated but for /verify: loopback unless a scraper or probe needs more; the k8s manifests set 0.0.0.0).")] = "127.0.0.1",
+    jsonl: Annotated[
+        bool | None,
+        typer.Option(
+            "--jsonl/--no-jsonl",
+            help="Write OUT/events.jsonl (default: only when no other output is given here or in streams.yaml).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Address for /metrics, /healthz, /readyz and /verify (unauthenticated but for /verify: loopback "
+                "unless a scraper or probe needs more; the k8s manifests set 0.0.0.0)."
+            )
+        ),
+    ] = "127.0.0.1",
     metrics_port: Annotated[int, typer.Option(help="Port for /metrics, /healthz, /readyz (0: any free port).")] = 9108,
     max_batch: Annotated[int, typer.Option(help="Most frames (one per camera) per inference call.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 20.0,
@@ -101,9 +164,19 @@ def run(
     device: DeviceOption = "cpu",
     watch: Annotated[bool, typer.Option(help="Reload when streams.yaml changes (SIGHUP always reloads).")] = False,
     shutdown_timeout: Annotated[float, typer.Option(help="Seconds SIGTERM may take to drain and flush.")] = 20.0,
-    evidence_days: Annotated[float, typer.Option(help="Delete evidence older than this, unless its event is open or undelivered (0: keep all).")] = 30.0,
-    jsonl_max_mb: Annotated[float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")] = 256.0,
-    http_port: Annotated[Optional[int], typer.Option(help="Serve the operator console on this port (0: any free port); needs a user from `streetscan users add`.")] = None,
+    evidence_days: Annotated[
+        float,
+        typer.Option(help="Delete evidence older than this, unless its event is open or undelivered (0: keep all)."),
+    ] = 30.0,
+    jsonl_max_mb: Annotated[
+        float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")
+    ] = 256.0,
+    http_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve the operator console on this port (0: any free port); needs a user from `streetscan users add`."
+        ),
+    ] = None,
     http_host: Annotated[str, typer.Option(help="Address the console listens on.")] = "127.0.0.1",
     trusted_proxy: TrustedProxyOption = None,
     cookie_secure: CookieSecureOption = False,
@@ -111,9 +184,34 @@ def run(
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
-    command_stream: Annotated[str, typer.Option(help="With --redis: the Redis Stream the case platform sends verification requests to (replies on <stream>:replies).")] = "streetscan:commands",
-    shard: Annotated[Optional[str], typer.Option(help="Analyse only shard K/N of streams.yaml's cameras (K from 0; rendezvous hashing). Default: $STREETSCAN_SHARD, or $STREETSCAN_SHARD_COUNT with a StatefulSet host name, else all cameras.")] = None,
-    reader_processes: Annotated[int, typer.Option(min=0, help="Decode cameras in this many reader processes (about one per core; frames reach inference through shared memory, evidence at the model's input size). 0: reader threads in the daemon.")] = 0,
+    command_stream: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "With --redis: the Redis Stream the case platform sends verification requests to (replies on "
+                "<stream>:replies)."
+            )
+        ),
+    ] = "streetscan:commands",
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Analyse only shard K/N of streams.yaml's cameras (K from 0; rendezvous hashing). Default: "
+                "$STREETSCAN_SHARD, or $STREETSCAN_SHARD_COUNT with a StatefulSet host name, else all cameras."
+            )
+        ),
+    ] = None,
+    reader_processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help=(
+                "Decode cameras in this many reader processes (about one per core; frames reach inference through "
+                "shared memory, evidence at the model's input size). 0: reader threads in the daemon."
+            ),
+        ),
+    ] = 0,
 ) -> None:
     """Run the live daemon against the cameras in streams.yaml until SIGTERM/SIGINT; SIGHUP reloads."""
     root = logging.getLogger()
@@ -126,19 +224,38 @@ def run(
         my_shard = Shard.parse(shard) if shard else Shard.from_environment()
     except ShardError as exc:
         _fail(str(exc))
-    options = DaemonOptions(streams_path=streams, out_dir=out, spool_path=spool or out / "spool.db",
-                            metrics_host=metrics_host, metrics_port=metrics_port, max_batch=max_batch,
-                            max_wait_ms=max_wait_ms, shutdown_timeout_s=shutdown_timeout, watch_config=watch,
-                            evidence_days=evidence_days,
-                            verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
-                            command_redis=redis, command_stream=command_stream, shard=my_shard,
-                            reader_processes=reader_processes)
-    console_options = (ConsoleOptions(http_host, http_port, tuple(trusted_proxy or ()), cookie_secure)
-                       if http_port is not None else None)
+    options = DaemonOptions(
+        streams_path=streams,
+        out_dir=out,
+        spool_path=spool or out / "spool.db",
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        shutdown_timeout_s=shutdown_timeout,
+        watch_config=watch,
+        evidence_days=evidence_days,
+        verify_secret=_platform_secret(webhook_secret_file) if webhook else None,
+        command_redis=redis,
+        command_stream=command_stream,
+        shard=my_shard,
+        reader_processes=reader_processes,
+    )
+    console_options = (
+        ConsoleOptions(http_host, http_port, tuple(trusted_proxy or ()), cookie_secure)
+        if http_port is not None
+        else None
+    )
     urls = _output_urls(output, redis, redis_stream, webhook)
-    settings = LiveSettings(options, model=model, outputs=_outputs(urls, webhook_secret_file, webhook_ca,
-                                                                   webhook_timeout, jsonl_max_mb),
-                            jsonl=jsonl, console=console_options, detector_threads=threads, device=device)
+    settings = LiveSettings(
+        options,
+        model=model,
+        outputs=_outputs(urls, webhook_secret_file, webhook_ca, webhook_timeout, jsonl_max_mb),
+        jsonl=jsonl,
+        console=console_options,
+        detector_threads=threads,
+        device=device,
+    )
     startup = Startup(settings)
     try:
         startup.init_config()
@@ -158,16 +275,19 @@ def _output_urls(output: list[str] | None, redis: str | None, redis_stream: str,
     return [*(output or []), *([redis_output(redis, redis_stream)] if redis else []), *([webhook] if webhook else [])]
 
 
-def _outputs(urls: list[str], secret_file: Path | None, ca: Path | None, timeout_s: float,
-             jsonl_max_mb: float = 256.0) -> tuple:
+def _outputs(
+    urls: list[str], secret_file: Path | None, ca: Path | None, timeout_s: float, jsonl_max_mb: float = 256.0
+) -> tuple:
     """Output settings for URLs given on the command line (the webhook flags apply to http(s) ones)."""
     from pydantic import ValidationError
 
     from .pipeline.config import OutputConfig
 
     try:
-        return tuple(OutputConfig(url=u, secret_file=secret_file, ca_file=ca, timeout_s=timeout_s, max_mb=jsonl_max_mb)
-                     for u in urls)
+        return tuple(
+            OutputConfig(url=u, secret_file=secret_file, ca_file=ca, timeout_s=timeout_s, max_mb=jsonl_max_mb)
+            for u in urls
+        )
     except ValidationError as exc:
         _fail("--output: " + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))
 
@@ -175,27 +295,43 @@ def _outputs(urls: list[str], secret_file: Path | None, ca: Path | None, timeout
 @app.command()
 def replay(
     paths: Annotated[list[str], typer.Argument(help="Video files (any format FFmpeg reads).")],
-    streams: Annotated[Optional[Path], typer.Option(help="streams.yaml giving the camera's zones and rules.")] = None,
-    camera: Annotated[Optional[str], typer.Option(help="Camera id in --streams whose zones apply to the footage.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md, spool.db.")] = Path("out"),
+    streams: Annotated[Path | None, typer.Option(help="streams.yaml giving the camera's zones and rules.")] = None,
+    camera: Annotated[str | None, typer.Option(help="Camera id in --streams whose zones apply to the footage.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: events.jsonl, evidence/, report.md, spool.db.")] = Path(
+        "out"
+    ),
     output: OutputOption = None,
-    redis: Annotated[Optional[str], typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
+    redis: Annotated[str | None, typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
     redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
-    analysis_fps: Annotated[Optional[float], typer.Option(help="Override the camera's analysed frames per second.")] = None,
+    analysis_fps: Annotated[
+        float | None, typer.Option(help="Override the camera's analysed frames per second.")
+    ] = None,
     batch: Annotated[int, typer.Option(help="Frames per detector call.")] = 4,
-    start_time: Annotated[Optional[datetime], typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime).")] = None,
+    start_time: Annotated[
+        datetime | None,
+        typer.Option(help="Wall-clock time of the first frame (default: file metadata, else mtime)."),
+    ] = None,
     device: DeviceOption = "cpu",
     webhook: WebhookOption = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
-    verify: Annotated[Optional[Path], typer.Option(help="Verification requests to ask while the footage plays: JSON lines {\"at_s\": stream seconds, \"request_id\", \"event_id\"}; answers in OUT/verifications.jsonl.")] = None,
+    verify: Annotated[
+        Path | None,
+        typer.Option(
+            help=(
+                'Verification requests to ask while the footage plays: JSON lines {"at_s": stream seconds, '
+                '"request_id", "event_id"}; answers in OUT/verifications.jsonl.'
+            )
+        ),
+    ] = None,
 ) -> None:
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
-    from .workers.replay import ReplayJob
-    from .workers.replay import OutputFull
+    from .workers.replay import OutputFull, ReplayJob
     from .workers.report import write_report
 
     try:
@@ -206,8 +342,9 @@ def replay(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         _fail(f"no such file: {', '.join(missing)}")
-    outputs = _outputs(_output_urls(output, redis, redis_stream, webhook), webhook_secret_file, webhook_ca,
-                       webhook_timeout)
+    outputs = _outputs(
+        _output_urls(output, redis, redis_stream, webhook), webhook_secret_file, webhook_ca, webhook_timeout
+    )
     requests = _verify_requests(verify) if verify else []
     cameras = _replay_cameras(paths, config, streams, camera, analysis_fps)
     unserved = print_served(card)
@@ -221,12 +358,25 @@ def replay(
     results = []
     try:
         for path in paths:
-            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                          TimeElapsedColumn(), console=console, transient=True) as progress:
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as progress:
                 task = progress.add_task(Path(path).name, total=None)
-                job = ReplayJob(cameras[path], detector, out_dir=out, sinks=sinks, batch_size=batch,
-                                start_time=start_time, on_progress=lambda t: progress.update(task, completed=t),
-                                verify=requests)
+                job = ReplayJob(
+                    cameras[path],
+                    detector,
+                    out_dir=out,
+                    sinks=sinks,
+                    batch_size=batch,
+                    start_time=start_time,
+                    on_progress=lambda t, task=task: progress.update(task, completed=t),
+                    verify=requests,
+                )
                 try:
                     results.append(job.run(path))
                 except (SourceError, OutputFull) as exc:
@@ -247,8 +397,13 @@ def replay(
     console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
 
 
-def _replay_cameras(paths: list[str], config: StreamsConfig | None, streams: Path | None, camera_id: str | None,
-                    analysis_fps: float | None) -> dict:
+def _replay_cameras(
+    paths: list[str],
+    config: StreamsConfig | None,
+    streams: Path | None,
+    camera_id: str | None,
+    analysis_fps: float | None,
+) -> dict:
     """The camera (zones, rules) each recording is analysed as; a stand-in without --streams."""
     from .pipeline.config import camera_for_file
     from .workers.replay import camera_for_path
@@ -321,14 +476,22 @@ def _print_replay(results: list, model_name: str) -> None:
     for col in ("file", "frames decoded", "analysed", "analysed fps", "real-time factor", "decode errors"):
         table.add_column(col, justify="right" if col != "file" else "left")
     for r in results:
-        table.add_row(Path(r.path).name, str(r.frames_decoded), str(r.frames_analysed), f"{r.analysed_fps:.1f}",
-                      f"{r.realtime_factor:.2f}x", str(r.decode_errors))
+        table.add_row(
+            Path(r.path).name,
+            str(r.frames_decoded),
+            str(r.frames_analysed),
+            f"{r.analysed_fps:.1f}",
+            f"{r.realtime_factor:.2f}x",
+            str(r.decode_errors),
+        )
     console.print(table)
     for r in results:
         if r.ends_early:
-            console.print(f"[yellow]warning: {Path(r.path).name} ends early: {r.missing_s:.1f} s of the "
-                          f"{r.duration_s:.1f} s its header declares have no frames (cut short or damaged)[/yellow]",
-                          highlight=False)
+            console.print(
+                f"[yellow]warning: {Path(r.path).name} ends early: {r.missing_s:.1f} s of the "
+                f"{r.duration_s:.1f} s its header declares have no frames (cut short or damaged)[/yellow]",
+                highlight=False,
+            )
     totals = class_totals(results)
     ev_table = Table(title="events by scene class")
     for col in ("scene class", "opened", "updated", "resolved"):
@@ -343,34 +506,66 @@ def _print_replay(results: list, model_name: str) -> None:
         console.print("no events", style="dim")
     undelivered = sum(r.undelivered for r in results)
     if undelivered:
-        err.print(f"[yellow]warning:[/] {undelivered} event(s) not taken by a sink stay in the spool "
-                  "and are delivered by the next replay into this folder", highlight=False)
+        err.print(
+            f"[yellow]warning:[/] {undelivered} event(s) not taken by a sink stay in the spool "
+            "and are delivered by the next replay into this folder",
+            highlight=False,
+        )
 
 
 @app.command()
 def bench(
-    clip: Annotated[Optional[Path], typer.Option(help="H.264 clip every simulated camera plays (default: staged footage at 1080p, else synthetic).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model name, card or .onnx (default: models/DEFAULT).")] = None,
-    analysis_fps: Annotated[list[float], typer.Option(help="Analysis rate(s) per camera to size for (repeatable).")] = [1.0],
+    clip: Annotated[
+        Path | None,
+        typer.Option(
+            help="H.264 clip every simulated camera plays (default: staged footage at 1080p, else synthetic)."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name, card or .onnx (default: models/DEFAULT).")] = None,
+    analysis_fps: Annotated[
+        list[float] | None, typer.Option(help="Analysis rate(s) per camera to size for (repeatable; default 1).")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Short stages and trials (under 2 minutes on 2 cores).")] = False,
     out: Annotated[Path, typer.Option(help="Folder for capacity.json and capacity.png.")] = Path("out/bench"),
     max_age: Annotated[float, typer.Option(help="Frame age bound (p95 seconds) a sustained load must keep.")] = 3.0,
     threads: ThreadsOption = None,
     max_batch: Annotated[int, typer.Option(help="Daemon's max batch.")] = 8,
     limit: Annotated[int, typer.Option(help="Most cameras to try.")] = 1024,
-    gop_s: Annotated[float, typer.Option(help="Keyframe interval of the clip the benchmark encodes (cameras' I-frame interval).")] = 2.0,
+    gop_s: Annotated[
+        float, typer.Option(help="Keyframe interval of the clip the benchmark encodes (cameras' I-frame interval).")
+    ] = 2.0,
     device: DeviceOption = "cpu",
-    reader_processes: Annotated[int, typer.Option(min=0, help="Run the simulated cameras' readers in this many processes, as `run --reader-processes` (0: threads).")] = 0,
+    reader_processes: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Run the simulated cameras' readers in this many processes, as `run --reader-processes` (0: threads).",
+        ),
+    ] = 0,
 ) -> None:
     """Capacity benchmark: stage figures, raw inference ceiling and the cameras this machine carries."""
-    from .capacity import run as run_bench, table
+    from .capacity import run as run_bench
+    from .capacity import table
 
+    if analysis_fps is None:
+        analysis_fps = [1.0]
     logging.getLogger().setLevel(max(logging.getLogger().level, logging.WARNING))
     try:
-        results = run_bench(clip=clip, model=model, analysis_fps=analysis_fps, quick=quick, out=out,
-                            max_age_s=max_age, threads=threads, device=device, max_batch=max_batch, limit=limit,
-                            gop_s=gop_s, reader_processes=reader_processes,
-                            log=lambda m: console.print(m, highlight=False))
+        results = run_bench(
+            clip=clip,
+            model=model,
+            analysis_fps=analysis_fps,
+            quick=quick,
+            out=out,
+            max_age_s=max_age,
+            threads=threads,
+            device=device,
+            max_batch=max_batch,
+            limit=limit,
+            gop_s=gop_s,
+            reader_processes=reader_processes,
+            log=lambda m: console.print(m, highlight=False),
+        )
     except (ModelError, SourceError) as exc:
         _fail(str(exc))
     console.print(table(results), highlight=False)
@@ -379,21 +574,53 @@ def bench(
 
 @app.command()
 def evaluate(
-    truths: Annotated[Optional[list[Path]], typer.Argument(help="Truth files (default: every .yaml in benchmarks/truth).")] = None,
-    streams: Annotated[Path, typer.Option(help="streams.yaml holding the cameras the truth files name.")] = Path("examples/footage.yaml"),
-    model: Annotated[Optional[list[str]], typer.Option(help="Model name in models/, a card .yaml or an .onnx with its card; repeat to compare models in one run (default: the default model).")] = None,
-    footage: Annotated[Optional[list[Path]], typer.Option(help="Folder of the clips; repeat for several, searched in order (default: $STREETSCAN_ASSETS/footage, else ../shared/footage, then build/footage, where scripts/footage.py rebuilds the fetched clips).")] = None,
+    truths: Annotated[
+        list[Path] | None, typer.Argument(help="Truth files (default: every .yaml in benchmarks/truth).")
+    ] = None,
+    streams: Annotated[Path, typer.Option(help="streams.yaml holding the cameras the truth files name.")] = Path(
+        "examples/footage.yaml"
+    ),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=(
+                "Model name in models/, a card .yaml or an .onnx with its card; repeat to compare models in one run "
+                "(default: the default model)."
+            )
+        ),
+    ] = None,
+    footage: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help=(
+                "Folder of the clips; repeat for several, searched in order (default: $STREETSCAN_ASSETS/footage, "
+                "else ../shared/footage, then build/footage, where scripts/footage.py rebuilds the fetched clips)."
+            )
+        ),
+    ] = None,
     split: Annotated[str, typer.Option(help="Score clips of this split only: all, tune or holdout.")] = "all",
-    require_all: Annotated[bool, typer.Option("--require-all", help="Fail when a truth file's clip is missing (default: skip it and say so).")] = False,
-    out: Annotated[Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each model's events and evidence.")] = Path("out/accuracy"),
+    require_all: Annotated[
+        bool,
+        typer.Option("--require-all", help="Fail when a truth file's clip is missing (default: skip it and say so)."),
+    ] = False,
+    out: Annotated[
+        Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each model's events and evidence.")
+    ] = Path("out/accuracy"),
     device: DeviceOption = "cpu",
 ) -> None:
     """Event-level accuracy: replay clips with known truth, match cases to true violations, score per class."""
     import json
     import os
 
-    from .accuracy import (TruthError, comparison_table, decision_table, find_clip, load_truth, markdown_table,
-                           run_evaluation)
+    from .accuracy import (
+        TruthError,
+        comparison_table,
+        decision_table,
+        find_clip,
+        load_truth,
+        markdown_table,
+        run_evaluation,
+    )
     from .capacity import machine
     from .pipeline.detect import load_detector
 
@@ -425,22 +652,41 @@ def evaluate(
         model_out = out / card.name if len(cards) > 1 else out
         model_out.mkdir(parents=True, exist_ok=True)
         try:
-            runs[card.name] = run_evaluation(loaded, footage=folders, config=config,
-                                             detector=load_detector(card, device=device), out_dir=model_out)
+            runs[card.name] = run_evaluation(
+                loaded, footage=folders, config=config, detector=load_detector(card, device=device), out_dir=model_out
+            )
         except (TruthError, KeyError, SourceError) as exc:
             _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
     splits = {t.clip: t.split for t in loaded}
-    doc = {"date": stamp, "machine": machine(), "streams": str(streams), "split": split, "skipped": absent,
-           "splits": splits,
-           "models": {name: {"settings": run.settings, **run.score.as_dict(),
-                             "by_split": {sp: run.pooled([t for t in loaded if t.split == sp]).as_dict()
-                                          for sp in ("tune", "holdout") if any(t.split == sp for t in loaded)},
-                             "by_clip": {t.clip: run.pooled([t]).as_dict() for t in loaded}}
-                      for name, run in runs.items()}}
+    doc = {
+        "date": stamp,
+        "machine": machine(),
+        "streams": str(streams),
+        "split": split,
+        "skipped": absent,
+        "splits": splits,
+        "models": {
+            name: {
+                "settings": run.settings,
+                **run.score.as_dict(),
+                "by_split": {
+                    sp: run.pooled([t for t in loaded if t.split == sp]).as_dict()
+                    for sp in ("tune", "holdout")
+                    if any(t.split == sp for t in loaded)
+                },
+                "by_clip": {t.clip: run.pooled([t]).as_dict() for t in loaded},
+            }
+            for name, run in runs.items()
+        },
+    }
     (out / "accuracy.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    parts = [f"# Event accuracy, {stamp}\n", f"Clips: {', '.join(t.clip for t in loaded)}"
-             f" ({sum(t.duration_s for t in loaded):.0f} s)" + (f"; skipped (not found): {', '.join(absent)}" if absent else "")]
+    parts = [
+        f"# Event accuracy, {stamp}\n",
+        f"Clips: {', '.join(t.clip for t in loaded)}"
+        f" ({sum(t.duration_s for t in loaded):.0f} s)"
+        + (f"; skipped (not found): {', '.join(absent)}" if absent else ""),
+    ]
     for name, run in runs.items():
         parts.append(f"\n## {name}, all clips pooled\n\n{markdown_table(run.score)}")
     parts.append(f"\n## All scene classes pooled\n\n{decision_table(loaded, runs)}")
@@ -465,17 +711,24 @@ def classes() -> None:
     for col in ("code", "中文", "category", "objects", "rule", "zones", "defaults (arterial)"):
         table.add_column(col)
     for c in CATALOGUE.values():
-        table.add_row(c.code, c.name_zh, c.category.value, ", ".join(c.objects), c.rule,
-                      ", ".join(k.value for k in c.zone_kinds),
-                      ", ".join(f"{k}={v}" for k, v in c.defaults.items()))
+        table.add_row(
+            c.code,
+            c.name_zh,
+            c.category.value,
+            ", ".join(c.objects),
+            c.rule,
+            ", ".join(k.value for k in c.zone_kinds),
+            ", ".join(f"{k}={v}" for k, v in c.defaults.items()),
+        )
     console.print(table)
 
 
 @app.command()
 def models(
-    name: Annotated[Optional[str], typer.Argument(help="One model: its status per scene class.")] = None,
+    name: Annotated[str | None, typer.Argument(help="One model: its status per scene class.")] = None,
 ) -> None:
-    """List the installed models: scene classes each serves as measured, and whether it clears the bar for the default."""
+    """List the installed models: scene classes each serves as measured, and whether it clears the bar for the "
+    "default."""
     if name:
         try:
             card = resolve_model(name)
@@ -486,7 +739,11 @@ def models(
         for col in ("scene class", "status", "objects (AP50 on human val boxes)"):
             table.add_column(col)
         for s in services(card):
-            objs = [f"{o} {measured[o].ap50:.3f}" if o in measured else f"{o} -" for o in s.scene.objects if o in card.objects]
+            objs = [
+                f"{o} {measured[o].ap50:.3f}" if o in measured else f"{o} -"
+                for o in s.scene.objects
+                if o in card.objects
+            ]
             table.add_row(s.scene.code, s.status.value, ", ".join(objs))
         console.print(table)
         return
@@ -503,24 +760,35 @@ def models(
     for card in cards:
         by = by_status(card)
         q = card.quality.objects if card.quality else {}
-        table.add_row(card.name, card.version, f"{card.input_width}x{card.input_height}" + (" rect" if card.rect else ""),
-                      f"{len(by[Status.SERVED])}/{len(CATALOGUE)}", str(len(by[Status.UNMEASURED])),
-                      *(f"{q[o].ap50:.3f}" if o in q else "-" for o in ("person", "car")),
-                      card.quality.measured if card.quality else "-", "yes" if card.name == default else "")
+        table.add_row(
+            card.name,
+            card.version,
+            f"{card.input_width}x{card.input_height}" + (" rect" if card.rect else ""),
+            f"{len(by[Status.SERVED])}/{len(CATALOGUE)}",
+            str(len(by[Status.UNMEASURED])),
+            *(f"{q[o].ap50:.3f}" if o in q else "-" for o in ("person", "car")),
+            card.quality.measured if card.quality else "-",
+            "yes" if card.name == default else "",
+        )
     console.print(table)
     baseline = next((c for c in cards if c.name == BASELINE_MODEL), None)
     for card in cards:
         if baseline is None or card is baseline:
             continue
         short = default_shortfalls(card, baseline)
-        console.print(f"{card.name}: bar for the default " + ("met" if not short else "not met: " + "; ".join(short)),
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{card.name}: bar for the default " + ("met" if not short else "not met: " + "; ".join(short)),
+            highlight=False,
+            soft_wrap=True,
+        )
     for message in broken:
         err.print(f"[yellow]skipped:[/] {message}", highlight=False, soft_wrap=True)
 
 
 @app.command("check-config")
-def check_config(path: Annotated[Path, typer.Argument(help="streams.yaml to validate.")] = Path("streams.yaml")) -> None:
+def check_config(
+    path: Annotated[Path, typer.Argument(help="streams.yaml to validate.")] = Path("streams.yaml"),
+) -> None:
     """Validate a streams.yaml and list its cameras; exits 2 naming file, camera, field and reason."""
     try:
         config = load_config(path)
@@ -538,18 +806,27 @@ def version() -> None:
     console.print(__version__)
 
 
-users_app = typer.Typer(help="Console users (no default account exists: create the first admin here).",
-                        no_args_is_help=True)
+users_app = typer.Typer(
+    help="Console users (no default account exists: create the first admin here).", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
-StateOption = Annotated[Path, typer.Option("--state", help="Folder of the console's users.db (default: the output folder).")]
+StateOption = Annotated[
+    Path, typer.Option("--state", help="Folder of the console's users.db (default: the output folder).")
+]
 
 
 @users_app.command("add")
-def users_add(name: str, role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
-              out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
-              password: Annotated[Optional[str], typer.Option(
-                  envvar="STREETSCAN_USER_PASSWORD",
-                  help="Read from the prompt when left out (never echoed, never logged).")] = None) -> None:
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
+    out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREETSCAN_USER_PASSWORD", help="Read from the prompt when left out (never echoed, never logged)."
+        ),
+    ] = None,
+) -> None:
     """Create a console user with an argon2id password hash."""
     from .console.app import ConsoleSettings
     from .console.users import UserError, UserStore
@@ -563,10 +840,16 @@ def users_add(name: str, role: Annotated[str, typer.Option(help="viewer, operato
 
 
 @users_app.command("passwd")
-def users_passwd(name: str, out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
-                 password: Annotated[Optional[str], typer.Option(
-                     envvar="STREETSCAN_USER_PASSWORD",
-                     help="Read from the prompt when left out (never echoed, never logged).")] = None) -> None:
+def users_passwd(
+    name: str,
+    out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="STREETSCAN_USER_PASSWORD", help="Read from the prompt when left out (never echoed, never logged)."
+        ),
+    ] = None,
+) -> None:
     """Change a console user's password; every session of that user ends."""
     from .console.app import ConsoleSettings
     from .console.users import UserError, UserStore
@@ -580,8 +863,9 @@ def users_passwd(name: str, out: Annotated[Path, typer.Option(help="Output folde
 
 
 @users_app.command("remove")
-def users_remove(name: str,
-                 out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out")) -> None:
+def users_remove(
+    name: str, out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out")
+) -> None:
     """Remove a console user; its sessions end at once."""
     from .console.app import ConsoleSettings
     from .console.users import UserStore
@@ -610,16 +894,29 @@ def _require_console_user(out: Path) -> None:
 
 
 @app.command("console")
-def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon's output folder.")] = Path("out"),
-                streams: Annotated[Optional[Path], typer.Option(help="streams.yaml of these cameras: their zones on the cameras page, and the zone editor writes it.")] = None,
-                host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-                port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
-                redis: Annotated[Optional[str], typer.Option(help="Also index the cases of a fleet's Redis Stream (redis://host:port/db), read with a consumer group.")] = None,
-                redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = "streetscan:events",
-                redis_group: Annotated[str, typer.Option(help="This console's consumer group (one per console: each sees every case).")] = "console",
-                trusted_proxy: TrustedProxyOption = None,
-                cookie_secure: CookieSecureOption = False,
-                ) -> None:
+def console_cmd(
+    out: Annotated[Path, typer.Option(help="A replay's or the daemon's output folder.")] = Path("out"),
+    streams: Annotated[
+        Path | None,
+        typer.Option(
+            help="streams.yaml of these cameras: their zones on the cameras page, and the zone editor writes it."
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            help="Also index the cases of a fleet's Redis Stream (redis://host:port/db), read with a consumer group."
+        ),
+    ] = None,
+    redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = "streetscan:events",
+    redis_group: Annotated[
+        str, typer.Option(help="This console's consumer group (one per console: each sees every case).")
+    ] = "console",
+    trusted_proxy: TrustedProxyOption = None,
+    cookie_secure: CookieSecureOption = False,
+) -> None:
     """Serve the operator console on an output folder (its events*.jsonl and evidence), or on a
     fleet's case stream with --redis."""
     import uvicorn
@@ -636,8 +933,9 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
         except ConfigError as exc:
             _fail(str(exc))
     _require_console_user(out)
-    settings = dataclasses.replace(ConsoleSettings.for_output(out), https_only=cookie_secure,
-                                   trusted_proxies=tuple(trusted_proxy or ()))
+    settings = dataclasses.replace(
+        ConsoleSettings.for_output(out), https_only=cookie_secure, trusted_proxies=tuple(trusted_proxy or ())
+    )
     index = CaseIndex(settings.index_path)
     added = index.import_jsonl(out)
     console.print(f"case index {settings.index_path}: {index.count()} cases ({added} new revisions)", highlight=False)
@@ -658,8 +956,9 @@ def console_cmd(out: Annotated[Path, typer.Option(help="A replay's or the daemon
             feed.join(5)
 
 
-dead_app = typer.Typer(help="Events a sink refused for good (e.g. a webhook answering 422): list and re-send them.",
-                       no_args_is_help=True)
+dead_app = typer.Typer(
+    help="Events a sink refused for good (e.g. a webhook answering 422): list and re-send them.", no_args_is_help=True
+)
 app.add_typer(dead_app, name="dead-letters")
 SpoolOption = Annotated[Path, typer.Option(help="The spool holding them (the daemon's OUT/spool.db, or a replay's).")]
 
@@ -669,16 +968,25 @@ def dead_letters_list(spool: SpoolOption = Path("out/live/spool.db")) -> None:
     """One line per dead letter: id, sink, event id:revision, camera, when, why."""
     for d in _open_spool(spool).dead_letters():
         stamp = datetime.fromtimestamp(d.at).astimezone().isoformat(timespec="seconds")
-        console.print(f"{d.id}\t{d.sink}\t{d.event_id}:{d.revision}\t{d.camera_id}\t{stamp}\t{d.reason}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"{d.id}\t{d.sink}\t{d.event_id}:{d.revision}\t{d.camera_id}\t{stamp}\t{d.reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @dead_app.command("resend")
 def dead_letters_resend(
-    webhook: Annotated[Optional[str], typer.Option(help="The webhook URL to send them to (after the receiver was fixed).")] = None,
-    output: Annotated[Optional[str], typer.Option("--output", help="Or any output URL to send them to (jsonl:, redis://, https://).")] = None,
+    webhook: Annotated[
+        str | None, typer.Option(help="The webhook URL to send them to (after the receiver was fixed).")
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", help="Or any output URL to send them to (jsonl:, redis://, https://).")
+    ] = None,
     spool: SpoolOption = Path("out/live/spool.db"),
-    ids: Annotated[Optional[list[int]], typer.Option("--id", help="Only these dead letters (repeatable; default: all).")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable; default: all).")
+    ] = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
     webhook_timeout: WebhookTimeoutOption = 10.0,
@@ -690,8 +998,7 @@ def dead_letters_resend(
     if bool(webhook) == bool(output):
         _fail("say where to send them: --webhook URL or --output URL")
     store = _open_spool(spool)
-    (sink,) = _open_sinks(_outputs([output or webhook], webhook_secret_file, webhook_ca, webhook_timeout),
-                          spool.parent)
+    (sink,) = _open_sinks(_outputs([output or webhook], webhook_secret_file, webhook_ca, webhook_timeout), spool.parent)
     letters = [d for d in store.dead_letters() if not ids or d.id in ids]
     sent = 0
     try:
@@ -726,9 +1033,15 @@ def _open_spool(path: Path):
 def consume(
     redis: Annotated[str, typer.Option(help="Redis URL of the case stream (redis://host:port/db).")],
     stream: Annotated[str, typer.Option(help="The case stream the daemons write to.")] = "streetscan:events",
-    group: Annotated[str, typer.Option(help="Consumer group: one per consuming system (each group sees every case).")] = "platform",
-    consumer: Annotated[Optional[str], typer.Option(help="This consumer's name within the group (default: host name).")] = None,
-    claim_idle: Annotated[float, typer.Option(help="Take over entries another consumer left unacknowledged this many seconds.")] = 60.0,
+    group: Annotated[
+        str, typer.Option(help="Consumer group: one per consuming system (each group sees every case).")
+    ] = "platform",
+    consumer: Annotated[
+        str | None, typer.Option(help="This consumer's name within the group (default: host name).")
+    ] = None,
+    claim_idle: Annotated[
+        float, typer.Option(help="Take over entries another consumer left unacknowledged this many seconds.")
+    ] = 60.0,
     forward: WebhookOption = None,
     webhook_secret_file: WebhookSecretOption = None,
     max_events: Annotated[int, typer.Option("--max", help="Stop after this many events (0: run until Ctrl-C).")] = 0,
@@ -749,7 +1062,7 @@ def consume(
 
     reader = CaseStreamConsumer(redis, stream, group, consumer, claim_idle_s=claim_idle)
     sink = _open_sinks(_outputs([forward], webhook_secret_file, None, 10.0), Path("."))[0] if forward else None
-    seen: OrderedDict[tuple[str, int], None] = OrderedDict()   # recent keys: an entry may come twice
+    seen: OrderedDict[tuple[str, int], None] = OrderedDict()  # recent keys: an entry may come twice
     handled, quiet_since = 0, time.monotonic()
     try:
         reader.ensure_group()
@@ -766,7 +1079,7 @@ def consume(
                     key = (event["event_id"], int(event["revision"]))
                     if key not in seen:
                         if sink is not None:
-                            sink.emit(event)   # a failure leaves the entry pending: read again later
+                            sink.emit(event)  # a failure leaves the entry pending: read again later
                         else:
                             sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
                             sys.stdout.flush()

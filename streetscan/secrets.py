@@ -35,8 +35,8 @@ def _split(url: str) -> tuple[str, str, str, str] | None:
         return None
     userinfo = ""
     for at in [i for i, c in enumerate(rest) if c == "@"][::-1]:
-        if _HOST.match(rest[at + 1:]):
-            userinfo, rest = rest[:at], rest[at + 1:]
+        if _HOST.match(rest[at + 1 :]):
+            userinfo, rest = rest[:at], rest[at + 1 :]
             break
     query = rest.split("?", 1)[1].split("#", 1)[0] if "?" in rest else ""
     return scheme, userinfo, rest, query
@@ -49,8 +49,9 @@ def redact_url(url: str) -> str:
         return url
     scheme, userinfo, rest, query = parts
     if query:
-        masked = "&".join(f"{k}={MASK}" if "=" in pair else pair
-                          for pair in query.split("&") for k in [pair.split("=", 1)[0]])
+        masked = "&".join(
+            f"{k}={MASK}" if "=" in pair else pair for pair in query.split("&") for k in [pair.split("=", 1)[0]]
+        )
         rest = rest.replace("?" + query, "?" + masked, 1)
     if userinfo:
         user, has_password, _ = userinfo.partition(":")
@@ -82,8 +83,11 @@ class _Secrets:
                 self._known |= found
                 # Longest first, so a secret that contains another is masked whole.
                 # Whole tokens only: a password "123456" must not eat the digits of 1234567.0.
-                self._pattern = re.compile(r"(?<![A-Za-z0-9.])(?:" + "|".join(
-                    re.escape(s) for s in sorted(self._known, key=len, reverse=True)) + r")(?![A-Za-z0-9.])")
+                self._pattern = re.compile(
+                    r"(?<![A-Za-z0-9.])(?:"
+                    + "|".join(re.escape(s) for s in sorted(self._known, key=len, reverse=True))
+                    + r")(?![A-Za-z0-9.])"
+                )
 
     def redact(self, text: str) -> str:
         if not text:

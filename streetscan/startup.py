@@ -82,8 +82,9 @@ class Startup:
     def init_detector(self) -> None:
         try:
             self.card = resolve_model(self.settings.model)
-            self.detector = load_detector(self.card, threads=self.settings.detector_threads,
-                                          device=self.settings.device)
+            self.detector = load_detector(
+                self.card, threads=self.settings.detector_threads, device=self.settings.device
+            )
         except ModelError as exc:
             raise StartupError(str(exc)) from None
 
@@ -110,8 +111,9 @@ class Startup:
         out = self.settings.daemon.out_dir
         users = ConsoleSettings.for_output(out).users_path
         if not UserStore(users).list():
-            raise StartupError(f"no console users in {users}: create one with "
-                               f"`streetscan users add NAME --role admin --out {out}`")
+            raise StartupError(
+                f"no console users in {users}: create one with `streetscan users add NAME --role admin --out {out}`"
+            )
         # One more sink with its own outbox cursor: the console's index misses nothing the outbox
         # delivers, and its outage (a locked disk) holds back no other sink.
         index = CaseIndex(ConsoleSettings.for_output(out).index_path)
@@ -121,8 +123,9 @@ class Startup:
     def init_daemon(self) -> None:
         assert self.config is not None and self.detector is not None
         try:
-            self.daemon = Daemon(self.settings.daemon, self.config, self.detector, self.sinks,
-                                 case_index=self.case_index)  # type: ignore[arg-type]
+            self.daemon = Daemon(
+                self.settings.daemon, self.config, self.detector, self.sinks, case_index=self.case_index
+            )  # type: ignore[arg-type]
         except OSError as exc:
             raise StartupError(f"cannot start: {exc}") from None
 
@@ -135,11 +138,18 @@ class Startup:
         from .console.server import ConsoleServer
 
         assert self.daemon is not None
-        settings = dataclasses.replace(ConsoleSettings.for_output(self.settings.daemon.out_dir),
-                                       https_only=options.cookie_secure, trusted_proxies=options.trusted_proxies)
+        settings = dataclasses.replace(
+            ConsoleSettings.for_output(self.settings.daemon.out_dir),
+            https_only=options.cookie_secure,
+            trusted_proxies=options.trusted_proxies,
+        )
         try:
-            server = ConsoleServer(create_app(settings, index=self.case_index, fleet=DaemonFleet(self.daemon)),
-                                   options.host, options.port, settings.server_options())
+            server = ConsoleServer(
+                create_app(settings, index=self.case_index, fleet=DaemonFleet(self.daemon)),
+                options.host,
+                options.port,
+                settings.server_options(),
+            )
         except OSError as exc:
             raise StartupError(f"cannot start: {exc}") from None
         self.daemon.services.append(server)

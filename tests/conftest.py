@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from marker_model import build_marker_model
 from realparts import REPO, RedisServer, encode_clip, free_port, rtsp_server_available  # noqa: F401
-
 
 
 def _required_in_ci(what: str) -> None:
@@ -74,8 +72,22 @@ def untrained_yolo(tmp_path_factory) -> Path:
         _required_in_ci("ultralytics (pip install -e '.[train]')")
     out = tmp_path_factory.mktemp("models")
     env = {**os.environ, "YOLO_CONFIG_DIR": str(out / "cfg")}
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "export_yolo.py"), "yolo11n.yaml", "--untrained",
-                           "--name", "yolo11n-untrained", "--out", str(out)], cwd=out, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "export_yolo.py"),
+            "yolo11n.yaml",
+            "--untrained",
+            "--name",
+            "yolo11n-untrained",
+            "--out",
+            str(out),
+        ],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "yolo11n-untrained.yaml"

@@ -15,22 +15,42 @@ import yaml
 SIZE = 320
 
 
-def build_marker_model(out_dir: Path, *, score: float = 0.9, name: str = "red-marker",
-                       thresholds: dict | None = None) -> Path:
+def build_marker_model(
+    out_dir: Path, *, score: float = 0.9, name: str = "red-marker", thresholds: dict | None = None
+) -> Path:
     """`score`: the confidence every marker detection gets (a far, low-confidence object: 0.3);
     `thresholds`: the card's calibrated tracking thresholds (models.Thresholds), if any."""
-    import onnx
     from onnx import TensorProto, helper
 
     def const(name, value, dtype=np.float32):
         arr = np.asarray(value, dtype=dtype)
-        return helper.make_node("Constant", [], [name], value=helper.make_tensor(
-            name + "_t", TensorProto.FLOAT if dtype == np.float32 else TensorProto.INT64, arr.shape, arr.flatten().tolist()))
+        return helper.make_node(
+            "Constant",
+            [],
+            [name],
+            value=helper.make_tensor(
+                name + "_t",
+                TensorProto.FLOAT if dtype == np.float32 else TensorProto.INT64,
+                arr.shape,
+                arr.flatten().tolist(),
+            ),
+        )
 
     nodes = [
-        const("c0", [0], np.int64), const("c1", [1], np.int64), const("c2", [2], np.int64), const("c3", [3], np.int64),
-        const("ax3", [3], np.int64), const("hi", 180.0), const("lo", 80.0), const("big", [1e6]), const("neg", [-1.0]),
-        const("one", [1.0]), const("minpx", 30.0), const("score", [score]), const("zero", [0.0]), const("cls", [2.0]),
+        const("c0", [0], np.int64),
+        const("c1", [1], np.int64),
+        const("c2", [2], np.int64),
+        const("c3", [3], np.int64),
+        const("ax3", [3], np.int64),
+        const("hi", 180.0),
+        const("lo", 80.0),
+        const("big", [1e6]),
+        const("neg", [-1.0]),
+        const("one", [1.0]),
+        const("minpx", 30.0),
+        const("score", [score]),
+        const("zero", [0.0]),
+        const("cls", [2.0]),
         const("shape", [1, 1, 6], np.int64),
         helper.make_node("Slice", ["image", "c0", "c1", "ax3"], ["B"]),
         helper.make_node("Slice", ["image", "c1", "c2", "ax3"], ["G"]),
@@ -76,19 +96,35 @@ def _save(nodes: list, graph_name: str, rows: int, out_dir: Path, name: str, thr
     from onnx import TensorProto, helper
 
     graph = helper.make_graph(
-        nodes, graph_name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
-        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, rows, 6])])
+        nodes,
+        graph_name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, SIZE, SIZE, 3])],
+        [helper.make_tensor_value_info("detections", TensorProto.FLOAT, [1, rows, 6])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="streetscan-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx.save(model, out_dir / f"{name}.onnx")
     card = {
-        "name": name, "version": "1", "family": "centernet", "weights": f"{name}.onnx",
-        "input": {"width": SIZE, "height": SIZE, "rect": False, "layout": "NHWC", "color": "BGR",
-                  "mean": [0, 0, 0], "std": [1, 1, 1]},
-        "max_batch": 1, "classes": ["person", "bicycle", "car"], "class_map": "coco",
-        "provenance": "tests/marker_model.py (built, not trained)", "licence": "same as StreetScan",
+        "name": name,
+        "version": "1",
+        "family": "centernet",
+        "weights": f"{name}.onnx",
+        "input": {
+            "width": SIZE,
+            "height": SIZE,
+            "rect": False,
+            "layout": "NHWC",
+            "color": "BGR",
+            "mean": [0, 0, 0],
+            "std": [1, 1, 1],
+        },
+        "max_batch": 1,
+        "classes": ["person", "bicycle", "car"],
+        "class_map": "coco",
+        "provenance": "tests/marker_model.py (built, not trained)",
+        "licence": "same as StreetScan",
     }
     if thresholds:
         card["thresholds"] = thresholds
@@ -103,48 +139,79 @@ def red_marker(box=(260, 200, 380, 260), present=lambda t: True):
 
     def scene(t, img):
         img[:, :] = 90
-        img[img.shape[0] // 2:, :] = 60
+        img[img.shape[0] // 2 :, :] = 60
         if present(t):
             img[y1:y2, x1:x2] = (0, 0, 230)
+
     return scene
 
 
 # Pure colours (B, G, R on/off) for build_markers_model: one detection per colour, so a scene can
 # hold several objects. The background of encode_clip (grey 90 / 60) matches none of them.
-MARKER_COLOURS = {"red": (0, 0, 1), "green": (0, 1, 0), "blue": (1, 0, 0),
-                  "yellow": (0, 1, 1), "magenta": (1, 0, 1), "cyan": (1, 1, 0)}
+MARKER_COLOURS = {
+    "red": (0, 0, 1),
+    "green": (0, 1, 0),
+    "blue": (1, 0, 0),
+    "yellow": (0, 1, 1),
+    "magenta": (1, 0, 1),
+    "cyan": (1, 1, 0),
+}
 
 
 def build_markers_model(out_dir: Path, *, name: str = "markers", thresholds: dict | None = None) -> Path:
     """A real ONNX detector for scenes of several objects: each colour of MARKER_COLOURS is one COCO
     'car', boxed around that colour's pixels, with a score the scene sets: the colour's brightness
     (`marker_colour(name, score)`), so a test can make an object faint, flickering or sure."""
-    import onnx
     from onnx import TensorProto, helper
 
     def const(cname, value, dtype=np.float32):
         arr = np.asarray(value, dtype=dtype)
-        return helper.make_node("Constant", [], [cname], value=helper.make_tensor(
-            cname + "_t", TensorProto.FLOAT if dtype == np.float32 else TensorProto.INT64, arr.shape,
-            arr.flatten().tolist()))
+        return helper.make_node(
+            "Constant",
+            [],
+            [cname],
+            value=helper.make_tensor(
+                cname + "_t",
+                TensorProto.FLOAT if dtype == np.float32 else TensorProto.INT64,
+                arr.shape,
+                arr.flatten().tolist(),
+            ),
+        )
 
-    nodes = [const("c0", [0], np.int64), const("c1", [1], np.int64), const("c2", [2], np.int64),
-             const("c3", [3], np.int64), const("ax3", [3], np.int64), const("on_min", 40.0),
-             const("off_max", 30.0), const("big", [1e6]), const("neg", [-1.0]), const("one", [1.0]),
-             const("minpx", 30.0), const("zero", [0.0]), const("cls", [2.0]), const("scale", [1 / 255]),
-             helper.make_node("Slice", ["image", "c0", "c1", "ax3"], ["ch0"]),
-             helper.make_node("Slice", ["image", "c1", "c2", "ax3"], ["ch1"]),
-             helper.make_node("Slice", ["image", "c2", "c3", "ax3"], ["ch2"])]
+    nodes = [
+        const("c0", [0], np.int64),
+        const("c1", [1], np.int64),
+        const("c2", [2], np.int64),
+        const("c3", [3], np.int64),
+        const("ax3", [3], np.int64),
+        const("on_min", 40.0),
+        const("off_max", 30.0),
+        const("big", [1e6]),
+        const("neg", [-1.0]),
+        const("one", [1.0]),
+        const("minpx", 30.0),
+        const("zero", [0.0]),
+        const("cls", [2.0]),
+        const("scale", [1 / 255]),
+        helper.make_node("Slice", ["image", "c0", "c1", "ax3"], ["ch0"]),
+        helper.make_node("Slice", ["image", "c1", "c2", "ax3"], ["ch1"]),
+        helper.make_node("Slice", ["image", "c2", "c3", "ax3"], ["ch2"]),
+    ]
     rows = []
-    for k, (cname, bgr) in enumerate(MARKER_COLOURS.items()):
+    for cname, bgr in MARKER_COLOURS.items():
         p = f"{cname}_"
         tests = []
         for ch, on in enumerate(bgr):
-            nodes.append(helper.make_node("Greater" if on else "Less", [f"ch{ch}", "on_min" if on else "off_max"],
-                                          [p + f"t{ch}"]))
+            nodes.append(
+                helper.make_node(
+                    "Greater" if on else "Less", [f"ch{ch}", "on_min" if on else "off_max"], [p + f"t{ch}"]
+                )
+            )
             tests.append(p + f"t{ch}")
-        nodes += [helper.make_node("And", [tests[0], tests[1]], [p + "t01"]),
-                  helper.make_node("And", [p + "t01", tests[2]], [p + "mask"])]
+        nodes += [
+            helper.make_node("And", [tests[0], tests[1]], [p + "t01"]),
+            helper.make_node("And", [p + "t01", tests[2]], [p + "mask"]),
+        ]
         lit = f"ch{bgr.index(1)}"  # a lit channel: its brightness is the score
         nodes += [
             helper.make_node("NonZero", [p + "mask"], [p + "idx"]),
@@ -175,13 +242,16 @@ def build_markers_model(out_dir: Path, *, name: str = "markers", thresholds: dic
             helper.make_node("Mul", [p + "lit_mean", "scale"], [p + "bright"]),
             helper.make_node("Greater", [p + "count", "minpx"], [p + "found"]),
             helper.make_node("Where", [p + "found", p + "bright", "zero"], [p + "conf"]),
-            helper.make_node("Concat", [p + "x1", p + "y1", p + "x2", p + "y2", p + "conf", "cls"], [p + "row"],
-                             axis=0),
+            helper.make_node(
+                "Concat", [p + "x1", p + "y1", p + "x2", p + "y2", p + "conf", "cls"], [p + "row"], axis=0
+            ),
         ]
         rows.append(p + "row")
-    nodes += [const("shape", [1, len(rows), 6], np.int64),
-              helper.make_node("Concat", rows, ["flat"], axis=0),
-              helper.make_node("Reshape", ["flat", "shape"], ["detections"])]
+    nodes += [
+        const("shape", [1, len(rows), 6], np.int64),
+        helper.make_node("Concat", rows, ["flat"], axis=0),
+        helper.make_node("Reshape", ["flat", "shape"], ["detections"]),
+    ]
     return _save(nodes, "markers", len(rows), out_dir, name, thresholds)
 
 
@@ -200,7 +270,7 @@ def build_slow_model(out_dir: Path, *, min_ms: float, name: str = "slow-marker")
     import time
 
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     from streetscan.pipeline.detect import load_detector
     from streetscan.pipeline.models import resolve_model
@@ -214,16 +284,24 @@ def build_slow_model(out_dir: Path, *, min_ms: float, name: str = "slow-marker")
         g = model.graph
         out_node = next(nd for nd in g.node if "detections" in nd.output)
         out_node.output[0] = "detections_raw"
-        g.initializer.extend([numpy_helper.from_array((rng.random((n, n)) / n).astype(np.float32), "slow_w"),
-                              numpy_helper.from_array(np.eye(n, dtype=np.float32), "slow_eye"),
-                              numpy_helper.from_array(np.zeros(1, dtype=np.float32), "slow_zero")])
-        nodes = [helper.make_node("ReduceMean", ["image"], ["slow_mean"], keepdims=0),
-                 helper.make_node("Mul", ["slow_w", "slow_mean"], ["slow_m0"])]
+        g.initializer.extend(
+            [
+                numpy_helper.from_array((rng.random((n, n)) / n).astype(np.float32), "slow_w"),
+                numpy_helper.from_array(np.eye(n, dtype=np.float32), "slow_eye"),
+                numpy_helper.from_array(np.zeros(1, dtype=np.float32), "slow_zero"),
+            ]
+        )
+        nodes = [
+            helper.make_node("ReduceMean", ["image"], ["slow_mean"], keepdims=0),
+            helper.make_node("Mul", ["slow_w", "slow_mean"], ["slow_m0"]),
+        ]
         for k in range(links):
             nodes.append(helper.make_node("MatMul", [f"slow_m{k}", "slow_eye"], [f"slow_m{k + 1}"]))
-        nodes += [helper.make_node("ReduceSum", [f"slow_m{links}"], ["slow_sum"], keepdims=0),
-                  helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
-                  helper.make_node("Add", ["detections_raw", "slow_nothing"], ["detections"])]
+        nodes += [
+            helper.make_node("ReduceSum", [f"slow_m{links}"], ["slow_sum"], keepdims=0),
+            helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+            helper.make_node("Add", ["detections_raw", "slow_nothing"], ["detections"]),
+        ]
         g.node.extend(nodes)
         onnx.checker.check_model(model)
         onnx.save(model, out_dir / f"{name}.onnx")

@@ -19,7 +19,6 @@ from pathlib import Path
 import av
 import numpy as np
 import yaml
-
 from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout: scripts/rtsp_server.py lives there
@@ -59,8 +58,10 @@ def rtsp_server_available() -> str | None:
     """None when the RTSP server can run here, else what is missing."""
     if not Path(SYSTEM_PYTHON).exists():
         return f"{SYSTEM_PYTHON} (Debian python3)"
-    probe = ("import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; "
-             "Gst.init(None); assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))")
+    probe = (
+        "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import Gst, GstRtspServer; "
+        "Gst.init(None); assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))"
+    )
     ok = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
     return None if ok else "gst-rtsp-server (gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good/-bad, python3-gi)"
 
@@ -81,9 +82,25 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         if not wait_port(self.port):
             self.proc.kill()
             raise RuntimeError("redis-server did not start")
@@ -126,22 +143,40 @@ class RtspServer:
     stop = kill
 
 
-def parked_marker_streams(path: Path, rtsp: "RtspServer", cameras: list[str], *, analysis_fps: float,
-                          resolve_grace_s: float) -> Path:
+def parked_marker_streams(
+    path: Path, rtsp: RtspServer, cameras: list[str], *, analysis_fps: float, resolve_grace_s: float
+) -> Path:
     """streams.yaml for RTSP cameras that each show a parked marker: illegal parking after 2 s."""
-    path.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": analysis_fps, "event": {"update_interval_s": 3, "resolve_grace_s": resolve_grace_s},
-                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
-                     "rules": {"illegal_parking": {"dwell_s": 2}}},
-        "cameras": [{"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in cameras]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": analysis_fps,
+                    "event": {"update_interval_s": 3, "resolve_grace_s": resolve_grace_s},
+                    "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0},
+                    "rules": {"illegal_parking": {"dwell_s": 2}},
+                },
+                "cameras": [
+                    {"id": c, "name": c, "url": rtsp.url(c), "location": {"address": f"road {c}"}} for c in cameras
+                ],
+            }
+        )
+    )
     return path
 
 
 class DaemonProcess:
     """`streetscan run` as a real subprocess: signals, exit codes and kill -9 are the real thing."""
 
-    def __init__(self, streams: Path, out: Path, model: Path, *extra: str, metrics_port: int | None = None,
-                 log: Path | None = None):
+    def __init__(
+        self,
+        streams: Path,
+        out: Path,
+        model: Path,
+        *extra: str,
+        metrics_port: int | None = None,
+        log: Path | None = None,
+    ):
         """`log`: where its output goes (default OUT/daemon.log)."""
         self.streams, self.out, self.model, self.extra = streams, out, model, extra
         self.port = metrics_port or free_port()
@@ -150,12 +185,29 @@ class DaemonProcess:
 
     def start(self) -> DaemonProcess:
         self.out.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "streetscan", "--log-format", "json", "run", "--streams", str(self.streams),
-                "--model", str(self.model), "--out", str(self.out), "--metrics-host", "127.0.0.1",
-                "--metrics-port", str(self.port), *self.extra]
+        args = [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "--log-format",
+            "json",
+            "run",
+            "--streams",
+            str(self.streams),
+            "--model",
+            str(self.model),
+            "--out",
+            str(self.out),
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            str(self.port),
+            *self.extra,
+        ]
         self._log_fh = self.log.open("a")
-        self.proc = subprocess.Popen(args, stdout=self._log_fh, stderr=subprocess.STDOUT, cwd=self.out,
-                                     env={**os.environ, "COLUMNS": "200"})
+        self.proc = subprocess.Popen(
+            args, stdout=self._log_fh, stderr=subprocess.STDOUT, cwd=self.out, env={**os.environ, "COLUMNS": "200"}
+        )
         return self
 
     def get(self, path: str) -> tuple[int, str]:
@@ -172,8 +224,11 @@ class DaemonProcess:
         status, text = self.get("/metrics")
         if status != 200:
             return {}
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for fam in text_string_to_metric_families(text) for s in fam.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text)
+            for s in fam.samples
+        }
 
     def metric(self, name: str, **labels) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
@@ -215,23 +270,37 @@ class DaemonProcess:
         return self.log.read_text() if self.log.exists() else ""
 
 
-def encode_clip(path: Path, *, width: int = 640, height: int = 360, fps: int = 25, seconds: float = 8.0,
-                gop: int = 25, scene=None, bframes: int = 0) -> Path:
+def encode_clip(
+    path: Path,
+    *,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 25,
+    seconds: float = 8.0,
+    gop: int = 25,
+    scene=None,
+    bframes: int = 0,
+) -> Path:
     """Encode a real H.264 clip. `scene(t, img)` draws on each frame (BGR); default: a moving box.
     `bframes` > 0 makes a stream with B-frames (a decoder reorder delay), as many cameras send."""
     container = av.open(str(path), "w")
     stream = container.add_stream("libx264", rate=fps)
     stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-    stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast",
-                      "bf": str(bframes)}
+    stream.options = {
+        "g": str(gop),
+        "keyint_min": str(gop),
+        "sc_threshold": "0",
+        "preset": "ultrafast",
+        "bf": str(bframes),
+    }
     stream.time_base = Fraction(1, fps)
     for i in range(int(seconds * fps)):
         t = i / fps
         img = np.full((height, width, 3), 90, dtype=np.uint8)
-        img[height // 2:, :] = 60  # a "road"
+        img[height // 2 :, :] = 60  # a "road"
         if scene is None:
             x = int((t * 60) % (width - 80))
-            img[100:160, x:x + 80] = (0, 200, 0)
+            img[100:160, x : x + 80] = (0, 200, 0)
         else:
             scene(t, img)
         frame = av.VideoFrame.from_ndarray(img, format="bgr24")
@@ -249,8 +318,9 @@ def loop_clip(src: Path, dst: Path, min_seconds: float) -> Path:
     with av.open(str(src)) as c:
         duration = (c.duration or 1_000_000) / 1_000_000
     loops = max(0, int(min_seconds // duration))
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-c", "copy",
-                    str(dst)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-stream_loop", str(loops), "-i", str(src), "-c", "copy", str(dst)], check=True
+    )
     return dst
 
 

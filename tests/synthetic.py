@@ -34,8 +34,14 @@ def dets(*objects: tuple[str, tuple[float, float, float, float], float, int]) ->
 
 def config(zones: list[dict], rules: dict | None = None, defaults: dict | None = None):
     """A one-camera streams.yaml, resolved: the Camera "cam"."""
-    cam = {"id": "cam", "name": "Test cam", "url": "test.mp4", "location": {"address": "Test St 1"},
-           "zones": zones, "rules": rules or {}}
+    cam = {
+        "id": "cam",
+        "name": "Test cam",
+        "url": "test.mp4",
+        "location": {"address": "Test St 1"},
+        "zones": zones,
+        "rules": rules or {},
+    }
     return parse_config({"defaults": defaults or {}, "cameras": [cam]}).camera("cam")
 
 

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 from marker_model import build_markers_model, marker_colour
 from realparts import encode_clip
+
+from streetscan.delivery.sinks import JsonlSink
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
-from streetscan.delivery.sinks import JsonlSink
 from streetscan.workers.replay import ReplayJob
 
 pytestmark = pytest.mark.integration
@@ -35,10 +35,21 @@ def markers(tmp_path_factory) -> Path:
 
 def camera(zones=None):
     zones = zones or [{"id": "road", "kind": "no_parking", "polygon": ROAD}]
-    return parse_config({
-        "defaults": {"analysis_fps": 2, "event": {"resolve_grace_s": 30, "update_interval_s": 600}},
-        "cameras": [{"id": "cam", "name": "cam", "url": "c.mp4", "location": {"address": "x"}, "zones": zones,
-                     "rules": {"illegal_parking": {"dwell_s": DWELL}}}]}).camera("cam")
+    return parse_config(
+        {
+            "defaults": {"analysis_fps": 2, "event": {"resolve_grace_s": 30, "update_interval_s": 600}},
+            "cameras": [
+                {
+                    "id": "cam",
+                    "name": "cam",
+                    "url": "c.mp4",
+                    "location": {"address": "x"},
+                    "zones": zones,
+                    "rules": {"illegal_parking": {"dwell_s": DWELL}},
+                }
+            ],
+        }
+    ).camera("cam")
 
 
 def replay(tmp_path: Path, name: str, scene, seconds: float, card: Path, zones=None) -> list[dict]:
@@ -58,7 +69,7 @@ def opened(events):
 
 
 def box(img, x1, y1, x2, y2, colour):
-    img[int(y1):int(y2), max(0, int(x1)):max(0, int(x2))] = colour
+    img[int(y1) : int(y2), max(0, int(x1)) : max(0, int(x2))] = colour
 
 
 def test_a_car_boxed_faintly_from_the_first_frame_opens_its_case_at_the_dwell(tmp_path, markers):
@@ -116,8 +127,10 @@ def test_cars_creeping_in_a_stop_and_go_queue_open_no_case(tmp_path, markers):
 
 
 def test_a_car_inside_two_overlapping_zones_is_one_case(tmp_path, markers):
-    zones = [{"id": "kerb_a", "kind": "no_parking", "polygon": [[0, 200], [400, 200], [400, 360], [0, 360]]},
-             {"id": "kerb_b", "kind": "no_parking", "polygon": [[200, 200], [640, 200], [640, 360], [200, 360]]}]
+    zones = [
+        {"id": "kerb_a", "kind": "no_parking", "polygon": [[0, 200], [400, 200], [400, 360], [0, 360]]},
+        {"id": "kerb_b", "kind": "no_parking", "polygon": [[200, 200], [640, 200], [640, 360], [200, 360]]},
+    ]
 
     def scene(t, img):
         box(img, 260, 250, 340, 300, marker_colour("red", 0.8))

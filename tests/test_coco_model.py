@@ -7,11 +7,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from streetscan.pipeline.detect import CenterNetDetector, load_detector
 from streetscan.pipeline.models import resolve_model
-
-from conftest import REPO
 
 
 def test_default_model_is_committed_and_loads():
@@ -27,11 +26,25 @@ def test_default_model_is_committed_and_loads():
 @pytest.mark.assets
 def test_demo_replay_finds_people_and_cars_on_real_footage(assets, tmp_path):
     clips = [str(assets / "footage" / n) for n in ("plaza_pedestrians.mp4", "street_parking_overhead.mp4")]
-    proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", *clips, "--streams",
-                           str(REPO / "examples" / "footage.yaml"), "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "replay",
+            *clips,
+            "--streams",
+            str(REPO / "examples" / "footage.yaml"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stderr
-    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     crowd = [e for e in events if e["scene_class"]["code"] == "crowd_gathering" and e["state"] == "opened"]
     assert crowd and crowd[0]["camera"]["id"] == "plaza"
     assert len(crowd[0]["objects"]) >= 15 and {o["class_name"] for o in crowd[0]["objects"]} == {"person"}

@@ -12,7 +12,9 @@ from streetscan.pipeline.rules import resolve_params
 REPO = Path(__file__).resolve().parents[1]
 
 GOOD_CAMERA = {
-    "id": "cam-1", "name": "Gate 1", "url": "rtsp://127.0.0.1/cam1",
+    "id": "cam-1",
+    "name": "Gate 1",
+    "url": "rtsp://127.0.0.1/cam1",
     "location": {"address": "1 Main St"},
     "zones": [{"id": "kerb", "kind": "no_parking", "polygon": [[0, 0], [100, 0], [100, 100]]}],
 }
@@ -41,13 +43,22 @@ def test_repo_example_is_valid():
 
 
 def test_camera_is_resolved_once_with_defaults_grades_and_time_zone(tmp_path):
-    zones = [{"id": "main", "kind": "no_parking", "grade": "demonstration"},
-             {"id": "side", "kind": "no_parking", "grade": "alley"}]
-    data = {"defaults": {"analysis_fps": 3, "timezone": "Asia/Urumqi", "tracking": {"min_frames": 4, "high": 0.6},
-                         "rules": {"illegal_parking": {"max_move_ratio": 0.2}}},
-            "cameras": [{**GOOD_CAMERA, "zones": zones, "tracking": {"high": 0.5},
-                         "rules": {"illegal_parking": {"gap_s": 4}}},
-                        {**GOOD_CAMERA, "id": "cam-2", "analysis_fps": 1, "timezone": "Asia/Shanghai"}]}
+    zones = [
+        {"id": "main", "kind": "no_parking", "grade": "demonstration"},
+        {"id": "side", "kind": "no_parking", "grade": "alley"},
+    ]
+    data = {
+        "defaults": {
+            "analysis_fps": 3,
+            "timezone": "Asia/Urumqi",
+            "tracking": {"min_frames": 4, "high": 0.6},
+            "rules": {"illegal_parking": {"max_move_ratio": 0.2}},
+        },
+        "cameras": [
+            {**GOOD_CAMERA, "zones": zones, "tracking": {"high": 0.5}, "rules": {"illegal_parking": {"gap_s": 4}}},
+            {**GOOD_CAMERA, "id": "cam-2", "analysis_fps": 1, "timezone": "Asia/Shanghai"},
+        ],
+    }
     config = load_config(write(tmp_path, data))
     cam, other = config.camera("cam-1"), config.camera("cam-2")
     assert (cam.analysis_fps, str(cam.tz), other.analysis_fps, str(other.tz)) == (3, "Asia/Urumqi", 1, "Asia/Shanghai")
@@ -74,13 +85,17 @@ def test_http_flv_hls_and_rtmp_urls_are_cameras_other_schemes_are_not(tmp_path):
 
 def test_self_intersecting_zone_is_rejected(tmp_path):
     bow_tie = [[0, 0], [100, 0], [0, 100], [100, 120]]  # corners out of order: the outline crosses itself
-    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]})
+    msg = problems(
+        tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]}
+    )
     assert "field zones[0].polygon: polygon crosses itself: edge 2 (points 2-3) crosses edge 4 (points 4-1)" in msg
 
 
 def test_zero_area_bow_tie_is_reported_as_crossing_not_as_collinear(tmp_path):
     bow_tie = [[0, 0], [100, 100], [100, 0], [0, 100]]  # its two halves cancel: area 0
-    msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]})
+    msg = problems(
+        tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": bow_tie}]}]}
+    )
     assert "polygon crosses itself" in msg and "collinear" not in msg
     line = [[0, 0], [50, 0], [100, 0]]
     msg = problems(tmp_path, {"cameras": [{**GOOD_CAMERA, "zones": [{"id": "z", "kind": "roadway", "polygon": line}]}]})
@@ -208,17 +223,22 @@ def test_platform_code_table_defaults_overrides_and_errors(tmp_path):
     assert set(DEFAULT_PLATFORM_CODES) == set(CATALOGUE) and not duplicate_platform_codes(DEFAULT_PLATFORM_CODES)
     cams = "cameras:\n  - {id: a, name: a, url: a.mp4, location: {address: x}}\n"
     path = tmp_path / "streams.yaml"
-    path.write_text("platform_codes:\n  illegal_parking: {code: '050501', name: 机动车违章停放}\n" + cams,
-                    encoding="utf-8")
+    path.write_text(
+        "platform_codes:\n  illegal_parking: {code: '050501', name: 机动车违章停放}\n" + cams, encoding="utf-8"
+    )
     pc = load_config(path).camera("a").platform_codes
-    assert (pc["illegal_parking"].code, pc["illegal_parking"].name, pc["illegal_parking"].category) == \
-        ("050501", "机动车违章停放", "街面秩序")       # unset fields keep the default table's
+    assert (pc["illegal_parking"].code, pc["illegal_parking"].name, pc["illegal_parking"].category) == (
+        "050501",
+        "机动车违章停放",
+        "街面秩序",
+    )  # unset fields keep the default table's
     assert pc["exposed_garbage"] == DEFAULT_PLATFORM_CODES["exposed_garbage"]
-    for table, message in (("{litter_bug: {code: '9'}}", "unknown scene class 'litter_bug'"),
-                           ("{illegal_parking: {code: '0504'}}",
-                            "code '0504' is given to both out_of_store_trading and illegal_parking"),
-                           ("{illegal_parking: {code: '05 05'}}", "platform_codes.illegal_parking.code"),
-                           ("{illegal_parking: {colour: red}}", "platform_codes.illegal_parking.colour")):
+    for table, message in (
+        ("{litter_bug: {code: '9'}}", "unknown scene class 'litter_bug'"),
+        ("{illegal_parking: {code: '0504'}}", "code '0504' is given to both out_of_store_trading and illegal_parking"),
+        ("{illegal_parking: {code: '05 05'}}", "platform_codes.illegal_parking.code"),
+        ("{illegal_parking: {colour: red}}", "platform_codes.illegal_parking.colour"),
+    ):
         path.write_text(f"platform_codes: {table}\n" + cams, encoding="utf-8")
         with pytest.raises(ConfigError) as err:
             load_config(path)

@@ -15,13 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 import cv2
+import httpx
 import numpy as np
 import pytest
 import yaml
-
 from conftest import _required_in_ci, encode_clip
 from marker_model import red_marker
 from realparts import REPO, DaemonProcess, RtspServer, free_port, wait_for
@@ -61,8 +59,14 @@ def chromium():
         _required_in_ci("chromium and chromium-driver (Debian packages)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--lang=zh-CN"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--lang=zh-CN",
+    ):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     driver.implicitly_wait(0)
@@ -80,14 +84,38 @@ def live(tmp_path_factory, marker_model):
     streams.write_text(STREAMS.replace("URL", rtsp.url("gate")), encoding="utf-8")
     out = tmp / "out"
     for name, role in (("admin", "admin"), ("ops", "operator"), ("watcher", "viewer")):
-        proc = subprocess.run([sys.executable, "-m", "streetscan", "users", "add", name, "--role", role, "--out",
-                               str(out), "--password", PASSWORD], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streetscan",
+                "users",
+                "add",
+                name,
+                "--role",
+                role,
+                "--out",
+                str(out),
+                "--password",
+                PASSWORD,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
     port = free_port()
     daemon = DaemonProcess(streams, out, marker_model, "--http-port", str(port)).start()
     try:
-        wait_for(lambda: (out / "snapshots" / "gate.jpg").is_file() and (out / "events.jsonl").is_file()
-                 and (out / "events.jsonl").stat().st_size > 0, 60, what="a case and a camera picture")
+        wait_for(
+            lambda: (
+                (out / "snapshots" / "gate.jpg").is_file()
+                and (out / "events.jsonl").is_file()
+                and (out / "events.jsonl").stat().st_size > 0
+            ),
+            60,
+            what="a case and a camera picture",
+        )
         yield {"base": f"http://127.0.0.1:{port}", "out": out, "streams": streams, "daemon": daemon}
     finally:
         daemon.stop()
@@ -107,8 +135,11 @@ def photograph(driver, folder: Path, name: str) -> Path:
     assert img is not None and img.std() > 5, f"{name}: blank screenshot"
     scale = 1000 / img.shape[1]
     path = folder / f"{name}.jpg"
-    cv2.imwrite(str(path), cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
-                [cv2.IMWRITE_JPEG_QUALITY, 80])
+    cv2.imwrite(
+        str(path),
+        cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+        [cv2.IMWRITE_JPEG_QUALITY, 80],
+    )
     return path
 
 
@@ -149,7 +180,7 @@ def test_operator_filters_opens_a_case_sees_its_evidence_and_dismisses_it(chromi
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
     for key in ("clean", "annotated"):
         img = driver.find_element(By.ID, f"evidence-{key}")
-        wait_for(lambda: image_loaded(driver, img), 10, what=f"{key} evidence image")
+        wait_for(lambda img=img: image_loaded(driver, img), 10, what=f"{key} evidence image")
     event_id = driver.current_url.rsplit("/", 1)[1]
     driver.find_element(By.ID, "dismiss-reason").send_keys("红色标记板，不是车辆")
     driver.find_element(By.ID, "dismiss").click()
@@ -178,7 +209,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
     wait_for(live_on_page, 30, what="the camera shown live")
     card = driver.find_element(By.ID, "camera-gate")
     assert "上海市嘉定区城中路 88 号" in card.text
-    assert "解码: 全帧" in card.text      # 1 s keyframes for 4 analysed fps: every frame decoded
+    assert "解码: 全帧" in card.text  # 1 s keyframes for 4 analysed fps: every frame decoded
     snapshot = card.find_element(By.CSS_SELECTOR, "img.snapshot")
     wait_for(lambda: image_loaded(driver, snapshot), 10, what="the camera picture")
     assert card.find_elements(By.CSS_SELECTOR, "svg polygon.zone")  # its zone drawn on it
@@ -195,9 +226,10 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
         field.send_keys(zone_id, Keys.TAB)
         Select(driver.find_element(By.ID, "zone-kind")).select_by_visible_text("no_parking")
         w, h = overlay.size["width"], overlay.size["height"]
-        for fx, fy in corners:   # offsets from the element's centre
-            ActionChains(driver).move_to_element_with_offset(overlay, int((fx - 0.5) * w), int((fy - 0.5) * h)) \
-                .click().perform()
+        for fx, fy in corners:  # offsets from the element's centre
+            ActionChains(driver).move_to_element_with_offset(
+                overlay, int((fx - 0.5) * w), int((fy - 0.5) * h)
+            ).click().perform()
         driver.find_element(By.ID, "save-zones").click()
 
     reloads_before = live["daemon"].log_text().count("reloaded")
@@ -225,7 +257,7 @@ def test_admin_draws_a_zone_the_daemon_reloads_and_a_crossing_polygon_is_refused
 
     driver.get(f"{base}/overview")
     for chart in driver.find_elements(By.CSS_SELECTOR, "img.chart"):
-        wait_for(lambda: image_loaded(driver, chart), 10, what="a chart")
+        wait_for(lambda chart=chart: image_loaded(driver, chart), 10, what="a chart")
     assert int(driver.find_element(By.ID, "total-cases").text) >= 1
     photograph(driver, shots, "live-overview")
 
@@ -238,7 +270,7 @@ def test_a_viewer_sees_cameras_but_cannot_edit_zones(chromium, live):
     driver.get(f"{base}/cameras")
     assert driver.find_elements(By.ID, "camera-gate")
     assert not driver.find_elements(By.CSS_SELECTOR, "a.edit-zones")
-    assert driver.find_element(By.ID, "nav-cameras").text == "摄像头"   # zh-CN by default
+    assert driver.find_element(By.ID, "nav-cameras").text == "摄像头"  # zh-CN by default
     driver.find_element(By.LINK_TEXT, "EN").click()
     wait_for(lambda: driver.find_element(By.ID, "nav-cameras").text == "Cameras", 10, what="the English switch")
     assert "/cameras" in driver.current_url
@@ -264,15 +296,35 @@ def recorded(tmp_path_factory, assets):
     streams = tmp / "footage.yaml"
     shutil.copy(REPO / "examples" / "footage.yaml", streams)
     cli = [sys.executable, "-m", "streetscan"]
-    proc = subprocess.run([*cli, "replay", str(assets / "footage" / "street_parking_overhead.mp4"), "--streams",
-                           str(streams), "--out", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            *cli,
+            "replay",
+            str(assets / "footage" / "street_parking_overhead.mp4"),
+            "--streams",
+            str(streams),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name, role in (("admin", "admin"), ("ops", "operator")):
-        subprocess.run([*cli, "users", "add", name, "--role", role, "--out", str(out), "--password", PASSWORD],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            [*cli, "users", "add", name, "--role", role, "--out", str(out), "--password", PASSWORD],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     port = free_port()
-    server = subprocess.Popen([*cli, "console", "--out", str(out), "--streams", str(streams), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [*cli, "console", "--out", str(out), "--streams", str(streams), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -302,9 +354,9 @@ def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
     assert len(rows) >= 3 and all("kerbside" in r.text or "Kerbside" in r.text for r in rows)
     photograph(driver, shots, "cases")
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
-    for key in ("first", "clean", "annotated"):   # a dwell rule's case: the car when first seen, and now
+    for key in ("first", "clean", "annotated"):  # a dwell rule's case: the car when first seen, and now
         img = driver.find_element(By.ID, f"evidence-{key}")
-        wait_for(lambda: image_loaded(driver, img), 10, what=f"{key} evidence")
+        wait_for(lambda img=img: image_loaded(driver, img), 10, what=f"{key} evidence")
     photograph(driver, shots, "case")
     driver.get(f"{base}/cameras")
     card = driver.find_element(By.ID, "camera-kerbside")

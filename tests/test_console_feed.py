@@ -5,13 +5,12 @@ its unacknowledged entries again, and a second console's group sees every case t
 from __future__ import annotations
 
 import redis
+from realparts import wait_for
+from test_console_security import event
 
 from streetscan.console.feed import RedisCaseFeed
 from streetscan.console.index import CaseIndex
 from streetscan.delivery.sinks import RedisStreamSink
-
-from realparts import wait_for
-from test_console_security import event
 
 
 def test_the_index_gets_every_case_of_the_stream_once_even_after_a_crash(redis_url, tmp_path):
@@ -30,13 +29,16 @@ def test_the_index_gets_every_case_of_the_stream_once_even_after_a_crash(redis_u
         for i in range(30, 40):
             sink.emit(event(i))
         sink.emit(event(0, "updated", 1))
-        wait_for(lambda: index.count() == 40 and index.case(event(0)["event_id"]).event["revision"] == 1, 20,
-                 what="every case indexed")
+        wait_for(
+            lambda: index.count() == 40 and index.case(event(0)["event_id"]).event["revision"] == 1,
+            20,
+            what="every case indexed",
+        )
         wait_for(lambda: client.xpending(stream, "console-a")["pending"] == 0, 10, what="everything acknowledged")
     finally:
         feed.stop()
         feed.join(5)
-    assert feed.indexed == 41   # 40 first revisions and the update, each once
+    assert feed.indexed == 41  # 40 first revisions and the update, each once
 
     other = CaseIndex(tmp_path / "other.db")
     second = RedisCaseFeed(other, redis_url, stream=stream, group="console-b", consumer="c1")

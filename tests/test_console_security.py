@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from contextlib import closing
 import socket
 import threading
 import time
+from contextlib import closing
 
 import cv2
 import httpx
@@ -22,6 +22,7 @@ import uvicorn
 
 from streetscan.console.app import ConsoleSettings, create_app
 from streetscan.console.index import CaseFilter, CaseIndex
+from streetscan.console.server import ConsoleServer
 from streetscan.console.users import MAX_FAILURES, UserError, UserStore
 from streetscan.pipeline.events import event_schema
 
@@ -31,17 +32,27 @@ PASSWORD = "correct horse battery"
 def event(i: int, state="opened", revision=0, camera="cam01", scene="out_of_store_trading") -> dict:
     eid = f"00000000-0000-4000-8000-{i:012d}"
     ev = {
-        "schema_version": "2", "event_id": eid, "state": state, "revision": revision,
+        "schema_version": "2",
+        "event_id": eid,
+        "state": state,
+        "revision": revision,
         "camera": {"id": camera, "name": f"{camera} gate", "address": "1 Test Road", "lat": 31.2, "lon": 121.4},
         "zone": {"id": "z1", "kind": "storefront", "grade": "arterial"},
-        "scene_class": {"code": scene, "name_zh": "店外经营", "name_en": "Out-of-store trading", "category": "街面秩序"},
+        "scene_class": {
+            "code": scene,
+            "name_zh": "店外经营",
+            "name_en": "Out-of-store trading",
+            "category": "街面秩序",
+        },
         "first_seen": {"stream_s": 1.0, "wall": f"2026-11-24T08:{i % 60:02d}:00+08:00"},
         "confirmed": {"stream_s": 31.0, "wall": f"2026-11-24T08:{i % 60:02d}:30+08:00"},
         "last_seen": {"stream_s": 60.0 + revision, "wall": f"2026-11-24T09:{i % 60:02d}:{revision:02d}+08:00"},
         "confidence": 0.8,
         "objects": [{"class_name": "goods", "box": [10, 10, 50, 50], "confidence": 0.8, "track_id": 3}],
         "evidence": {"clean": f"evidence/{eid}/clean.jpg", "annotated": f"evidence/{eid}/annotated.jpg"},
-        "model": {"name": "m", "version": "1"}, "pipeline_version": "0.1.0", "repeat_count": revision,
+        "model": {"name": "m", "version": "1"},
+        "pipeline_version": "0.1.0",
+        "repeat_count": revision,
         "source": "test",
         "platform": {"category_code": "05", "category": "街面秩序", "code": "0504", "name": "店外经营"},
         "enforcement": {"stage": "educate", "name": "首次教育引导", "count": 1, "window_days": 30},
@@ -75,8 +86,9 @@ def served(tmp_path):
     users.add("ops", PASSWORD, "operator")
     users.add("watcher", PASSWORD, "viewer")
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, index, users), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, index, users), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -103,12 +115,25 @@ def test_nothing_is_served_without_a_session(served):
     base, _, events = served
     eid = events[0]["event_id"]
     with httpx.Client(base_url=base) as anon:
-        for path in ("/", "/cases", f"/cases/{eid}", "/cases.csv", "/dismissed.jsonl", "/cameras",
-                     "/cameras/cam01/zones", "/overview"):
+        for path in (
+            "/",
+            "/cases",
+            f"/cases/{eid}",
+            "/cases.csv",
+            "/dismissed.jsonl",
+            "/cameras",
+            "/cameras/cam01/zones",
+            "/overview",
+        ):
             r = anon.get(path)
             assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
-        for path in ("/api/cases", f"/evidence/{eid}/clean.jpg", "/cameras/cam01/snapshot.jpg",
-                     "/overview/per-day.svg", "/overview/per-camera.svg"):
+        for path in (
+            "/api/cases",
+            f"/evidence/{eid}/clean.jpg",
+            "/cameras/cam01/snapshot.jpg",
+            "/overview/per-day.svg",
+            "/overview/per-camera.svg",
+        ):
             assert anon.get(path).status_code == 401, path
         r = anon.post(f"/cases/{eid}/review", data={"verdict": "confirmed"})
         assert r.status_code in (303, 401, 403)
@@ -149,8 +174,13 @@ def test_evidence_cannot_escape_its_folder(served):
     with closing(login(base)) as c:
         ok = c.get(f"/evidence/{eid}/clean.jpg")
         assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg"
-        for path in ("/evidence/../secret.txt", "/evidence/%2e%2e/secret.txt", f"/evidence/{eid}/../../secret.txt",
-                     "/evidence/..%2fsecret.txt", "/evidence/%2fetc%2fpasswd"):
+        for path in (
+            "/evidence/../secret.txt",
+            "/evidence/%2e%2e/secret.txt",
+            f"/evidence/{eid}/../../secret.txt",
+            "/evidence/..%2fsecret.txt",
+            "/evidence/%2fetc%2fpasswd",
+        ):
             r = c.get(path)
             assert r.status_code in (404, 400) and "outside evidence" not in r.text, path
 
@@ -159,8 +189,11 @@ def test_camera_pictures_cannot_escape_their_folder_and_pages_forbid_framing(ser
     base, _, _ = served
     with closing(login(base)) as c:
         assert c.get("/cameras/cam01/snapshot.jpg").status_code == 200
-        for path in ("/cameras/../secret.txt/snapshot.jpg", "/cameras/..%2f..%2fsecret/snapshot.jpg",
-                     "/cameras/nosuch/snapshot.jpg"):
+        for path in (
+            "/cameras/../secret.txt/snapshot.jpg",
+            "/cameras/..%2f..%2fsecret/snapshot.jpg",
+            "/cameras/nosuch/snapshot.jpg",
+        ):
             assert c.get(path).status_code == 404, path
         headers = c.get("/cameras").headers
         assert "script-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
@@ -180,7 +213,7 @@ def test_wrong_passwords_are_throttled(served):
 def test_viewer_reads_but_cannot_change(served):
     base, index, events = served
     eid = events[2]["event_id"]
-    with closing(login(base)) as c:   # an operator reviews cases but edits no zones
+    with closing(login(base)) as c:  # an operator reviews cases but edits no zones
         assert c.get("/cameras/cam01/zones").status_code == 403
         r = c.post("/api/cameras/cam01/zones", json={"zones": []}, headers={"X-CSRF-Token": csrf_of(c)})
         assert r.status_code == 403
@@ -201,7 +234,9 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
         assert c.get("/cases", params={"state": "bogus"}).status_code == 422
         eid = events[1]["event_id"]
         csrf = csrf_of(c)
-        assert c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "", "csrf": csrf}).status_code == 422
+        assert (
+            c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "", "csrf": csrf}).status_code == 422
+        )
         c.post(f"/cases/{eid}/review", data={"verdict": "dismissed", "reason": "shadow, not goods", "csrf": csrf})
         assert c.get("/api/cases", params={"camera": "cam01"}).json()["total"] == 3
         c.post(f"/cases/{eid}/mute", data={"hours": "24", "reason": "construction", "csrf": csrf})
@@ -214,11 +249,13 @@ def test_operator_filters_dismisses_mutes_and_exports(served):
         assert len(negatives) == 1 and "shadow, not goods" in negatives[0]
         csv_text = c.get("/cases.csv", params={"camera": "cam01", "muted": "true"}).text.splitlines()
         assert csv_text[0].startswith("event_id,state") and len(csv_text) == 1 + 3
-        assert any("dismissed,shadow, not goods" in line or 'dismissed,"shadow, not goods"' in line for line in csv_text)
+        assert any(
+            "dismissed,shadow, not goods" in line or 'dismissed,"shadow, not goods"' in line for line in csv_text
+        )
         # the case page shows the newest revision and the whole timeline
         page = c.get(f"/cases/{events[0]['event_id']}").text
         assert page.count("<tr><td>") == 2 and 'id="evidence-clean"' in page
-        assert "店外经营 (0504)" in page and "首次教育引导" in page   # platform code and enforcement stage
+        assert "店外经营 (0504)" in page and "首次教育引导" in page  # platform code and enforcement stage
 
 
 def test_index_is_idempotent_and_keeps_the_newest_revision(tmp_path):
@@ -259,9 +296,25 @@ def test_an_index_from_the_first_schema_is_migrated_in_place(tmp_path):
         last_seen TEXT NOT NULL, confidence REAL NOT NULL, repeat_count INTEGER NOT NULL, payload TEXT NOT NULL);
       CREATE INDEX cases_last_seen ON cases (last_seen DESC);""")
     payload = json.dumps(ev)
-    db.execute("INSERT INTO revisions VALUES (?,?,?,?,?)", (ev["event_id"], 0, "opened", ev["last_seen"]["wall"], payload))
-    db.execute("INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)", (ev["event_id"], 0, "opened", "cam01", "z1", "out_of_store_trading",
-               ev["first_seen"]["wall"], ev["last_seen"]["wall"], 0.8, 0, payload))
+    db.execute(
+        "INSERT INTO revisions VALUES (?,?,?,?,?)", (ev["event_id"], 0, "opened", ev["last_seen"]["wall"], payload)
+    )
+    db.execute(
+        "INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            ev["event_id"],
+            0,
+            "opened",
+            "cam01",
+            "z1",
+            "out_of_store_trading",
+            ev["first_seen"]["wall"],
+            ev["last_seen"]["wall"],
+            0.8,
+            0,
+            payload,
+        ),
+    )
     db.commit()
     db.close()
     index = CaseIndex(path)
@@ -277,8 +330,8 @@ def test_index_retention_forgets_old_resolved_unreviewed_cases_only(tmp_path):
     # events are seen at 09:0x+08:00 (01:0x UTC): a cutoff after them forgets case 1 only
     assert index.prune("2026-11-24T10:00:00+08:00", now=time.time() + 7200) == 1
     assert index.case(event(1)["event_id"]) is None and index.timeline(event(1)["event_id"]) == []
-    assert index.case(event(2)["event_id"]).verdict == "dismissed"   # reviewed: a hard negative, kept
-    assert index.case(event(3)["event_id"]) is not None               # still open
+    assert index.case(event(2)["event_id"]).verdict == "dismissed"  # reviewed: a hard negative, kept
+    assert index.case(event(3)["event_id"]) is not None  # still open
     assert not index.muted("cam01", "z1", "out_of_store_trading", now=time.time() + 7200)
     assert index.prune("2026-11-24T08:00:00+08:00") == 0
 
@@ -329,6 +382,7 @@ def test_the_login_limit_holds_when_wrong_passwords_arrive_together(served):
             return c.post("/login", data={"name": "ops", "password": "not the password", "csrf": csrf}).status_code
 
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=50) as pool:
         codes = list(pool.map(attempt, range(50)))
     assert codes.count(401) == MAX_FAILURES and codes.count(429) == 50 - MAX_FAILURES
@@ -343,8 +397,13 @@ def test_users_are_changed_and_removed_from_the_command_line_and_their_file_is_p
     env = {**os.environ, "STREETSCAN_USER_PASSWORD": PASSWORD}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "streetscan", "users", *args, "--out", str(out)],
-                              capture_output=True, text=True, env=env, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "streetscan", "users", *args, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
 
     assert cli("add", "chief", "--role", "admin").returncode == 0
     path = ConsoleSettings.for_output(out).users_path
@@ -359,18 +418,17 @@ def test_users_are_changed_and_removed_from_the_command_line_and_their_file_is_p
     assert gone.returncode == 2 and "no user 'chief'" in gone.stderr
 
 
-def _console(tmp_path, **settings) -> tuple[str, "ConsoleServer"]:
+def _console(tmp_path, **settings) -> tuple[str, ConsoleServer]:
     """The console as the daemon and `streetscan console` serve it (ConsoleServer, their options)."""
     import dataclasses
-
-    from streetscan.console.server import ConsoleServer
 
     out = tmp_path / "proxied"
     config = dataclasses.replace(ConsoleSettings.for_output(out), **settings)
     users = UserStore(config.users_path)
     users.add("ops", PASSWORD, "operator")
-    server = ConsoleServer(create_app(config, CaseIndex(config.index_path), users), "127.0.0.1", 0,
-                           config.server_options())
+    server = ConsoleServer(
+        create_app(config, CaseIndex(config.index_path), users), "127.0.0.1", 0, config.server_options()
+    )
     server.start()
     while not server.started:
         time.sleep(0.05)
@@ -382,8 +440,13 @@ def _six_wrong_logins(base: str, headers: dict) -> list[int]:
     with httpx.Client(base_url=base) as c:
         for i in range(MAX_FAILURES + 1):  # another name each time: only the address can throttle
             csrf = csrf_of(c, "/login")
-            codes.append(c.post("/login", data={"name": f"guess{i}", "password": "wrong password", "csrf": csrf},
-                                headers={**headers, "X-Forwarded-For": f"10.0.0.{i + 1}"}).status_code)
+            codes.append(
+                c.post(
+                    "/login",
+                    data={"name": f"guess{i}", "password": "wrong password", "csrf": csrf},
+                    headers={**headers, "X-Forwarded-For": f"10.0.0.{i + 1}"},
+                ).status_code
+            )
     return codes
 
 
@@ -393,8 +456,11 @@ def test_forwarded_headers_are_believed_only_from_a_configured_proxy(tmp_path):
     base, server = _console(tmp_path / "a")
     try:
         with httpx.Client(base_url=base) as c:
-            r = c.post("/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
-                       headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"})
+            r = c.post(
+                "/login",
+                data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
+                headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.9.9.9"},
+            )
             assert r.status_code == 303 and "secure" not in r.headers["set-cookie"].lower()
         assert _six_wrong_logins(base, {})[-1] == 429  # the client's own address, whatever it claims
     finally:
@@ -402,8 +468,11 @@ def test_forwarded_headers_are_believed_only_from_a_configured_proxy(tmp_path):
     base, server = _console(tmp_path / "b", trusted_proxies=("127.0.0.1",))
     try:
         with httpx.Client(base_url=base) as c:
-            r = c.post("/login", data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
-                       headers={"X-Forwarded-Proto": "https"})
+            r = c.post(
+                "/login",
+                data={"name": "ops", "password": PASSWORD, "csrf": csrf_of(c, "/login")},
+                headers={"X-Forwarded-Proto": "https"},
+            )
             assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
         assert _six_wrong_logins(base, {})[-1] == 401  # the proxy's word: six different addresses
     finally:

@@ -31,12 +31,22 @@ def zones_of(path: Path, camera: str) -> dict:
 
 def test_a_changed_zone_is_written_with_the_rest_of_the_file_as_it_was(streams):
     before = streams.path.read_text(encoding="utf-8")
-    zones = [{"id": "plaza", "kind": "sidewalk", "grade": "demonstration",
-              "polygon": [[0, 300], [1280, 300], [1280, 720], [0, 720]]},
-             {"id": "shopfronts", "kind": "storefront", "grade": "demonstration",
-              "polygon": [[0, 100.0], [700, 100], [700, 300], [0, 300]], "schedule": {"active": ["07:00-18:00"]}},
-             {"id": "kiosk", "kind": "sidewalk", "polygon": [[10, 10], [60, 10], [60, 40.5]],
-              "classes": ["mobile_vendor"]}]
+    zones = [
+        {
+            "id": "plaza",
+            "kind": "sidewalk",
+            "grade": "demonstration",
+            "polygon": [[0, 300], [1280, 300], [1280, 720], [0, 720]],
+        },
+        {
+            "id": "shopfronts",
+            "kind": "storefront",
+            "grade": "demonstration",
+            "polygon": [[0, 100.0], [700, 100], [700, 300], [0, 300]],
+            "schedule": {"active": ["07:00-18:00"]},
+        },
+        {"id": "kiosk", "kind": "sidewalk", "polygon": [[10, 10], [60, 10], [60, 40.5]], "classes": ["mobile_vendor"]},
+    ]
     streams.path.chmod(0o644)
     backup = streams.replace_zones("xh-nanjing-e-01", zones, streams.version())
     after = streams.path.read_text(encoding="utf-8")
@@ -44,9 +54,12 @@ def test_a_changed_zone_is_written_with_the_rest_of_the_file_as_it_was(streams):
     # Camera passwords live in this file (issue #34 item 4): the new copy and the backup are the owner's.
     assert backup.stat().st_mode & 0o777 == 0o600 and streams.path.stat().st_mode & 0o777 == 0o600
     changed = [line for line in after.splitlines() if line not in before.splitlines()]  # (`kind: sidewalk` was there)
-    assert changed == ["        polygon: [[0, 100], [700, 100], [700, 300], [0, 300]]",
-                       "      - id: kiosk", "        polygon: [[10, 10], [60, 10], [60, 40.5]]",
-                       "        classes: [mobile_vendor]"]
+    assert changed == [
+        "        polygon: [[0, 100], [700, 100], [700, 300], [0, 300]]",
+        "      - id: kiosk",
+        "        polygon: [[10, 10], [60, 10], [60, 40.5]]",
+        "        classes: [mobile_vendor]",
+    ]
     assert "# night market 18:00-07:00: trading allowed" in after  # the comments on kept zones stay
     cam = load_config(streams.path).camera("xh-nanjing-e-01")
     assert [z.id for z in cam.zones] == ["plaza", "shopfronts", "kiosk"]
@@ -83,8 +96,17 @@ def test_a_file_changed_since_the_editor_opened_is_not_overwritten(streams):
 
 def test_backups_are_bounded(streams):
     for i in range(BACKUPS_KEPT + 5):
-        streams.replace_zones("jd-kerb-07", [{"id": "kerb", "kind": "no_parking", "grade": "arterial",
-                                               "polygon": [[0, 200], [640 + i, 200], [640, 360], [0, 360]]}])
+        streams.replace_zones(
+            "jd-kerb-07",
+            [
+                {
+                    "id": "kerb",
+                    "kind": "no_parking",
+                    "grade": "arterial",
+                    "polygon": [[0, 200], [640 + i, 200], [640, 360], [0, 360]],
+                }
+            ],
+        )
     assert len(list(streams.path.parent.glob("streams.yaml.*.bak"))) == BACKUPS_KEPT
     assert zones_of(streams.path, "jd-kerb-07")["kerb"]["polygon"][1] == [640 + BACKUPS_KEPT + 4, 200]
     assert not list(streams.path.parent.glob(".*.tmp"))
@@ -102,7 +124,7 @@ def test_camera_picture_is_replaced_on_its_interval_of_stream_time(tmp_path):
     pic = CameraPicture(tmp_path, "cam-1", interval_s=30)
     img = np.zeros((36, 64, 3), np.uint8)
     written = []
-    for t in (0.0, 10.0, 29.9, 30.0, 45.0, 61.0, 5.0):   # 5.0: the stream restarted
+    for t in (0.0, 10.0, 29.9, 30.0, 45.0, 61.0, 5.0):  # 5.0: the stream restarted
         if pic.due(t):
             pic.write(t, img)
             written.append(t)

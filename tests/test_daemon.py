@@ -10,35 +10,53 @@ from pathlib import Path
 import pytest
 import redis
 import yaml
-
-from streetscan.pipeline.config import parse_config
-from streetscan.infra.metrics import Metrics
-from streetscan.workers.handoff import FrameBoard
-from streetscan.workers.reader import CameraState, StreamReader
-
 from conftest import encode_clip
 from marker_model import red_marker
 from realparts import DaemonProcess, RedisServer, RtspServer, wait_for
 
+from streetscan.infra.metrics import Metrics
+from streetscan.pipeline.config import parse_config
+from streetscan.workers.handoff import FrameBoard
+from streetscan.workers.reader import CameraState, StreamReader
+
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 
-FAST_READER = {"backoff_initial_s": 0.3, "backoff_max_s": 2.0, "open_timeout_s": 5, "read_timeout_s": 3,
-               "stall_timeout_s": 5}
+FAST_READER = {
+    "backoff_initial_s": 0.3,
+    "backoff_max_s": 2.0,
+    "open_timeout_s": 5,
+    "read_timeout_s": 3,
+    "stall_timeout_s": 5,
+}
 
 
 @pytest.fixture(scope="module")
 def marker_clip(tmp_path_factory) -> Path:
     """60 s of road with a red 'car' parked on it from 1 s on (the marker model sees it)."""
-    return encode_clip(tmp_path_factory.mktemp("live") / "parked.mp4", seconds=60, gop=25,
-                       scene=red_marker(present=lambda t: t >= 1.0))
+    return encode_clip(
+        tmp_path_factory.mktemp("live") / "parked.mp4", seconds=60, gop=25, scene=red_marker(present=lambda t: t >= 1.0)
+    )
 
 
 def write_streams(path: Path, cameras: dict[str, str], disabled: tuple[str, ...] = (), **extra_defaults) -> Path:
     doc = {
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 3},
-                     "reader": FAST_READER, "rules": {"illegal_parking": {"dwell_s": 1.5}}, **extra_defaults},
-        "cameras": [{"id": cid, "name": f"camera {cid}", "url": url, "location": {"address": f"test street {cid}"},
-                     "enabled": cid not in disabled} for cid, url in cameras.items()],
+        "defaults": {
+            "analysis_fps": 4,
+            "event": {"update_interval_s": 1, "resolve_grace_s": 3},
+            "reader": FAST_READER,
+            "rules": {"illegal_parking": {"dwell_s": 1.5}},
+            **extra_defaults,
+        },
+        "cameras": [
+            {
+                "id": cid,
+                "name": f"camera {cid}",
+                "url": url,
+                "location": {"address": f"test street {cid}"},
+                "enabled": cid not in disabled,
+            }
+            for cid, url in cameras.items()
+        ],
     }
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
@@ -61,8 +79,12 @@ def start_reader(server: RtspServer, mount: str) -> tuple[StreamReader, FrameBoa
     """A lone StreamReader on one of the server's mounts, at 4 fps with fast reconnects."""
     metrics, board = Metrics(), FrameBoard()
     board.add(mount)
-    camera = parse_config({"defaults": {"analysis_fps": 4, "reader": FAST_READER}, "cameras": [
-        {"id": mount, "name": mount, "url": server.url(mount), "location": {"address": "test"}}]}).camera(mount)
+    camera = parse_config(
+        {
+            "defaults": {"analysis_fps": 4, "reader": FAST_READER},
+            "cameras": [{"id": mount, "name": mount, "url": server.url(mount), "location": {"address": "test"}}],
+        }
+    ).camera(mount)
     reader = StreamReader(camera, board, metrics)
     reader.start()
     return reader, board, metrics
@@ -81,7 +103,9 @@ def test_reader_backs_off_when_the_camera_dies_and_reconnects_when_it_returns(ma
         server.kill()
         wait_for(lambda: reader.state == CameraState.BACKOFF, 15, what="backoff")
         assert "retry in" in reader.reason
-        wait_for(lambda: count(metrics, "streetscan_reconnects_total", "cam") >= 2, 15, what="re-dialling a dead camera")
+        wait_for(
+            lambda: count(metrics, "streetscan_reconnects_total", "cam") >= 2, 15, what="re-dialling a dead camera"
+        )
         assert reader.state != CameraState.LIVE
         server.start()  # same port: the camera is back
         wait_for(lambda: reader.state == CameraState.LIVE, 20, what="reconnection")
@@ -100,7 +124,7 @@ def corrupt_copy(src: Path, dst: Path, every: int = 6000, span: int = 48) -> Pat
     data = bytearray(src.read_bytes())
     start = data.find(b"mdat") + 4 + 20_000  # leave the first keyframe intact
     for pos in range(start, len(data) - span, every):
-        data[pos:pos + span] = bytes((pos * 7 + i) & 0xFF for i in range(span))
+        data[pos : pos + span] = bytes((pos * 7 + i) & 0xFF for i in range(span))
     dst.write_bytes(bytes(data))
     return dst
 
@@ -120,7 +144,8 @@ def test_corrupt_packets_are_counted_and_never_stop_the_reader(marker_clip, tmp_
 
 
 def test_redis_outage_spools_then_delivers_everything_once_in_order_and_sigterm_loses_nothing(
-        marker_clip, marker_model, tmp_path):
+    marker_clip, marker_model, tmp_path
+):
     rtsp = RtspServer({"cam": marker_clip}).start()
     rds = RedisServer(tmp_path / "redis").start()
     out = tmp_path / "out"
@@ -130,14 +155,23 @@ def test_redis_outage_spools_then_delivers_everything_once_in_order_and_sigterm_
         wait_for(lambda: len(redis_events(rds.url, "cases")) >= 3, 60, what="events in Redis")
         assert redis_events(rds.url, "cases")[0]["state"] == "opened"
         rds.stop()  # the case queue goes away mid-run
-        wait_for(lambda: daemon.metric("streetscan_spool_depth", sink="redis:cases") >= 3, 30,
-                 what="events spooled during the outage")
+        wait_for(
+            lambda: daemon.metric("streetscan_spool_depth", sink="redis:cases") >= 3,
+            30,
+            what="events spooled during the outage",
+        )
         assert daemon.metric("streetscan_sink_up", sink="redis:cases") == 0.0
         assert daemon.metric("streetscan_sink_errors_total", sink="redis:cases") >= 1
         assert daemon.get("/healthz")[0] == 200  # an outage is not a crash
         rds.start()
-        wait_for(lambda: daemon.metric("streetscan_sink_up", sink="redis:cases") == 1.0
-                 and daemon.metric("streetscan_spool_depth", sink="redis:cases") == 0, 60, what="backlog delivered")
+        wait_for(
+            lambda: (
+                daemon.metric("streetscan_sink_up", sink="redis:cases") == 1.0
+                and daemon.metric("streetscan_spool_depth", sink="redis:cases") == 0
+            ),
+            60,
+            what="backlog delivered",
+        )
         t0 = time.monotonic()
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
@@ -169,16 +203,20 @@ def test_kill9_keeps_the_spooled_backlog_and_a_restart_continues_the_open_event(
     args = ("--redis", rds.url, "--redis-stream", "cases")
     daemon = DaemonProcess(streams, out, marker_model, *args).start()
     try:
-        wait_for(lambda: daemon.metric("streetscan_spool_depth", sink="redis:cases") >= 3, 60,
-                 what="a spooled backlog")
+        wait_for(lambda: daemon.metric("streetscan_spool_depth", sink="redis:cases") >= 3, 60, what="a spooled backlog")
         daemon.kill9()
-        spooled = [(r[0], r[1]) for r in sqlite3.connect(out / "spool.db").execute(
-            "SELECT event_id, revision FROM outbox ORDER BY seq")]
+        spooled = [
+            (r[0], r[1])
+            for r in sqlite3.connect(out / "spool.db").execute("SELECT event_id, revision FROM outbox ORDER BY seq")
+        ]
         assert len(spooled) >= 3 and spooled[0][1] == 0
         rds.start()
         daemon = DaemonProcess(streams, out, marker_model, *args).start()
-        wait_for(lambda: len(redis_events(rds.url, "cases")) >= len(spooled) + 2, 60,
-                 what="backlog delivered and new events after the restart")
+        wait_for(
+            lambda: len(redis_events(rds.url, "cases")) >= len(spooled) + 2,
+            60,
+            what="backlog delivered and new events after the restart",
+        )
         assert daemon.get("/readyz")[0] == 200
     finally:
         daemon.stop()
@@ -187,8 +225,8 @@ def test_kill9_keeps_the_spooled_backlog_and_a_restart_continues_the_open_event(
         got = redis_events(rds.url, "cases")
     finally:
         rds.stop()
-    assert ids(got)[:len(spooled)] == spooled  # nothing spooled before kill -9 was lost, order kept
-    after = got[len(spooled):]
+    assert ids(got)[: len(spooled)] == spooled  # nothing spooled before kill -9 was lost, order kept
+    after = got[len(spooled) :]
     # The restart did not open the same violation as new: it continued the event under its id.
     assert [e["state"] for e in got].count("opened") == 1
     assert {e["event_id"] for e in after} == {spooled[0][0]}
@@ -202,11 +240,15 @@ def test_sighup_adds_removes_and_keeps_cameras_and_rejects_a_bad_config(marker_c
     streams = write_streams(tmp_path / "streams.yaml", {"cam-a": rtsp.url("a"), "cam-c": rtsp.url("c")})
     daemon = DaemonProcess(streams, out, marker_model).start()
     try:
-        wait_for(lambda: daemon.camera_state("cam-a") == "live" and daemon.camera_state("cam-c") == "live", 40,
-                 what="both cameras live")
+        wait_for(
+            lambda: daemon.camera_state("cam-a") == "live" and daemon.camera_state("cam-c") == "live",
+            40,
+            what="both cameras live",
+        )
         before_c = daemon.metric("streetscan_frames_analysed_total", camera="cam-c")
-        write_streams(streams, {"cam-c": rtsp.url("c"), "cam-b": rtsp.url("b"), "cam-d": rtsp.url("a")},
-                      disabled=("cam-d",))
+        write_streams(
+            streams, {"cam-c": rtsp.url("c"), "cam-b": rtsp.url("b"), "cam-d": rtsp.url("a")}, disabled=("cam-d",)
+        )
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: daemon.camera_state("cam-b") == "live", 40, what="the added camera live")
         assert daemon.camera_state("cam-d") == "disabled"
@@ -221,8 +263,11 @@ def test_sighup_adds_removes_and_keeps_cameras_and_rejects_a_bad_config(marker_c
         wait_for(lambda: "reload rejected" in daemon.log_text(), 10, what="the rejection logged")
         assert "camera 'cam-c' (cameras[0]) field location: required field is missing" in daemon.log_text()
         analysed = daemon.metric("streetscan_frames_analysed_total", camera="cam-c")
-        wait_for(lambda: daemon.metric("streetscan_frames_analysed_total", camera="cam-c") > analysed, 10,
-                 what="cam-c analysed on after the rejected reload")
+        wait_for(
+            lambda: daemon.metric("streetscan_frames_analysed_total", camera="cam-c") > analysed,
+            10,
+            what="cam-c analysed on after the rejected reload",
+        )
         assert daemon.camera_state("cam-b") == "live" and daemon.camera_state("cam-c") == "live"
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0

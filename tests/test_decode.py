@@ -2,12 +2,11 @@ import av
 import cv2
 import numpy as np
 import pytest
-
+from conftest import encode_clip
 from realparts import RtspServer
+
 from streetscan.pipeline.decode import SourceError, VideoSource
 from streetscan.pipeline.detect import make_detections
-
-from conftest import encode_clip
 
 
 def test_samples_to_analysis_fps(h264_clip):
@@ -117,7 +116,7 @@ def test_sampling_takes_keyframes_slightly_early(tmp_path):
     frames = list(src.frames())
     assert src.stats.keyframe_only
     assert len(frames) == src.stats.decoded == 11  # keyframes at 0, 0.96, ... 9.6 s
-    assert max(b.pts_s - a.pts_s for a, b in zip(frames, frames[1:])) == pytest.approx(0.96)
+    assert max(b.pts_s - a.pts_s for a, b in zip(frames, frames[1:], strict=False)) == pytest.approx(0.96)
 
 
 def test_live_stream_switches_to_keyframe_only(h264_clip, rtsp_ready):
@@ -136,7 +135,7 @@ def test_live_stream_switches_to_keyframe_only(h264_clip, rtsp_ready):
     # Full decode until three keyframes (1 s apart) are seen, then keyframes only: full decode
     # up to the fourth sample (6 s) would be ~150 frames.
     assert src.stats.decoded < 100
-    gaps = [b.pts_s - a.pts_s for a, b in zip(frames, frames[1:])]
+    gaps = [b.pts_s - a.pts_s for a, b in zip(frames, frames[1:], strict=False)]
     assert gaps == pytest.approx([2.0, 2.0, 2.0], abs=0.05)
 
 
@@ -152,8 +151,10 @@ def test_http_flv_and_hls_streams_are_read_like_cameras(h264_clip, tmp_path):
     (tmp_path / "hls").mkdir()
     remux = ["ffmpeg", "-v", "error", "-y", "-i", str(h264_clip), "-c", "copy"]
     subprocess.run([*remux, "-f", "flv", str(tmp_path / "cam.flv")], check=True)
-    subprocess.run([*remux, "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod",
-                    str(tmp_path / "hls" / "cam.m3u8")], check=True)
+    subprocess.run(
+        [*remux, "-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod", str(tmp_path / "hls" / "cam.m3u8")],
+        check=True,
+    )
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -189,13 +190,13 @@ def test_an_overloaded_full_decode_stream_sheds_to_keyframes_and_comes_back(tmp_
         clock["t"] = f.pts_s
         times.append(round(f.pts_s, 2))
         modes.append(src.stats.shedding)
-    shed_times = [t for t, m in zip(times, modes) if m]
-    assert shed_times and all(abs(t / 2 - round(t / 2)) < 0.05 for t in shed_times)   # keyframes only, 2 s apart
-    assert [t for t in times if 4.0 <= t < 8.0] == [4.0, 6.0]                         # fewer frames while shedding
+    shed_times = [t for t, m in zip(times, modes, strict=False) if m]
+    assert shed_times and all(abs(t / 2 - round(t / 2)) < 0.05 for t in shed_times)  # keyframes only, 2 s apart
+    assert [t for t in times if 4.0 <= t < 8.0] == [4.0, 6.0]  # fewer frames while shedding
     # shed() is asked at keyframes with the clock at the last frame analysed (8 s at the 10 s keyframe):
     # full decode is back from the 12 s keyframe, at the full rate.
     after = [t for t in times if t >= 12.0]
-    assert len(after) >= 4 and max(b - a for a, b in zip(after, after[1:])) < 0.6
+    assert len(after) >= 4 and max(b - a for a, b in zip(after, after[1:], strict=False)) < 0.6
     assert not src.stats.shedding
 
 
@@ -205,12 +206,12 @@ def test_load_shedder_enters_on_refusals_holds_then_tries_again():
     s = LoadShedder(window=4, enter_ratio=0.5, hold_s=10)
     for w in (True, True, False, True):
         s.note(w)
-    assert not s.active(now=0)                  # 1 of 4 refused: keeps up
+    assert not s.active(now=0)  # 1 of 4 refused: keeps up
     for w in (False, False):
         s.note(w)
     assert s.active(now=1) and s.active(now=10.9)
-    assert not s.active(now=11.5)               # held long enough: full decode again, judged afresh
+    assert not s.active(now=11.5)  # held long enough: full decode again, judged afresh
     s.note(False)
-    assert not s.active(now=12)                 # a full window is needed before shedding again
-    s.overrun(now=13)                           # ... unless decode falls behind the camera
+    assert not s.active(now=12)  # a full window is needed before shedding again
+    s.overrun(now=13)  # ... unless decode falls behind the camera
     assert s.active(now=13.1) and not s.active(now=23.5)

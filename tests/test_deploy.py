@@ -66,11 +66,16 @@ def test_base_manifests_hold_together(tmp_path):
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == uid
     assert c["securityContext"]["readOnlyRootFilesystem"] and not c["securityContext"]["allowPrivilegeEscalation"]
     # Every mount has a volume; what the daemon writes is on the volume, /tmp is writable.
-    volumes = {v["name"]: v for v in pod["volumes"]} | {v["metadata"]["name"]: v for v in sts["spec"]["volumeClaimTemplates"]}
+    volumes = {v["name"]: v for v in pod["volumes"]} | {
+        v["metadata"]["name"]: v for v in sts["spec"]["volumeClaimTemplates"]
+    }
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     assert set(mounts.values()) <= set(volumes) and "/tmp" in mounts
-    assert any(args["--out"].startswith(p) for p, name in mounts.items() if name in
-               {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]})
+    assert any(
+        args["--out"].startswith(p)
+        for p, name in mounts.items()
+        if name in {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]}
+    )
     # streams.yaml: from the ConfigMap, and valid for the daemon.
     streams = Path(args["--streams"])
     cm_name = volumes[mounts[str(streams.parent)]]["configMap"]["name"]
@@ -117,4 +122,4 @@ def test_kustomizations_render():
         assert set(rendered) == {"ConfigMap/streetscan-streams", "Service/streetscan", "StatefulSet/streetscan"}
         c = rendered["StatefulSet/streetscan"]["spec"]["template"]["spec"]["containers"][0]
         assert ("nvidia.com/gpu" in c["resources"]["limits"]) == (folder == GPU)
-        assert c["volumeMounts"] and c["livenessProbe"]      # the patch kept what it does not change
+        assert c["volumeMounts"] and c["livenessProbe"]  # the patch kept what it does not change

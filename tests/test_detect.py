@@ -73,7 +73,7 @@ def test_real_onnx_batch_of_mixed_sizes(detector):
     finally:
         detector.conf_threshold = 0.1
     assert len(results) == 4
-    for img, det in zip(images, results):
+    for img, det in zip(images, results, strict=False):
         assert len(det) > 0
         assert set(det.data["class_name"]) <= detector.card.objects
         h, w = img.shape[:2]
@@ -101,7 +101,9 @@ def test_models_come_from_streetscan_models_else_the_package_not_the_working_dir
     # From any working directory, the default model is the one installed with the package.
     code = "from streetscan.pipeline.models import resolve_model; print(resolve_model(None).weights)"
     env = {k: v for k, v in os.environ.items() if k != "STREETSCAN_MODELS"}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    )
     packaged = Path(streetscan.__file__).parent / "models"
     assert Path(out.stdout.strip()).parent == packaged and Path(out.stdout.strip()).is_file()
     # STREETSCAN_MODELS replaces it: names, DEFAULT and named class maps are looked up there.
@@ -148,7 +150,6 @@ def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
     import sys
 
     import onnx
-
     from realparts import REPO
 
     # A measured source: its figures must not pass to the INT8 card, which is measured on its own.
@@ -158,21 +159,41 @@ def test_int8_variant_is_a_working_card(untrained_yolo, h264_clip, tmp_path):
         shutil.copy(f, src)
     Quality("2026-11-24", "v", 8, "r.json", {"car": ObjectQuality(8, 0.5, 0.3)}).write_into(src / untrained_yolo.name)
     script = str(REPO / "scripts" / "quantize_model.py")
-    proc = subprocess.run([sys.executable, script, str(src / untrained_yolo.name), "--calibrate", str(h264_clip),
-                           "--frames", "4", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            script,
+            str(src / untrained_yolo.name),
+            "--calibrate",
+            str(h264_clip),
+            "--frames",
+            "4",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     source = load_card(src / untrained_yolo.name)
     card = load_card(tmp_path / f"{source.name}-int8.yaml")
     assert card.name == f"{source.name}-int8" and card.extra["quantization"]["source"] == source.name
     assert source.quality is not None and card.quality is None
     nodes = onnx.load(str(card.weights)).graph.node
-    quantized_convs = {n.input[0] for n in nodes if n.op_type == "Conv"} & {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
+    quantized_convs = {n.input[0] for n in nodes if n.op_type == "Conv"} & {
+        n.output[0] for n in nodes if n.op_type == "DequantizeLinear"
+    }
     assert len(quantized_convs) > 50  # the backbone runs in int8
     assert not [n for n in nodes if n.op_type == "QuantizeLinear" and "/dfl/" in n.name]  # box decoding stays float
     image = np.full((360, 640, 3), 90, np.uint8)
     assert len(load_detector(card).detect([image])) == 1
-    refused = subprocess.run([sys.executable, script, "coco-centernet-mbv3", "--calibrate", str(h264_clip)],
-                             capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, script, "coco-centernet-mbv3", "--calibrate", str(h264_clip)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "only yolo-family" in refused.stderr
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from marker_model import red_marker
 from realparts import DaemonProcess, RtspServer, encode_clip, wait_for
 
@@ -26,7 +25,9 @@ def small_disk(tmp_path):
     """A tmpfs of 6 MiB (root, and a kernel that lets the test mount, are needed)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip() or proc.returncode}")
     yield mount
@@ -64,26 +65,40 @@ def test_a_full_disk_loses_and_doubles_no_revision_and_the_probes_say_so(tmp_pat
     clip = encode_clip(tmp_path / "blink.mp4", seconds=120, gop=25, scene=blinking)
     server = RtspServer({"cam": clip}).start()
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 2},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [{"id": "cam", "name": "cam", "url": server.url("cam"), "location": {"address": "x"}}]}))
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 2},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [{"id": "cam", "name": "cam", "url": server.url("cam"), "location": {"address": "x"}}],
+            }
+        )
+    )
     out = small_disk / "out"
     daemon = DaemonProcess(streams, out, marker_model, "--jsonl", log=tmp_path / "daemon.log").start()
     events = out / "events.jsonl"
     try:
         wait_for(lambda: events.exists() and events.read_text().count("\n") >= 3, 60, what="the first events")
         filler = fill(small_disk)
-        wait_for(lambda: daemon.metric("streetscan_spool_write_failures_total", camera="cam") > 0, 60,
-                 what="events that cannot be saved")
+        wait_for(
+            lambda: daemon.metric("streetscan_spool_write_failures_total", camera="cam") > 0,
+            60,
+            what="events that cannot be saved",
+        )
         status, body = daemon.get("/readyz")
         assert status == 503 and "events_not_saved" in body and "cam" in json.loads(body)["events_not_saved"]
         time.sleep(5)  # events keep being made while full
         filler.unlink()
         wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, what="ready again once there is room")
         made = daemon.metric("streetscan_events_total", scene_class="illegal_parking", state="opened")
-        wait_for(lambda: daemon.metric("streetscan_spool_depth", sink=f"jsonl:{events}") == 0, 30,
-                 what="the backlog delivered")
+        wait_for(
+            lambda: daemon.metric("streetscan_spool_depth", sink=f"jsonl:{events}") == 0,
+            30,
+            what="the backlog delivered",
+        )
     finally:
         daemon.stop()
         server.kill()
@@ -105,15 +120,44 @@ def test_a_replay_onto_a_full_disk_exits_2_with_one_line(tmp_path, small_disk, m
     with (small_disk / "filler.bin").open("wb") as fh:  # leave ~150 kB: the spool opens, then fills
         fh.write(b"\0" * (os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize - 150_000))
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 2},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [{"id": "cam", "name": "cam", "url": "parked.mp4", "location": {"address": "x"}}]}))
-    proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(clip), "--model", str(marker_model),
-                           "--streams", str(streams), "--out", str(small_disk / "out")],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "COLUMNS": "200"})
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 2},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [{"id": "cam", "name": "cam", "url": "parked.mp4", "location": {"address": "x"}}],
+            }
+        )
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "replay",
+            str(clip),
+            "--model",
+            str(marker_model),
+            "--streams",
+            str(streams),
+            "--out",
+            str(small_disk / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line and " warning " not in line.lower()]
+    errors = [
+        line
+        for line in proc.stderr.splitlines()
+        if line.strip() and "WARNING" not in line and " warning " not in line.lower()
+    ]
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert errors and ("disk full" in errors[-1] or "cannot write" in errors[-1] or "not written" in errors[-1]), proc.stderr
+    assert errors and ("disk full" in errors[-1] or "cannot write" in errors[-1] or "not written" in errors[-1]), (
+        proc.stderr
+    )

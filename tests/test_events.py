@@ -1,14 +1,11 @@
-
 import jsonschema
+import pytest
+from synthetic import KERB, NOON, car, config, dets
 
 from streetscan.pipeline.clock import StreamClock
 from streetscan.pipeline.events import EventDeduplicator, event_schema
 from streetscan.pipeline.plan import CameraPlan
 from streetscan.pipeline.rules import RuleSet
-
-import pytest
-
-from synthetic import KERB, NOON, car, config, dets
 
 POLICY = {"event": {"update_interval_s": 60, "resolve_grace_s": 30}}
 
@@ -54,8 +51,9 @@ def test_same_ids_on_rerun():
 
 def test_different_violations_get_different_ids_and_repeat_count_grows():
     # The same spot is violated twice: parked 0-50 s, gone, parked again 100-160 s.
-    frames = [dets(car(200, tid=1)) if t < 50 else dets(car(200, tid=2)) if 100 <= t < 160 else dets()
-              for t in range(200)]
+    frames = [
+        dets(car(200, tid=1)) if t < 50 else dets(car(200, tid=2)) if 100 <= t < 160 else dets() for t in range(200)
+    ]
     opened = [e for e in replay(frames) if e.state == "opened"]
     assert len(opened) == 2 and opened[0].event_id != opened[1].event_id
     assert [e.repeat_count for e in opened] == [0, 1]
@@ -74,10 +72,17 @@ def test_events_match_the_published_schema():
         doc = e.to_dict()
         jsonschema.validate(doc, schema, format_checker=jsonschema.FormatChecker())
     doc = events[0].to_dict()
-    assert doc["scene_class"] == {"code": "illegal_parking", "name_zh": "机动车违停", "name_en": "Illegal parking",
-                                  "category": "街面秩序"}
-    assert doc["camera"]["address"] == "Test St 1" and doc["zone"] == {"id": "kerb", "kind": "no_parking",
-                                                                          "grade": "arterial"}
+    assert doc["scene_class"] == {
+        "code": "illegal_parking",
+        "name_zh": "机动车违停",
+        "name_en": "Illegal parking",
+        "category": "街面秩序",
+    }
+    assert doc["camera"]["address"] == "Test St 1" and doc["zone"] == {
+        "id": "kerb",
+        "kind": "no_parking",
+        "grade": "arterial",
+    }
     assert doc["confirmed"] == {"stream_s": 20.0, "wall": "2026-11-20T12:00:20+08:00"}
     assert doc["objects"][0]["class_name"] == "car" and doc["objects"][0]["track_id"] == 1
     assert doc["platform"] == {"category_code": "05", "category": "街面秩序", "code": "0505", "name": "机动车乱停放"}
@@ -98,9 +103,20 @@ def staged(window_days: float, classes=None):
     """Three cars parked one after another on the kerb: at 0-40 s, 80-120 s and 160-200 s."""
     from streetscan.pipeline.config import parse_config
 
-    doc = {"defaults": POLICY, "enforcement": {"window_days": window_days, **({"classes": classes} if classes else {})},
-           "cameras": [{"id": "cam", "name": "Test cam", "url": "test.mp4", "location": {"address": "Test St 1"},
-                        "zones": [{**KERB, "classes": ["illegal_parking"]}], "rules": {"illegal_parking": {"dwell_s": 20}}}]}
+    doc = {
+        "defaults": POLICY,
+        "enforcement": {"window_days": window_days, **({"classes": classes} if classes else {})},
+        "cameras": [
+            {
+                "id": "cam",
+                "name": "Test cam",
+                "url": "test.mp4",
+                "location": {"address": "Test St 1"},
+                "zones": [{**KERB, "classes": ["illegal_parking"]}],
+                "rules": {"illegal_parking": {"dwell_s": 20}},
+            }
+        ],
+    }
     cam = parse_config(doc).camera("cam")
     rules = RuleSet.of(CameraPlan.build(cam, {"car"}))
     clock = StreamClock(NOON.tzinfo, origin=NOON)
@@ -114,8 +130,11 @@ def staged(window_days: float, classes=None):
 
 def test_enforcement_stages_follow_the_violations_at_a_place_within_the_window():
     opened, dedup = staged(window_days=30)
-    assert [(e["enforcement"]["stage"], e["enforcement"]["count"]) for e in opened] == \
-        [("educate", 1), ("warn", 2), ("penalise", 3)]
+    assert [(e["enforcement"]["stage"], e["enforcement"]["count"]) for e in opened] == [
+        ("educate", 1),
+        ("warn", 2),
+        ("penalise", 3),
+    ]
     assert opened[1]["enforcement"]["name"] == "二次警告"
     for e in opened:
         jsonschema.validate(e, event_schema())
@@ -132,8 +151,13 @@ def test_enforcement_counts_survive_a_restart():
     snap = dedup.snapshot()
     from streetscan.pipeline.events import EventDeduplicator as Dedup
 
-    again = Dedup(dedup_camera(), clock=StreamClock(NOON.tzinfo, origin=NOON), model_name="m", model_version="1",
-                  source="synthetic")
+    again = Dedup(
+        dedup_camera(),
+        clock=StreamClock(NOON.tzinfo, origin=NOON),
+        model_name="m",
+        model_version="1",
+        source="synthetic",
+    )
     again.restore(snap, 240.0, lambda zone, cls: 0.0)
     assert len(again.offences[("kerb", "illegal_parking")]) == 3
 
@@ -153,8 +177,18 @@ def test_one_track_holds_one_case_however_its_episodes_are_keyed():
     dedup = EventDeduplicator(cam, clock=clock, model_name="m", model_version="1", source="s")
 
     def seen(key, x, t):
-        return Violation("cam", "kerb", "illegal_parking", key, t - 5, t, t,
-                         0.8, (ObservedObject("car", (x, 480.0, x + 100.0, 560.0), 0.8, 3),), 0)
+        return Violation(
+            "cam",
+            "kerb",
+            "illegal_parking",
+            key,
+            t - 5,
+            t,
+            t,
+            0.8,
+            (ObservedObject("car", (x, 480.0, x + 100.0, 560.0), 0.8, 3),),
+            0,
+        )
 
     events = dedup.update([seen("track-1", 200, 6.0)], 6.0) + dedup.update([seen("track-3", 330, 11.5)], 11.5)
     assert [e.state for e in events] == ["opened"]

@@ -8,13 +8,19 @@ import threading
 import time
 import urllib.request
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
 import redis
+from realparts import free_port, wait_for
 
+from streetscan.delivery.sinks import RedisStreamSink
+from streetscan.delivery.spool import EventSpool
+from streetscan.infra.backoff import Backoff
+from streetscan.infra.metrics import Metrics
+from streetscan.infra.probes import MetricsServer
 from streetscan.logs import JsonFormatter
 from streetscan.pipeline.clock import StreamClock
 from streetscan.pipeline.config import ReaderPolicy, parse_config
@@ -22,14 +28,7 @@ from streetscan.pipeline.decode import redact_url
 from streetscan.pipeline.events import CameraRef, Event, EventDeduplicator
 from streetscan.pipeline.frames import Frame
 from streetscan.pipeline.rules import ObservedObject, Violation
-from streetscan.infra.backoff import Backoff
-from streetscan.infra.metrics import Metrics
-from streetscan.infra.probes import MetricsServer
-from streetscan.delivery.sinks import RedisStreamSink
-from streetscan.delivery.spool import EventSpool
 from streetscan.workers.handoff import FrameBoard, FrameQueue, LiveFrame
-
-from realparts import free_port, wait_for
 
 
 def lf(cam: str, seq: int) -> LiveFrame:
@@ -124,7 +123,7 @@ def test_frame_queue_remove_releases_a_blocked_reader_and_its_frames():
 def test_backoff_grows_is_capped_jittered_and_resets():
     b = Backoff(1.0, 8.0, jitter=0.2, rng=random.Random(1))
     delays = [b.next_delay() for _ in range(7)]
-    for d, base in zip(delays, [1, 2, 4, 8, 8, 8, 8]):
+    for d, base in zip(delays, [1, 2, 4, 8, 8, 8, 8], strict=False):
         assert base * 0.8 <= d <= min(8.0, base * 1.2)
     assert len(set(delays)) == len(delays)  # jitter: a fleet does not redial in step
     b.reset()
@@ -138,10 +137,34 @@ def test_reader_policy_is_validated():
 
 def event(n: int, rev: int = 0) -> Event:
     when = datetime(2026, 11, 20, 12, tzinfo=ZoneInfo("Asia/Shanghai"))
-    v = Violation("cam", "kerb", "illegal_parking", f"track-{n}", 1.0, 21.0, 21.0, 0.9,
-                  (ObservedObject("car", (1.0, 2.0, 3.0, 4.0), 0.9, n),), 2)
-    return Event(f"00000000-0000-0000-0000-{n:012d}", "opened", rev, v, CameraRef("cam", "Cam", "Test St 1"),
-                 "no_parking", "arterial", 0, when, when, when, "m", "1", "test")
+    v = Violation(
+        "cam",
+        "kerb",
+        "illegal_parking",
+        f"track-{n}",
+        1.0,
+        21.0,
+        21.0,
+        0.9,
+        (ObservedObject("car", (1.0, 2.0, 3.0, 4.0), 0.9, n),),
+        2,
+    )
+    return Event(
+        f"00000000-0000-0000-0000-{n:012d}",
+        "opened",
+        rev,
+        v,
+        CameraRef("cam", "Cam", "Test St 1"),
+        "no_parking",
+        "arterial",
+        0,
+        when,
+        when,
+        when,
+        "m",
+        "1",
+        "test",
+    )
 
 
 def test_spool_delivers_in_order_per_sink_and_survives_reopen(tmp_path):
@@ -181,8 +204,8 @@ def test_spool_commit_is_atomic(tmp_path):
 def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
     import os
 
-    from streetscan.infra.metrics import Metrics
     from streetscan.delivery.retention import EvidenceRetention
+    from streetscan.infra.metrics import Metrics
 
     now = 1_800_000_000.0
     for name, age_days in [("old-done", 40), ("old-open", 40), ("old-pending", 40), ("new-done", 5)]:
@@ -206,19 +229,31 @@ def test_evidence_retention_keeps_open_and_undelivered_events(tmp_path):
 
 
 def violation(key: str, box, t: float) -> Violation:
-    return Violation(camera_id="cam", zone_id="frame", scene_class="illegal_parking", key=key, first_seen_s=t,
-                     confirmed_s=t, last_seen_s=t, confidence=0.9,
-                     objects=(ObservedObject("car", box, 0.9, int(key.split("-")[-1])),), first_seen_frame=0)
+    return Violation(
+        camera_id="cam",
+        zone_id="frame",
+        scene_class="illegal_parking",
+        key=key,
+        first_seen_s=t,
+        confirmed_s=t,
+        last_seen_s=t,
+        confidence=0.9,
+        objects=(ObservedObject("car", box, 0.9, int(key.split("-")[-1])),),
+        first_seen_frame=0,
+    )
 
 
 def test_open_events_restored_after_restart_continue_under_their_id():
-    cfg = parse_config({"defaults": {"event": {"update_interval_s": 1, "resolve_grace_s": 5}},
-                        "cameras": [{"id": "cam", "name": "c", "url": "rtsp://x/1", "location": {"address": "a"}}]})
+    cfg = parse_config(
+        {
+            "defaults": {"event": {"update_interval_s": 1, "resolve_grace_s": 5}},
+            "cameras": [{"id": "cam", "name": "c", "url": "rtsp://x/1", "location": {"address": "a"}}],
+        }
+    )
     cam = cfg.camera("cam")
 
     def dedup():
-        return EventDeduplicator(cam, clock=StreamClock(timezone.utc), model_name="m", model_version="1",
-                                 source="rtsp://x/1")
+        return EventDeduplicator(cam, clock=StreamClock(UTC), model_name="m", model_version="1", source="rtsp://x/1")
 
     before = dedup()
     [opened] = before.update([violation("track-3", (10, 10, 50, 50), 100.0)], 100.0)
@@ -239,7 +274,12 @@ def test_open_events_restored_after_restart_continue_under_their_id():
 @pytest.mark.integration
 def test_redis_sink_adds_each_event_revision_once(redis_url):
     sink = RedisStreamSink(redis_url, stream="t:once")
-    for e in (event(1).to_dict(), event(1).to_dict(), event(1, rev=1).to_dict(), event(1).to_dict()):  # redeliveries after a lost reply
+    for e in (
+        event(1).to_dict(),
+        event(1).to_dict(),
+        event(1, rev=1).to_dict(),
+        event(1).to_dict(),
+    ):  # redeliveries after a lost reply
         sink.emit(e)
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("t:once")
     assert [(f["event_id"][-1], f["revision"]) for _, f in entries] == [("1", "0"), ("1", "1")]
@@ -250,8 +290,13 @@ def test_metrics_server_serves_metrics_and_probes():
     m.frames_analysed.labels("cam-1").inc(3)
     m.live.add("streetscan_test_gauge", "doc", ("camera",), lambda: {("cam-1",): 7.0})
     healthy = {"ok": True}
-    server = MetricsServer(m, "127.0.0.1", free_port(), health=lambda: (healthy["ok"], {"why": "loops"}),
-                           ready=lambda: (False, {"why": "no camera live"}))
+    server = MetricsServer(
+        m,
+        "127.0.0.1",
+        free_port(),
+        health=lambda: (healthy["ok"], {"why": "loops"}),
+        ready=lambda: (False, {"why": "no camera live"}),
+    )
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"
@@ -266,7 +311,7 @@ def test_metrics_server_serves_metrics_and_probes():
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(base + "/healthz")
         m.forget_camera("cam-1")
-        assert "cam-1\"} 3.0" not in urllib.request.urlopen(base + "/metrics").read().decode()
+        assert 'cam-1"} 3.0' not in urllib.request.urlopen(base + "/metrics").read().decode()
     finally:
         server.stop()
 

@@ -14,8 +14,14 @@ from streetscan.infra.probes import MAX_WORKERS, READ_TIMEOUT_S, MetricsServer
 
 
 def server() -> MetricsServer:
-    s = MetricsServer(Metrics(), "127.0.0.1", 0, health=lambda: (True, {}), ready=lambda: (True, {}),
-                      verify=lambda method, path, headers, body: (202, {"status": "accepted"}))
+    s = MetricsServer(
+        Metrics(),
+        "127.0.0.1",
+        0,
+        health=lambda: (True, {}),
+        ready=lambda: (True, {}),
+        verify=lambda method, path, headers, body: (202, {"status": "accepted"}),
+    )
     s.start()
     return s
 
@@ -27,7 +33,7 @@ def raw(port: int, request: bytes, timeout: float = 10.0) -> bytes:
         while True:
             try:
                 chunk = sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 break

@@ -13,13 +13,12 @@ import time
 import numpy as np
 import pytest
 import yaml
-
-from streetscan.pipeline.frames import Frame
-from streetscan.workers.reader_pool import FrameSlot
-
 from conftest import encode_clip
 from marker_model import red_marker
 from realparts import DaemonProcess, RtspServer, parked_marker_streams, wait_for
+
+from streetscan.pipeline.frames import Frame
+from streetscan.workers.reader_pool import FrameSlot
 
 CAMERAS = [f"cam-{i}" for i in range(4)]
 
@@ -61,6 +60,7 @@ def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go
     def analysed() -> dict[str, float]:
         now = daemon.per_camera()
         return {c: now.get(c, 0.0) for c in CAMERAS}
+
     # (a removed camera's series leaves /metrics: its value reads 0 from then on)
 
     def events() -> list[dict]:
@@ -70,21 +70,30 @@ def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go
     try:
         wait_for(lambda: all(v > 0 for v in analysed().values()), 90, what="every camera analysed")
         procs = pool()
-        assert sorted(c for p in procs.values() for c in p["cameras"]) == CAMERAS   # each camera in one process
+        assert sorted(c for p in procs.values() for c in p["cameras"]) == CAMERAS  # each camera in one process
         assert all(p["alive"] and p["pid"] not in (None, daemon.proc.pid) for p in procs.values())
         victim, survivor = sorted(procs, key=lambda k: -len(procs[k]["cameras"]))[:2]
         assert procs[victim]["cameras"] and procs[survivor]["cameras"]
-        wait_for(lambda: {e["camera"]["id"] for e in events() if e["state"] == "opened"} == set(CAMERAS), 60,
-                 what="a case opened on every camera")
+        wait_for(
+            lambda: {e["camera"]["id"] for e in events() if e["state"] == "opened"} == set(CAMERAS),
+            60,
+            what="a case opened on every camera",
+        )
         os.kill(procs[victim]["pid"], signal.SIGKILL)
         killed_at, before = time.monotonic(), analysed()
-        wait_for(lambda: pool()[victim]["pid"] != procs[victim]["pid"] and pool()[victim]["alive"], 30,
-                 what="the killed reader process started again")
-        assert pool()[survivor]["pid"] == procs[survivor]["pid"]   # the other process untouched
-        wait_for(lambda: all(analysed()[c] > before[c] + 4 for c in procs[victim]["cameras"]), 60,
-                 what="the restarted process's cameras analysed again")
+        wait_for(
+            lambda: pool()[victim]["pid"] != procs[victim]["pid"] and pool()[victim]["alive"],
+            30,
+            what="the killed reader process started again",
+        )
+        assert pool()[survivor]["pid"] == procs[survivor]["pid"]  # the other process untouched
+        wait_for(
+            lambda: all(analysed()[c] > before[c] + 4 for c in procs[victim]["cameras"]),
+            60,
+            what="the restarted process's cameras analysed again",
+        )
         during = analysed()
-        assert all(during[c] > before[c] + 2 for c in procs[survivor]["cameras"])   # never stopped
+        assert all(during[c] > before[c] + 2 for c in procs[survivor]["cameras"])  # never stopped
         assert time.monotonic() - killed_at < 90
         assert daemon.metric("streetscan_frames_decoded_total", camera=procs[victim]["cameras"][0]) > 0
         status, _ = daemon.get("/healthz")
@@ -97,8 +106,11 @@ def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go
         daemon.signal(signal.SIGHUP)
         wait_for(lambda: gone not in {c for p in pool().values() for c in p["cameras"]}, 20, what="the camera removed")
         after_reload = analysed()
-        wait_for(lambda: all(analysed()[c] > after_reload[c] + 2 for c in CAMERAS if c != gone), 30,
-                 what="the other cameras reading on after the reload")
+        wait_for(
+            lambda: all(analysed()[c] > after_reload[c] + 2 for c in CAMERAS if c != gone),
+            30,
+            what="the other cameras reading on after the reload",
+        )
         assert pool()[survivor]["pid"] == procs[survivor]["pid"]
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0

@@ -15,23 +15,23 @@ import numpy as np
 import pytest
 import redis
 import yaml
+from conftest import REPO, encode_clip
 
+from streetscan.delivery.sinks import JsonlSink, RedisStreamSink
 from streetscan.pipeline.config import parse_config
 from streetscan.pipeline.detect import make_detections
 from streetscan.pipeline.events import event_schema
 from streetscan.pipeline.models import ModelCard
-from streetscan.delivery.sinks import JsonlSink, RedisStreamSink
 from streetscan.workers.replay import ReplayJob
-
-from conftest import REPO, encode_clip
 
 pytestmark = pytest.mark.integration
 
 
 def streetscan(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "streetscan", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "streetscan", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_replay_of_unreadable_input_exits_non_zero(untrained_yolo, tmp_path):
@@ -55,20 +55,33 @@ def test_a_still_image_is_refused_and_a_clip_cut_short_is_reported(marker_model,
 
     whole = encode_clip(tmp_path / "whole.mp4", seconds=20, gop=25)
     faststart = tmp_path / "faststart.mp4"
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-movflags", "+faststart",
-                    str(faststart)], check=True)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(whole), "-c", "copy", "-movflags", "+faststart", str(faststart)],
+        check=True,
+    )
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 45 // 100])
     proc = streetscan("replay", str(cut), "--model", str(marker_model), "--out", str(tmp_path / "o2"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "cut.mp4 ends early" in proc.stdout and "s missing" in proc.stderr
-    proc = streetscan("replay", str(faststart), "--model", str(marker_model), "--out", str(tmp_path / "o3"), cwd=tmp_path)
+    proc = streetscan(
+        "replay", str(faststart), "--model", str(marker_model), "--out", str(tmp_path / "o3"), cwd=tmp_path
+    )
     assert "ends early" not in proc.stdout + proc.stderr
 
 
 def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):
-    proc = streetscan("replay", str(h264_clip), "--model", str(untrained_yolo), "--redis", "redis://127.0.0.1:1/0",
-                      "--out", str(tmp_path / "o"), cwd=tmp_path)
+    proc = streetscan(
+        "replay",
+        str(h264_clip),
+        "--model",
+        str(untrained_yolo),
+        "--redis",
+        "redis://127.0.0.1:1/0",
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2 and "Redis not reachable" in proc.stderr
 
 
@@ -77,6 +90,7 @@ def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip,
 # nothing, so it cannot drive events. RedBoxDetector is a real detector of a simpler world: it finds
 # the red "car" painted into the encoded clip in the *decoded* frames, so decode, tracking, rules,
 # dedup, evidence and both sinks all run for real on what the video shows.
+
 
 def parking_scene(t: float, img: np.ndarray) -> None:
     """A red car drives in (0-4 s), parks on the kerb (4-24 s), drives off (24-27 s)."""
@@ -87,13 +101,25 @@ def parking_scene(t: float, img: np.ndarray) -> None:
     else:
         x = int(500 + 150 * (t - 24))
     if x < 620:
-        img[250:310, x:x + 100] = (0, 0, 255)
+        img[250:310, x : x + 100] = (0, 0, 255)
 
 
 class RedBoxDetector:
-    card = ModelCard(name="red-box-stub", version="test", family="yolo", weights=Path("none"), input_width=640,
-                     input_height=640, rect=False, layout="NCHW", color="RGB", mean=(0, 0, 0), std=(1, 1, 1),
-                     class_names=("car",), class_map={"car": "car"})
+    card = ModelCard(
+        name="red-box-stub",
+        version="test",
+        family="yolo",
+        weights=Path("none"),
+        input_width=640,
+        input_height=640,
+        rect=False,
+        layout="NCHW",
+        color="RGB",
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        class_names=("car",),
+        class_map={"car": "car"},
+    )
 
     def detect(self, images):
         out = []
@@ -108,12 +134,16 @@ class RedBoxDetector:
 
 STREAMS = {
     "defaults": {"analysis_fps": 2, "event": {"update_interval_s": 5, "resolve_grace_s": 4}},
-    "cameras": [{
-        "id": "kerb-cam", "name": "测试路 kerb", "url": "parking.mp4",
-        "location": {"address": "测试路 1 号", "lat": 31.2, "lon": 121.4},
-        "zones": [{"id": "kerb", "kind": "no_parking", "polygon": [[0, 200], [640, 200], [640, 360], [0, 360]]}],
-        "rules": {"illegal_parking": {"dwell_s": 8}},
-    }],
+    "cameras": [
+        {
+            "id": "kerb-cam",
+            "name": "测试路 kerb",
+            "url": "parking.mp4",
+            "location": {"address": "测试路 1 号", "lat": 31.2, "lon": 121.4},
+            "zones": [{"id": "kerb", "kind": "no_parking", "polygon": [[0, 200], [640, 200], [640, 360], [0, 360]]}],
+            "rules": {"illegal_parking": {"dwell_s": 8}},
+        }
+    ],
 }
 
 
@@ -125,8 +155,15 @@ def parking_clip(tmp_path_factory) -> Path:
 def run_parking_replay(clip: Path, out: Path, redis_url: str, stream: str, flush_s: float = 30.0):
     camera = parse_config(STREAMS).camera("kerb-cam")
     sinks = [JsonlSink(out / "events.jsonl"), RedisStreamSink(redis_url, stream=stream, timeout_s=1.0)]
-    job = ReplayJob(camera, RedBoxDetector(), out_dir=out, sinks=sinks, batch_size=4, flush_s=flush_s,
-                    start_time=datetime(2026, 11, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))
+    job = ReplayJob(
+        camera,
+        RedBoxDetector(),
+        out_dir=out,
+        sinks=sinks,
+        batch_size=4,
+        flush_s=flush_s,
+        start_time=datetime(2026, 11, 20, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+    )
     try:
         return job.run(str(clip))
     finally:
@@ -134,15 +171,29 @@ def run_parking_replay(clip: Path, out: Path, redis_url: str, stream: str, flush
             s.close()
 
 
-def test_replay_cli_through_a_real_onnx_model_delivers_events_to_both_sinks(marker_model, parking_clip, redis_url,
-                                                                            tmp_path):
+def test_replay_cli_through_a_real_onnx_model_delivers_events_to_both_sinks(
+    marker_model, parking_clip, redis_url, tmp_path
+):
     """The CLI as an analyst runs it, with a real ONNX model that sees the parked car: events must
     reach the JSONL file and Redis (an unwired sink fails here), with the report beside them."""
     out = tmp_path / "out"
     streams = tmp_path / "streams.yaml"
     streams.write_text(yaml.safe_dump(STREAMS, allow_unicode=True), encoding="utf-8")
-    proc = streetscan("replay", str(parking_clip), "--streams", str(streams), "--model", str(marker_model),
-                      "--out", str(out), "--redis", redis_url, "--redis-stream", "e2e:cli", cwd=tmp_path)
+    proc = streetscan(
+        "replay",
+        str(parking_clip),
+        "--streams",
+        str(streams),
+        "--model",
+        str(marker_model),
+        "--out",
+        str(out),
+        "--redis",
+        redis_url,
+        "--redis-stream",
+        "e2e:cli",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "scene classes" in proc.stdout and "cannot serve" in proc.stdout  # says what the model cannot do
     assert "real-time factor" in proc.stdout and "parking.mp4" in proc.stdout
@@ -174,7 +225,7 @@ def test_replay_keeps_what_a_sink_did_not_take_and_delivers_it_next_time(parking
 
 def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
     result = run_parking_replay(parking_clip, tmp_path, redis_url, "e2e:parking")
-    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     states = [e["state"] for e in events]
     assert states[0] == "opened" and states[-1] == "resolved" and set(states[1:-1]) <= {"updated"}
     assert len({e["event_id"] for e in events}) == 1 and [e["revision"] for e in events] == list(range(len(events)))
@@ -211,13 +262,26 @@ def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
 def test_rerun_gives_the_same_event_ids(parking_clip, redis_url, tmp_path):
     first = run_parking_replay(parking_clip, tmp_path / "a", redis_url, "e2e:rerun")
     second = run_parking_replay(parking_clip, tmp_path / "b", redis_url, "e2e:rerun")
-    assert [(e["event_id"], e["revision"]) for e in first.events] == [(e["event_id"], e["revision"]) for e in second.events]
+    assert [(e["event_id"], e["revision"]) for e in first.events] == [
+        (e["event_id"], e["revision"]) for e in second.events
+    ]
     assert first.events
 
 
 def test_repo_streams_example_drives_a_replay(untrained_yolo, h264_clip, tmp_path):
-    proc = streetscan("replay", str(h264_clip), "--streams", str(REPO / "streams.yaml"), "--camera", "jd-kerb-07",
-                      "--model", str(untrained_yolo), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    proc = streetscan(
+        "replay",
+        str(h264_clip),
+        "--streams",
+        str(REPO / "streams.yaml"),
+        "--camera",
+        "jd-kerb-07",
+        "--model",
+        str(untrained_yolo),
+        "--out",
+        str(tmp_path / "o"),
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     # The camera analyses 1 fps and the clip has a keyframe every second: only keyframes are decoded.
     assert "| jd-kerb-07 | 640x360 | 8.0 | 8 | 8 |" in (tmp_path / "o" / "report.md").read_text()

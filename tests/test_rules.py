@@ -1,11 +1,11 @@
 from datetime import datetime
 
+from synthetic import KERB, TZ, car, config, dets, run
+
 from streetscan.pipeline.catalogue import CATALOGUE
-from streetscan.pipeline.zones import anchor_for
 from streetscan.pipeline.plan import CameraPlan
 from streetscan.pipeline.rules import CountRule, DwellRule, PersistenceRule, RuleSet
-
-from synthetic import KERB, TZ, car, config, dets, run
+from streetscan.pipeline.zones import anchor_for
 
 ALL_OBJECTS = set(o for c in CATALOGUE.values() for o in c.objects)
 
@@ -79,8 +79,12 @@ def test_two_parked_cars_are_two_violations():
 def test_low_confidence_and_wrong_class_are_ignored():
     # Below min_confidence an untracked detection does not count; nor does another class.
     rs = ruleset([{**KERB, "classes": ["exposed_garbage"]}], {"exposed_garbage": {"persist_s": 5}})
-    out = run(rs, every(20, 1.0, lambda t: dets(("garbage", (100, 480, 200, 560), 0.2, -1),
-                                                  ("car", (600, 480, 700, 560), 0.9, -1))))
+    out = run(
+        rs,
+        every(
+            20, 1.0, lambda t: dets(("garbage", (100, 480, 200, 560), 0.2, -1), ("car", (600, 480, 700, 560), 0.9, -1))
+        ),
+    )
     assert not any(out)
 
 
@@ -90,8 +94,9 @@ def test_a_track_counts_by_its_mean_score_not_by_one_frame():
     assert [v.key for v in out[10]] == ["track-3"]
     # A static false box (a bus shelter boxed as a bus) at 0.23-0.34 on every frame: its track's
     # mean stays below the bar, however long it stands.
-    out = run(parking_only(10), every(60, 1.0, lambda t: dets(car(100, tid=4, conf=0.23 + 0.11 * (int(t) % 2),
-                                                                  cls="bus"))))
+    out = run(
+        parking_only(10), every(60, 1.0, lambda t: dets(car(100, tid=4, conf=0.23 + 0.11 * (int(t) % 2), cls="bus")))
+    )
     assert not any(out)
 
 
@@ -105,21 +110,29 @@ def test_count_rule_crowd():
 
 
 def test_persistence_rule_tolerates_flicker_but_not_absence():
-    rs = ruleset([{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
-                 {"exposed_garbage": {"persist_s": 30, "gap_s": 5}})
+    rs = ruleset(
+        [{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
+        {"exposed_garbage": {"persist_s": 30, "gap_s": 5}},
+    )
     pile = ("garbage", (500, 500, 600, 580), 0.6, -1)
     # Detected on 2 of every 3 frames (flicker), never tracked: persistence needs no track ids.
     out = run(rs, every(40, 1.0, lambda t: dets(pile) if int(t) % 3 else dets()))
     assert any(out[30:]) and not any(out[:30])
-    rs2 = ruleset([{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
-                  {"exposed_garbage": {"persist_s": 30, "gap_s": 5}})
+    rs2 = ruleset(
+        [{"id": "street", "kind": "sidewalk", "classes": ["exposed_garbage"]}],
+        {"exposed_garbage": {"persist_s": 30, "gap_s": 5}},
+    )
     out2 = run(rs2, every(40, 1.0, lambda t: dets(pile) if t < 20 or t >= 27 else dets()))
     assert not any(out2)  # a 7 s absence ended the first episode; the second is only 13 s old
 
 
 def test_schedule_off_hours_reports_nothing():
-    zone = {"id": "shops", "kind": "storefront", "classes": ["out_of_store_trading"],
-            "schedule": {"active": ["07:00-18:00"]}}
+    zone = {
+        "id": "shops",
+        "kind": "storefront",
+        "classes": ["out_of_store_trading"],
+        "schedule": {"active": ["07:00-18:00"]},
+    }
     stall = ("stall", (300, 400, 400, 500), 0.9, 3)
     evening = datetime(2026, 11, 20, 19, 0, tzinfo=TZ)
     rs = ruleset([zone], {"out_of_store_trading": {"dwell_s": 30}})
@@ -129,8 +142,12 @@ def test_schedule_off_hours_reports_nothing():
 
 
 def test_schedule_boundary_resets_running_dwell():
-    zone = {"id": "shops", "kind": "storefront", "classes": ["out_of_store_trading"],
-            "schedule": {"active": ["07:00-18:00"]}}
+    zone = {
+        "id": "shops",
+        "kind": "storefront",
+        "classes": ["out_of_store_trading"],
+        "schedule": {"active": ["07:00-18:00"]},
+    }
     rs = ruleset([zone], {"out_of_store_trading": {"dwell_s": 60}})
     before_six = datetime(2026, 11, 20, 17, 59, 30, tzinfo=TZ)
     out = run(rs, every(100, 1.0, lambda t: dets(("stall", (300, 400, 400, 500), 0.9, 3))), start=before_six)
@@ -138,17 +155,27 @@ def test_schedule_boundary_resets_running_dwell():
 
 
 def test_grade_sets_default_dwell():
-    stall_zone = lambda grade: [{"id": "s", "kind": "sidewalk", "grade": grade, "classes": ["mobile_vendor"]}]
+    def stall_zone(grade):
+        return [{"id": "s", "kind": "sidewalk", "grade": grade, "classes": ["mobile_vendor"]}]
+
     rules = {g: ruleset(stall_zone(g)).rules[0] for g in ("demonstration", "arterial", "alley")}
     assert {g: r.dwell_s for g, r in rules.items()} == {"demonstration": 150, "arterial": 300, "alley": 600}
     cart = ("tricycle", (300, 400, 400, 500), 0.9, 4)
-    assert next(i for i, v in enumerate(run(ruleset(stall_zone("demonstration")),
-                                              every(160, 1.0, lambda t: dets(cart)))) if v) == 150
+    assert (
+        next(
+            i
+            for i, v in enumerate(run(ruleset(stall_zone("demonstration")), every(160, 1.0, lambda t: dets(cart))))
+            if v
+        )
+        == 150
+    )
 
 
 def test_ruleset_builds_only_what_zone_kind_and_model_allow():
-    rs = ruleset([{"id": "river", "kind": "water"}, {"id": "kerb", "kind": "no_parking"}],
-                 objects={"car", "person", "floating_debris"})
+    rs = ruleset(
+        [{"id": "river", "kind": "water"}, {"id": "kerb", "kind": "no_parking"}],
+        objects={"car", "person", "floating_debris"},
+    )
     built = {(r.zone.id, r.scene.code, type(r)) for r in rs.rules}
     assert built == {("river", "floating_debris", PersistenceRule), ("kerb", "illegal_parking", DwellRule)}
     assert "exposed_garbage" in {c.code for c in rs.unserved}
@@ -160,8 +187,12 @@ def test_disabled_class_is_not_built():
 
 
 def test_zones_are_tested_once_per_frame_and_the_whole_picture_needs_no_mask():
-    rs = ruleset([{**KERB, "classes": ["illegal_parking", "bike_misparking"]},
-                  {"id": "all", "kind": "any", "classes": ["illegal_parking"]}])
+    rs = ruleset(
+        [
+            {**KERB, "classes": ["illegal_parking", "bike_misparking"]},
+            {"id": "all", "kind": "any", "classes": ["illegal_parking"]},
+        ]
+    )
     frame = dets(car(200), ("bicycle", (10.0, 600.0, 40.0, 720.0), 0.9, 2))
     where = rs.zones.frame(frame)
     for rule in rs.rules:
@@ -172,7 +203,8 @@ def test_zones_are_tested_once_per_frame_and_the_whole_picture_needs_no_mask():
     other = ruleset([{**KERB, "classes": ["illegal_parking"]}])
     other.zones.frame(frame).inside("kerb", rs.rules[0].scene)
     assert other.zones.polygon("kerb", anchor_for(rs.rules[0].scene)) is not rs.zones.polygon(
-        "kerb", anchor_for(rs.rules[0].scene))  # trigger() keeps counts: one zone per camera
+        "kerb", anchor_for(rs.rules[0].scene)
+    )  # trigger() keeps counts: one zone per camera
     whole = next(r for r in rs.rules if r.zone.id == "all")
     edge = dets(("car", (0.0, 620.0, 100.0, 720.0), 0.9, 3))  # bottom edge on the frame's last row
     assert list(whole.candidates(edge, rs.book, rs.zones.frame(edge))[0]) == [0]
@@ -183,14 +215,18 @@ def test_a_zone_that_allows_a_class_exempts_objects_inside_it_while_active():
     bay = {"id": "bay", "kind": "any", "polygon": [[0, 400], [400, 400], [400, 720], [0, 720]]}
 
     def violations(active: str, x: float) -> list:
-        rs = ruleset([{**KERB, "classes": ["illegal_parking"]},
-                      {**bay, "allows": [{"classes": ["illegal_parking"], "schedule": {"active": [active]}}]}],
-                     {"illegal_parking": {"dwell_s": 60}})
+        rs = ruleset(
+            [
+                {**KERB, "classes": ["illegal_parking"]},
+                {**bay, "allows": [{"classes": ["illegal_parking"], "schedule": {"active": [active]}}]},
+            ],
+            {"illegal_parking": {"dwell_s": 60}},
+        )
         return [v for step in run(rs, every(90, 1.0, lambda t: dets(car(x)))) for v in step]
 
-    assert violations("11:00-13:00", 100) == []             # parked in the bay in its hours: allowed
-    assert violations("11:00-13:00", 800)                    # beside the bay: still a violation
-    assert violations("13:00-14:00", 100)                    # the bay outside its hours: a violation
+    assert violations("11:00-13:00", 100) == []  # parked in the bay in its hours: allowed
+    assert violations("11:00-13:00", 800)  # beside the bay: still a violation
+    assert violations("13:00-14:00", 100)  # the bay outside its hours: a violation
 
 
 def test_every_scene_class_names_a_registered_kind_whose_params_take_its_defaults():
@@ -208,9 +244,12 @@ def test_every_scene_class_names_a_registered_kind_whose_params_take_its_default
 def test_a_rule_reads_typed_final_parameters_with_the_cards_confidence_unless_the_camera_sets_one():
     from streetscan.pipeline.models import Thresholds
 
-    cam = config([{**KERB, "classes": ["illegal_parking", "bike_misparking"]}],
-                 {"illegal_parking": {"min_confidence": 0.6}})
-    plan = CameraPlan.build(cam, {"car", "bicycle"}, Thresholds(min_confidence={"default": 0.2, "bike_misparking": 0.45}))
+    cam = config(
+        [{**KERB, "classes": ["illegal_parking", "bike_misparking"]}], {"illegal_parking": {"min_confidence": 0.6}}
+    )
+    plan = CameraPlan.build(
+        cam, {"car", "bicycle"}, Thresholds(min_confidence={"default": 0.2, "bike_misparking": 0.45})
+    )
     parking, bikes = plan.rule("kerb", "illegal_parking"), plan.rule("kerb", "bike_misparking")
     assert (parking.min_confidence, bikes.min_confidence) == (0.6, 0.45)
     assert parking.params.queue_aware is True and parking.confirm_s == 300

@@ -9,12 +9,11 @@ import logging
 import re
 
 import httpx
-
 import pytest
 import yaml
-
 from marker_model import red_marker
 from realparts import DaemonProcess, RtspServer, encode_clip, free_port, wait_for
+
 from streetscan.console.app import ConsoleSettings
 from streetscan.console.users import UserStore
 from streetscan.logs import JsonFormatter
@@ -42,8 +41,10 @@ def test_every_spelling_of_a_remembered_secret_is_masked_in_any_text():
     remember(f"rtsp://admin:{RAW_AT}@10.0.0.5/ch1")
     remember(f"rtsp://admin:{ESCAPED}@10.0.0.6/ch1")
     remember(f"http://127.0.0.1:9/hook?token={TOKEN}")
-    text = (f"open failed: rtsp://admin:{RAW_AT}@10.0.0.5/ch1 [{RAW_AT}] S3cr@t:xy {ESCAPED} "
-            f"POST http://127.0.0.1:9/hook?token={TOKEN} token={TOKEN}")
+    text = (
+        f"open failed: rtsp://admin:{RAW_AT}@10.0.0.5/ch1 [{RAW_AT}] S3cr@t:xy {ESCAPED} "
+        f"POST http://127.0.0.1:9/hook?token={TOKEN} token={TOKEN}"
+    )
     out = redact(text)
     for secret in (RAW_AT, "Pw-Secret-AT", ESCAPED, "S3cr@t:xy", TOKEN):
         assert secret not in out, out
@@ -88,32 +89,63 @@ def test_camera_passwords_and_webhook_tokens_appear_in_no_log_probe_metric_or_ev
     server = RtspServer({"live": clip}).start()
     receiver = Receiver(tmp_path).start()
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "reader": {"open_timeout_s": 2, "backoff_initial_s": 0.3, "backoff_max_s": 2},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [
-            {"id": "raw-at", "name": "raw @", "location": {"address": "x"},
-             "url": f"rtsp://admin:{RAW_AT}@127.0.0.1:{dead}/ch1"},
-            {"id": "escaped", "name": "escaped", "location": {"address": "x"},
-             "url": f"rtsp://admin:{ESCAPED}@127.0.0.1:{dead}/ch2"},
-            {"id": "live", "name": "live", "location": {"address": "x"}, "url": server.url("live")},
-        ]}), encoding="utf-8")
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "reader": {"open_timeout_s": 2, "backoff_initial_s": 0.3, "backoff_max_s": 2},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [
+                    {
+                        "id": "raw-at",
+                        "name": "raw @",
+                        "location": {"address": "x"},
+                        "url": f"rtsp://admin:{RAW_AT}@127.0.0.1:{dead}/ch1",
+                    },
+                    {
+                        "id": "escaped",
+                        "name": "escaped",
+                        "location": {"address": "x"},
+                        "url": f"rtsp://admin:{ESCAPED}@127.0.0.1:{dead}/ch2",
+                    },
+                    {"id": "live", "name": "live", "location": {"address": "x"}, "url": server.url("live")},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
     secret_file = tmp_path / "hook-secret"
     secret_file.write_bytes(SECRET)
     UserStore(ConsoleSettings.for_output(tmp_path / "out").users_path).add("chief", "a-long-password", "admin")
     console_port = free_port()
-    daemon = DaemonProcess(streams, tmp_path / "out", marker_model, "--jsonl", "--webhook",
-                           f"{receiver.url}?token={TOKEN}", "--webhook-secret-file", str(secret_file),
-                           "--http-port", str(console_port)).start()
+    daemon = DaemonProcess(
+        streams,
+        tmp_path / "out",
+        marker_model,
+        "--jsonl",
+        "--webhook",
+        f"{receiver.url}?token={TOKEN}",
+        "--webhook-secret-file",
+        str(secret_file),
+        "--http-port",
+        str(console_port),
+    ).start()
     try:
-        wait_for(lambda: daemon.camera_state("raw-at") == "backoff" and daemon.camera_state("escaped") == "backoff",
-                 60, what="both dead cameras failing to dial")
+        wait_for(
+            lambda: daemon.camera_state("raw-at") == "backoff" and daemon.camera_state("escaped") == "backoff",
+            60,
+            what="both dead cameras failing to dial",
+        )
         wait_for(lambda: receiver.accepted(), 90, what="a case delivered to the webhook")
         pages = {path: daemon.get(path)[1] for path in ("/readyz", "/healthz", "/metrics")}
         with httpx.Client(base_url=f"http://127.0.0.1:{console_port}") as console:  # what a viewer sees
             csrf = re.search(r'name="csrf" value="([^"]+)"', console.get("/login").text).group(1)
-            assert console.post("/login", data={"name": "chief", "password": "a-long-password",
-                                                "csrf": csrf}).status_code == 303
+            assert (
+                console.post("/login", data={"name": "chief", "password": "a-long-password", "csrf": csrf}).status_code
+                == 303
+            )
             for path in ("/cameras", "/overview", "/cases", "/cases.csv"):
                 page = console.get(path)
                 assert page.status_code == 200, path
@@ -124,8 +156,7 @@ def test_camera_passwords_and_webhook_tokens_appear_in_no_log_probe_metric_or_ev
         receiver.kill()
         server.kill()
     assert "raw-at" in pages["/readyz"] and "127.0.0.1" in pages["/readyz"], pages["/readyz"]
-    texts = {"log": daemon.log_text(), **pages,
-             **{str(p): p.read_text() for p in (tmp_path / "out").glob("*.jsonl")}}
+    texts = {"log": daemon.log_text(), **pages, **{str(p): p.read_text() for p in (tmp_path / "out").glob("*.jsonl")}}
     assert "HTTP Request" in texts["log"]  # httpx logged the delivery: its line is among those checked
     for where, text in texts.items():
         for secret in (RAW_AT, "Pw-Secret-AT", ESCAPED, "S3cr@t:xy", TOKEN):

@@ -13,20 +13,25 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from realparts import REPO
+from test_training import evaluate, make_source
+
 from streetscan.pipeline.catalogue import SCENE_CLASSES
 from streetscan.pipeline.models import ModelError, ObjectQuality, Quality, card_paths, load_card
-from streetscan.pipeline.serving import (BASELINE_MODEL, DEFAULT_MIN_SERVED, SERVED_AP50, Status,
-                                         default_shortfalls, services)
-from test_training import evaluate, make_source
+from streetscan.pipeline.serving import (
+    BASELINE_MODEL,
+    DEFAULT_MIN_SERVED,
+    SERVED_AP50,
+    Status,
+    default_shortfalls,
+    services,
+)
 
 MODELS = REPO / "models"
 
 
 def quality(val: str = "v1", **ap50: float) -> Quality:
-    return Quality("2026-11-24", val, 100, "results.json",
-                   {o: ObjectQuality(50, a, a / 2) for o, a in ap50.items()})
+    return Quality("2026-11-24", val, 100, "results.json", {o: ObjectQuality(50, a, a / 2) for o, a in ap50.items()})
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +48,15 @@ def copy_card(card_path: Path, to: Path) -> Path:
     return to / card_path.name
 
 
-@pytest.mark.parametrize("objects, reason", [
-    ({"not_an_object": {"boxes": 5, "ap50": 0.5, "ap50_95": 0.3}}, "quality.objects.not_an_object: not an object"),
-    ({"car": {"boxes": 5, "ap50": 1.7, "ap50_95": 0.3}}, "quality.objects.car: ap50 must be within 0..1"),
-    ({"car": {"boxes": 0, "ap50": 0.5, "ap50_95": 0.3}}, "quality.objects.car: boxes must be at least 1"),
-    ({"car": {"ap50": 0.5}}, "quality.objects.car: needs boxes, ap50 and ap50_95"),
-])
+@pytest.mark.parametrize(
+    "objects, reason",
+    [
+        ({"not_an_object": {"boxes": 5, "ap50": 0.5, "ap50_95": 0.3}}, "quality.objects.not_an_object: not an object"),
+        ({"car": {"boxes": 5, "ap50": 1.7, "ap50_95": 0.3}}, "quality.objects.car: ap50 must be within 0..1"),
+        ({"car": {"boxes": 0, "ap50": 0.5, "ap50_95": 0.3}}, "quality.objects.car: boxes must be at least 1"),
+        ({"car": {"ap50": 0.5}}, "quality.objects.car: needs boxes, ap50 and ap50_95"),
+    ],
+)
 def test_quality_block_is_checked_where_the_card_is_read(tmp_path, marker_model, objects, reason):
     card = copy_card(marker_model, tmp_path)
     data = yaml.safe_load(card.read_text())
@@ -78,12 +86,15 @@ def test_write_quality_replaces_its_own_block_and_keeps_the_rest(tmp_path, marke
 
 def test_a_scene_class_is_served_only_when_every_object_it_maps_clears_the_bar(coco):
     # COCO maps person, car, bus, truck, bicycle, motorcycle, umbrella, furniture.
-    card = dataclasses.replace(coco, quality=quality(person=0.5, car=0.7, bus=SERVED_AP50 - 0.01, truck=0.6,
-                                                     bicycle=0.4))
+    card = dataclasses.replace(
+        coco, quality=quality(person=0.5, car=0.7, bus=SERVED_AP50 - 0.01, truck=0.6, bicycle=0.4)
+    )
     status = {s.scene.code: s for s in services(card)}
     assert status["crowd_gathering"].status is Status.SERVED and status["crowd_gathering"].objects == ("person",)
     assert status["illegal_parking"].status is Status.WEAK and status["illegal_parking"].objects == ("bus",)
-    assert status["bike_misparking"].status is Status.UNMEASURED and status["bike_misparking"].objects == ("motorcycle",)
+    assert status["bike_misparking"].status is Status.UNMEASURED and status["bike_misparking"].objects == (
+        "motorcycle",
+    )
     assert status["out_of_store_trading"].status is Status.UNMEASURED
     assert status["exposed_garbage"].status is Status.MISSING and status["exposed_garbage"].objects == ()
     assert [s.scene for s in services(card)] == list(SCENE_CLASSES)
@@ -94,12 +105,11 @@ def test_a_scene_class_is_served_only_when_every_object_it_maps_clears_the_bar(c
 def test_the_bar_for_the_default_names_each_condition_it_fails(coco):
     every = {o: o for s in SCENE_CLASSES for o in s.objects}
     baseline = dataclasses.replace(coco, quality=quality(person=0.5, car=0.6))
-    strong = dataclasses.replace(coco, name="candidate", class_map=every,
-                                 quality=quality(**{o: 0.7 for o in every}))
+    strong = dataclasses.replace(coco, name="candidate", class_map=every, quality=quality(**{o: 0.7 for o in every}))
     assert default_shortfalls(strong, baseline) == []
     assert default_shortfalls(baseline, baseline) == []  # the baseline itself is never refused
     # Short of scene classes: only the first few objects keep their classes mapped.
-    few = [o for s in SCENE_CLASSES[:DEFAULT_MIN_SERVED - 1] for o in s.objects]
+    few = [o for s in SCENE_CLASSES[: DEFAULT_MIN_SERVED - 1] for o in s.objects]
     narrow = dataclasses.replace(strong, class_map={o: o for o in few}, quality=quality(**{o: 0.7 for o in few}))
     (line,) = [m for m in default_shortfalls(narrow, baseline) if "scene classes" in m]
     served = sum(s.status is Status.SERVED for s in services(narrow))
@@ -118,8 +128,9 @@ def test_the_committed_default_clears_the_bar_and_every_own_model_is_measured_ag
     own = [load_card(p) for p in sorted(MODELS.glob("streetscan-*.yaml"))]
     assert own, "no StreetScan model card committed"
     for card in own:
-        assert card.quality is not None and card.quality.val == coco.quality.val, \
+        assert card.quality is not None and card.quality.val == coco.quality.val, (
             f"{card.name}: measure it with {BASELINE_MODEL} in one run (scripts/evaluate.py --write-quality)"
+        )
         assert (REPO / card.quality.results).is_file(), f"{card.name} cites {card.quality.results}, not committed"
 
 
@@ -152,8 +163,14 @@ def test_evaluate_writes_the_quality_it_measured_into_each_card(tmp_path, marker
 
 
 def streetscan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streetscan", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "220"})
+    return subprocess.run(
+        [sys.executable, "-m", "streetscan", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "220"},
+    )
 
 
 def test_models_command_lists_what_each_model_serves_and_the_default_verdict(coco):
@@ -166,7 +183,9 @@ def test_models_command_lists_what_each_model_serves_and_the_default_verdict(coc
     own = load_card(MODELS / "streetscan-0.3.yaml")
     verdict = next(line for line in proc.stdout.splitlines() if line.startswith("streetscan-0.3: bar"))
     short = default_shortfalls(own, coco)
-    assert verdict.endswith(": bar for the default met") if not short else verdict.endswith("not met: " + "; ".join(short))
+    assert (
+        verdict.endswith(": bar for the default met") if not short else verdict.endswith("not met: " + "; ".join(short))
+    )
     one = streetscan("models", "streetscan-0.3")
     row = next(line for line in one.stdout.splitlines() if "out_of_store_trading" in line)
     assert one.returncode == 0 and "unmeasured" in row and "umbrella -" in row

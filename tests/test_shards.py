@@ -11,12 +11,11 @@ import time
 
 import pytest
 import redis
-
-from streetscan.infra.shard import Shard, ShardError, owner
-
 from conftest import encode_clip
 from marker_model import red_marker
 from realparts import DaemonProcess, RtspServer, parked_marker_streams, wait_for
+
+from streetscan.infra.shard import Shard, ShardError, owner
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("rtsp_ready")]
 SHARDS = 3
@@ -43,8 +42,17 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
     stream = "sharded-cases"
 
     def shard_daemon(k: int) -> DaemonProcess:
-        return DaemonProcess(streams, tmp_path / f"shard-{k}", marker_model, "--shard", f"{k}/{SHARDS}",
-                             "--redis", redis_url, "--redis-stream", stream)
+        return DaemonProcess(
+            streams,
+            tmp_path / f"shard-{k}",
+            marker_model,
+            "--shard",
+            f"{k}/{SHARDS}",
+            "--redis",
+            redis_url,
+            "--redis-stream",
+            stream,
+        )
 
     daemons = {k: shard_daemon(k).start() for k in range(SHARDS)}
     r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -53,18 +61,24 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
         return [json.loads(f["payload"]) for _, f in r.xrange(stream)]
 
     try:
-        wait_for(lambda: all(any(v > 0 for v in d.per_camera().values()) for d in daemons.values()), 90,
-                 what="every shard analysing")
-        wait_for(lambda: {e["camera"]["id"] for e in cases() if e["state"] == "opened"} == set(all_cams), 90,
-                 what="a case opened on every camera")
-        for k, d in daemons.items():               # each camera analysed by its shard, and only by it
+        wait_for(
+            lambda: all(any(v > 0 for v in d.per_camera().values()) for d in daemons.values()),
+            90,
+            what="every shard analysing",
+        )
+        wait_for(
+            lambda: {e["camera"]["id"] for e in cases() if e["state"] == "opened"} == set(all_cams),
+            90,
+            what="a case opened on every camera",
+        )
+        for k, d in daemons.items():  # each camera analysed by its shard, and only by it
             assert {c for c, v in d.per_camera().items() if v > 0} == set(plan[k]), (k, d.per_camera())
             assert d.metric("streetscan_shard", index=str(k), count=str(SHARDS)) == 1.0
         # Every shard reads every verification request; the camera's shard alone answers it.
         cam = plan[2][0]
         eid = next(e["event_id"] for e in cases() if e["camera"]["id"] == cam)
         r.xadd("streetscan:commands", {"request_id": "shard-1", "event_id": eid, "camera_id": cam})
-        r.xadd("streetscan:commands", {"request_id": "shard-2", "event_id": eid})   # names no camera
+        r.xadd("streetscan:commands", {"request_id": "shard-2", "event_id": eid})  # names no camera
 
         def replies(rid: str) -> list[str]:
             return [f["status"] for _, f in r.xrange("streetscan:commands:replies") if f.get("request_id") == rid]
@@ -78,14 +92,23 @@ def test_three_shards_split_nine_cameras_and_a_restarted_shard_resumes_its_cases
         assert stopped.wait(30) == 0
         before = {k: daemons[k].per_camera() for k in (0, 2)}
         seen_then = len(cases())
-        wait_for(lambda: all(daemons[k].per_camera()[c] > before[k][c] + 2 for k in (0, 2) for c in plan[k]), 60,
-                 what="the other shards' cameras going on")
-        assert not [e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]   # its cameras stopped
+        wait_for(
+            lambda: all(daemons[k].per_camera()[c] > before[k][c] + 2 for k in (0, 2) for c in plan[k]),
+            60,
+            what="the other shards' cameras going on",
+        )
+        assert not [e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]  # its cameras stopped
         daemons[1] = shard_daemon(1).start()
-        wait_for(lambda: all(daemons[1].per_camera().get(c, 0) > 0 for c in plan[1]), 90,
-                 what="the restarted shard's cameras analysed again")
-        wait_for(lambda: len([e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]) >= len(plan[1]), 60,
-                 what="updates from the restarted shard")
+        wait_for(
+            lambda: all(daemons[1].per_camera().get(c, 0) > 0 for c in plan[1]),
+            90,
+            what="the restarted shard's cameras analysed again",
+        )
+        wait_for(
+            lambda: len([e for e in cases()[seen_then:] if e["camera"]["id"] in plan[1]]) >= len(plan[1]),
+            60,
+            what="updates from the restarted shard",
+        )
     finally:
         for d in daemons.values():
             d.stop()
@@ -111,7 +134,7 @@ def test_shard_parsing_and_placement():
         Shard.from_environment({"STREETSCAN_SHARD_COUNT": "3", "HOSTNAME": "laptop"})
     ids = [f"camera-{i}" for i in range(3000)]
     counts = [sum(owner(c, 10) == k for c in ids) for k in range(10)]
-    assert min(counts) > 240 and max(counts) < 360              # even spread
+    assert min(counts) > 240 and max(counts) < 360  # even spread
     moved = sum(owner(c, 10) != owner(c, 11) for c in ids)
-    assert moved < 3000 * 0.13                                   # one more shard moves ~1/11 of the cameras
-    assert all(owner(c, 11) == 10 for c in ids if owner(c, 10) != owner(c, 11))   # ... and only to it
+    assert moved < 3000 * 0.13  # one more shard moves ~1/11 of the cameras
+    assert all(owner(c, 11) == 10 for c in ids if owner(c, 10) != owner(c, 11))  # ... and only to it

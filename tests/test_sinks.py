@@ -7,8 +7,14 @@ from streetscan.delivery.sinks import JsonlSink, RedisStreamSink, SinkError
 
 
 def event(n: int, state: str = "opened") -> dict:
-    return {"event_id": f"00000000-0000-0000-0000-{n:012d}", "revision": 0, "state": state,
-            "scene_class": {"code": "illegal_parking"}, "camera": {"id": "cam-1"}, "note": "违停"}
+    return {
+        "event_id": f"00000000-0000-0000-0000-{n:012d}",
+        "revision": 0,
+        "state": state,
+        "scene_class": {"code": "illegal_parking"},
+        "camera": {"id": "cam-1"},
+        "note": "违停",
+    }
 
 
 def test_jsonl_appends_one_object_per_line(tmp_path):
@@ -19,7 +25,7 @@ def test_jsonl_appends_one_object_per_line(tmp_path):
     sink.close()
     JsonlSink(path).emit(event(3))  # reopening appends, never truncates
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert [json.loads(l)["event_id"][-1] for l in lines] == ["0", "1", "2", "3"]
+    assert [json.loads(line)["event_id"][-1] for line in lines] == ["0", "1", "2", "3"]
     assert "违停" in lines[0]  # UTF-8 kept readable, not \\u-escaped
 
 
@@ -32,7 +38,7 @@ def test_jsonl_rotates_by_size_without_losing_or_splitting_a_line(tmp_path):
     sink.close()
     parts = sorted(tmp_path.glob("events-*.jsonl")) + [path]  # rotated parts sort by time
     assert [len(p.read_text(encoding="utf-8").splitlines()) for p in parts] == [3, 3, 3, 1]
-    ids = [json.loads(l)["event_id"] for p in parts for l in p.read_text(encoding="utf-8").splitlines()]
+    ids = [json.loads(line)["event_id"] for p in parts for line in p.read_text(encoding="utf-8").splitlines()]
     assert ids == [event(i)["event_id"] for i in range(10)]
 
 
@@ -77,16 +83,25 @@ def test_outputs_are_opened_from_their_urls_through_one_registry(tmp_path, redis
     from streetscan.delivery.outputs import OutputError, open_output, open_outputs, redis_output
     from streetscan.pipeline.config import OutputConfig
 
-    sinks = open_outputs([OutputConfig(url="jsonl:"), OutputConfig(url="jsonl:sub/cases.jsonl", max_mb=0),
-                          OutputConfig(url=redis_output(redis_url, "t:outputs"))], tmp_path)
+    sinks = open_outputs(
+        [
+            OutputConfig(url="jsonl:"),
+            OutputConfig(url="jsonl:sub/cases.jsonl", max_mb=0),
+            OutputConfig(url=redis_output(redis_url, "t:outputs")),
+        ],
+        tmp_path,
+    )
     try:
         for sink in sinks:
             sink.emit(event(1))
     finally:
         for sink in sinks:
             sink.close()
-    assert [s.name for s in sinks] == [f"jsonl:{tmp_path / 'events.jsonl'}", f"jsonl:{tmp_path / 'sub/cases.jsonl'}",
-                                       "redis:t:outputs"]
+    assert [s.name for s in sinks] == [
+        f"jsonl:{tmp_path / 'events.jsonl'}",
+        f"jsonl:{tmp_path / 'sub/cases.jsonl'}",
+        "redis:t:outputs",
+    ]
     assert json.loads((tmp_path / "sub/cases.jsonl").read_text())["event_id"] == event(1)["event_id"]
     assert redis.Redis.from_url(redis_url).xlen("t:outputs") == 1
     with pytest.raises(OutputError, match=r"unknown output 'kafka://broker'.*jsonl:, redis:"):

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from realparts import REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -33,8 +32,15 @@ def test_ten_cameras_overloaded_stay_bounded(tmp_path):
 
     card, per_image_ms = build_slow_model(tmp_path / "model", min_ms=3 * 1000 / (CAMERAS * FPS))
     seconds = float(os.environ.get("STREETSCAN_SOAK_S", "180"))
-    r = soak(cameras=CAMERAS, seconds=seconds, clip=None, model=str(card), analysis_fps=FPS, workdir=tmp_path,
-             max_batch=MAX_BATCH)
+    r = soak(
+        cameras=CAMERAS,
+        seconds=seconds,
+        clip=None,
+        model=str(card),
+        analysis_fps=FPS,
+        workdir=tmp_path,
+        max_batch=MAX_BATCH,
+    )
     summary = {k: v for k, v in r.items() if k != "samples"}
     (tmp_path / "soak.json").write_text(json.dumps(r, indent=2))
     if os.environ.get("STREETSCAN_SOAK_JSON"):

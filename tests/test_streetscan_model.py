@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from streetscan.pipeline.models import resolve_model
-
-from conftest import REPO
 
 NAME = "streetscan-0.3"
 # ~80% of the AP50 measured on these 150 images (float: garbage 0.751, bin 0.881, overflowing_bin
@@ -36,9 +35,24 @@ def test_trained_model_quality_on_human_labels_holds(assets, tmp_path):
     """A guard on the card's figures (models/MODEL_CARD.md), on the first 150 val images of the
     human-labelled garbage-bin set: float AP50 stays near what was measured, INT8 near float."""
     out = tmp_path / "eval.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"),
-                           str(assets / "datasets" / "cn_garbage_bins"), "--model", NAME, "--model", f"{NAME}-int8",
-                           "--limit", "150", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "evaluate.py"),
+            str(assets / "datasets" / "cn_garbage_bins"),
+            "--model",
+            NAME,
+            "--model",
+            f"{NAME}-int8",
+            "--limit",
+            "150",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     models = json.loads(out.read_text())["models"]
     fp32, int8 = models[NAME], models[f"{NAME}-int8"]
@@ -53,7 +67,6 @@ def test_trained_model_opens_an_overflowing_bin_case_on_a_labelled_photo(assets,
     held as a 2 fps H.264 camera for 130 s, replayed with streetscan-0.3: the bins persist past the
     rule's 120 s, so an overflowing_bin case opens, with evidence."""
     import cv2
-
     from conftest import encode_clip
 
     root = assets / "datasets" / "cn_garbage_bins"
@@ -71,8 +84,24 @@ def test_trained_model_opens_an_overflowing_bin_case_on_a_labelled_photo(assets,
 
     clip = encode_clip(tmp_path / "bins.mp4", width=w, height=h, fps=2, seconds=130, gop=2, scene=still)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(clip), "--model", NAME,
-                           "--analysis-fps", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "replay",
+            str(clip),
+            "--model",
+            NAME,
+            "--analysis-fps",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     opened = [e for e in events if e["scene_class"]["code"] == "overflowing_bin" and e["state"] == "opened"]
@@ -84,17 +113,34 @@ def test_trained_model_opens_an_overflowing_bin_case_on_a_labelled_photo(assets,
 # ~80 % of streetscan-0.2's AP50 on the first 150 val images of each staged human-labelled set
 # (measured 2026-11-24: garbage 0.752, bin 0.889, overflowing_bin 0.901, advertisement 0.569;
 # INT8 within 0.01 of float on each).
-FLOORS_02 = {"cn_garbage_bins": {"garbage": 0.60, "bin": 0.71, "overflowing_bin": 0.72},
-             "facade_ads": {"advertisement": 0.45}}
+FLOORS_02 = {
+    "cn_garbage_bins": {"garbage": 0.60, "bin": 0.71, "overflowing_bin": 0.72},
+    "facade_ads": {"advertisement": 0.45},
+}
 
 
 @pytest.mark.assets
 @pytest.mark.parametrize("source", sorted(FLOORS_02))
 def test_streetscan_02_quality_on_human_labels_holds(assets, tmp_path, source):
     out = tmp_path / "eval.json"
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), str(assets / "datasets" / source),
-                           "--model", "streetscan-0.2", "--model", "streetscan-0.2-int8", "--limit", "150",
-                           "--json", str(out)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "evaluate.py"),
+            str(assets / "datasets" / source),
+            "--model",
+            "streetscan-0.2",
+            "--model",
+            "streetscan-0.2-int8",
+            "--limit",
+            "150",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr
     models = json.loads(out.read_text())["models"]
     fp32, int8 = models["streetscan-0.2"], models["streetscan-0.2-int8"]

@@ -13,20 +13,36 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-
-from streetscan.pipeline.events import event_schema
-
 from conftest import encode_clip
 from marker_model import red_marker
+
+from streetscan.pipeline.events import event_schema
 
 pytestmark = pytest.mark.integration
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
 
 
 def replay(clip: Path, streams: Path, model: Path, out: Path, *extra: str) -> list[dict]:
-    proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(clip), "--streams", str(streams),
-                           "--model", str(model), "--out", str(out), *extra], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "replay",
+            str(clip),
+            "--streams",
+            str(streams),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
@@ -35,20 +51,34 @@ def test_verification_requests_in_a_replay(tmp_path, marker_model):
     # A red 'car' parked from 1 s to 8 s of a 14 s recording.
     clip = encode_clip(tmp_path / "kerb.mp4", seconds=14, scene=red_marker(present=lambda t: 1.0 <= t <= 8.0))
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 2},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [{"id": "kerb", "name": "kerb", "url": "kerb.mp4", "location": {"address": "test road"}}]}))
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 2},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [{"id": "kerb", "name": "kerb", "url": "kerb.mp4", "location": {"address": "test road"}}],
+            }
+        )
+    )
     first = replay(clip, streams, marker_model, tmp_path / "first")
-    event_id = first[0]["event_id"]                      # ids are the same on every replay of this footage
+    event_id = first[0]["event_id"]  # ids are the same on every replay of this footage
     requests = tmp_path / "requests.jsonl"
-    requests.write_text("\n".join(json.dumps(r) for r in [
-        {"at_s": 5.0, "request_id": "r-there", "event_id": event_id},      # the car is still parked
-        {"at_s": 11.0, "request_id": "r-gone", "event_id": event_id},      # it left at 8 s
-        {"at_s": 11.0, "request_id": "r-unknown", "event_id": UNKNOWN},
-        {"at_s": 11.0, "request_id": "r-bad"},
-        {"at_s": 13.9, "request_id": "r-late", "event_id": event_id},      # the recording ends first
-    ]) + "\n")
+    requests.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"at_s": 5.0, "request_id": "r-there", "event_id": event_id},  # the car is still parked
+                {"at_s": 11.0, "request_id": "r-gone", "event_id": event_id},  # it left at 8 s
+                {"at_s": 11.0, "request_id": "r-unknown", "event_id": UNKNOWN},
+                {"at_s": 11.0, "request_id": "r-bad"},
+                {"at_s": 13.9, "request_id": "r-late", "event_id": event_id},  # the recording ends first
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "second"
     events = replay(clip, streams, marker_model, out, "--verify", str(requests))
     replies = [json.loads(line) for line in (out / "verifications.jsonl").read_text().splitlines()]
@@ -62,7 +92,7 @@ def test_verification_requests_in_a_replay(tmp_path, marker_model):
 
     mine = [e for e in events if e["event_id"] == event_id]
     revisions = [e["revision"] for e in mine]
-    assert revisions == list(range(len(mine)))           # the answers are revisions in the event's sequence
+    assert revisions == list(range(len(mine)))  # the answers are revisions in the event's sequence
     by_request = {e["verification"]["request_id"]: e for e in mine if "verification" in e}
     there, gone = by_request["r-there"], by_request["r-gone"]
     assert there["state"] == "still_present" and there["objects"] and there["verification"]["present_frames"] >= 2
@@ -78,25 +108,52 @@ def test_verification_requests_in_a_replay(tmp_path, marker_model):
 def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marker_model, redis_url, monkeypatch):
     import httpx
     import redis
-
     from realparts import DaemonProcess, RtspServer, wait_for
-    from streetscan.delivery.webhook import sign
     from test_webhook import SECRET, Receiver
+
+    from streetscan.delivery.webhook import sign
 
     clip = encode_clip(tmp_path / "parked.mp4", seconds=90, gop=25, scene=red_marker(present=lambda t: t >= 1.0))
     rtsp = RtspServer({"cam": clip}).start()
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 30, "resolve_grace_s": 3},
-                     "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 2.0, "open_timeout_s": 5,
-                                "read_timeout_s": 3, "stall_timeout_s": 5},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [{"id": "cam-1", "name": "cam 1", "url": rtsp.url("cam"), "location": {"address": "test road"}}]}))
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 30, "resolve_grace_s": 3},
+                    "reader": {
+                        "backoff_initial_s": 0.3,
+                        "backoff_max_s": 2.0,
+                        "open_timeout_s": 5,
+                        "read_timeout_s": 3,
+                        "stall_timeout_s": 5,
+                    },
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [
+                    {"id": "cam-1", "name": "cam 1", "url": rtsp.url("cam"), "location": {"address": "test road"}}
+                ],
+            }
+        )
+    )
     receiver = Receiver(tmp_path).start()
     monkeypatch.setenv("STREETSCAN_WEBHOOK_SECRET", SECRET.decode())
     out = tmp_path / "out"
-    daemon = DaemonProcess(streams, out, marker_model, "--redis", redis_url, "--redis-stream", "verify-cases",
-                           "--command-stream", "verify-cmds", "--webhook", receiver.url, "--jsonl").start()
+    daemon = DaemonProcess(
+        streams,
+        out,
+        marker_model,
+        "--redis",
+        redis_url,
+        "--redis-stream",
+        "verify-cases",
+        "--command-stream",
+        "verify-cmds",
+        "--webhook",
+        receiver.url,
+        "--jsonl",
+    ).start()
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     base = f"http://127.0.0.1:{daemon.port}"
 
@@ -118,19 +175,30 @@ def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marke
         r.xadd("verify-cmds", {"request_id": "redis-1", "event_id": event_id})
         r.xadd("verify-cmds", {"request_id": "redis-2", "event_id": UNKNOWN})
         r.xadd("verify-cmds", {"payload": "{not json"})
-        wait_for(lambda: [x["status"] for x in replies("redis-1")] == ["accepted", "answered"], 30,
-                 what="the Redis request answered")
+        wait_for(
+            lambda: [x["status"] for x in replies("redis-1")] == ["accepted", "answered"],
+            30,
+            what="the Redis request answered",
+        )
         assert replies("redis-1")[-1]["state"] == "still_present"
         assert [x["status"] for x in replies("redis-2")] == ["unknown_case"]
-        wait_for(lambda: any(f.get("status") == "malformed" for _, f in r.xrange("verify-cmds:replies")), 10,
-                 what="the malformed command's answer")
+        wait_for(
+            lambda: any(f.get("status") == "malformed" for _, f in r.xrange("verify-cmds:replies")),
+            10,
+            what="the malformed command's answer",
+        )
         # Over HTTP, signed with the shared secret; unsigned requests are refused.
         body = json.dumps({"request_id": "http-1", "event_id": event_id}).encode()
         assert httpx.post(f"{base}/verify", content=body).status_code == 401
         answer = httpx.post(f"{base}/verify", content=body, headers=signed(body))
         assert answer.status_code == 202 and answer.json()["status"] == "accepted"
-        wait_for(lambda: httpx.get(f"{base}/verify/http-1", headers=signed(b"/verify/http-1")).json().get("status")
-                 == "answered", 30, what="the HTTP request answered")
+        wait_for(
+            lambda: (
+                httpx.get(f"{base}/verify/http-1", headers=signed(b"/verify/http-1")).json().get("status") == "answered"
+            ),
+            30,
+            what="the HTTP request answered",
+        )
         # A GET is signed over its path: the headers that read one request read no other.
         assert httpx.get(f"{base}/verify/http-1", headers=signed()).status_code == 401
         assert httpx.get(f"{base}/verify/http-2", headers=signed(b"/verify/http-1")).status_code == 401
@@ -145,8 +213,11 @@ def test_verification_requests_to_the_daemon_over_redis_and_http(tmp_path, marke
         answer = httpx.post(f"{base}/verify", content=down, headers=signed(down))
         assert answer.status_code == 409 and answer.json()["status"] == "camera_down"
         assert "backoff" in answer.json()["detail"]
-        wait_for(lambda: sum("verification" in e for e in receiver_events(receiver)) >= 2, 20,
-                 what="the answers delivered to the platform's webhook")
+        wait_for(
+            lambda: sum("verification" in e for e in receiver_events(receiver)) >= 2,
+            20,
+            what="the answers delivered to the platform's webhook",
+        )
     finally:
         daemon.stop()
         rtsp.kill()
@@ -162,15 +233,22 @@ def receiver_events(receiver) -> list[dict]:
     """The events the receiver accepted, read back from the daemon's own record by key."""
     keys = set(receiver.accepted())
     out = receiver.log.parent / "out" / "events.jsonl"
-    return [e for e in (json.loads(line) for line in out.read_text().splitlines())
-            if f"{e['event_id']}:{e['revision']}" in keys] if out.exists() else []
+    return (
+        [
+            e
+            for e in (json.loads(line) for line in out.read_text().splitlines())
+            if f"{e['event_id']}:{e['revision']}" in keys
+        ]
+        if out.exists()
+        else []
+    )
 
 
 def test_the_reference_consumer_takes_over_a_dead_consumers_entries_and_prints_each_case_once(redis_url):
     import redis
+    from test_console_security import event
 
     from streetscan.delivery.sinks import RedisStreamSink
-    from test_console_security import event
 
     stream = "consume-test"
     sink = RedisStreamSink(redis_url, stream=stream)
@@ -179,12 +257,32 @@ def test_the_reference_consumer_takes_over_a_dead_consumers_entries_and_prints_e
     sink.close()
     r = redis.Redis.from_url(redis_url)
     r.xgroup_create(stream, "platform", id="0")
-    taken = r.xreadgroup("platform", "dead", {stream: ">"}, count=4)[0][1]   # read, then the consumer died
+    taken = r.xreadgroup("platform", "dead", {stream: ">"}, count=4)[0][1]  # read, then the consumer died
     assert len(taken) == 4
-    proc = subprocess.run([sys.executable, "-m", "streetscan", "consume", "--redis", redis_url, "--stream", stream,
-                           "--consumer", "alive", "--claim-idle", "0.2", "--max", "10", "--idle-exit", "10"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streetscan",
+            "consume",
+            "--redis",
+            redis_url,
+            "--stream",
+            stream,
+            "--consumer",
+            "alive",
+            "--claim-idle",
+            "0.2",
+            "--max",
+            "10",
+            "--idle-exit",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     printed = [json.loads(line) for line in proc.stdout.splitlines()]
     assert sorted(e["event_id"] for e in printed) == sorted(event(i)["event_id"] for i in range(10))
-    assert r.xpending(stream, "platform")["pending"] == 0       # every entry acknowledged, the dead one's too
+    assert r.xpending(stream, "platform")["pending"] == 0  # every entry acknowledged, the dead one's too

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from streetscan.pipeline.events import Event
-from streetscan.delivery.emitter import EventEmitter
-from streetscan.infra.metrics import Metrics
-from streetscan.delivery.sinks import EventRejected, SinkError
-from streetscan.delivery.spool import EventSpool
-from streetscan.delivery.webhook import WebhookConfigError, WebhookSink, load_secret, sign, verify
-
 from conftest import encode_clip
 from marker_model import red_marker
 from realparts import free_port, wait_for
 from test_console_security import event
+
+from streetscan.delivery.emitter import EventEmitter
+from streetscan.delivery.sinks import EventRejected, SinkError
+from streetscan.delivery.spool import EventSpool
+from streetscan.delivery.webhook import WebhookConfigError, WebhookSink, load_secret, sign, verify
+from streetscan.infra.metrics import Metrics
+from streetscan.pipeline.events import Event
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -47,9 +46,21 @@ class Receiver:
         return f"{self.scheme}://127.0.0.1:{self.port}/cases?token=not-for-logs"
 
     def start(self, *args: str) -> Receiver:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "webhook_receiver.py"), "--port", str(self.port),
-                                      "--secret-file", str(self.secret_file), "--log", str(self.log),
-                                      *(args or self.args)], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "webhook_receiver.py"),
+                "--port",
+                str(self.port),
+                "--secret-file",
+                str(self.secret_file),
+                "--log",
+                str(self.log),
+                *(args or self.args),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout.readline().startswith("READY")
         return self
 
@@ -85,11 +96,11 @@ def test_transient_failures_and_a_receiver_restart_lose_nothing_and_double_nothi
     emitter.start()
     try:
         wait_for(lambda: len(receiver.accepted()) >= 8, 30, what="the first deliveries")
-        receiver.kill()                                   # the platform restarts mid-run
+        receiver.kill()  # the platform restarts mid-run
         second = [event(100 + i, camera=f"cam-{i % 3}") for i in range(9)]
         commit(spool, second)
         wait_for(lambda: not emitter.sink_ok[sink.name], 10, what="the outage noticed")
-        assert spool.depth() > 0                          # waiting in the spool, not lost
+        assert spool.depth() > 0  # waiting in the spool, not lost
         receiver.start("--script", "")
         wait_for(lambda: spool.depth() == 0, 30, what="the backlog delivered")
     finally:
@@ -100,8 +111,8 @@ def test_transient_failures_and_a_receiver_restart_lose_nothing_and_double_nothi
     assert all(r["signature_ok"] for r in records)
     expected = [key(e) for e in first + second]
     accepted = receiver.accepted()
-    assert sorted(accepted) == sorted(expected)          # every revision arrived, once by key
-    for cam in ("cam-0", "cam-1", "cam-2"):              # and in order per camera
+    assert sorted(accepted) == sorted(expected)  # every revision arrived, once by key
+    for cam in ("cam-0", "cam-1", "cam-2"):  # and in order per camera
         order = [key(e) for e in first + second if e["camera"]["id"] == cam]
         assert [k for k in accepted if k in order] == order
     # Only the request the sink gave up on (slow answer) may have reached the receiver twice.
@@ -120,7 +131,7 @@ def test_a_refused_event_is_a_dead_letter_listed_and_resent_by_the_cli(tmp_path)
     emitter = EventEmitter(spool, [sink], metrics, backoff_initial_s=0.05)
     while emitter.deliver(force=True):
         pass
-    assert spool.depth() == 0                             # refused events do not block the others
+    assert spool.depth() == 0  # refused events do not block the others
     rejected = [key(e) for e in events if e["camera"]["id"] == "cam-1"]
     assert [f"{d.event_id}:{d.revision}" for d in spool.dead_letters()] == rejected
     assert all("HTTP 422" in d.reason for d in spool.dead_letters())
@@ -130,16 +141,27 @@ def test_a_refused_event_is_a_dead_letter_listed_and_resent_by_the_cli(tmp_path)
 
     env = {**os.environ, "STREETSCAN_WEBHOOK_SECRET": SECRET.decode(), "COLUMNS": "300"}
     cli = [sys.executable, "-m", "streetscan", "dead-letters"]
-    listed = subprocess.run([*cli, "list", "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True,
-                            env=env, timeout=60)
+    listed = subprocess.run(
+        [*cli, "list", "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert listed.returncode == 0 and all(k in listed.stdout for k in rejected), listed.stdout + listed.stderr
-    still = subprocess.run([*cli, "resend", "--spool", str(tmp_path / "spool.db"), "--webhook", receiver.url],
-                           capture_output=True, text=True, env=env, timeout=60)
-    assert still.returncode == 1 and "refused again" in still.stderr   # the receiver still refuses them
+    still = subprocess.run(
+        [*cli, "resend", "--spool", str(tmp_path / "spool.db"), "--webhook", receiver.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert still.returncode == 1 and "refused again" in still.stderr  # the receiver still refuses them
     receiver.kill()
-    receiver.start("--script", "")                       # the platform fixed its side
-    resent = subprocess.run([*cli, "resend", "--spool", str(tmp_path / "spool.db"), "--webhook", receiver.url],
-                            capture_output=True, text=True, env=env, timeout=60)
+    receiver.start("--script", "")  # the platform fixed its side
+    resent = subprocess.run(
+        [*cli, "resend", "--spool", str(tmp_path / "spool.db"), "--webhook", receiver.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     receiver.kill()
     assert resent.returncode == 0 and "3 of 3 re-sent" in resent.stdout, resent.stdout + resent.stderr
     assert EventSpool(tmp_path / "spool.db", [], maintenance=True).dead_letters() == []
@@ -149,9 +171,29 @@ def test_a_refused_event_is_a_dead_letter_listed_and_resent_by_the_cli(tmp_path)
 
 def test_tls_is_verified_unless_the_platforms_ca_is_given(tmp_path):
     cert, pkey = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(pkey), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(pkey),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     receiver = Receiver(tmp_path, None, "--tls-cert", str(cert), "--tls-key", str(pkey)).start()
     try:
         with pytest.raises(SinkError, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
@@ -166,9 +208,9 @@ def test_signature_secret_and_refusals(tmp_path, monkeypatch):
     body, ts = b'{"a":1}', str(int(time.time()))
     headers = {"X-StreetScan-Timestamp": ts, "X-StreetScan-Signature": sign(SECRET, ts, body)}
     assert verify(SECRET, headers, body)
-    assert not verify(SECRET, headers, b'{"a":2}')                         # tampered body
-    assert not verify(b"another secret entirely!", headers, body)          # wrong secret
-    assert not verify(SECRET, headers, body, now=time.time() + 3600)       # replayed an hour later
+    assert not verify(SECRET, headers, b'{"a":2}')  # tampered body
+    assert not verify(b"another secret entirely!", headers, body)  # wrong secret
+    assert not verify(SECRET, headers, body, now=time.time() + 3600)  # replayed an hour later
     monkeypatch.delenv("STREETSCAN_WEBHOOK_SECRET", raising=False)
     with pytest.raises(WebhookConfigError, match="needs a shared secret"):
         load_secret(None)
@@ -185,26 +227,55 @@ def test_signature_secret_and_refusals(tmp_path, monkeypatch):
     finally:
         receiver.kill()
     assert "HTTP 401" in str(refused.value) and "secret" not in str(refused.value)
-    cli = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(HERE / "conftest.py"), "--webhook",
-                          "http://x/"], capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300",
-                          "STREETSCAN_WEBHOOK_SECRET": ""})
+    cli = subprocess.run(
+        [sys.executable, "-m", "streetscan", "replay", str(HERE / "conftest.py"), "--webhook", "http://x/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300", "STREETSCAN_WEBHOOK_SECRET": ""},
+    )
     assert cli.returncode == 2 and "needs a shared secret" in cli.stderr, cli.stderr
 
 
 def test_replay_delivers_every_event_to_the_webhook(tmp_path, marker_model):
     clip = encode_clip(tmp_path / "parked.mp4", seconds=12, scene=red_marker(present=lambda t: 1.0 <= t <= 8.0))
     streams = tmp_path / "streams.yaml"
-    streams.write_text(yaml.safe_dump({
-        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 2},
-                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
-        "cameras": [{"id": "kerb", "name": "kerb", "url": "parked.mp4", "location": {"address": "test road"}}]}))
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 2},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [{"id": "kerb", "name": "kerb", "url": "parked.mp4", "location": {"address": "test road"}}],
+            }
+        )
+    )
     receiver = Receiver(tmp_path).start("--script", "503")
     out = tmp_path / "out"
     try:
-        proc = subprocess.run([sys.executable, "-m", "streetscan", "replay", str(clip), "--model", str(marker_model),
-                               "--streams", str(streams), "--out", str(out), "--webhook", receiver.url],
-                              capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "STREETSCAN_WEBHOOK_SECRET": SECRET.decode(), "COLUMNS": "200"})
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "streetscan",
+                "replay",
+                str(clip),
+                "--model",
+                str(marker_model),
+                "--streams",
+                str(streams),
+                "--out",
+                str(out),
+                "--webhook",
+                receiver.url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "STREETSCAN_WEBHOOK_SECRET": SECRET.decode(), "COLUMNS": "200"},
+        )
     finally:
         receiver.kill()
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -75,8 +75,12 @@ def main() -> None:
                 with lock:
                     duplicate = key in seen
                     seen.add(key)
-            log.write(json.dumps({"key": key, "status": status, "signature_ok": ok_sig, "duplicate": duplicate,
-                                  "camera": camera}) + "\n")
+            log.write(
+                json.dumps(
+                    {"key": key, "status": status, "signature_ok": ok_sig, "duplicate": duplicate, "camera": camera}
+                )
+                + "\n"
+            )
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             payload = b'{"error": "unprocessable"}' if status == 422 else b"{}"

@@ -26,25 +26,30 @@ from .users import UserStore
 from .web import SESSION_HOURS, Console, LoginRequired
 
 HERE = Path(__file__).parent
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-       "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 @dataclass(frozen=True)
 class ConsoleSettings:
-    out_dir: Path                 # the output folder: evidence/ lives here, paths in events are relative to it
-    index_path: Path              # the case index (SQLite)
-    users_path: Path              # console users (SQLite)
-    secret_path: Path             # session signing key, created 0600 on first start
-    https_only: bool = False      # set when served behind TLS: the session cookie gets `Secure`
+    out_dir: Path  # the output folder: evidence/ lives here, paths in events are relative to it
+    index_path: Path  # the case index (SQLite)
+    users_path: Path  # console users (SQLite)
+    secret_path: Path  # session signing key, created 0600 on first start
+    https_only: bool = False  # set when served behind TLS: the session cookie gets `Secure`
     # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses); none: the client's own
     # address is the one login throttling counts, whatever headers it sends.
     trusted_proxies: tuple[str, ...] = ()
 
     def server_options(self) -> dict:
         """uvicorn's options for these settings: forwarded headers only from the trusted proxies."""
-        return {"proxy_headers": bool(self.trusted_proxies),
-                "forwarded_allow_ips": ",".join(self.trusted_proxies) or "", "log_level": "warning"}
+        return {
+            "proxy_headers": bool(self.trusted_proxies),
+            "forwarded_allow_ips": ",".join(self.trusted_proxies) or "",
+            "log_level": "warning",
+        }
 
     @classmethod
     def for_output(cls, out_dir: Path, state_dir: Path | None = None) -> ConsoleSettings:
@@ -78,24 +83,39 @@ class _SecureCookieOverHttps:
         async def secure(message):
             if message["type"] == "http.response.start":
                 message["headers"] = [
-                    (k, v + b"; secure" if k == b"set-cookie" and v.startswith(b"streetscan_session=")
-                     and b"secure" not in v.lower() else v) for k, v in message.get("headers", [])]
+                    (
+                        k,
+                        v + b"; secure"
+                        if k == b"set-cookie" and v.startswith(b"streetscan_session=") and b"secure" not in v.lower()
+                        else v,
+                    )
+                    for k, v in message.get("headers", [])
+                ]
             await send(message)
 
         await self.app(scope, receive, secure)
 
 
-def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users: UserStore | None = None,
-               fleet: Fleet | None = None) -> FastAPI:
+def create_app(
+    settings: ConsoleSettings,
+    index: CaseIndex | None = None,
+    users: UserStore | None = None,
+    fleet: Fleet | None = None,
+) -> FastAPI:
     index = index or CaseIndex(settings.index_path)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters["duration"] = duration
     templates.env.filters["wall"] = wall_time
 
     app = FastAPI(title="StreetScan console", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(SessionMiddleware, secret_key=session_secret(settings.secret_path),
-                       session_cookie="streetscan_session", max_age=SESSION_HOURS * 3600,
-                       same_site="strict", https_only=settings.https_only)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings.secret_path),
+        session_cookie="streetscan_session",
+        max_age=SESSION_HOURS * 3600,
+        same_site="strict",
+        https_only=settings.https_only,
+    )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     if not settings.https_only:
         app.add_middleware(_SecureCookieOverHttps)
@@ -116,9 +136,13 @@ def create_app(settings: ConsoleSettings, index: CaseIndex | None = None, users:
             return PlainTextResponse("login required", status_code=401)
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
 
-    app.state.console = Console(index=index, users=users or UserStore(settings.users_path),
-                                fleet=fleet or RecordedFleet(settings.out_dir, camera_ids=index.facets()["camera_id"]),
-                                templates=templates, evidence_root=(settings.out_dir / "evidence").resolve())
+    app.state.console = Console(
+        index=index,
+        users=users or UserStore(settings.users_path),
+        fleet=fleet or RecordedFleet(settings.out_dir, camera_ids=index.facets()["camera_id"]),
+        templates=templates,
+        evidence_root=(settings.out_dir / "evidence").resolve(),
+    )
     for router in ROUTERS:
         app.include_router(router)
     return app

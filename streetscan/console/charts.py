@@ -43,7 +43,7 @@ def cases_per_day(rows: list[tuple[str, str, int]]) -> bytes:
     for i, code in enumerate(c for c in CATALOGUE if c in counts):
         heights = [counts[code].get(d, 0) for d in days]
         ax.bar([d[5:] for d in days], heights, bottom=bottom, label=code, color=cmap(i % 20))
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
     ax.set_ylabel("cases")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)

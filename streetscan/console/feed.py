@@ -18,15 +18,24 @@ log = logging.getLogger(__name__)
 
 
 class RedisCaseFeed(StreamWorker):
-    def __init__(self, index: CaseIndex, url: str, stream: str = "streetscan:events", group: str = "console",
-                 consumer: str | None = None, batch: int = 500, block_ms: int = 1000):
+    def __init__(
+        self,
+        index: CaseIndex,
+        url: str,
+        stream: str = "streetscan:events",
+        group: str = "console",
+        consumer: str | None = None,
+        batch: int = 500,
+        block_ms: int = 1000,
+    ):
         self.index = index
         self.indexed = 0
-        super().__init__("redis-case-feed",
-                         CaseStreamConsumer(url, stream, group, consumer, batch=batch, block_ms=block_ms))
+        super().__init__(
+            "redis-case-feed", CaseStreamConsumer(url, stream, group, consumer, batch=batch, block_ms=block_ms)
+        )
 
     def handle_batch(self, entries: list[tuple[bytes, Any]]) -> None:
         for entry_id, event in entries:
-            if event is None:   # not a StreetScan event: acknowledged, so it is not read forever
+            if event is None:  # not a StreetScan event: acknowledged, so it is not read forever
                 log.warning("%s: entry %s has no event payload; skipped", self.stream, entry_id)
         self.indexed += self.index.add_many(e for _, e in entries if e is not None)

@@ -41,13 +41,13 @@ class CameraView:
     address: str
     lat: float | None
     lon: float | None
-    state: str                      # live / connecting / backoff / disabled / recorded
+    state: str  # live / connecting / backoff / disabled / recorded
     reason: str = ""
     last_frame_age_s: float | None = None
     analysed_fps: float | None = None
     frames_dropped: int | None = None
     zones: tuple[ZoneConfig, ...] = field(default_factory=tuple)
-    decode: str | None = None       # full / keyframe-only / keyframe-only (shedding load); None: not live
+    decode: str | None = None  # full / keyframe-only / keyframe-only (shedding load); None: not live
 
     @property
     def shedding(self) -> bool:
@@ -59,8 +59,8 @@ class CameraView:
 
 
 class Fleet(Protocol):
-    out_dir: Path                         # snapshots/ lives here
-    streams: StreamsFile | None           # None: nothing to edit (a replay without --streams)
+    out_dir: Path  # snapshots/ lives here
+    streams: StreamsFile | None  # None: nothing to edit (a replay without --streams)
 
     def cameras(self) -> list[CameraView]: ...
 
@@ -90,8 +90,18 @@ class RecordedFleet:
         if self.streams is None:
             return [CameraView(i, i, "", None, None, "recorded") for i in self._ids]
         config = self.streams.load()
-        return [CameraView(c.id, c.name, c.location.address, c.location.lat, c.location.lon,
-                           "recorded" if c.enabled else "disabled", zones=c.zones) for c in config.resolved()]
+        return [
+            CameraView(
+                c.id,
+                c.name,
+                c.location.address,
+                c.location.lat,
+                c.location.lon,
+                "recorded" if c.enabled else "disabled",
+                zones=c.zones,
+            )
+            for c in config.resolved()
+        ]
 
     def applied(self) -> str:
         return "saved_file"
@@ -112,7 +122,7 @@ class StreamsFile:
         try:
             st = self.path.stat()
         except OSError:
-            return load_config(self.path)   # its ConfigError names the file and why
+            return load_config(self.path)  # its ConfigError names the file and why
         key = (st.st_mtime_ns, st.st_size)
         if self._loaded is None or self._loaded[0] != key:
             self._loaded = (key, load_config(self.path))
@@ -131,7 +141,7 @@ class StreamsFile:
         rt = YAML()
         rt.preserve_quotes = True
         rt.indent(mapping=2, sequence=4, offset=2)  # the style of the shipped examples and the README
-        rt.width = 4096                             # a polygon stays on its line
+        rt.width = 4096  # a polygon stays on its line
         doc = rt.load(self.path.read_text(encoding="utf-8"))
         cameras = doc.get("cameras") if isinstance(doc, dict) else None
         entry = next((c for c in cameras or [] if isinstance(c, dict) and c.get("id") == camera_id), None)
@@ -213,8 +223,14 @@ def _zone_values(z: dict[str, Any]) -> dict[str, Any]:
         elif key == "classes" and isinstance(value, list):
             value = _flow(value)
         elif key == "schedule" and isinstance(value, dict):
-            value = CommentedMap({k: _flow([DoubleQuotedScalarString(x) if isinstance(x, str) else x for x in v])
-                                  if isinstance(v, list) else v for k, v in value.items()})
+            value = CommentedMap(
+                {
+                    k: _flow([DoubleQuotedScalarString(x) if isinstance(x, str) else x for x in v])
+                    if isinstance(v, list)
+                    else v
+                    for k, v in value.items()
+                }
+            )
             value.fa.set_flow_style()
         m[key] = value
     return m
@@ -255,11 +271,22 @@ class DaemonFleet:
             cam = slot.camera
             seen = slot.reader.last_frame_at if slot.reader else None
             dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
-            views.append(CameraView(cam_id, cam.name, cam.location.address, cam.location.lat, cam.location.lon,
-                                    state.value, reason, None if seen is None else now - seen,
-                                    runner.analysis.analysed_fps(cam_id) if slot.reader else None,
-                                    int(dropped or 0), cam.zones,
-                                    decode_mode(slot)))
+            views.append(
+                CameraView(
+                    cam_id,
+                    cam.name,
+                    cam.location.address,
+                    cam.location.lat,
+                    cam.location.lon,
+                    state.value,
+                    reason,
+                    None if seen is None else now - seen,
+                    runner.analysis.analysed_fps(cam_id) if slot.reader else None,
+                    int(dropped or 0),
+                    cam.zones,
+                    decode_mode(slot),
+                )
+            )
         return views
 
     def applied(self) -> str:

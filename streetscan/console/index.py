@@ -51,7 +51,6 @@ CREATE INDEX IF NOT EXISTS mutes_place ON mutes (camera_id, zone_id, scene_code,
 SCHEMA_VERSION = 2  # 2: the case row is narrow (its payload is the newest revision's), so filters scan little
 
 
-
 @dataclass(frozen=True)
 class CaseFilter:
     """What the case list shows; every field optional. Times are ISO-8601 strings compared with
@@ -68,8 +67,12 @@ class CaseFilter:
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = [], []
-        for column, value in (("camera_id", self.camera), ("scene_code", self.scene), ("zone_id", self.zone),
-                              ("state", self.state)):
+        for column, value in (
+            ("camera_id", self.camera),
+            ("scene_code", self.scene),
+            ("zone_id", self.zone),
+            ("state", self.state),
+        ):
             if value:
                 clauses.append(f"{column} = ?")
                 args.append(value)
@@ -117,7 +120,7 @@ class CaseIndex:
         if self._db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return
         columns = [row[1] for row in self._db.execute("PRAGMA table_info(cases)")]
-        if "payload" in columns:   # version 1 kept the payload in the case row too
+        if "payload" in columns:  # version 1 kept the payload in the case row too
             for name in ("cases_last_seen", "cases_camera", "cases_scene", "cases_state"):
                 self._db.execute(f"DROP INDEX IF EXISTS {name}")
             self._db.execute("ALTER TABLE cases DROP COLUMN payload")
@@ -145,8 +148,10 @@ class CaseIndex:
         ev = Event.from_dict(raw)  # the case list's columns are the typed event's
         payload = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
         last_seen = ev.last_seen.isoformat()
-        cur = self._db.execute("INSERT OR IGNORE INTO revisions VALUES (?,?,?,?,?)",
-                               (ev.event_id, ev.revision, ev.state, last_seen, payload))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO revisions VALUES (?,?,?,?,?)",
+            (ev.event_id, ev.revision, ev.state, last_seen, payload),
+        )
         if cur.rowcount == 0:
             return 0
         # Only a newer revision replaces the case row: revisions may arrive out of order after a
@@ -157,8 +162,19 @@ class CaseIndex:
                  last_seen=excluded.last_seen, confidence=excluded.confidence,
                  repeat_count=excluded.repeat_count
                WHERE excluded.revision > cases.revision""",
-            (ev.event_id, ev.revision, ev.state, ev.camera.id, ev.violation.zone_id, ev.violation.scene_class,
-             ev.first_seen.isoformat(), last_seen, ev.violation.confidence, ev.repeat_count))
+            (
+                ev.event_id,
+                ev.revision,
+                ev.state,
+                ev.camera.id,
+                ev.violation.zone_id,
+                ev.violation.scene_class,
+                ev.first_seen.isoformat(),
+                last_seen,
+                ev.violation.confidence,
+                ev.repeat_count,
+            ),
+        )
         return 1
 
     def import_jsonl(self, folder: Path) -> int:
@@ -178,10 +194,15 @@ class CaseIndex:
         """The filter's WHERE, hiding muted places/classes unless asked not to. Under the lock."""
         where, args = flt.where()
         now = time.time()
-        if flt.include_muted or self._db.execute("SELECT 1 FROM mutes WHERE until > ? LIMIT 1", (now,)).fetchone() is None:
+        if (
+            flt.include_muted
+            or self._db.execute("SELECT 1 FROM mutes WHERE until > ? LIMIT 1", (now,)).fetchone() is None
+        ):
             return where, args
-        clause = ("NOT EXISTS (SELECT 1 FROM mutes m WHERE m.camera_id = cases.camera_id AND m.zone_id = cases.zone_id "
-                  "AND m.scene_code = cases.scene_code AND m.until > ?)")
+        clause = (
+            "NOT EXISTS (SELECT 1 FROM mutes m WHERE m.camera_id = cases.camera_id AND m.zone_id = cases.zone_id "
+            "AND m.scene_code = cases.scene_code AND m.until > ?)"
+        )
         return (f"{where} AND {clause}" if where else f" WHERE {clause}"), [*args, now]
 
     def count(self, flt: CaseFilter = CaseFilter()) -> int:
@@ -199,23 +220,30 @@ class CaseIndex:
                     JOIN revisions p ON p.event_id = c.event_id AND p.revision = c.revision
                     LEFT JOIN reviews r ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id
                                                       ORDER BY at DESC LIMIT 1)
-                    ORDER BY c.last_seen DESC, c.event_id""", [*args, limit, offset]).fetchall()
+                    ORDER BY c.last_seen DESC, c.event_id""",
+                [*args, limit, offset],
+            ).fetchall()
         return [Case(json.loads(p), v, reason or "", user or "") for p, v, reason, user in rows]
 
     def case(self, event_id: str) -> Case | None:
         with self._lock:
-            row = self._db.execute("SELECT p.payload FROM cases c JOIN revisions p ON p.event_id = c.event_id "
-                                   "AND p.revision = c.revision WHERE c.event_id = ?", (event_id,)).fetchone()
-            review = self._db.execute("SELECT verdict, reason, user FROM reviews WHERE event_id = ? "
-                                      "ORDER BY at DESC LIMIT 1", (event_id,)).fetchone()
+            row = self._db.execute(
+                "SELECT p.payload FROM cases c JOIN revisions p ON p.event_id = c.event_id "
+                "AND p.revision = c.revision WHERE c.event_id = ?",
+                (event_id,),
+            ).fetchone()
+            review = self._db.execute(
+                "SELECT verdict, reason, user FROM reviews WHERE event_id = ? ORDER BY at DESC LIMIT 1", (event_id,)
+            ).fetchone()
         if row is None:
             return None
         return Case(json.loads(row[0]), *(review or (None, "", "")))
 
     def timeline(self, event_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._db.execute("SELECT payload FROM revisions WHERE event_id = ? ORDER BY revision",
-                                    (event_id,)).fetchall()
+            rows = self._db.execute(
+                "SELECT payload FROM revisions WHERE event_id = ? ORDER BY revision", (event_id,)
+            ).fetchall()
         return [json.loads(p) for (p,) in rows]
 
     def facets(self) -> dict[str, list[str]]:
@@ -226,8 +254,10 @@ class CaseIndex:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         with self._lock:
-            facets = {col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
-                      for col in ("camera_id", "scene_code", "zone_id")}
+            facets = {
+                col: [v for (v,) in self._db.execute(f"SELECT DISTINCT {col} FROM cases ORDER BY {col}")]
+                for col in ("camera_id", "scene_code", "zone_id")
+            }
         self._facets = (stamp, facets)
         return facets
 
@@ -238,33 +268,45 @@ class CaseIndex:
                 """SELECT substr(first_seen, 1, 10) AS day, scene_code, COUNT(*) FROM cases
                    WHERE substr(first_seen, 1, 10) IN (SELECT DISTINCT substr(first_seen, 1, 10) FROM cases
                                                        ORDER BY 1 DESC LIMIT ?)
-                   GROUP BY day, scene_code ORDER BY day""", (days,)).fetchall()
+                   GROUP BY day, scene_code ORDER BY day""",
+                (days,),
+            ).fetchall()
         return [(d, c, n) for d, c, n in rows]
 
     def per_camera(self) -> list[tuple[str, int, int]]:
         """(camera, cases, cases still open) per camera, most cases first."""
         with self._lock:
-            return [tuple(r) for r in self._db.execute(
-                """SELECT camera_id, COUNT(*), SUM(state NOT IN ('resolved', 'verified')) FROM cases GROUP BY camera_id
-                   ORDER BY 2 DESC, 1""")]
+            return [
+                tuple(r)
+                for r in self._db.execute(
+                    """SELECT camera_id, COUNT(*), SUM(state NOT IN ('resolved', 'verified')) FROM cases
+                   GROUP BY camera_id ORDER BY 2 DESC, 1"""
+                )
+            ]
 
     def open_count(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM cases WHERE state NOT IN ('resolved', 'verified')").fetchone()[0]
+            return self._db.execute(
+                "SELECT COUNT(*) FROM cases WHERE state NOT IN ('resolved', 'verified')"
+            ).fetchone()[0]
 
     def stamp(self) -> tuple[int, int]:
         """Changes whenever a revision or review is added: what a cached chart is keyed on."""
         with self._lock:
-            return (self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM revisions").fetchone()[0],
-                    self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM reviews").fetchone()[0])
+            return (
+                self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM revisions").fetchone()[0],
+                self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM reviews").fetchone()[0],
+            )
 
     # -- retention --------------------------------------------------------------------------
     def prune(self, before: str, now: float | None = None) -> int:
         """Forget resolved cases last seen before `before` (ISO-8601) that no operator reviewed, and
         expired mutes, so a daemon's index stays bounded like its evidence. Open cases and reviewed
         ones (the hard negatives) stay. Returns the cases forgotten."""
-        old = ("SELECT event_id FROM cases WHERE state IN ('resolved', 'verified') AND last_seen < ? "
-               "AND event_id NOT IN (SELECT event_id FROM reviews)")
+        old = (
+            "SELECT event_id FROM cases WHERE state IN ('resolved', 'verified') AND last_seen < ? "
+            "AND event_id NOT IN (SELECT event_id FROM reviews)"
+        )
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -286,20 +328,27 @@ class CaseIndex:
         with self._lock:
             if self._db.execute("SELECT 1 FROM cases WHERE event_id = ?", (event_id,)).fetchone() is None:
                 raise KeyError(event_id)
-            self._db.execute("INSERT INTO reviews VALUES (?,?,?,?,?)",
-                             (event_id, verdict, reason.strip(), user, time.time()))
+            self._db.execute(
+                "INSERT INTO reviews VALUES (?,?,?,?,?)", (event_id, verdict, reason.strip(), user, time.time())
+            )
 
     def mute(self, camera_id: str, zone_id: str, scene_code: str, hours: float, reason: str, user: str) -> None:
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT INTO mutes VALUES (?,?,?,?,?,?,?)",
-                             (camera_id, zone_id, scene_code, now + hours * 3600, reason, user, now))
+            self._db.execute(
+                "INSERT INTO mutes VALUES (?,?,?,?,?,?,?)",
+                (camera_id, zone_id, scene_code, now + hours * 3600, reason, user, now),
+            )
 
     def muted(self, camera_id: str, zone_id: str, scene_code: str, now: float | None = None) -> bool:
         with self._lock:
-            return self._db.execute(
-                "SELECT 1 FROM mutes WHERE camera_id=? AND zone_id=? AND scene_code=? AND until > ?",
-                (camera_id, zone_id, scene_code, time.time() if now is None else now)).fetchone() is not None
+            return (
+                self._db.execute(
+                    "SELECT 1 FROM mutes WHERE camera_id=? AND zone_id=? AND scene_code=? AND until > ?",
+                    (camera_id, zone_id, scene_code, time.time() if now is None else now),
+                ).fetchone()
+                is not None
+            )
 
     def dismissed(self) -> Iterator[tuple[dict[str, Any], str, str]]:
         """Cases whose latest verdict is a dismissal: (event, reason, user), the hard negatives."""
@@ -308,13 +357,29 @@ class CaseIndex:
                 """SELECT p.payload, r.reason, r.user FROM cases c JOIN reviews r
                    ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id ORDER BY at DESC LIMIT 1)
                    JOIN revisions p ON p.event_id = c.event_id AND p.revision = c.revision
-                   WHERE r.verdict = 'dismissed' ORDER BY c.last_seen DESC""").fetchall()
+                   WHERE r.verdict = 'dismissed' ORDER BY c.last_seen DESC"""
+            ).fetchall()
         for payload, reason, user in rows:
             yield json.loads(payload), reason, user
 
 
-CSV_COLUMNS = ("event_id", "state", "revision", "camera_id", "camera_address", "zone_id", "scene_code",
-               "scene_name_zh", "platform_code", "confidence", "first_seen", "last_seen", "repeat_count", "verdict", "verdict_reason")
+CSV_COLUMNS = (
+    "event_id",
+    "state",
+    "revision",
+    "camera_id",
+    "camera_address",
+    "zone_id",
+    "scene_code",
+    "scene_name_zh",
+    "platform_code",
+    "confidence",
+    "first_seen",
+    "last_seen",
+    "repeat_count",
+    "verdict",
+    "verdict_reason",
+)
 
 
 def spreadsheet_safe(value: Any) -> Any:
@@ -331,9 +396,26 @@ def cases_csv(cases: Iterable[Case]) -> str:
     writer.writerow(CSV_COLUMNS)
     for c in cases:
         e = c.event
-        writer.writerow(tuple(spreadsheet_safe(v) for v in (
-            e["event_id"], e["state"], e["revision"], e["camera"]["id"], e["camera"].get("address", ""),
-            e["zone"]["id"], e["scene_class"]["code"], e["scene_class"]["name_zh"],
-            e.get("platform", {}).get("code", ""), f"{e['confidence']:.3f}", e["first_seen"]["wall"],
-            e["last_seen"]["wall"], e.get("repeat_count", 0), c.verdict or "", c.verdict_reason)))
+        writer.writerow(
+            tuple(
+                spreadsheet_safe(v)
+                for v in (
+                    e["event_id"],
+                    e["state"],
+                    e["revision"],
+                    e["camera"]["id"],
+                    e["camera"].get("address", ""),
+                    e["zone"]["id"],
+                    e["scene_class"]["code"],
+                    e["scene_class"]["name_zh"],
+                    e.get("platform", {}).get("code", ""),
+                    f"{e['confidence']:.3f}",
+                    e["first_seen"]["wall"],
+                    e["last_seen"]["wall"],
+                    e.get("repeat_count", 0),
+                    c.verdict or "",
+                    c.verdict_reason,
+                )
+            )
+        )
     return buf.getvalue()

@@ -31,8 +31,9 @@ class ConsoleServer:
         self.host = host
         self.port = self._sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(app, access_log=False, **(options or {"log_level": "warning"})))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name="console", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name="console", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()

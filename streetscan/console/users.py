@@ -62,7 +62,7 @@ class UserStore:
         # not all pass the check before the first failure is written.
         self._login_lock = threading.Lock()
         self._hasher = PasswordHasher()
-        self._decoy_hash: str | None = None   # verified against for unknown names; made on first need
+        self._decoy_hash: str | None = None  # verified against for unknown names; made on first need
 
     def add(self, name: str, password: str, role: Role) -> User:
         if not NAME_PATTERN.match(name):
@@ -106,8 +106,9 @@ class UserStore:
             return None
         with self._lock:
             self._db.execute("DELETE FROM sessions WHERE at < ?", (time.time() - max_age_s,))
-            row = self._db.execute("SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.name "
-                                   "WHERE s.sid = ?", (sid,)).fetchone()
+            row = self._db.execute(
+                "SELECT u.name, u.role FROM sessions s JOIN users u ON u.name = s.name WHERE s.sid = ?", (sid,)
+            ).fetchone()
         return User(*row) if row else None
 
     def close_session(self, sid: str | None) -> None:
@@ -128,7 +129,8 @@ class UserStore:
         with self._lock:
             self._db.execute("DELETE FROM failures WHERE at < ?", (now - WINDOW_S,))
             by_name, by_addr = self._db.execute(
-                "SELECT SUM(name = ?), SUM(address = ?) FROM failures", (name, address)).fetchone()
+                "SELECT SUM(name = ?), SUM(address = ?) FROM failures", (name, address)
+            ).fetchone()
         return (by_name or 0) >= MAX_FAILURES or (by_addr or 0) >= MAX_FAILURES
 
     def login(self, name: str, password: str, address: str) -> User | Literal["throttled"] | None:

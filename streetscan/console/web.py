@@ -63,8 +63,9 @@ def current_user(request: Request) -> User:
     # removed user ends it at once, whatever copy of the cookie is still around.
     user = console_of(request).users.session_user(request.session.get("sid"), SESSION_HOURS * 3600)
     if user is None:
-        raise LoginRequired(api=request.url.path.startswith(("/api/", "/evidence/"))
-                            or request.url.path.endswith((".jpg", ".svg")))  # images: no page to redirect
+        raise LoginRequired(
+            api=request.url.path.startswith(("/api/", "/evidence/")) or request.url.path.endswith((".jpg", ".svg"))
+        )  # images: no page to redirect
     return user
 
 
@@ -73,19 +74,21 @@ def needs(role: Role) -> Callable[..., User]:
         if not user.can(role):
             raise HTTPException(403, f"needs the {role} role")
         return user
+
     return check
 
 
 def render(request: Request, name: str, user: User | None, **context: Any) -> HTMLResponse:
     lang = request.session.get("lang", LANGS[0])
-    return console_of(request).templates.TemplateResponse(request, name, {
-        "user": user, "csrf": csrf_token(request), "t": translator(lang), "lang": lang, **context})
+    return console_of(request).templates.TemplateResponse(
+        request, name, {"user": user, "csrf": csrf_token(request), "t": translator(lang), "lang": lang, **context}
+    )
 
 
 def safe_next(target: str, same_origin: str | None = None) -> str:
     """Only local paths: a `next` pointing elsewhere would make the login page an open redirect."""
     if same_origin and target.startswith(same_origin):
-        target = "/" + target[len(same_origin):]
+        target = "/" + target[len(same_origin) :]
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/cases"
     return target

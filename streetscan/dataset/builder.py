@@ -26,8 +26,14 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from streetscan.dataset.formats import (BadLabel, LabelledImage, SourceFormatError, original_stem, read_source,
-                                        yolo_class_names)
+from streetscan.dataset.formats import (
+    BadLabel,
+    LabelledImage,
+    SourceFormatError,
+    original_stem,
+    read_source,
+    yolo_class_names,
+)
 from streetscan.dataset.manifest import FootageClip, Manifest, SourceSpec
 from streetscan.pipeline.models import vocabulary
 
@@ -51,8 +57,15 @@ def find_mirror(mirrors: Iterable[Path], repository: str) -> Path | None:
     (owner+name/repo as the fetch tool writes it, owner/name, name, with or without .git)."""
     owner, name = repository.split("/")
     for base in mirrors:
-        for cand in (base / f"{owner}+{name}" / "repo", base / f"{owner}+{name}", base / owner / name,
-                     base / f"{owner}__{name}", base / name, base / f"{name}.git", base / f"{owner}+{name}.git"):
+        for cand in (
+            base / f"{owner}+{name}" / "repo",
+            base / f"{owner}+{name}",
+            base / owner / name,
+            base / f"{owner}__{name}",
+            base / name,
+            base / f"{name}.git",
+            base / f"{owner}+{name}.git",
+        ):
             if cand.is_dir() and _git(cand, "rev-parse", "--git-dir").returncode == 0:
                 return cand
     return None
@@ -62,24 +75,32 @@ def checkout_source(spec: SourceSpec, mirrors: list[Path], work: Path) -> Path:
     """Extract the source's folder at the manifest's commit into `work`; return the folder."""
     repo = find_mirror(mirrors, spec.repository)
     if repo is None:
-        raise SourceUnavailable(f"missing: no snapshot of {spec.repository} under "
-                                f"{', '.join(str(m) for m in mirrors) or '(no --mirror given)'}")
+        raise SourceUnavailable(
+            f"missing: no snapshot of {spec.repository} under "
+            f"{', '.join(str(m) for m in mirrors) or '(no --mirror given)'}"
+        )
     if _git(repo, "cat-file", "-e", f"{spec.commit}^{{commit}}").returncode != 0:
         head = _git(repo, "rev-parse", "HEAD").stdout.strip() or "unknown"
-        raise SourceUnavailable(f"at another commit: {spec.repository} snapshot lacks {spec.commit} "
-                                f"(its HEAD is {head})")
+        raise SourceUnavailable(
+            f"at another commit: {spec.repository} snapshot lacks {spec.commit} (its HEAD is {head})"
+        )
     if not _git(repo, "ls-tree", "-d", spec.commit, spec.folder.rstrip("/")).stdout.strip() and spec.folder != ".":
         raise SourceUnavailable(f"folder {spec.folder!r} is not in {spec.repository}@{spec.commit[:12]}")
     work.mkdir(parents=True, exist_ok=True)
     pathspec = [] if spec.folder == "." else [spec.folder]
-    archive = subprocess.Popen(["git", "-C", str(repo), "archive", "--format=tar", spec.commit, *pathspec],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    archive = subprocess.Popen(
+        ["git", "-C", str(repo), "archive", "--format=tar", spec.commit, *pathspec],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     tar = subprocess.run(["tar", "-x", "-C", str(work)], stdin=archive.stdout, capture_output=True)
     archive.stdout.close()
     err = archive.stderr.read().decode(errors="replace")
     if archive.wait() != 0 or tar.returncode != 0:
-        raise SourceUnavailable(f"malformed snapshot: git archive of {spec.folder!r} failed: "
-                                f"{(err or tar.stderr.decode(errors='replace')).strip()[:200]}")
+        raise SourceUnavailable(
+            f"malformed snapshot: git archive of {spec.folder!r} failed: "
+            f"{(err or tar.stderr.decode(errors='replace')).strip()[:200]}"
+        )
     return work / spec.folder
 
 
@@ -98,7 +119,7 @@ def staged_source(spec: SourceSpec, assets: Path | None) -> Path:
 
 def _unit_hash(*parts: str) -> float:
     digest = hashlib.sha1("\x00".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2 ** 64
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def assign_splits(spec: SourceSpec, items: list[LabelledImage], val_fraction: float) -> dict[Path, str]:
@@ -179,15 +200,15 @@ class NearDuplicates:
 @dataclass
 class SourceResult:
     name: str
-    status: str = "built"            # built | skipped
+    status: str = "built"  # built | skipped
     reason: str = ""
-    images: Counter = field(default_factory=Counter)          # split -> images written
-    boxes: Counter = field(default_factory=Counter)           # (split, kind, object) -> boxes
+    images: Counter = field(default_factory=Counter)  # split -> images written
+    boxes: Counter = field(default_factory=Counter)  # (split, kind, object) -> boxes
     duplicates: int = 0
     capped: int = 0
     bad_labels: list[tuple[str, str]] = field(default_factory=list)
-    dropped_boxes: Counter = field(default_factory=Counter)   # source class -> boxes mapped to null
-    clip: FootageClip | None = None                           # a footage clip's manifest entry
+    dropped_boxes: Counter = field(default_factory=Counter)  # source class -> boxes mapped to null
+    clip: FootageClip | None = None  # a footage clip's manifest entry
 
 
 # Teacher boxes on a single image count from this confidence (scripts/build_dataset.py loads the
@@ -217,8 +238,7 @@ class DatasetBuilder:
         self.results.append(result)
         with tempfile.TemporaryDirectory(dir=self.out, prefix=".checkout-") as work:
             try:
-                root = (staged_source(spec, assets) if spec.staged
-                        else checkout_source(spec, list(mirrors), Path(work)))
+                root = staged_source(spec, assets) if spec.staged else checkout_source(spec, list(mirrors), Path(work))
                 self._add_from(spec, root, result)
             except (SourceUnavailable, SourceFormatError) as exc:
                 result.status, result.reason = "skipped", str(exc)
@@ -250,7 +270,9 @@ class DatasetBuilder:
         if unmapped:
             raise SourceFormatError(f"classes {unmapped} have no entry in the manifest (map them or null)")
         if not items:
-            raise SourceFormatError(f"no labelled images under {spec.layout()['images']} for splits {list(spec.splits)}")
+            raise SourceFormatError(
+                f"no labelled images under {spec.layout()['images']} for splits {list(spec.splits)}"
+            )
         splits = assign_splits(spec, items, self.manifest.val_fraction)
         val_list = []
         originals: set[str] = set()
@@ -273,14 +295,16 @@ class DatasetBuilder:
                 val_list.append(str(written.resolve()))
         (self.out / "val" / f"{spec.name}.txt").write_text("".join(f"{p}\n" for p in val_list))
 
-    def _write(self, spec: SourceSpec, root: Path, item: LabelledImage, split: str, result: SourceResult) -> Path | None:
+    def _write(
+        self, spec: SourceSpec, root: Path, item: LabelledImage, split: str, result: SourceResult
+    ) -> Path | None:
         image = cv2.imread(str(item.path))
         if image is None:
             result.bad_labels.append((str(item.path.relative_to(root)), "unreadable image"))
             return None
         image = self._resize(image)
         stem = f"{spec.name}__{_safe(item.path.stem)}"
-        if (self.out / "images" / split / f"{stem}.jpg").exists():   # same name in two source splits
+        if (self.out / "images" / split / f"{stem}.jpg").exists():  # same name in two source splits
             stem = f"{stem}__{_safe(item.split)}"
         if self.dedup.check_and_add(image, stem) is not None:
             result.duplicates += 1
@@ -319,10 +343,12 @@ class DatasetBuilder:
         """Teacher detections as YOLO label rows, leaving out objects the source labels by hand."""
         h, w = image.shape[:2]
         rows = []
-        for (x1, y1, x2, y2), name in zip(det.xyxy, det.data["class_name"]):
+        for (x1, y1, x2, y2), name in zip(det.xyxy, det.data["class_name"], strict=False):
             if str(name) in labelled:
                 continue
-            rows.append((self.vocab.index(str(name)), ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h)))
+            rows.append(
+                (self.vocab.index(str(name)), ((x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h))
+            )
         return rows
 
     # -- street footage (teacher labels only) ----------------------------------------------------
@@ -346,8 +372,9 @@ class DatasetBuilder:
         if split == "train" and (result.clip is None or result.clip.licence is None):
             # Training on a picture needs its owner's leave; scoring on a held-out clip does not copy it.
             result.status = "skipped"
-            result.reason = ("no licence stated for this clip (models/datasets.yaml footage.clips): "
-                             "not used for training")
+            result.reason = (
+                "no licence stated for this clip (models/datasets.yaml footage.clips): not used for training"
+            )
             return result
         card = self.teacher.card
         low = load_detector(card, conf_threshold=card.thresholds.detect)
@@ -370,10 +397,18 @@ class DatasetBuilder:
     def finish(self) -> dict:
         from streetscan.dataset.report import build_report, write_report
 
-        (self.out / "data.yaml").write_text(yaml.safe_dump({
-            "path": str(self.out.resolve()), "train": "images/train", "val": "images/val",
-            "names": dict(enumerate(self.vocab)),
-        }, allow_unicode=True, sort_keys=False))
+        (self.out / "data.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "path": str(self.out.resolve()),
+                    "train": "images/train",
+                    "val": "images/val",
+                    "names": dict(enumerate(self.vocab)),
+                },
+                allow_unicode=True,
+                sort_keys=False,
+            )
+        )
         report = build_report(self.manifest, self.results, self.teacher.card.name if self.teacher else None)
         write_report(report, self.out)
         return report

@@ -38,7 +38,9 @@ class Box:
         if not (self.w > 0 and self.h > 0):
             raise ValueError(f"box {self.name} has no area (w={self.w:.4f}, h={self.h:.4f})")
         if not all(-0.01 <= v <= 1.01 for v in (self.cx, self.cy, self.w, self.h)):
-            raise ValueError(f"box {self.name} lies outside the image ({self.cx:.3f} {self.cy:.3f} {self.w:.3f} {self.h:.3f})")
+            raise ValueError(
+                f"box {self.name} lies outside the image ({self.cx:.3f} {self.cy:.3f} {self.w:.3f} {self.h:.3f})"
+            )
 
 
 def original_stem(path: Path) -> str:
@@ -49,7 +51,7 @@ def original_stem(path: Path) -> str:
 @dataclass(frozen=True)
 class LabelledImage:
     path: Path
-    split: str          # the source's own split folder name
+    split: str  # the source's own split folder name
     boxes: tuple[Box, ...]
 
     @property
@@ -99,8 +101,9 @@ def yolo_class_names(spec: SourceSpec, root: Path) -> list[str]:
     classes_txt = root / "classes.txt"
     if classes_txt.exists():
         return classes_txt.read_text(encoding="utf-8").split()
-    raise SourceFormatError("no class names: the folder has no data.yaml `names` or classes.txt, "
-                            "and the manifest gives no `names`")
+    raise SourceFormatError(
+        "no class names: the folder has no data.yaml `names` or classes.txt, and the manifest gives no `names`"
+    )
 
 
 def _yolo_line(line: str, names: list[str]) -> Box:
@@ -114,14 +117,15 @@ def _yolo_line(line: str, names: list[str]) -> Box:
         raise ValueError(f"class id {cid} outside 0..{len(names) - 1}")
     if len(values) == 4:
         return Box(names[cid], *values)
-    if len(values) >= 6 and len(values) % 2 == 0:   # a polygon: its bounding box
+    if len(values) >= 6 and len(values) % 2 == 0:  # a polygon: its bounding box
         xs, ys = values[0::2], values[1::2]
         return box_from_xyxy(names[cid], min(xs), min(ys), max(xs), max(ys), 1.0, 1.0)
     raise ValueError(f"{len(values)} coordinates: neither a box (4) nor a polygon (>= 6, even)")
 
 
-def _read_txt_per_image(spec: SourceSpec, root: Path,
-                        parse: Callable[[Path, list[str]], tuple[Box, ...]]) -> Iterator[LabelledImage | BadLabel]:
+def _read_txt_per_image(
+    spec: SourceSpec, root: Path, parse: Callable[[Path, list[str]], tuple[Box, ...]]
+) -> Iterator[LabelledImage | BadLabel]:
     """Sources with one text label file per image (`<labels>/<image stem>.txt`): YOLO and DOTA."""
     layout = spec.layout()
     for split in spec.splits:
@@ -171,8 +175,9 @@ def read_coco(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel
                     per_image[iid].append(box_from_xyxy(name, x, y, x + bw, y + bh, w, h))
                 else:
                     pts = [float(v) for poly in ann["segmentation"] for v in poly]
-                    per_image[iid].append(box_from_xyxy(name, min(pts[0::2]), min(pts[1::2]),
-                                                        max(pts[0::2]), max(pts[1::2]), w, h))
+                    per_image[iid].append(
+                        box_from_xyxy(name, min(pts[0::2]), min(pts[1::2]), max(pts[0::2]), max(pts[1::2]), w, h)
+                    )
             except (KeyError, ValueError, TypeError) as exc:
                 bad[iid] = f"annotation {ann.get('id')}: {exc}"
         image_dir = root / layout["images"].format(split=split)
@@ -233,7 +238,7 @@ def read_voc(spec: SourceSpec, root: Path) -> Iterator[LabelledImage | BadLabel]
 def _dota_line(line: str, width: float, height: float) -> Box | None:
     parts = line.split()
     if len(parts) < 9:
-        if parts and parts[0].startswith(("imagesource:", "gsd:")):   # DOTA's optional header lines
+        if parts and parts[0].startswith(("imagesource:", "gsd:")):  # DOTA's optional header lines
             return None
         raise ValueError(f"{len(parts)} fields: a DOTA line has 8 corner coordinates and a class name")
     try:
@@ -245,7 +250,7 @@ def _dota_line(line: str, width: float, height: float) -> Box | None:
 
 
 def _dota_boxes(image: Path, lines: list[str]) -> tuple[Box, ...]:
-    with Image.open(image) as im:    # reads the header only
+    with Image.open(image) as im:  # reads the header only
         width, height = im.size
     return tuple(b for b in (_dota_line(line, width, height) for line in lines) if b is not None)
 

@@ -46,46 +46,73 @@ class ManifestError(ValueError):
 class SourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(title="Name", description="Short id; prefixes every image the source contributes.",
-                      pattern=r"^[a-z0-9][a-z0-9_]*$")
+    name: str = Field(
+        title="Name",
+        description="Short id; prefixes every image the source contributes.",
+        pattern=r"^[a-z0-9][a-z0-9_]*$",
+    )
     title: str = Field("", title="Title", description="What the set is, as its authors call it.")
-    staged: str | None = Field(None, title="Staged folder",
-                               description="Folder under $STREETSCAN_ASSETS/datasets/ (shared assets).")
-    repository: str | None = Field(None, title="Repository", description="owner/name of the public repository.",
-                                   pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    commit: str | None = Field(None, title="Commit", description="The exact commit the set is read from.",
-                               pattern=r"^[0-9a-f]{40}$")
+    staged: str | None = Field(
+        None, title="Staged folder", description="Folder under $STREETSCAN_ASSETS/datasets/ (shared assets)."
+    )
+    repository: str | None = Field(
+        None,
+        title="Repository",
+        description="owner/name of the public repository.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    )
+    commit: str | None = Field(
+        None, title="Commit", description="The exact commit the set is read from.", pattern=r"^[0-9a-f]{40}$"
+    )
     folder: str = Field(".", title="Folder", description="Folder inside the repository or staged set.")
     format: Literal["yolo", "coco", "voc", "dota"] = Field(
-        title="Label format", description="yolo (boxes or polygons), coco (JSON), voc (XML) or dota (oriented "
-                                          "boxes: four pixel corners and a class name per line).")
+        title="Label format",
+        description="yolo (boxes or polygons), coco (JSON), voc (XML) or dota (oriented "
+        "boxes: four pixel corners and a class name per line).",
+    )
     images: str | None = Field(None, title="Images path", description="Image folder per split; `{split}` is replaced.")
-    labels: str | None = Field(None, title="Labels path",
-                               description="Label folder (yolo, voc, dota) or JSON file (coco) per split.")
+    labels: str | None = Field(
+        None, title="Labels path", description="Label folder (yolo, voc, dota) or JSON file (coco) per split."
+    )
     splits: dict[str, Literal["train", "val", "drop"]] = Field(
-        title="Splits", description="The source's split folders and where each goes; `val` keeps the "
-                                    "source's own held-out images for evaluation.")
-    scene: str | None = Field(None, title="Scene pattern",
-                              description="Regex on the original file stem whose first group names the clip or "
-                                          "scene; images of one scene never land on both sides of the split.")
-    include: str | None = Field(None, title="Included images",
-                                description="Regex searched in each image's original file stem; only matching "
-                                            "images are read, so one folder can feed two sources with different "
-                                            "class maps (fully labelled frames beside clips where one class is "
-                                            "boxed and the teacher must label the rest).")
+        title="Splits",
+        description="The source's split folders and where each goes; `val` keeps the "
+        "source's own held-out images for evaluation.",
+    )
+    scene: str | None = Field(
+        None,
+        title="Scene pattern",
+        description="Regex on the original file stem whose first group names the clip or "
+        "scene; images of one scene never land on both sides of the split.",
+    )
+    include: str | None = Field(
+        None,
+        title="Included images",
+        description="Regex searched in each image's original file stem; only matching "
+        "images are read, so one folder can feed two sources with different "
+        "class maps (fully labelled frames beside clips where one class is "
+        "boxed and the teacher must label the rest).",
+    )
     classes: dict[str, str | None] = Field(
-        title="Class map", description="Every source class name -> vocabulary object, or null to drop it.")
-    names: list[str] | None = Field(None, title="Class names",
-                                    description="YOLO class names in id order when the folder has no data.yaml "
-                                                "or classes.txt.")
+        title="Class map", description="Every source class name -> vocabulary object, or null to drop it."
+    )
+    names: list[str] | None = Field(
+        None,
+        title="Class names",
+        description="YOLO class names in id order when the folder has no data.yaml or classes.txt.",
+    )
     licence: str = Field(title="Licence", description="As stated by the source.")
     attribution: str = Field(title="Attribution", description="Text to carry with models trained on it.")
     url: str = Field("", title="Upstream", description="Where the set was published (dataset page).")
     viewpoint: str = Field(title="Viewpoint", description="Camera height and kind: CCTV, drone, handheld...")
     image_count: int = Field(title="Images", description="Images in the folder at that commit (all splits).", ge=0)
-    max_images: int | None = Field(None, title="Image cap", ge=1,
-                                   description="Keep at most this many train images (whole scenes, seeded), "
-                                               "so one huge set does not drown the rest.")
+    max_images: int | None = Field(
+        None,
+        title="Image cap",
+        ge=1,
+        description="Keep at most this many train images (whole scenes, seeded), "
+        "so one huge set does not drown the rest.",
+    )
 
     @model_validator(mode="after")
     def _one_origin(self):
@@ -144,27 +171,40 @@ class SourceSpec(BaseModel):
 class FootageClip(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     origin: str = Field(title="Origin", description="Repository @ commit (and file) the clip was taken from.")
-    licence: str | None = Field(title="Licence",
-                                description="As stated by the source; null when none is stated, and then the "
-                                            "clip never goes to train (it may still be scored on in val).")
+    licence: str | None = Field(
+        title="Licence",
+        description="As stated by the source; null when none is stated, and then the "
+        "clip never goes to train (it may still be scored on in val).",
+    )
     viewpoint: str = Field(title="Viewpoint", description="Camera height and kind.")
 
 
 class FootageSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    val: list[str] = Field(default_factory=list, title="Validation clips",
-                           description="Whole clips that go to val; every other clip goes to train.")
-    clips: dict[str, FootageClip] = Field(default_factory=dict, title="Clips",
-                                          description="Every clip file name -> where it is from and its licence. "
-                                                      "A clip missing here is treated as unlicensed.")
+    val: list[str] = Field(
+        default_factory=list,
+        title="Validation clips",
+        description="Whole clips that go to val; every other clip goes to train.",
+    )
+    clips: dict[str, FootageClip] = Field(
+        default_factory=dict,
+        title="Clips",
+        description="Every clip file name -> where it is from and its licence. "
+        "A clip missing here is treated as unlicensed.",
+    )
 
 
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     version: Literal[1] = 1
     long_side: int = Field(640, ge=64, title="Long side", description="Images are resized so the long side is this.")
-    val_fraction: float = Field(0.15, gt=0, lt=1, title="Val fraction",
-                                description="Share of scenes held out for a source that has no val split.")
+    val_fraction: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        title="Val fraction",
+        description="Share of scenes held out for a source that has no val split.",
+    )
     sources: list[SourceSpec]
     footage: FootageSpec = Field(default_factory=FootageSpec)
 

@@ -15,8 +15,17 @@ from streetscan.pipeline.models import vocabulary
 # many boxes from more than one source; the street-scene objects need a few hundred at least.
 CORE_OBJECTS = ("person", "car", "bus", "truck", "bicycle", "motorcycle")
 CORE_MIN_BOXES, CORE_MIN_SOURCES = 500, 2
-SCENE_OBJECTS = ("litter", "floating_debris", "materials", "laundry", "stall", "goods", "water",
-                 "muck_truck", "advertisement")
+SCENE_OBJECTS = (
+    "litter",
+    "floating_debris",
+    "materials",
+    "laundry",
+    "stall",
+    "goods",
+    "water",
+    "muck_truck",
+    "advertisement",
+)
 SCENE_MIN_BOXES = 300
 SAMPLE_BAD_LABELS = 5
 
@@ -43,40 +52,77 @@ def build_report(manifest: Manifest, results: list, teacher: str | None) -> dict
             else:
                 pseudo[obj] += n
         entry = {
-            "name": r.name, "status": r.status, "reason": r.reason,
-            "images": dict(r.images), "duplicates_dropped": r.duplicates, "capped": r.capped,
-            "bad_labels": len(r.bad_labels), "bad_label_samples": [f"{p}: {why}" for p, why in r.bad_labels[:SAMPLE_BAD_LABELS]],
-            "dropped_boxes": dict(r.dropped_boxes), "boxes": dict(per_object),
+            "name": r.name,
+            "status": r.status,
+            "reason": r.reason,
+            "images": dict(r.images),
+            "duplicates_dropped": r.duplicates,
+            "capped": r.capped,
+            "bad_labels": len(r.bad_labels),
+            "bad_label_samples": [f"{p}: {why}" for p, why in r.bad_labels[:SAMPLE_BAD_LABELS]],
+            "dropped_boxes": dict(r.dropped_boxes),
+            "boxes": dict(per_object),
         }
         if r.clip is not None:
-            entry.update({"origin": r.clip.origin, "licence": r.clip.licence or "not stated",
-                          "viewpoint": r.clip.viewpoint})
+            entry.update(
+                {"origin": r.clip.origin, "licence": r.clip.licence or "not stated", "viewpoint": r.clip.viewpoint}
+            )
         if spec is not None:
-            entry.update({"origin": spec.origin, "repository": spec.repository, "commit": spec.commit,
-                          "folder": spec.folder, "licence": spec.licence, "viewpoint": spec.viewpoint,
-                          "labels": sorted(spec.labelled_objects)})
+            entry.update(
+                {
+                    "origin": spec.origin,
+                    "repository": spec.repository,
+                    "commit": spec.commit,
+                    "folder": spec.folder,
+                    "licence": spec.licence,
+                    "viewpoint": spec.viewpoint,
+                    "labels": sorted(spec.labelled_objects),
+                }
+            )
         sources.append(entry)
     targets = []
     for obj in CORE_OBJECTS:
         n, k = human[obj], len(sources_with[obj])
-        targets.append({"object": obj, "human_boxes": n, "sources": k,
-                        "need": f">= {CORE_MIN_BOXES} boxes from >= {CORE_MIN_SOURCES} sources",
-                        "met": n >= CORE_MIN_BOXES and k >= CORE_MIN_SOURCES})
+        targets.append(
+            {
+                "object": obj,
+                "human_boxes": n,
+                "sources": k,
+                "need": f">= {CORE_MIN_BOXES} boxes from >= {CORE_MIN_SOURCES} sources",
+                "met": n >= CORE_MIN_BOXES and k >= CORE_MIN_SOURCES,
+            }
+        )
     for obj in SCENE_OBJECTS:
         n = human[obj]
-        targets.append({"object": obj, "human_boxes": n, "sources": len(sources_with[obj]),
-                        "need": f">= {SCENE_MIN_BOXES} boxes", "met": n >= SCENE_MIN_BOXES})
+        targets.append(
+            {
+                "object": obj,
+                "human_boxes": n,
+                "sources": len(sources_with[obj]),
+                "need": f">= {SCENE_MIN_BOXES} boxes",
+                "met": n >= SCENE_MIN_BOXES,
+            }
+        )
     scenes = []
     for sc in SCENE_CLASSES:
         have = {o: human[o] for o in sc.objects}
-        scenes.append({"scene_class": sc.code, "zh": sc.name_zh, "objects": have,
-                       "human_data": any(n > 0 for n in have.values()),
-                       "short": [o for o, n in have.items() if n < SCENE_MIN_BOXES]})
+        scenes.append(
+            {
+                "scene_class": sc.code,
+                "zh": sc.name_zh,
+                "objects": have,
+                "human_data": any(n > 0 for n in have.values()),
+                "short": [o for o, n in have.items() if n < SCENE_MIN_BOXES],
+            }
+        )
     return {
-        "teacher": teacher, "long_side": manifest.long_side,
+        "teacher": teacher,
+        "long_side": manifest.long_side,
         "images": {f"{s['name']}/{sp}": n for s in sources for sp, n in sorted(s["images"].items())},
-        "objects": {o: {"human": human[o], "human_val": human_val[o], "pseudo": pseudo[o],
-                        "sources": sorted(sources_with[o])} for o in vocab},
+        "objects": {
+            o: {"human": human[o], "human_val": human_val[o], "pseudo": pseudo[o], "sources": sorted(sources_with[o])}
+            for o in vocab
+        },
         "human_boxes_per_class": {o: n for o, n in human.items() if n},
         "targets": targets,
         "scene_classes": scenes,
@@ -87,24 +133,52 @@ def build_report(manifest: Manifest, results: list, teacher: str | None) -> dict
 
 
 def render_markdown(report: dict) -> str:
-    lines = ["# StreetScan training-set report", "",
-             f"Images resized to long side {report['long_side']} px. Teacher for objects a source does not label: "
-             f"`{report['teacher'] or 'none (pseudo-labels off)'}` (train split only; val holds human boxes only).", ""]
-    lines += ["## Objects", "", "| object | human boxes | of which val | teacher boxes | sources with human boxes |",
-              "|---|---:|---:|---:|---|"]
+    lines = [
+        "# StreetScan training-set report",
+        "",
+        f"Images resized to long side {report['long_side']} px. Teacher for objects a source does not label: "
+        f"`{report['teacher'] or 'none (pseudo-labels off)'}` (train split only; val holds human boxes only).",
+        "",
+    ]
+    lines += [
+        "## Objects",
+        "",
+        "| object | human boxes | of which val | teacher boxes | sources with human boxes |",
+        "|---|---:|---:|---:|---|",
+    ]
     for obj, v in report["objects"].items():
         lines.append(f"| {obj} | {v['human']} | {v['human_val']} | {v['pseudo']} | {', '.join(v['sources']) or '-'} |")
-    lines += ["", "## Targets (issue #15)", "", "| object | human boxes | sources | need | met |", "|---|---:|---:|---|---|"]
+    lines += [
+        "",
+        "## Targets (issue #15)",
+        "",
+        "| object | human boxes | sources | need | met |",
+        "|---|---:|---:|---|---|",
+    ]
     for t in report["targets"]:
-        lines.append(f"| {t['object']} | {t['human_boxes']} | {t['sources']} | {t['need']} | {'yes' if t['met'] else '**no**'} |")
-    lines += ["", "## Sources", "",
-              "| source | status | origin | licence | viewpoint | train | val | duplicates dropped | bad labels |",
-              "|---|---|---|---|---|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {t['object']} | {t['human_boxes']} | {t['sources']} | {t['need']} | {'yes' if t['met'] else '**no**'} |"
+        )
+    lines += [
+        "",
+        "## Sources",
+        "",
+        "| source | status | origin | licence | viewpoint | train | val | duplicates dropped | bad labels |",
+        "|---|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for s in report["sources"]:
-        lines.append(f"| {s['name']} | {s['status']} | {s.get('origin', '-')} | {s.get('licence', '-')} | "
-                     f"{s.get('viewpoint', '-')} | {s['images'].get('train', 0)} | {s['images'].get('val', 0)} | "
-                     f"{s['duplicates_dropped']} | {s['bad_labels']} |")
-    lines += ["", "### Boxes per source, split and label kind", "", "| source | object | boxes (split/kind) |", "|---|---|---|"]
+        lines.append(
+            f"| {s['name']} | {s['status']} | {s.get('origin', '-')} | {s.get('licence', '-')} | "
+            f"{s.get('viewpoint', '-')} | {s['images'].get('train', 0)} | {s['images'].get('val', 0)} | "
+            f"{s['duplicates_dropped']} | {s['bad_labels']} |"
+        )
+    lines += [
+        "",
+        "### Boxes per source, split and label kind",
+        "",
+        "| source | object | boxes (split/kind) |",
+        "|---|---|---|",
+    ]
     for s in report["sources"]:
         for obj, counts in s["boxes"].items():
             lines.append(f"| {s['name']} | {obj} | {', '.join(f'{k} {n}' for k, n in counts.items())} |")
@@ -115,12 +189,19 @@ def render_markdown(report: dict) -> str:
     if bad:
         lines += ["", "## Bad label files (image left out)", ""]
         for s in bad:
-            lines.append(f"- **{s['name']}**: {s['bad_labels']} files, e.g. " + "; ".join(f"`{x}`" for x in s["bad_label_samples"]))
+            lines.append(
+                f"- **{s['name']}**: {s['bad_labels']} files, e.g. "
+                + "; ".join(f"`{x}`" for x in s["bad_label_samples"])
+            )
     lines += ["", "## Scene classes", "", "| scene class | objects (human boxes) | short of data |", "|---|---|---|"]
     for sc in report["scene_classes"]:
         objs = ", ".join(f"{o} {n}" for o, n in sc["objects"].items())
         lines.append(f"| {sc['scene_class']} {sc['zh']} | {objs} | {', '.join(sc['short']) or '-'} |")
-    lines += ["", "Scene classes with no human-labelled data: " + (", ".join(report["scene_classes_without_data"]) or "none"), ""]
+    lines += [
+        "",
+        "Scene classes with no human-labelled data: " + (", ".join(report["scene_classes_without_data"]) or "none"),
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -22,17 +22,36 @@ log = logging.getLogger(__name__)
 
 
 class RedisCommandReader(StreamWorker):
-    def __init__(self, url: str, handle: Callable[[Any], dict[str, Any] | None], *,
-                 stream: str = "streetscan:commands", group: str = "streetscan", consumer: str | None = None,
-                 block_ms: int = 1000, replies_maxlen: int = 100_000):
+    def __init__(
+        self,
+        url: str,
+        handle: Callable[[Any], dict[str, Any] | None],
+        *,
+        stream: str = "streetscan:commands",
+        group: str = "streetscan",
+        consumer: str | None = None,
+        block_ms: int = 1000,
+        replies_maxlen: int = 100_000,
+    ):
         self.replies = f"{stream}:replies"
         self.handle = handle
         self.replies_maxlen = replies_maxlen
         # From the stream's end: a daemon answers the requests made while it runs, and those it
         # read before a crash without answering (its own backlog), not the platform's history.
-        super().__init__("redis-commands", CaseStreamConsumer(url, stream, group, consumer, claim_idle_s=None,
-                                                              batch=50, block_ms=block_ms, from_start=False,
-                                                              parse=parse))
+        super().__init__(
+            "redis-commands",
+            CaseStreamConsumer(
+                url,
+                stream,
+                group,
+                consumer,
+                claim_idle_s=None,
+                batch=50,
+                block_ms=block_ms,
+                from_start=False,
+                parse=parse,
+            ),
+        )
         self.client = self.reader.client
 
     def reply(self, reply: dict[str, Any]) -> None:
@@ -57,5 +76,5 @@ def parse(fields: dict[bytes, bytes] | None) -> Any:
         try:
             return json.loads(decoded["payload"])
         except ValueError:
-            return decoded["payload"]   # the desk answers `malformed`
+            return decoded["payload"]  # the desk answers `malformed`
     return decoded

@@ -18,18 +18,27 @@ from typing import Any
 
 import redis
 
-from ..secrets import remember
 from ..infra.backoff import Backoff
 from ..infra.loop import Worker
+from ..secrets import remember
 
 log = logging.getLogger(__name__)
 
 
 class CaseStreamConsumer:
-    def __init__(self, url: str, stream: str = "streetscan:events", group: str = "platform",
-                 consumer: str | None = None, *, claim_idle_s: float | None = 60.0, batch: int = 100,
-                 block_ms: int = 1000, from_start: bool = True,
-                 parse: Callable[[dict[bytes, bytes] | None], Any] | None = None):
+    def __init__(
+        self,
+        url: str,
+        stream: str = "streetscan:events",
+        group: str = "platform",
+        consumer: str | None = None,
+        *,
+        claim_idle_s: float | None = 60.0,
+        batch: int = 100,
+        block_ms: int = 1000,
+        from_start: bool = True,
+        parse: Callable[[dict[bytes, bytes] | None], Any] | None = None,
+    ):
         """`claim_idle_s` None: never take over other consumers' entries. `parse`: an entry's
         fields to what `read` returns (default: the event in its `payload` field, or None)."""
         self.stream = stream
@@ -57,21 +66,29 @@ class CaseStreamConsumer:
         """The next entries to handle: (entry id, parsed entry: by default the event, or None for
         an entry without a payload)."""
         if self._own_backlog:
-            entries = self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"},
-                                                           count=self.batch))
+            entries = self._entries(
+                self.client.xreadgroup(self.group, self.consumer, {self.stream: "0"}, count=self.batch)
+            )
             if entries:
                 return entries
             self._own_backlog = False
         if self.claim_idle_ms >= 0:
-            answer = self.client.xautoclaim(self.stream, self.group, self.consumer, self.claim_idle_ms,
-                                            start_id=self._claim_cursor, count=self.batch)
+            answer = self.client.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=self._claim_cursor,
+                count=self.batch,
+            )
             self._claim_cursor = answer[0] if answer and answer[0] else "0-0"
             claimed = [(eid, fields) for eid, fields in (answer[1] if answer else []) if fields is not None]
             if claimed:
                 log.info("%s: took over %d entries a stopped consumer left", self.stream, len(claimed))
                 return [(eid, self.parse(fields)) for eid, fields in claimed]
-        return self._entries(self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"},
-                                                    count=self.batch, block=self.block_ms))
+        return self._entries(
+            self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=self.batch, block=self.block_ms)
+        )
 
     def ack(self, entry_ids: list[bytes]) -> None:
         if entry_ids:

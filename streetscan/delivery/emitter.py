@@ -11,18 +11,26 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
+from ..infra.backoff import Backoff
+from ..infra.loop import Worker
 from ..infra.metrics import Metrics
 from .sinks import CaseSink, EventRejected, SinkError
 from .spool import EventSpool
-from ..infra.loop import Worker
-from ..infra.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 
 class EventEmitter(Worker):
-    def __init__(self, spool: EventSpool, sinks: Sequence[CaseSink], metrics: Metrics, *,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, batch: int = 200):
+    def __init__(
+        self,
+        spool: EventSpool,
+        sinks: Sequence[CaseSink],
+        metrics: Metrics,
+        *,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        batch: int = 200,
+    ):
         self.spool = spool
         self.sinks = list(sinks)
         self.metrics = metrics
@@ -35,7 +43,6 @@ class EventEmitter(Worker):
         self._taken: dict[str, int] = {}
         self._cursor_unsaved: set[str] = set()
         super().__init__("event-emitter")
-
 
     def stop(self) -> None:
         super().stop()

@@ -69,7 +69,11 @@ def _webhook(spec: OutputConfig, ctx: Opened) -> CaseSink:
 
 
 OPENERS: dict[str, Callable[[OutputConfig, Opened], CaseSink]] = {
-    "jsonl": _jsonl, "redis": _redis, "rediss": _redis, "http": _webhook, "https": _webhook,
+    "jsonl": _jsonl,
+    "redis": _redis,
+    "rediss": _redis,
+    "http": _webhook,
+    "https": _webhook,
 }
 
 
@@ -79,7 +83,7 @@ def open_output(spec: OutputConfig | str, out_dir: Path) -> CaseSink:
         try:
             spec = OutputConfig(url=spec)
         except ValidationError as exc:
-            raise OutputError(exc.errors()[0]['msg'].removeprefix('Value error, ')) from None
+            raise OutputError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
     return OPENERS[scheme_of(spec.url)](spec, Opened(out_dir))
 
 

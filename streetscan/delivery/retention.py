@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
 from ..pipeline.camera import evidence_in
 from ..pipeline.evidence import prune_evidence
-from ..infra.metrics import Metrics
 from .spool import EventSpool
-from ..infra.loop import Worker
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,17 @@ def evidence_in_use(spool: EventSpool) -> set[str]:
 class EvidenceRetention(Worker):
     """`case_index`: the console's index (console.index.CaseIndex), pruned on the same schedule."""
 
-    def __init__(self, out_dir: Path, spool: EventSpool, metrics: Metrics, *, evidence_days: float,
-                 interval_s: float = 3600.0, first_after_s: float = 60.0, case_index=None):
+    def __init__(
+        self,
+        out_dir: Path,
+        spool: EventSpool,
+        metrics: Metrics,
+        *,
+        evidence_days: float,
+        interval_s: float = 3600.0,
+        first_after_s: float = 60.0,
+        case_index=None,
+    ):
         self.out_dir = Path(out_dir)
         self.case_index = case_index
         self.spool = spool
@@ -60,10 +69,13 @@ class EvidenceRetention(Worker):
         if self.case_index is not None:
             # Wall times in events carry each camera's UTC offset: compared as text with a UTC
             # cutoff they are off by that offset at most, hours against a retention of days.
-            forgotten = self.case_index.prune(datetime.fromtimestamp(cutoff, timezone.utc).isoformat())
+            forgotten = self.case_index.prune(datetime.fromtimestamp(cutoff, UTC).isoformat())
             if forgotten:
-                log.info("case index retention: %d resolved case(s) older than %g days forgotten", forgotten,
-                         self.evidence_days)
+                log.info(
+                    "case index retention: %d resolved case(s) older than %g days forgotten",
+                    forgotten,
+                    self.evidence_days,
+                )
         if pruned:
             self.metrics.evidence_pruned.inc(pruned)
             log.info("evidence retention: %d folder(s) older than %g days deleted", pruned, self.evidence_days)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,7 +83,7 @@ class JsonlSink:
 
     def _rotate(self) -> None:
         self._fh.close()
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.path.rename(self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))
         self._fh = self.path.open("a", encoding="utf-8")
 
@@ -113,8 +113,15 @@ class RedisStreamSink:
     most once within `dedupe_ttl_s`, so redeliveries after an outage or a crash are absorbed.
     """
 
-    def __init__(self, url: str, stream: str = DEFAULT_STREAM, maxlen: int = 100_000,
-                 approximate: bool = True, timeout_s: float = 5.0, dedupe_ttl_s: int = 7 * 86400):
+    def __init__(
+        self,
+        url: str,
+        stream: str = DEFAULT_STREAM,
+        maxlen: int = 100_000,
+        approximate: bool = True,
+        timeout_s: float = 5.0,
+        dedupe_ttl_s: int = 7 * 86400,
+    ):
         self.name = f"redis:{stream}"
         self.stream = stream
         self.maxlen = maxlen
@@ -143,8 +150,9 @@ class RedisStreamSink:
         for k, v in fields.items():
             args += [k, v]
         try:
-            self._xadd_once(keys=[self.stream, f"{self.stream}:delivered:{event['event_id']}:{event['revision']}"],
-                            args=args)
+            self._xadd_once(
+                keys=[self.stream, f"{self.stream}:delivered:{event['event_id']}:{event['revision']}"], args=args
+            )
         except redis.RedisError as exc:
             raise SinkError(f"{self.name}: XADD failed ({exc})") from None
 

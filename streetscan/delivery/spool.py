@@ -100,19 +100,33 @@ class EventSpool:
         with self._changed:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                rows = [(e.event_id, e.revision, camera_id,
-                         json.dumps(e.to_dict(), ensure_ascii=False, separators=(",", ":")), now) for e in events]
+                rows = [
+                    (
+                        e.event_id,
+                        e.revision,
+                        camera_id,
+                        json.dumps(e.to_dict(), ensure_ascii=False, separators=(",", ":")),
+                        now,
+                    )
+                    for e in events
+                ]
                 self._db.executemany(
-                    "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)", rows)
+                    "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
                 # The newest revision of every event, so a verification request can be answered after
                 # the outbox delivered and dropped it (pruned with the evidence, see forget_events_before).
                 self._db.executemany(
                     "INSERT INTO known_events (event_id, revision, camera_id, payload, at) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT(event_id) DO UPDATE SET revision = excluded.revision, payload = excluded.payload, "
-                    "at = excluded.at WHERE excluded.revision > known_events.revision", rows)
+                    "at = excluded.at WHERE excluded.revision > known_events.revision",
+                    rows,
+                )
                 if state is not None:
-                    self._db.execute("INSERT OR REPLACE INTO camera_state (camera_id, state, saved_at) VALUES (?, ?, ?)",
-                                     (camera_id, json.dumps(state, separators=(",", ":")), now))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO camera_state (camera_id, state, saved_at) VALUES (?, ?, ?)",
+                        (camera_id, json.dumps(state, separators=(",", ":")), now),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # a full disk can end the transaction itself
@@ -137,7 +151,9 @@ class EventSpool:
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, payload FROM outbox WHERE seq > MAX((SELECT seq FROM cursors WHERE sink = ?), ?) "
-                "ORDER BY seq LIMIT ?", (sink, after, limit)).fetchall()
+                "ORDER BY seq LIMIT ?",
+                (sink, after, limit),
+            ).fetchall()
         return [(seq, json.loads(payload)) for seq, payload in rows]
 
     def ack(self, sink: str, seq: int) -> None:
@@ -149,7 +165,8 @@ class EventSpool:
                 placeholders = ",".join("?" * len(self.sinks))
                 self._db.execute(
                     f"DELETE FROM outbox WHERE seq <= (SELECT MIN(seq) FROM cursors WHERE sink IN ({placeholders}))",
-                    self.sinks)
+                    self.sinks,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 if self._db.in_transaction:  # a full disk can end the transaction itself
@@ -161,11 +178,15 @@ class EventSpool:
         with self._lock:
             if sink is None:
                 placeholders = ",".join("?" * len(self.sinks))
-                row = self._db.execute(f"SELECT COUNT(*) FROM outbox WHERE seq > (SELECT MIN(seq) FROM cursors "
-                                       f"WHERE sink IN ({placeholders}))", self.sinks).fetchone()
+                row = self._db.execute(
+                    f"SELECT COUNT(*) FROM outbox WHERE seq > (SELECT MIN(seq) FROM cursors "
+                    f"WHERE sink IN ({placeholders}))",
+                    self.sinks,
+                ).fetchone()
             else:
-                row = self._db.execute("SELECT COUNT(*) FROM outbox WHERE seq > (SELECT seq FROM cursors WHERE sink = ?)",
-                                       (sink,)).fetchone()
+                row = self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE seq > (SELECT seq FROM cursors WHERE sink = ?)", (sink,)
+                ).fetchone()
         return int(row[0])
 
     def load_state(self, camera_id: str) -> dict[str, Any] | None:
@@ -202,14 +223,25 @@ class EventSpool:
             self._db.execute(
                 "INSERT OR IGNORE INTO dead_letters (sink, event_id, revision, camera_id, reason, payload, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sink, event["event_id"], int(event["revision"]), event["camera"]["id"], reason,
-                 json.dumps(event, ensure_ascii=False, separators=(",", ":")), time.time()))
+                (
+                    sink,
+                    event["event_id"],
+                    int(event["revision"]),
+                    event["camera"]["id"],
+                    reason,
+                    json.dumps(event, ensure_ascii=False, separators=(",", ":")),
+                    time.time(),
+                ),
+            )
 
     def dead_letters(self, sink: str | None = None) -> list[DeadLetter]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, sink, event_id, revision, camera_id, reason, at, payload FROM dead_letters "
-                + ("WHERE sink = ? " if sink else "") + "ORDER BY id", (sink,) if sink else ()).fetchall()
+                + ("WHERE sink = ? " if sink else "")
+                + "ORDER BY id",
+                (sink,) if sink else (),
+            ).fetchall()
         return [DeadLetter(*row[:7], json.loads(row[7])) for row in rows]
 
     def dead_letter_count(self, sink: str) -> int:

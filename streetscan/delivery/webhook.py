@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 
 from .. import __version__
-from ..secrets import remember, redact_url
+from ..secrets import redact_url, remember
 from .sinks import EventRejected, SinkError
 
 SECRET_ENV = "STREETSCAN_WEBHOOK_SECRET"
@@ -59,8 +59,10 @@ def load_secret(path: Path | None) -> bytes:
     if not secret:
         raise WebhookConfigError(f"a webhook needs a shared secret: --webhook-secret-file FILE or ${SECRET_ENV}")
     if len(secret) < MIN_SECRET_BYTES:
-        raise WebhookConfigError(f"the webhook secret from {where} is {len(secret)} bytes; use at least "
-                                 f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
+        raise WebhookConfigError(
+            f"the webhook secret from {where} is {len(secret)} bytes; use at least "
+            f"{MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+        )
     return secret
 
 
@@ -75,12 +77,15 @@ def verify(secret: bytes, headers: Any, body: bytes, max_age_s: float = 300.0, n
         age = (time.time() if now is None else now) - int(timestamp)
     except ValueError:
         return False
-    return abs(age) <= max_age_s and hmac.compare_digest(sign(secret, timestamp, body), headers.get(SIGNATURE_HEADER, ""))
+    return abs(age) <= max_age_s and hmac.compare_digest(
+        sign(secret, timestamp, body), headers.get(SIGNATURE_HEADER, "")
+    )
 
 
 class WebhookSink:
-    def __init__(self, url: str, secret: bytes, *, timeout_s: float = 10.0, ca_file: Path | None = None,
-                 name: str | None = None):
+    def __init__(
+        self, url: str, secret: bytes, *, timeout_s: float = 10.0, ca_file: Path | None = None, name: str | None = None
+    ):
         if not url.lower().startswith(("https://", "http://")):
             raise WebhookConfigError(f"webhook URL must be http(s)://, got {redact_url(url)!r}")
         self.url = url
@@ -88,18 +93,25 @@ class WebhookSink:
         self.name = name or f"webhook:{redact_url(url).split('?', 1)[0]}"  # no query: tokens live there
         self._secret = secret
         verify_tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-        self.client = httpx.Client(timeout=timeout_s, verify=verify_tls, follow_redirects=False,
-                                   headers={"User-Agent": f"StreetScan/{__version__}"})
+        self.client = httpx.Client(
+            timeout=timeout_s,
+            verify=verify_tls,
+            follow_redirects=False,
+            headers={"User-Agent": f"StreetScan/{__version__}"},
+        )
 
-    def __repr__(self) -> str:   # never the secret
+    def __repr__(self) -> str:  # never the secret
         return f"WebhookSink({self.name})"
 
     def emit(self, event: dict[str, Any]) -> None:
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(time.time()))
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   KEY_HEADER: f"{event['event_id']}:{event['revision']}",
-                   TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(self._secret, timestamp, body)}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            KEY_HEADER: f"{event['event_id']}:{event['revision']}",
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: sign(self._secret, timestamp, body),
+        }
         try:
             response = self.client.post(self.url, content=body, headers=headers)
         except httpx.TimeoutException:

@@ -14,7 +14,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * (2 ** self.attempt))
+        base = min(self.max_s, self.initial_s * (2**self.attempt))
         self.attempt += 1
         return max(0.0, min(self.max_s, base * (1 + self._rng.uniform(-self.jitter, self.jitter))))
 

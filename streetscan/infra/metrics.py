@@ -58,39 +58,75 @@ class Metrics:
         r = self.registry = CollectorRegistry()
         cam = ["camera"]
         self.frames_decoded = Counter("streetscan_frames_decoded", "Frames decoded per camera", cam, registry=r)
-        self.frames_sampled = Counter("streetscan_frames_sampled", "Frames sampled for analysis per camera", cam, registry=r)
-        self.frames_analysed = Counter("streetscan_frames_analysed", "Frames through detection and rules per camera", cam, registry=r)
-        self.frames_dropped = Counter("streetscan_frames_dropped",
-                                      "Sampled frames dropped: superseded by a newer frame before inference took them, "
-                                      "or not decoded while a recent one still waited for inference",
-                                      cam, registry=r)
-        self.decode_errors = Counter("streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r)
-        self.reconnects = Counter("streetscan_reconnects", "Times a camera was dialled again after a failure", cam, registry=r)
-        self.frame_age = Histogram("streetscan_frame_age_at_analysis_seconds",
-                                   "Time from a frame's arrival to the end of its analysis", registry=r, buckets=AGE_BUCKETS)
-        self.batch_size = Histogram("streetscan_inference_batch_size", "Frames per batched inference call",
-                                    ["worker"], registry=r, buckets=BATCH_BUCKETS)
-        self.inference_latency = Histogram("streetscan_inference_latency_seconds", "Wall time of one batched inference call",
-                                           ["worker"], registry=r)
+        self.frames_sampled = Counter(
+            "streetscan_frames_sampled", "Frames sampled for analysis per camera", cam, registry=r
+        )
+        self.frames_analysed = Counter(
+            "streetscan_frames_analysed", "Frames through detection and rules per camera", cam, registry=r
+        )
+        self.frames_dropped = Counter(
+            "streetscan_frames_dropped",
+            "Sampled frames dropped: superseded by a newer frame before inference took them, "
+            "or not decoded while a recent one still waited for inference",
+            cam,
+            registry=r,
+        )
+        self.decode_errors = Counter(
+            "streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r
+        )
+        self.reconnects = Counter(
+            "streetscan_reconnects", "Times a camera was dialled again after a failure", cam, registry=r
+        )
+        self.frame_age = Histogram(
+            "streetscan_frame_age_at_analysis_seconds",
+            "Time from a frame's arrival to the end of its analysis",
+            registry=r,
+            buckets=AGE_BUCKETS,
+        )
+        self.batch_size = Histogram(
+            "streetscan_inference_batch_size",
+            "Frames per batched inference call",
+            ["worker"],
+            registry=r,
+            buckets=BATCH_BUCKETS,
+        )
+        self.inference_latency = Histogram(
+            "streetscan_inference_latency_seconds", "Wall time of one batched inference call", ["worker"], registry=r
+        )
         self.events = Counter("streetscan_events", "Events emitted", ["scene_class", "state"], registry=r)
         self.spool_write_failures = Counter(
-            "streetscan_spool_write_failures", "Times a camera's events could not be saved to the spool (a full "
-            "disk); they wait in memory and are saved in order later", cam, registry=r)
+            "streetscan_spool_write_failures",
+            "Times a camera's events could not be saved to the spool (a full "
+            "disk); they wait in memory and are saved in order later",
+            cam,
+            registry=r,
+        )
         self.sink_delivered = Counter("streetscan_sink_delivered", "Events delivered per sink", ["sink"], registry=r)
-        self.sink_errors = Counter("streetscan_sink_errors", "Failed deliveries per sink (the event stays spooled)",
-                                   ["sink"], registry=r)
-        self.sink_dead_letters = Counter("streetscan_sink_dead_letters",
-                                         "Events a sink refused for good (kept in the spool's dead letters)",
-                                         ["sink"], registry=r)
-        self.evidence_pruned = Counter("streetscan_evidence_pruned", "Evidence folders deleted by retention",
-                                       registry=r)
+        self.sink_errors = Counter(
+            "streetscan_sink_errors", "Failed deliveries per sink (the event stays spooled)", ["sink"], registry=r
+        )
+        self.sink_dead_letters = Counter(
+            "streetscan_sink_dead_letters",
+            "Events a sink refused for good (kept in the spool's dead letters)",
+            ["sink"],
+            registry=r,
+        )
+        self.evidence_pruned = Counter(
+            "streetscan_evidence_pruned", "Evidence folders deleted by retention", registry=r
+        )
         self.live = _Live()
         r.register(self.live)
 
     def forget_camera(self, camera_id: str) -> None:
         """Drop a removed camera's series so a fleet that changes for months does not grow them."""
-        for metric in (self.frames_decoded, self.frames_sampled, self.frames_analysed, self.frames_dropped,
-                       self.decode_errors, self.reconnects):
+        for metric in (
+            self.frames_decoded,
+            self.frames_sampled,
+            self.frames_analysed,
+            self.frames_dropped,
+            self.decode_errors,
+            self.reconnects,
+        ):
             try:
                 metric.remove(camera_id)
             except KeyError:

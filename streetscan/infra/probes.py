@@ -10,8 +10,8 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -63,9 +63,16 @@ class MetricsServer:
     """/metrics (Prometheus text), /healthz (the process's loops are alive), /readyz (it is doing
     its job); the probes answer 200 or 503 with a JSON body that says why."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, *,
-                 health: Callable[[], tuple[bool, dict]], ready: Callable[[], tuple[bool, dict]],
-                 verify: Callable[[str, str, Any, bytes], tuple[int, dict]] | None = None):
+    def __init__(
+        self,
+        metrics: Metrics,
+        host: str,
+        port: int,
+        *,
+        health: Callable[[], tuple[bool, dict]],
+        ready: Callable[[], tuple[bool, dict]],
+        verify: Callable[[str, str, Any, bytes], tuple[int, dict]] | None = None,
+    ):
         """`verify(method, path, headers, body)`: the verification endpoint's answer (code, JSON)."""
         outer = self
 
@@ -123,8 +130,12 @@ class MetricsServer:
 
             def _verify(self, method: str, path: str, body: bytes) -> None:
                 if verify is None:
-                    self._send(404, b'{"error": "verification over HTTP needs the webhook secret '
-                                    b'(--webhook-secret-file or $STREETSCAN_WEBHOOK_SECRET)"}', "application/json")
+                    self._send(
+                        404,
+                        b'{"error": "verification over HTTP needs the webhook secret '
+                        b'(--webhook-secret-file or $STREETSCAN_WEBHOOK_SECRET)"}',
+                        "application/json",
+                    )
                     return
                 code, doc = verify(method, path, self.headers, body)
                 self._send(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")

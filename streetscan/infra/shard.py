@@ -53,8 +53,10 @@ class Shard:
         host = env.get("HOSTNAME") or os.uname().nodename
         m = re.search(r"-(\d+)$", host)
         if not m or not count.isdigit():
-            raise ShardError(f"STREETSCAN_SHARD_COUNT={count!r} needs a host name ending in -<ordinal> "
-                             f"(a StatefulSet pod), got {host!r}; or set STREETSCAN_SHARD=k/N")
+            raise ShardError(
+                f"STREETSCAN_SHARD_COUNT={count!r} needs a host name ending in -<ordinal> "
+                f"(a StatefulSet pod), got {host!r}; or set STREETSCAN_SHARD=k/N"
+            )
         return cls(int(m.group(1)), int(count))
 
     def owner(self, camera_id: str) -> int:
@@ -66,6 +68,8 @@ class Shard:
 
 def owner(camera_id: str, count: int) -> int:
     """The shard (0..count-1) that analyses this camera."""
+
     def weight(k: int) -> int:
         return int.from_bytes(hashlib.blake2b(f"{k}\x00{camera_id}".encode(), digest_size=8).digest(), "big")
+
     return max(range(count), key=weight)

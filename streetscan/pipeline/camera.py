@@ -39,8 +39,9 @@ class CameraAnalysis:
         self.plan = CameraPlan.for_model(camera, card)
         self.tracker = ObjectTracker(camera.analysis_fps, self.plan.tracker)
         self.rules = RuleSet.of(self.plan)
-        self.dedup = EventDeduplicator(camera, clock=clock, model_name=card.name, model_version=card.version,
-                                       source=source)
+        self.dedup = EventDeduplicator(
+            camera, clock=clock, model_name=card.name, model_version=card.version, source=source
+        )
         self.snapshots = SnapshotStore()
         self.evidence = EvidenceWriter(out_dir, {z.id: z.polygon for z in camera.zones})
         self._evidence_by_event: dict[str, dict[str, str]] = {}
@@ -71,8 +72,15 @@ class CameraAnalysis:
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
         for ev in events:
             self.counts[(ev.violation.scene_class, ev.state)] += 1
-            log.info("%s %s %s zone=%s id=%s", self.camera.id, ev.state, ev.violation.scene_class,
-                     ev.violation.zone_id, ev.event_id, extra={"camera": self.camera.id})
+            log.info(
+                "%s %s %s zone=%s id=%s",
+                self.camera.id,
+                ev.state,
+                ev.violation.scene_class,
+                ev.violation.zone_id,
+                ev.event_id,
+                extra={"camera": self.camera.id},
+            )
         self._check(frame, tracked, where)
         return events
 
@@ -108,8 +116,15 @@ class CameraAnalysis:
             evidence = self.evidence.write_check(event_id, zc, frame.full_image(), wall)
             answer = zc.answer(revision, frame.pts_s, wall, evidence)
             self.counts[(answer.violation.scene_class, answer.state)] += 1
-            log.info("%s %s %s id=%s request=%s", self.camera.id, answer.state, answer.violation.scene_class,
-                     event_id, zc.request.request_id, extra={"camera": self.camera.id})
+            log.info(
+                "%s %s %s id=%s request=%s",
+                self.camera.id,
+                answer.state,
+                answer.violation.scene_class,
+                event_id,
+                zc.request.request_id,
+                extra={"camera": self.camera.id},
+            )
             self._answers.append(answer)
             if self.on_answer is not None:
                 self.on_answer(zc, answer)

@@ -14,8 +14,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..secrets import redact_url, remember
 from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, Grade, PlatformCode, ZoneKind, duplicate_platform_codes
@@ -54,15 +62,21 @@ def _self_intersection(points: list[tuple[float, float]]) -> tuple[int, int] | N
             d1, d2, d3, d4 = orient(q1, q2, p1), orient(q1, q2, p2), orient(p1, p2, q1), orient(p1, p2, q2)
             if ((d1 > 0) != (d2 > 0) and d1 != 0 and d2 != 0) and ((d3 > 0) != (d4 > 0) and d3 != 0 and d4 != 0):
                 return i, j
-            if (d1 == 0 and on_segment(q1, q2, p1)) or (d2 == 0 and on_segment(q1, q2, p2)) or \
-               (d3 == 0 and on_segment(p1, p2, q1)) or (d4 == 0 and on_segment(p1, p2, q2)):
+            if (
+                (d1 == 0 and on_segment(q1, q2, p1))
+                or (d2 == 0 and on_segment(q1, q2, p2))
+                or (d3 == 0 and on_segment(p1, p2, q1))
+                or (d4 == 0 and on_segment(p1, p2, q2))
+            ):
                 if _area(points) >= 1.0:  # a degenerate (zero-area) outline is reported as such below
                     return i, j
     return None
 
 
 def _area(points: list[tuple[float, float]]) -> float:
-    return 0.5 * abs(sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1])))
+    return 0.5 * abs(
+        sum(x1 * y2 - x2 * y1 for (x1, y1), (x2, y2) in zip(points, points[1:] + points[:1], strict=False))
+    )
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
@@ -133,8 +147,11 @@ class ZoneConfig(_Model):
     polygon: list[tuple[float, float]] | None = None
     classes: list[str] | None = None  # restrict to these scene classes (default: all that apply)
     schedule: Schedule | None = None
-    allows: list[Allowance] = Field(default_factory=list, title="Allowed here",
-                                    description="Scene classes not reported for objects inside this zone.")
+    allows: list[Allowance] = Field(
+        default_factory=list,
+        title="Allowed here",
+        description="Scene classes not reported for objects inside this zone.",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -148,8 +165,10 @@ class ZoneConfig(_Model):
         crossing = _self_intersection(v)
         if crossing is not None:
             i, j = crossing
-            raise ValueError(f"polygon crosses itself: edge {i + 1} (points {i + 1}-{i + 2}) crosses edge {j + 1} "
-                             f"(points {j + 1}-{(j + 1) % len(v) + 1}); list the corners in order around the zone")
+            raise ValueError(
+                f"polygon crosses itself: edge {i + 1} (points {i + 1}-{i + 2}) crosses edge {j + 1} "
+                f"(points {j + 1}-{(j + 1) % len(v) + 1}); list the corners in order around the zone"
+            )
         if _area(v) < 1.0:
             raise ValueError("polygon has no area (points are collinear or repeated)")
         return v
@@ -193,15 +212,34 @@ class TrackingPolicy(_Model):
     """Per-camera overrides of the model card's tracking thresholds (its calibrated confidence
     scale); unset fields take the card's values. See models.Thresholds for what each one does."""
 
-    high: float | None = Field(default=None, ge=0, le=1, title="First-stage confidence",
-                               description="Detections from this confidence are matched first and may start tracks.")
-    activate: float | None = Field(default=None, ge=0, le=1, title="Activation confidence",
-                                   description="The least confidence that starts a new track.")
-    min_frames: int | None = Field(default=None, ge=1, le=30, title="Frames to activate",
-                                   description="Consecutive analysed frames a new track must be matched on to get an id.")
-    lost_s: float | None = Field(default=None, gt=0, title="Lost-track memory (s)",
-                                 description="How long a track that is not seen (hidden by traffic) keeps its id; "
-                                             "default: the event resolve grace.")
+    high: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        title="First-stage confidence",
+        description="Detections from this confidence are matched first and may start tracks.",
+    )
+    activate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        title="Activation confidence",
+        description="The least confidence that starts a new track.",
+    )
+    min_frames: int | None = Field(
+        default=None,
+        ge=1,
+        le=30,
+        title="Frames to activate",
+        description="Consecutive analysed frames a new track must be matched on to get an id.",
+    )
+    lost_s: float | None = Field(
+        default=None,
+        gt=0,
+        title="Lost-track memory (s)",
+        description="How long a track that is not seen (hidden by traffic) keeps its id; "
+        "default: the event resolve grace.",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> TrackingPolicy:
@@ -225,7 +263,9 @@ def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
             key = ".".join(map(str, err["loc"]))
             if err["type"] == "extra_forbidden":
                 allowed = ", ".join(sorted(rule_kind(scene.rule).Params.model_fields))
-                raise ValueError(f"{code}: unknown parameter {key!r} for a {scene.rule} rule; allowed: {allowed}") from None
+                raise ValueError(
+                    f"{code}: unknown parameter {key!r} for a {scene.rule} rule; allowed: {allowed}"
+                ) from None
             raise ValueError(f"{code}.{key}: {err['msg']}, got {err['input']!r}") from None
     return v
 
@@ -251,8 +291,10 @@ RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_
 
 
 ZoneCrops = Literal["auto", "on", "off"]
-ZONE_CROPS_HELP = ("Also detect each drawn zone cut out at native resolution: auto (zones where objects come out "
-                   "at least 2x larger than in the letterboxed frame), on (every drawn zone that gains), off.")
+ZONE_CROPS_HELP = (
+    "Also detect each drawn zone cut out at native resolution: auto (zones where objects come out "
+    "at least 2x larger than in the letterboxed frame), on (every drawn zone that gains), off."
+)
 
 
 class Defaults(_Model):
@@ -283,8 +325,10 @@ class CameraConfig(_Model):
     def _url(cls, v: str) -> str:
         scheme = v.split("://", 1)[0].lower() if "://" in v else ""
         if scheme and scheme not in {"rtsp", "rtsps", "rtmp", "http", "https", "file"}:
-            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, rtsps://, rtmp://, http(s):// "
-                             "(HTTP-FLV or HLS) or a file path")
+            raise ValueError(
+                f"unsupported URL scheme {scheme!r}: use rtsp://, rtsps://, rtmp://, http(s):// "
+                "(HTTP-FLV or HLS) or a file path"
+            )
         return v
 
     @model_validator(mode="after")
@@ -301,8 +345,12 @@ class PlatformCodeConfig(_Model):
 
     category_code: str | None = Field(default=None, pattern=_CODE, title="大类 code")
     category: str | None = Field(default=None, min_length=1, title="大类 name")
-    code: str | None = Field(default=None, pattern=_CODE, title="小类 code",
-                             description="Unique across scene classes: the platform files cases by it.")
+    code: str | None = Field(
+        default=None,
+        pattern=_CODE,
+        title="小类 code",
+        description="Unique across scene classes: the platform files cases by it.",
+    )
     name: str | None = Field(default=None, min_length=1, title="小类 name")
 
 
@@ -319,9 +367,12 @@ class EnforcementStage(_Model):
     name: str = Field(min_length=1, title="Stage name", description="What the case officer reads.")
 
 
-DEFAULT_STAGES = (EnforcementStage(id="educate", name="首次教育引导"), EnforcementStage(id="warn", name="二次警告"),
-                  EnforcementStage(id="penalise", name="三次从轻处罚"),
-                  EnforcementStage(id="penalise_strictly", name="三次以上从严处罚"))
+DEFAULT_STAGES = (
+    EnforcementStage(id="educate", name="首次教育引导"),
+    EnforcementStage(id="warn", name="二次警告"),
+    EnforcementStage(id="penalise", name="三次从轻处罚"),
+    EnforcementStage(id="penalise_strictly", name="三次以上从严处罚"),
+)
 
 
 class EnforcementPolicy(_Model):
@@ -329,12 +380,18 @@ class EnforcementPolicy(_Model):
     confirmed violation of a class at one place (camera + zone) within `window_days` gets stage n;
     past the last stage, the last one."""
 
-    window_days: float = Field(default=30.0, gt=0, le=366, title="Window (days)",
-                               description="Violations older than this no longer count.")
-    stages: list[EnforcementStage] = Field(default_factory=lambda: list(DEFAULT_STAGES), min_length=1,
-                                           title="Stages", description="In order: first offence first.")
-    classes: list[str] | None = Field(default=None, title="Scene classes",
-                                      description="Classes handled in stages (default: all).")
+    window_days: float = Field(
+        default=30.0, gt=0, le=366, title="Window (days)", description="Violations older than this no longer count."
+    )
+    stages: list[EnforcementStage] = Field(
+        default_factory=lambda: list(DEFAULT_STAGES),
+        min_length=1,
+        title="Stages",
+        description="In order: first offence first.",
+    )
+    classes: list[str] | None = Field(
+        default=None, title="Scene classes", description="Classes handled in stages (default: all)."
+    )
 
     _classes = field_validator("classes")(classmethod(lambda cls, v: _known_classes(v)))
 
@@ -351,10 +408,15 @@ class OutputConfig(_Model):
     """One place cases go (delivery.outputs opens it): its URL, and for a webhook its secret, CA
     and timeout."""
 
-    url: str = Field(min_length=1, repr=False, title="Output URL",
-                     description="jsonl:[PATH], redis://HOST[:PORT][/DB][?stream=KEY] or https://... (a webhook)")
-    secret_file: Path | None = Field(default=None, description="Webhook: the shared secret "
-                                                               "(default: $STREETSCAN_WEBHOOK_SECRET).")
+    url: str = Field(
+        min_length=1,
+        repr=False,
+        title="Output URL",
+        description="jsonl:[PATH], redis://HOST[:PORT][/DB][?stream=KEY] or https://... (a webhook)",
+    )
+    secret_file: Path | None = Field(
+        default=None, description="Webhook: the shared secret (default: $STREETSCAN_WEBHOOK_SECRET)."
+    )
     ca_file: Path | None = Field(default=None, description="Webhook: a CA bundle for the receiver's certificate.")
     timeout_s: float = Field(default=10.0, gt=0, description="Webhook: seconds per delivery attempt.")
     max_mb: float = Field(default=256.0, ge=0, description="JSONL: start a new file past this size (0: never).")
@@ -375,10 +437,15 @@ class StreamsConfig(_Model):
     enforcement: EnforcementPolicy = Field(default_factory=EnforcementPolicy, title="Tiered enforcement")
     defaults: Defaults = Defaults()
     platform_codes: dict[str, PlatformCodeConfig] = Field(
-        default_factory=dict, title="Case-platform codes",
-        description="Per scene class: the city's 大类/小类 codes and names, over StreetScan's default table.")
-    outputs: list[OutputConfig] = Field(default_factory=list, title="Outputs",
-                                        description="Where `streetscan run` sends cases, besides its --output flags.")
+        default_factory=dict,
+        title="Case-platform codes",
+        description="Per scene class: the city's 大类/小类 codes and names, over StreetScan's default table.",
+    )
+    outputs: list[OutputConfig] = Field(
+        default_factory=list,
+        title="Outputs",
+        description="Where `streetscan run` sends cases, besides its --output flags.",
+    )
     cameras: list[CameraConfig] = Field(min_length=1)
     _resolved: dict[str, Camera] = PrivateAttr(default_factory=dict)
 
@@ -454,19 +521,34 @@ class Camera:
         return replace(self, analysis_fps=fps)
 
 
-def resolve_camera(cam: CameraConfig, defaults: Defaults, platform_codes: dict[str, PlatformCode] | None = None,
-                   enforcement: EnforcementPolicy | None = None) -> Camera:
+def resolve_camera(
+    cam: CameraConfig,
+    defaults: Defaults,
+    platform_codes: dict[str, PlatformCode] | None = None,
+    enforcement: EnforcementPolicy | None = None,
+) -> Camera:
     tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
-    overrides = {code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})}
-                 for code in {*defaults.rules, *cam.rules}}
+    overrides = {
+        code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})} for code in {*defaults.rules, *cam.rules}
+    }
     remember(cam.url)  # its password must never leave the process (secrets.redact)
-    return Camera(id=cam.id, name=cam.name, url=cam.url, location=cam.location, enabled=cam.enabled,
-                  analysis_fps=cam.analysis_fps or defaults.analysis_fps,
-                  tz=ZoneInfo(cam.timezone or defaults.timezone), zone_crops=cam.zone_crops or defaults.zone_crops,
-                  zones=tuple(cam.zones), overrides=overrides, tracking=TrackingPolicy.model_validate(tracking),
-                  event=defaults.event, reader=defaults.reader,
-                  platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),
-                  enforcement=enforcement or EnforcementPolicy())
+    return Camera(
+        id=cam.id,
+        name=cam.name,
+        url=cam.url,
+        location=cam.location,
+        enabled=cam.enabled,
+        analysis_fps=cam.analysis_fps or defaults.analysis_fps,
+        tz=ZoneInfo(cam.timezone or defaults.timezone),
+        zone_crops=cam.zone_crops or defaults.zone_crops,
+        zones=tuple(cam.zones),
+        overrides=overrides,
+        tracking=TrackingPolicy.model_validate(tracking),
+        event=defaults.event,
+        reader=defaults.reader,
+        platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),
+        enforcement=enforcement or EnforcementPolicy(),
+    )
 
 
 def camera_for_file(path: str | Path, defaults: Defaults | None = None) -> Camera:

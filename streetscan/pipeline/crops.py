@@ -88,14 +88,14 @@ class FrameDetector:
     def detect(self, frames: Sequence[Frame], crops: Sequence[tuple[Box, ...]] | None = None) -> list[sv.Detections]:
         crops = crops if crops is not None else [()] * len(frames)
         images: list[np.ndarray] = []
-        for frame, boxes in zip(frames, crops):
+        for frame, boxes in zip(frames, crops, strict=False):
             images.append(frame.image)
             if boxes:
                 full = frame.full_image()
                 images.extend(full[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes)
         results = self.detector.detect(images)
         out, k = [], 0
-        for frame, boxes in zip(frames, crops):
+        for frame, boxes in zip(frames, crops, strict=False):
             dets = [frame.to_source(results[k])]
             k += 1
             for box in boxes:

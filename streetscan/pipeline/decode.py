@@ -127,7 +127,7 @@ class _SamplingGrid:
 
 def _median_interval(times: list[float], at_least: int = 1) -> float | None:
     """Median gap between increasing times; None with fewer than `at_least` gaps."""
-    deltas = [b - a for a, b in zip(times, times[1:]) if b > a]
+    deltas = [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
     return statistics.median(deltas) if len(deltas) >= max(1, at_least) else None
 
 
@@ -192,11 +192,20 @@ class VideoSource:
     inference needs.
     """
 
-    def __init__(self, url: str, analysis_fps: float, *, keyframes: str = "auto",
-                 open_timeout_s: float = 10.0, read_timeout_s: float = 10.0,
-                 watchdog: Callable[[], None] | None = None, fit: tuple[int, int] | None = None,
-                 threads: int | None = None, wanted: Callable[[float], bool] | None = None,
-                 shed: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        url: str,
+        analysis_fps: float,
+        *,
+        keyframes: str = "auto",
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        watchdog: Callable[[], None] | None = None,
+        fit: tuple[int, int] | None = None,
+        threads: int | None = None,
+        wanted: Callable[[float], bool] | None = None,
+        shed: Callable[[], bool] | None = None,
+    ):
         if analysis_fps <= 0:
             raise ValueError("analysis_fps must be positive")
         self.url = url
@@ -235,8 +244,13 @@ class VideoSource:
             if probe_keyframes and self.keyframes == "auto":
                 kf = _probe_keyframe_interval(container)
             return SourceInfo(
-                url=self.url, width=ctx.width, height=ctx.height, fps=fps, duration_s=duration,
-                codec=ctx.name, keyframe_interval_s=kf,
+                url=self.url,
+                width=ctx.width,
+                height=ctx.height,
+                fps=fps,
+                duration_s=duration,
+                codec=ctx.name,
+                keyframe_interval_s=kf,
                 creation_time=container.metadata.get("creation_time"),
             )
         except av.error.FFmpegError as exc:
@@ -260,11 +274,16 @@ class VideoSource:
         kf = self.info.keyframe_interval_s if self.info else None
         keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
         self.stats.keyframe_only = keyframe_only
-        p = _Pass(stream=stream, decoder=self._decoder(stream, keyframe_only), keyframe_only=keyframe_only,
-                  # A live stream is not probed: watch its first keyframes and switch when they suffice.
-                  watch_keys=self.keyframes == "auto" and kf is None,
-                  start=float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0,
-                  grid=_SamplingGrid(self.interval_s), key_spacing=kf or 0.0)
+        p = _Pass(
+            stream=stream,
+            decoder=self._decoder(stream, keyframe_only),
+            keyframe_only=keyframe_only,
+            # A live stream is not probed: watch its first keyframes and switch when they suffice.
+            watch_keys=self.keyframes == "auto" and kf is None,
+            start=float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0,
+            grid=_SamplingGrid(self.interval_s),
+            key_spacing=kf or 0.0,
+        )
         for packet in container.demux(stream):
             if self.watchdog is not None:
                 self.watchdog()
@@ -286,8 +305,11 @@ class VideoSource:
         p.decoder = self._decoder(p.stream, keyframe_only=want)
         p.keyframe_only = p.shedding = self.stats.keyframe_only = self.stats.shedding = want
         p.last_key = None
-        log.info("%s: %s", self.label, "overloaded: decoding keyframes only" if want
-                 else "load back to normal: decoding all frames again")
+        log.info(
+            "%s: %s",
+            self.label,
+            "overloaded: decoding keyframes only" if want else "load back to normal: decoding all frames again",
+        )
 
     def _admit(self, p: _Pass, packet: av.Packet) -> bool:
         """Keyframe-only: whether to hand this packet to the decoder. The choice is made on
@@ -393,8 +415,9 @@ class VideoSource:
             ctx.options = {"skip_loop_filter": "all"}
         return ctx
 
-    def _keyframes_from_next_packet(self, stream: av.video.stream.VideoStream,
-                                    decoder: av.CodecContext) -> av.CodecContext:
+    def _keyframes_from_next_packet(
+        self, stream: av.video.stream.VideoStream, decoder: av.CodecContext
+    ) -> av.CodecContext:
         """Switch a running stream to keyframe-only decode; the next packet handed over is a keyframe.
         A fresh decoder can start there only if the parameter sets (SPS/PPS) came out of band
         (RTSP's SDP, MP4's header); otherwise keep the decoder that has seen them in band."""
@@ -405,18 +428,24 @@ class VideoSource:
 
     def _frame(self, vf: av.VideoFrame, t: float, size: tuple[int, int]) -> Frame:
         scaled = size != (vf.width, vf.height)
-        return Frame(seq=self.stats.sampled, decoded_index=self.stats.decoded - 1, pts_s=t,
-                     image=analysis_image(self._scaler, vf, size),
-                     keyframe=bool(vf.key_frame), source_size=(vf.width, vf.height) if scaled else None,
-                     full_res=_lazy_full(vf) if scaled else None)
+        return Frame(
+            seq=self.stats.sampled,
+            decoded_index=self.stats.decoded - 1,
+            pts_s=t,
+            image=analysis_image(self._scaler, vf, size),
+            keyframe=bool(vf.key_frame),
+            source_size=(vf.width, vf.height) if scaled else None,
+            full_res=_lazy_full(vf) if scaled else None,
+        )
 
 
 def analysis_image(scaler: VideoReformatter, vf: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
     """BGR picture at `size`, scaled and converted in one swscale pass. AREA is swscale's cheapest
     good downscaler; a plain conversion when no scaling is needed."""
     scaled = size != (vf.width, vf.height)
-    return scaler.reformat(vf, width=size[0], height=size[1], format="bgr24",
-                           interpolation="AREA" if scaled else None).to_ndarray()
+    return scaler.reformat(
+        vf, width=size[0], height=size[1], format="bgr24", interpolation="AREA" if scaled else None
+    ).to_ndarray()
 
 
 def _lazy_full(vf: av.VideoFrame) -> Callable[[], np.ndarray]:

@@ -64,9 +64,11 @@ def providers_for(device: str) -> list[str]:
         raise ModelError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     wanted, have = ONNX_DEVICES[device], ort.get_available_providers()
     if wanted[0] not in have:
-        raise ModelError(f"device {device!r} needs ONNX Runtime's {wanted[0]}, which this onnxruntime lacks "
-                         f"(it has {', '.join(have)}); install onnxruntime-gpu on a machine with CUDA, "
-                         f"or use torch-cuda")
+        raise ModelError(
+            f"device {device!r} needs ONNX Runtime's {wanted[0]}, which this onnxruntime lacks "
+            f"(it has {', '.join(have)}); install onnxruntime-gpu on a machine with CUDA, "
+            f"or use torch-cuda"
+        )
     return [p for p in wanted if p in have]
 
 
@@ -125,11 +127,14 @@ class TorchRuntime:
 def make_runtime(card: ModelCard, device: str, threads: int | None) -> Runtime:
     if device in TORCH_DEVICES:
         if card.family != "yolo" or card.torch_weights is None:
-            raise ModelError(f"device {device!r} runs Ultralytics checkpoints; the card of {card.name!r} names "
-                             f"none (torch_weights)")
+            raise ModelError(
+                f"device {device!r} runs Ultralytics checkpoints; the card of {card.name!r} names none (torch_weights)"
+            )
         if not card.torch_weights.exists():
-            raise ModelError(f"{card.torch_weights} named by {card.card_path} is missing; "
-                             f"scripts/export_yolo.py writes it beside the ONNX")
+            raise ModelError(
+                f"{card.torch_weights} named by {card.card_path} is missing; "
+                f"scripts/export_yolo.py writes it beside the ONNX"
+            )
         return TorchRuntime(card.torch_weights, TORCH_DEVICES[device], threads)
     return OnnxRuntime(card.weights, device, threads)
 
@@ -137,8 +142,15 @@ def make_runtime(card: ModelCard, device: str, threads: int | None) -> Runtime:
 class ModelDetector:
     """What every family shares: a runtime, batching by input size, tensor packing, class mapping."""
 
-    def __init__(self, card: ModelCard, *, conf_threshold: float | None = None, iou_threshold: float = 0.5,
-                 threads: int | None = None, device: str = "cpu"):
+    def __init__(
+        self,
+        card: ModelCard,
+        *,
+        conf_threshold: float | None = None,
+        iou_threshold: float = 0.5,
+        threads: int | None = None,
+        device: str = "cpu",
+    ):
         self.card = card
         # The card's calibrated floor: what the tracker's low-score stage may still use.
         self.conf_threshold = card.thresholds.detect if conf_threshold is None else conf_threshold
@@ -188,7 +200,7 @@ class ModelDetector:
             by_size.setdefault(self.input_size(img), []).append(i)
         for size, idxs in by_size.items():
             for start in range(0, len(idxs), self.max_batch):
-                chunk = idxs[start:start + self.max_batch]
+                chunk = idxs[start : start + self.max_batch]
                 boxed = [letterbox(images[i], size) for i in chunk]
                 outputs = self.runtime.run(self._to_tensor([b[0] for b in boxed]))
                 for j, i in enumerate(chunk):
@@ -198,19 +210,18 @@ class ModelDetector:
     def _decode(self, outputs: list[np.ndarray], index: int, lb: Letterbox) -> sv.Detections:
         raise NotImplementedError
 
-    def _finish(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, lb: Letterbox,
-                nms: bool) -> sv.Detections:
+    def _finish(self, xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, lb: Letterbox, nms: bool) -> sv.Detections:
         """Keep mapped classes above threshold, class-aware NMS if the family needs it, map back."""
         keep = (conf >= self.conf_threshold) & np.isin(cls, list(self.mapped))
         xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
         if len(conf) and nms:
             wh = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], axis=1)
-            idx = cv2.dnn.NMSBoxesBatched(wh.tolist(), conf.tolist(), cls.tolist(),
-                                          self.conf_threshold, self.iou_threshold)
+            idx = cv2.dnn.NMSBoxesBatched(
+                wh.tolist(), conf.tolist(), cls.tolist(), self.conf_threshold, self.iou_threshold
+            )
             idx = np.asarray(idx, dtype=int).reshape(-1)
             xyxy, conf, cls = xyxy[idx], conf[idx], cls[idx]
-        return make_detections(lb.to_source(xyxy.astype(np.float32)), conf,
-                               [self.mapped[int(c)] for c in cls])
+        return make_detections(lb.to_source(xyxy.astype(np.float32)), conf, [self.mapped[int(c)] for c in cls])
 
 
 class YoloDetector(ModelDetector):

@@ -92,9 +92,13 @@ class Verification:
     present_frames: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"request_id": self.request_id, "requested": self.requested.isoformat(),
-                "checked": {"stream_s": round(self.checked_s, 3), "wall": self.checked.isoformat()},
-                "frames": self.frames, "present_frames": self.present_frames}
+        return {
+            "request_id": self.request_id,
+            "requested": self.requested.isoformat(),
+            "checked": {"stream_s": round(self.checked_s, 3), "wall": self.checked.isoformat()},
+            "frames": self.frames,
+            "present_frames": self.present_frames,
+        }
 
 
 @dataclass(frozen=True)
@@ -131,14 +135,25 @@ class Event:
             "revision": self.revision,
             "camera": {"id": cam.id, "name": cam.name, "address": cam.address, "lat": cam.lat, "lon": cam.lon},
             "zone": {"id": v.zone_id, "kind": self.zone_kind, "grade": self.zone_grade},
-            "scene_class": {"code": scene.code, "name_zh": scene.name_zh, "name_en": scene.name_en,
-                            "category": scene.category.value},
+            "scene_class": {
+                "code": scene.code,
+                "name_zh": scene.name_zh,
+                "name_en": scene.name_en,
+                "category": scene.category.value,
+            },
             "first_seen": {"stream_s": round(v.first_seen_s, 3), "wall": self.first_seen.isoformat()},
             "confirmed": {"stream_s": round(v.confirmed_s, 3), "wall": self.confirmed.isoformat()},
             "last_seen": {"stream_s": round(v.last_seen_s, 3), "wall": self.last_seen.isoformat()},
             "confidence": round(v.confidence, 4),
-            "objects": [{"class_name": o.class_name, "box": [round(c, 1) for c in o.box],
-                         "confidence": round(o.confidence, 4), "track_id": o.track_id} for o in v.objects],
+            "objects": [
+                {
+                    "class_name": o.class_name,
+                    "box": [round(c, 1) for c in o.box],
+                    "confidence": round(o.confidence, 4),
+                    "track_id": o.track_id,
+                }
+                for o in v.objects
+            ],
             "evidence": dict(self.evidence),
             "model": {"name": self.model_name, "version": self.model_version},
             "pipeline_version": self.pipeline_version,
@@ -158,28 +173,58 @@ class Event:
             cam, zone, code = d["camera"], d["zone"], d["scene_class"]["code"]
             if code not in CATALOGUE:
                 raise EventFormatError(f"scene_class.code: unknown scene class {code!r}")
-            objects = tuple(ObservedObject(str(o["class_name"]), tuple(float(c) for c in o["box"]),  # type: ignore[arg-type]
-                                           float(o["confidence"]), o["track_id"]) for o in d["objects"])
-            violation = Violation(camera_id=cam["id"], zone_id=zone["id"], scene_class=code, key="",
-                                  first_seen_s=float(d["first_seen"]["stream_s"]),
-                                  confirmed_s=float(d["confirmed"]["stream_s"]),
-                                  last_seen_s=float(d["last_seen"]["stream_s"]), confidence=float(d["confidence"]),
-                                  objects=objects, first_seen_frame=-1)
+            objects = tuple(
+                ObservedObject(
+                    str(o["class_name"]),
+                    tuple(float(c) for c in o["box"]),  # type: ignore[arg-type]
+                    float(o["confidence"]),
+                    o["track_id"],
+                )
+                for o in d["objects"]
+            )
+            violation = Violation(
+                camera_id=cam["id"],
+                zone_id=zone["id"],
+                scene_class=code,
+                key="",
+                first_seen_s=float(d["first_seen"]["stream_s"]),
+                confirmed_s=float(d["confirmed"]["stream_s"]),
+                last_seen_s=float(d["last_seen"]["stream_s"]),
+                confidence=float(d["confidence"]),
+                objects=objects,
+                first_seen_frame=-1,
+            )
             check = d.get("verification")
             return cls(
-                event_id=d["event_id"], state=d["state"], revision=int(d["revision"]), violation=violation,
+                event_id=d["event_id"],
+                state=d["state"],
+                revision=int(d["revision"]),
+                violation=violation,
                 camera=CameraRef(cam["id"], cam["name"], cam["address"], cam.get("lat"), cam.get("lon")),
-                zone_kind=zone["kind"], zone_grade=zone["grade"], repeat_count=int(d.get("repeat_count", 0)),
-                first_seen=_wall(d["first_seen"]), confirmed=_wall(d["confirmed"]), last_seen=_wall(d["last_seen"]),
-                model_name=d["model"]["name"], model_version=d["model"]["version"], source=d["source"],
+                zone_kind=zone["kind"],
+                zone_grade=zone["grade"],
+                repeat_count=int(d.get("repeat_count", 0)),
+                first_seen=_wall(d["first_seen"]),
+                confirmed=_wall(d["confirmed"]),
+                last_seen=_wall(d["last_seen"]),
+                model_name=d["model"]["name"],
+                model_version=d["model"]["version"],
+                source=d["source"],
                 evidence=dict(d.get("evidence") or {}),
                 platform=PlatformCode(**d["platform"]) if d.get("platform") else None,
                 enforcement=Enforcement(**d["enforcement"]) if d.get("enforcement") else None,
                 verification=Verification(
-                    request_id=check["request_id"], requested=datetime.fromisoformat(check["requested"]),
-                    checked_s=float(check["checked"]["stream_s"]), checked=_wall(check["checked"]),
-                    frames=int(check["frames"]), present_frames=int(check["present_frames"])) if check else None,
-                pipeline_version=d.get("pipeline_version", __version__))
+                    request_id=check["request_id"],
+                    requested=datetime.fromisoformat(check["requested"]),
+                    checked_s=float(check["checked"]["stream_s"]),
+                    checked=_wall(check["checked"]),
+                    frames=int(check["frames"]),
+                    present_frames=int(check["present_frames"]),
+                )
+                if check
+                else None,
+                pipeline_version=d.get("pipeline_version", __version__),
+            )
         except EventFormatError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
@@ -225,11 +270,24 @@ class EventDeduplicator:
     def _event(self, rec: _Open) -> Event:
         self._sent(rec.event_id, rec.revision)
         v, zone, wall = rec.violation, self._zones[rec.violation.zone_id], self.clock.wall
-        return Event(event_id=rec.event_id, state=rec.state, revision=rec.revision, violation=v, camera=self._ref,
-                     zone_kind=zone.kind.value, zone_grade=zone.grade.value, repeat_count=rec.repeat_count,
-                     first_seen=wall(v.first_seen_s), confirmed=wall(v.confirmed_s), last_seen=wall(v.last_seen_s),
-                     model_name=self._model[0], model_version=self._model[1], source=self.source,
-                     platform=self._platform[v.scene_class], enforcement=rec.enforcement)
+        return Event(
+            event_id=rec.event_id,
+            state=rec.state,
+            revision=rec.revision,
+            violation=v,
+            camera=self._ref,
+            zone_kind=zone.kind.value,
+            zone_grade=zone.grade.value,
+            repeat_count=rec.repeat_count,
+            first_seen=wall(v.first_seen_s),
+            confirmed=wall(v.confirmed_s),
+            last_seen=wall(v.last_seen_s),
+            model_name=self._model[0],
+            model_version=self._model[1],
+            source=self.source,
+            platform=self._platform[v.scene_class],
+            enforcement=rec.enforcement,
+        )
 
     def update(self, violations: list[Violation], t: float) -> list[Event]:
         out: list[Event] = []
@@ -241,18 +299,31 @@ class EventDeduplicator:
             if rec is None:
                 rec = self.open[k] = _Open(
                     event_id=event_id(self.camera_id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
-                    state="opened", revision=0, violation=v, repeat_count=self.history[(v.zone_id, v.scene_class)],
-                    last_seen_s=t, last_sent_s=t, enforcement=self._stage(v))
+                    state="opened",
+                    revision=0,
+                    violation=v,
+                    repeat_count=self.history[(v.zone_id, v.scene_class)],
+                    last_seen_s=t,
+                    last_sent_s=t,
+                    enforcement=self._stage(v),
+                )
                 self.history[(v.zone_id, v.scene_class)] += 1
                 out.append(self._event(rec))
                 continue
             rec.last_seen_s = t
-            rec.violation = replace(v, zone_id=rec.violation.zone_id, first_seen_s=rec.violation.first_seen_s,
-                                    confirmed_s=rec.violation.confirmed_s, key=rec.violation.key)
+            rec.violation = replace(
+                v,
+                zone_id=rec.violation.zone_id,
+                first_seen_s=rec.violation.first_seen_s,
+                confirmed_s=rec.violation.confirmed_s,
+                key=rec.violation.key,
+            )
             if t - rec.last_sent_s >= self.policy.update_interval_s:
                 rec.state, rec.revision, rec.last_sent_s = "updated", rec.revision + 1, t
                 out.append(self._event(rec))
-        for k in [k for k, rec in self.open.items() if k not in seen and t - rec.last_seen_s >= self.policy.resolve_grace_s]:
+        for k in [
+            k for k, rec in self.open.items() if k not in seen and t - rec.last_seen_s >= self.policy.resolve_grace_s
+        ]:
             rec = self.open.pop(k)
             rec.state, rec.revision = "resolved", rec.revision + 1
             out.append(self._event(rec))
@@ -311,13 +382,22 @@ class EventDeduplicator:
     # violation under its event id instead of reporting it again as new.
     def snapshot(self) -> dict[str, Any]:
         return {
-            "open": [{"key": list(k), "event_id": rec.event_id, "state": rec.state, "revision": rec.revision,
-                      "zone_kind": self._zones[rec.violation.zone_id].kind.value,
-                      "zone_grade": self._zones[rec.violation.zone_id].grade.value,
-                      "repeat_count": rec.repeat_count, "violation": asdict(rec.violation),
-                      "last_seen_s": rec.last_seen_s, "last_sent_s": rec.last_sent_s,
-                      "enforcement": rec.enforcement.as_dict() if rec.enforcement else None}
-                     for k, rec in self.open.items()],
+            "open": [
+                {
+                    "key": list(k),
+                    "event_id": rec.event_id,
+                    "state": rec.state,
+                    "revision": rec.revision,
+                    "zone_kind": self._zones[rec.violation.zone_id].kind.value,
+                    "zone_grade": self._zones[rec.violation.zone_id].grade.value,
+                    "repeat_count": rec.repeat_count,
+                    "violation": asdict(rec.violation),
+                    "last_seen_s": rec.last_seen_s,
+                    "last_sent_s": rec.last_sent_s,
+                    "enforcement": rec.enforcement.as_dict() if rec.enforcement else None,
+                }
+                for k, rec in self.open.items()
+            ],
             "history": [[zone, cls, n] for (zone, cls), n in self.history.items()],
             "offences": [[zone, cls, list(times)] for (zone, cls), times in self.offences.items()],
         }
@@ -329,16 +409,18 @@ class EventDeduplicator:
         for zone, cls, n in snapshot.get("history", []):
             self.history[(zone, cls)] = max(self.history[(zone, cls)], int(n))
         for zone, cls, times in snapshot.get("offences", []):
-            self.offences[(zone, cls)] = deque(sorted(set(self.offences.get((zone, cls), ())) | set(times)),
-                                               maxlen=OFFENCES_KEPT)
+            self.offences[(zone, cls)] = deque(
+                sorted(set(self.offences.get((zone, cls), ())) | set(times)), maxlen=OFFENCES_KEPT
+            )
         restored = 0
         for rec in snapshot.get("open", []):
             v = dict(rec["violation"])
             if v["zone_id"] not in self._zones:
                 continue  # the zone was removed from the config while we were down
             # Track ids restart with the tracker: a stale id must not claim a new track's case.
-            v["objects"] = tuple(ObservedObject(o["class_name"], tuple(o["box"]), o["confidence"], None)
-                                 for o in v["objects"])
+            v["objects"] = tuple(
+                ObservedObject(o["class_name"], tuple(o["box"]), o["confidence"], None) for o in v["objects"]
+            )
             violation = Violation(**v)
             key = tuple(rec["key"])
             if violation.key.startswith("track-"):
@@ -346,10 +428,15 @@ class EventDeduplicator:
                 key = (key[0], key[1], f"restored-{rec['event_id']}")
             hold = hold_s(violation.zone_id, violation.scene_class)
             stage = rec.get("enforcement")
-            self.open[key] = _Open(event_id=rec["event_id"], state=rec["state"], revision=int(rec["revision"]),
-                                   violation=violation, repeat_count=int(rec["repeat_count"]),
-                                   last_seen_s=max(float(rec["last_seen_s"]), t + hold),
-                                   last_sent_s=float(rec["last_sent_s"]),
-                                   enforcement=Enforcement(**stage) if stage else None)
+            self.open[key] = _Open(
+                event_id=rec["event_id"],
+                state=rec["state"],
+                revision=int(rec["revision"]),
+                violation=violation,
+                repeat_count=int(rec["repeat_count"]),
+                last_seen_s=max(float(rec["last_seen_s"]), t + hold),
+                last_sent_s=float(rec["last_sent_s"]),
+                enforcement=Enforcement(**stage) if stage else None,
+            )
             restored += 1
         return restored

@@ -97,8 +97,11 @@ class EvidenceWriter:
         """The pictures written, by role: only those that are whole on disk (a full disk leaves an
         event without its pictures rather than pointing at missing or truncated files)."""
         rel = Path("evidence") / event.event_id
-        pictures = {"clean": self._jpeg(image), "annotated": self._jpeg(self.annotate(event, image)),
-                    "first": first_jpeg}
+        pictures = {
+            "clean": self._jpeg(image),
+            "annotated": self._jpeg(self.annotate(event, image)),
+            "first": first_jpeg,
+        }
         return self._save(rel, {f"{role}.jpg": data for role, data in pictures.items()}, event.event_id)
 
     def _jpeg(self, image: np.ndarray) -> bytes | None:
@@ -140,16 +143,20 @@ class EvidenceWriter:
         if polygon:
             out = sv.draw_polygon(out, np.array(polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
         if check.still_present and check.last_objects:
-            det = sv.Detections(xyxy=np.array([o.box for o in check.last_objects], dtype=np.float32),
-                                class_id=np.zeros(len(check.last_objects), dtype=int))
+            det = sv.Detections(
+                xyxy=np.array([o.box for o in check.last_objects], dtype=np.float32),
+                class_id=np.zeros(len(check.last_objects), dtype=int),
+            )
             out = self._boxes.annotate(out, det)
         verdict = "STILL PRESENT" if check.still_present else "VERIFIED GONE"
-        header = (f"{verdict} | {v.scene_class} | {v.camera_id} / {v.zone_id} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | "
-                  f"{check.present}/{check.frames} frames")
+        header = (
+            f"{verdict} | {v.scene_class} | {v.camera_id} / {v.zone_id} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | "
+            f"{check.present}/{check.frames} frames"
+        )
         self._header(out, header)
-        return self._save(rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)},
-                          event_id) and {k: str(p) for k, p in files.items()
-                                         if (self.out_dir / p).is_file()}
+        return self._save(
+            rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)}, event_id
+        ) and {k: str(p) for k, p in files.items() if (self.out_dir / p).is_file()}
 
     def annotate(self, event: Event, image: np.ndarray) -> np.ndarray:
         v = event.violation
@@ -159,11 +166,15 @@ class EvidenceWriter:
         if polygon:
             out = sv.draw_polygon(out, np.array(polygon, dtype=np.int32), sv.Color.YELLOW, thickness=2)
         if v.objects:
-            det = sv.Detections(xyxy=np.array([o.box for o in v.objects], dtype=np.float32),
-                                confidence=np.array([o.confidence for o in v.objects], dtype=np.float32),
-                                class_id=np.zeros(len(v.objects), dtype=int))
-            labels = [f"{o.class_name} {o.confidence:.2f}" + (f" #{o.track_id}" if o.track_id is not None else "")
-                      for o in v.objects]
+            det = sv.Detections(
+                xyxy=np.array([o.box for o in v.objects], dtype=np.float32),
+                confidence=np.array([o.confidence for o in v.objects], dtype=np.float32),
+                class_id=np.zeros(len(v.objects), dtype=int),
+            )
+            labels = [
+                f"{o.class_name} {o.confidence:.2f}" + (f" #{o.track_id}" if o.track_id is not None else "")
+                for o in v.objects
+            ]
             out = self._boxes.annotate(out, det)
             out = self._labels.annotate(out, det, labels=labels)
         wall = event.confirmed.strftime("%Y-%m-%d %H:%M:%S")
@@ -179,8 +190,16 @@ class EvidenceWriter:
         scale = min(0.7 * max(1.0, width / 1280), (width - 16) / text_w)
         bar = int(round(48 * scale))
         cv2.rectangle(out, (0, 0), (width, bar), (0, 0, 0), -1)
-        cv2.putText(out, header, (8, int(round(34 * scale))), font, scale, (255, 255, 255), max(1, round(2.5 * scale)),
-                    cv2.LINE_AA)
+        cv2.putText(
+            out,
+            header,
+            (8, int(round(34 * scale))),
+            font,
+            scale,
+            (255, 255, 255),
+            max(1, round(2.5 * scale)),
+            cv2.LINE_AA,
+        )
 
 
 def prune_evidence(out_dir: Path, written_before: float, keep: set[str]) -> int:

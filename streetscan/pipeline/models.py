@@ -8,9 +8,9 @@ in a checkout is the repository's `models/`). Nothing is ever downloaded.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -71,8 +71,10 @@ class Thresholds:
         known = {"detect", "track_high", "track_activate", "track_min_frames", "min_confidence"}
         unknown = set(raw) - known
         if unknown:
-            raise ModelError(f"model card {card_path}: unknown thresholds {', '.join(sorted(unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
+            raise ModelError(
+                f"model card {card_path}: unknown thresholds {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(known))}"
+            )
         mc = raw.get("min_confidence", {"default": DEFAULT_MIN_CONFIDENCE})
         if isinstance(mc, (int, float)):
             mc = {"default": mc}
@@ -81,13 +83,18 @@ class Thresholds:
         bad = [f"{k}={v}" for k, v in values.items() if not 0.0 <= v <= 1.0]
         if bad:
             raise ModelError(f"model card {card_path}: thresholds must be within 0..1: {', '.join(bad)}")
-        t = cls(detect=float(raw.get("detect", 0.1)), track_high=float(raw.get("track_high", 0.5)),
-                track_activate=float(raw.get("track_activate", 0.4)),
-                track_min_frames=int(raw.get("track_min_frames", 2)),
-                min_confidence={str(k): float(v) for k, v in mc.items()})
+        t = cls(
+            detect=float(raw.get("detect", 0.1)),
+            track_high=float(raw.get("track_high", 0.5)),
+            track_activate=float(raw.get("track_activate", 0.4)),
+            track_min_frames=int(raw.get("track_min_frames", 2)),
+            min_confidence={str(k): float(v) for k, v in mc.items()},
+        )
         if t.track_activate > t.track_high or t.detect > t.track_activate or t.track_min_frames < 1:
-            raise ModelError(f"model card {card_path}: thresholds need detect <= track_activate <= track_high "
-                             f"and track_min_frames >= 1")
+            raise ModelError(
+                f"model card {card_path}: thresholds need detect <= track_activate <= track_high "
+                f"and track_min_frames >= 1"
+            )
         return t
 
 
@@ -145,10 +152,19 @@ class Quality:
         return cls(str(raw["measured"]), str(raw["val"]), int(raw["images"]), str(raw["results"]), objects)
 
     def as_yaml(self) -> str:
-        body = {"measured": self.measured, "val": self.val, "images": self.images, "results": self.results,
-                "objects": {o: {"boxes": q.boxes, "ap50": round(q.ap50, 3), "ap50_95": round(q.ap50_95, 3)}
-                            for o, q in self.objects.items()}}
-        return f"{self.MARKER}\n" + yaml.safe_dump({"quality": body}, sort_keys=False, default_flow_style=None, width=110)
+        body = {
+            "measured": self.measured,
+            "val": self.val,
+            "images": self.images,
+            "results": self.results,
+            "objects": {
+                o: {"boxes": q.boxes, "ap50": round(q.ap50, 3), "ap50_95": round(q.ap50_95, 3)}
+                for o, q in self.objects.items()
+            },
+        }
+        return f"{self.MARKER}\n" + yaml.safe_dump(
+            {"quality": body}, sort_keys=False, default_flow_style=None, width=110
+        )
 
     def write_into(self, card_path: Path) -> None:
         """Replace the card's quality block (always its tail, after MARKER), keeping the rest as written."""
@@ -229,8 +245,10 @@ def load_card(card_path: Path, weights_override: Path | None = None) -> ModelCar
         raise ModelError(f"model card {card_path}: unknown family {data['family']!r}; known: {', '.join(FAMILIES)}")
     weights = weights_override or (base / data["weights"])
     if not weights.exists():
-        raise ModelError(f"weights {weights} named by {card_path} are missing; see the card's provenance "
-                         f"for the script that makes them")
+        raise ModelError(
+            f"weights {weights} named by {card_path} are missing; see the card's provenance "
+            f"for the script that makes them"
+        )
     inp = data["input"]
     class_map = _load_class_map(data["class_map"], base)
     names = data.get("classes")
@@ -239,18 +257,32 @@ def load_card(card_path: Path, weights_override: Path | None = None) -> ModelCar
     if not names:
         raise ModelError(f"model card {card_path}: no class names (give `classes:` in the card)")
     if not set(class_map).intersection(names):
-        raise ModelError(f"model card {card_path}: its class_map names none of the model's classes "
-                         f"({', '.join(map(str, names[:5]))}, ...)")
+        raise ModelError(
+            f"model card {card_path}: its class_map names none of the model's classes "
+            f"({', '.join(map(str, names[:5]))}, ...)"
+        )
     return ModelCard(
-        name=str(data["name"]), version=str(data.get("version", "0")), family=data["family"],
-        weights=weights, input_width=int(inp["width"]), input_height=int(inp["height"]),
-        rect=bool(inp.get("rect", False)), layout=inp.get("layout", "NCHW"), color=inp.get("color", "RGB"),
-        mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))), std=tuple(inp.get("std", (255.0, 255.0, 255.0))),
-        class_names=tuple(names), class_map=class_map, max_batch=int(data.get("max_batch", 16)),
-        provenance=str(data.get("provenance", "")), licence=str(data.get("licence", "")),
-        card_path=card_path, torch_weights=base / data["torch_weights"] if data.get("torch_weights") else None,
+        name=str(data["name"]),
+        version=str(data.get("version", "0")),
+        family=data["family"],
+        weights=weights,
+        input_width=int(inp["width"]),
+        input_height=int(inp["height"]),
+        rect=bool(inp.get("rect", False)),
+        layout=inp.get("layout", "NCHW"),
+        color=inp.get("color", "RGB"),
+        mean=tuple(inp.get("mean", (0.0, 0.0, 0.0))),
+        std=tuple(inp.get("std", (255.0, 255.0, 255.0))),
+        class_names=tuple(names),
+        class_map=class_map,
+        max_batch=int(data.get("max_batch", 16)),
+        provenance=str(data.get("provenance", "")),
+        licence=str(data.get("licence", "")),
+        card_path=card_path,
+        torch_weights=base / data["torch_weights"] if data.get("torch_weights") else None,
         thresholds=Thresholds.from_card(data.get("thresholds"), card_path),
-        quality=Quality.from_card(data.get("quality"), card_path), extra=data,
+        quality=Quality.from_card(data.get("quality"), card_path),
+        extra=data,
     )
 
 
@@ -292,8 +324,9 @@ def resolve_model(spec: str | None) -> ModelCard:
     if spec is None:
         spec = default_model_name()
         if spec is None:
-            raise ModelError(f"no model given and no default in {models_dir() / 'DEFAULT'}; "
-                             f"pass --model NAME|CARD.yaml|WEIGHTS.onnx")
+            raise ModelError(
+                f"no model given and no default in {models_dir() / 'DEFAULT'}; pass --model NAME|CARD.yaml|WEIGHTS.onnx"
+            )
     p = Path(spec)
     if p.suffix in (".yaml", ".yml"):
         if not p.exists():
@@ -309,6 +342,8 @@ def resolve_model(spec: str | None) -> ModelCard:
     card = models_dir() / f"{spec}.yaml"
     if not card.exists():
         known = [c.stem for c in card_paths(models_dir())]
-        raise ModelError(f"model {spec!r} not found in {models_dir()} (set STREETSCAN_MODELS or pass a path); "
-                         f"available: {', '.join(known) or 'none'}")
+        raise ModelError(
+            f"model {spec!r} not found in {models_dir()} (set STREETSCAN_MODELS or pass a path); "
+            f"available: {', '.join(known) or 'none'}"
+        )
     return load_card(card)

@@ -38,8 +38,14 @@ class RulePlan:
         return float(getattr(self.params, self.kind.time_key))
 
     def build(self, camera_id: str) -> ZoneRule:
-        return self.kind(self.scene, self.zone, self.params, camera_id, min_confidence=self.min_confidence,
-                         confirmed_gap_s=self.confirmed_gap_s)
+        return self.kind(
+            self.scene,
+            self.zone,
+            self.params,
+            camera_id,
+            min_confidence=self.min_confidence,
+            confirmed_gap_s=self.confirmed_gap_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,24 @@ class CameraPlan:
                 if not params.enabled:
                     continue
                 confidence = params.min_confidence
-                rules.append(RulePlan(zone, scene, rule_kind(scene.rule), params,
-                                      thresholds.min_confidence_for(code) if confidence is None else confidence,
-                                      camera.event.resolve_grace_s))
+                rules.append(
+                    RulePlan(
+                        zone,
+                        scene,
+                        rule_kind(scene.rule),
+                        params,
+                        thresholds.min_confidence_for(code) if confidence is None else confidence,
+                        camera.event.resolve_grace_s,
+                    )
+                )
         tracking = camera.tracking
-        tracker = TrackerSettings.resolve(thresholds, lost_s=tracking.lost_s or camera.event.resolve_grace_s,
-                                          high=tracking.high, activate=tracking.activate,
-                                          min_frames=tracking.min_frames)
+        tracker = TrackerSettings.resolve(
+            thresholds,
+            lost_s=tracking.lost_s or camera.event.resolve_grace_s,
+            high=tracking.high,
+            activate=tracking.activate,
+            min_frames=tracking.min_frames,
+        )
         return cls(camera, tracker, tuple(rules), tuple(unserved), thresholds)
 
     @classmethod

@@ -42,8 +42,17 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Let
     src_h, src_w = image.shape[:2]
     scale = min(w / src_w, h / src_h)
     new_w, new_h = round(src_w * scale), round(src_h * scale)
-    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (src_w, src_h) else image
+    resized = (
+        cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR) if (new_w, new_h) != (src_w, src_h) else image
+    )
     pad_x, pad_y = (w - new_w) // 2, (h - new_h) // 2
-    out = cv2.copyMakeBorder(resized, pad_y, h - new_h - pad_y, pad_x, w - new_w - pad_x,
-                             cv2.BORDER_CONSTANT, value=(PAD_VALUE, PAD_VALUE, PAD_VALUE))
+    out = cv2.copyMakeBorder(
+        resized,
+        pad_y,
+        h - new_h - pad_y,
+        pad_x,
+        w - new_w - pad_x,
+        cv2.BORDER_CONSTANT,
+        value=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )
     return out, Letterbox(scale, pad_x, pad_y, src_w, src_h)

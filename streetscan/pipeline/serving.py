@@ -75,8 +75,10 @@ def default_shortfalls(card: ModelCard, baseline: ModelCard) -> list[str]:
     out = []
     served = by_status(card)[Status.SERVED]
     if len(served) < DEFAULT_MIN_SERVED:
-        out.append(f"serves {len(served)} of {len(SCENE_CLASSES)} scene classes at AP50 >= {SERVED_AP50}; "
-                   f"needs {DEFAULT_MIN_SERVED}")
+        out.append(
+            f"serves {len(served)} of {len(SCENE_CLASSES)} scene classes at AP50 >= {SERVED_AP50}; "
+            f"needs {DEFAULT_MIN_SERVED}"
+        )
     for obj in DEFAULT_MATCHED_OBJECTS:
         mine, theirs = card.quality.objects.get(obj), baseline.quality.objects.get(obj)
         if mine is None:

@@ -35,13 +35,24 @@ class TrackerSettings:
     lost_s: float
 
     @classmethod
-    def resolve(cls, thresholds: Thresholds, *, lost_s: float, high: float | None = None,
-                activate: float | None = None, min_frames: int | None = None) -> TrackerSettings:
+    def resolve(
+        cls,
+        thresholds: Thresholds,
+        *,
+        lost_s: float,
+        high: float | None = None,
+        activate: float | None = None,
+        min_frames: int | None = None,
+    ) -> TrackerSettings:
         """The model card's calibrated values, overridden by whatever the camera sets."""
         high = thresholds.track_high if high is None else high
         activate = thresholds.track_activate if activate is None else activate
-        return cls(high=high, activate=min(activate, high),
-                   min_frames=thresholds.track_min_frames if min_frames is None else min_frames, lost_s=lost_s)
+        return cls(
+            high=high,
+            activate=min(activate, high),
+            min_frames=thresholds.track_min_frames if min_frames is None else min_frames,
+            lost_s=lost_s,
+        )
 
 
 class ObjectTracker:
@@ -51,8 +62,10 @@ class ObjectTracker:
     def __init__(self, analysis_fps: float, settings: TrackerSettings):
         self.settings = settings
         self._tracker = ByteTrackTracker(
-            lost_track_buffer=max(1, round(settings.lost_s * _BUFFER_FPS)), frame_rate=analysis_fps,
-            track_activation_threshold=settings.activate, high_conf_det_threshold=settings.high,
+            lost_track_buffer=max(1, round(settings.lost_s * _BUFFER_FPS)),
+            frame_rate=analysis_fps,
+            track_activation_threshold=settings.activate,
+            high_conf_det_threshold=settings.high,
             minimum_consecutive_frames=settings.min_frames,
         )
 
@@ -145,7 +158,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
-    union = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    union = (
+        (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]) - inter
+    )
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -244,8 +259,16 @@ class TrackBook:
             h = self.tracks.get(tid)
             if h is None:
                 born_s, born_frame = self._first_sighting(str(names[i]), box, t)  # type: ignore[arg-type]
-                h = self.tracks[tid] = TrackHistory(tid, str(names[i]), born_s, born_frame if born_s < t else frame_seq,
-                                                    box, box, t, arrived=self._drove_up(str(names[i]), box, born_s))  # type: ignore[arg-type]
+                h = self.tracks[tid] = TrackHistory(
+                    tid,
+                    str(names[i]),
+                    born_s,
+                    born_frame if born_s < t else frame_seq,
+                    box,
+                    box,
+                    t,
+                    arrived=self._drove_up(str(names[i]), box, born_s),
+                )  # type: ignore[arg-type]
             h.observe(box, float(det.confidence[i]) if det.confidence is not None else 1.0, t)  # type: ignore[arg-type]
         for tid in [k for k, h in self.tracks.items() if t - h.last_s > self.forget_s]:
             del self.tracks[tid]
@@ -296,7 +319,7 @@ class TrackBook:
                 continue
             if born_s - seen.t > STAND_LOOKBACK_S:
                 break
-            for c, b, moving in zip(seen.classes, seen.boxes, seen.moving):
+            for c, b, moving in zip(seen.classes, seen.boxes, seen.moving, strict=False):
                 if moving and c == class_name and near(box, tuple(float(v) for v in b)):  # type: ignore[arg-type]
                     return True
         return False

@@ -11,7 +11,7 @@ reason, by whoever took the request (workers.verification.VerificationDesk).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -99,8 +99,9 @@ class ZoneCheck:
         if len(idx) == 0:
             return
         self.present += 1
-        self.last_objects = tuple(ObservedObject(str(det.data["class_name"][i]), box_of(det, i),
-                                                 float(det.confidence[i]), None) for i in idx)
+        self.last_objects = tuple(
+            ObservedObject(str(det.data["class_name"][i]), box_of(det, i), float(det.confidence[i]), None) for i in idx
+        )
 
     @property
     def done(self) -> bool:
@@ -113,10 +114,18 @@ class ZoneCheck:
     def answer(self, revision: int, checked_s: float, checked_wall: datetime, evidence: dict[str, str]) -> Event:
         """The event's new revision: verified or still_present (with what was seen, and when)."""
         ev = self.case
-        check = Verification(self.request.request_id, self.request.requested, checked_s, checked_wall, self.frames,
-                             self.present)
+        check = Verification(
+            self.request.request_id, self.request.requested, checked_s, checked_wall, self.frames, self.present
+        )
         if not self.still_present:
             return replace(ev, state="verified", revision=revision, evidence=evidence, verification=check)
         seen = replace(ev.violation, objects=self.last_objects, last_seen_s=checked_s)
-        return replace(ev, state="still_present", revision=revision, violation=seen, last_seen=checked_wall,
-                       evidence=evidence, verification=check)
+        return replace(
+            ev,
+            state="still_present",
+            revision=revision,
+            violation=seen,
+            last_seen=checked_wall,
+            evidence=evidence,
+            verification=check,
+        )

@@ -57,8 +57,9 @@ class ZoneIndex:
 class FrameZones:
     """One frame's detections against the camera's zones; each (zone, anchor) is tested once."""
 
-    def __init__(self, index: ZoneIndex, det: sv.Detections, *, parent: FrameZones | None = None,
-                 keep: np.ndarray | None = None):
+    def __init__(
+        self, index: ZoneIndex, det: sv.Detections, *, parent: FrameZones | None = None, keep: np.ndarray | None = None
+    ):
         self._index = index
         self._det = det
         self._parent, self._keep = parent, keep

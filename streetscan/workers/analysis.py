@@ -14,10 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..pipeline.camera import CameraAnalysis
-from ..pipeline.events import Event
 from ..infra.loop import Worker
 from ..infra.metrics import Metrics
+from ..pipeline.camera import CameraAnalysis
+from ..pipeline.events import Event
 from .inference import Batch
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,15 @@ class AnalysisWorker(Worker):
     """`analysis_for(camera_id, generation)`: the camera's analysis, or None when the frame belongs
     to a camera removed or restarted since it was read (its result is then discarded)."""
 
-    def __init__(self, inbox: queue.Queue, analysis_for: Callable[[str, int], CameraAnalysis | None],
-                 outbox: Outbox, metrics: Metrics, *, record: bool = False):
+    def __init__(
+        self,
+        inbox: queue.Queue,
+        analysis_for: Callable[[str, int], CameraAnalysis | None],
+        outbox: Outbox,
+        metrics: Metrics,
+        *,
+        record: bool = False,
+    ):
         self.inbox = inbox
         self.analysis_for = analysis_for
         self.outbox = outbox
@@ -67,8 +74,12 @@ class AnalysisWorker(Worker):
                 try:
                     self._analyse(lf, det)
                 except Exception:
-                    log.exception("%s: analysis failed on frame %d; skipped", lf.camera_id, lf.frame.seq,
-                                  extra={"camera": lf.camera_id})
+                    log.exception(
+                        "%s: analysis failed on frame %d; skipped",
+                        lf.camera_id,
+                        lf.frame.seq,
+                        extra={"camera": lf.camera_id},
+                    )
 
     def waiting_events(self, camera_id: str | None = None) -> int:
         """Events made but not yet saved to the spool: of one camera, or of all."""
@@ -106,14 +117,20 @@ class AnalysisWorker(Worker):
         except (sqlite3.Error, OSError) as exc:
             self.metrics.spool_write_failures.labels(camera_id).inc()
             if camera_id not in self.unsaved:
-                log.error("%s: events cannot be saved (%s); %d wait in memory and are saved in order once "
-                          "there is room", camera_id, exc, len(batch), extra={"camera": camera_id})
+                log.error(
+                    "%s: events cannot be saved (%s); %d wait in memory and are saved in order once there is room",
+                    camera_id,
+                    exc,
+                    len(batch),
+                    extra={"camera": camera_id},
+                )
             self.unsaved[camera_id] = f"spool not writable: {exc}; {len(batch)} events waiting in memory"
             return
         del self.waiting[camera_id]
         if self.unsaved.pop(camera_id, None) is not None:
-            log.info("%s: spool writable again; %d waiting events saved", camera_id, len(batch),
-                     extra={"camera": camera_id})
+            log.info(
+                "%s: spool writable again; %d waiting events saved", camera_id, len(batch), extra={"camera": camera_id}
+            )
         if self.recorded is not None:
             self.recorded.setdefault(camera_id, []).extend(batch)
         for ev in batch:
@@ -142,6 +159,12 @@ class AnalysisWorker(Worker):
             try:
                 self.outbox.commit(camera_id, batch, None)
             except (sqlite3.Error, OSError) as exc:
-                log.error("%s: %d events could not be saved before the camera was %s (%s): they are lost",
-                          camera_id, len(batch), "removed or restarted", exc, extra={"camera": camera_id})
+                log.error(
+                    "%s: %d events could not be saved before the camera was %s (%s): they are lost",
+                    camera_id,
+                    len(batch),
+                    "removed or restarted",
+                    exc,
+                    extra={"camera": camera_id},
+                )
         self._recent.pop(camera_id, None)

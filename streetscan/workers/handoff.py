@@ -1,11 +1,11 @@
 """Hand-off from the readers to batched inference, in two policies behind one interface:
 
-FrameBoard (live, newest frame wins). Each camera has one slot. A reader overwrites its slot and never waits; a frame overwritten
-before inference took it is dropped and counted. A reader does not even decode a frame while its
-slot holds a recent one (`wants`): that frame is skipped, and counted as dropped too. Inference
-gathers one frame per ready camera, round-robin from where the last batch stopped, so no camera
-starves the others. Memory is bounded by one frame per camera whatever the load, and a frame's
-age at analysis by the reader's freshness bound plus one batch.
+FrameBoard (live, newest frame wins). Each camera has one slot. A reader overwrites its slot and
+never waits; a frame overwritten before inference took it is dropped and counted. A reader does not
+even decode a frame while its slot holds a recent one (`wants`): that frame is skipped, and counted
+as dropped too. Inference gathers one frame per ready camera, round-robin from where the last batch
+stopped, so no camera starves the others. Memory is bounded by one frame per camera whatever the
+load, and a frame's age at analysis by the reader's freshness bound plus one batch.
 
 FrameQueue (recordings, nothing dropped). One bounded queue in arrival order; a reader blocks
 while it is full, so a replay analyses every sampled frame at the speed inference allows and
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 

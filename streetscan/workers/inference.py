@@ -16,9 +16,9 @@ import time
 
 import supervision as sv
 
-from ..pipeline.crops import FrameDetector
 from ..infra.loop import Worker
 from ..infra.metrics import Metrics
+from ..pipeline.crops import FrameDetector
 from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,17 @@ Batch = list[tuple[LiveFrame, sv.Detections]]
 
 
 class BatchedInference(Worker):
-    def __init__(self, detector: FrameDetector, board: Handoff, out: queue.Queue, metrics: Metrics, *,
-                 max_batch: int = 8, max_wait_ms: float = 20.0, name: str = "cpu0"):
+    def __init__(
+        self,
+        detector: FrameDetector,
+        board: Handoff,
+        out: queue.Queue,
+        metrics: Metrics,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 20.0,
+        name: str = "cpu0",
+    ):
         self.detector = detector
         self.board = board
         self.out = out
@@ -44,7 +53,6 @@ class BatchedInference(Worker):
         self._drain = drain
         super().stop()
         self.board.wake()
-
 
     def _run(self) -> None:
         while True:
@@ -67,7 +75,7 @@ class BatchedInference(Worker):
                 continue
             self.metrics.batch_size.labels(self.name).observe(len(batch))
             self.metrics.inference_latency.labels(self.name).observe(elapsed)
-            self._hand_on(list(zip(batch, detections)))
+            self._hand_on(list(zip(batch, detections, strict=False)))
         self._hand_on(None)
 
     def _hand_on(self, item: Batch | None) -> None:

@@ -15,22 +15,22 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from enum import Enum
+from enum import StrEnum
 
-from ..pipeline.config import Camera
-from ..pipeline.crops import CropPlanner
-from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
-from ..secrets import redact_url
-from ..pipeline.frames import Frame
 from ..infra.backoff import Backoff
 from ..infra.loop import Worker
 from ..infra.metrics import Metrics
+from ..pipeline.config import Camera
+from ..pipeline.crops import CropPlanner
+from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
+from ..pipeline.frames import Frame
+from ..secrets import redact_url
 from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)
 
 
-class CameraState(str, Enum):
+class CameraState(StrEnum):
     CONNECTING = "connecting"
     LIVE = "live"
     BACKOFF = "backoff"
@@ -54,7 +54,7 @@ class DecodeAccounting:
 
     def __call__(self, source: VideoSource) -> None:
         now = (source.stats.decoded, source.stats.decode_errors, source.stats.skipped)
-        decoded, errors, skipped = (a - b for a, b in zip(now, self._seen))
+        decoded, errors, skipped = (a - b for a, b in zip(now, self._seen, strict=False))
         cam = self.camera_id
         if decoded:
             self.metrics.frames_decoded.labels(cam).inc(decoded)
@@ -72,8 +72,16 @@ class DecodeAccounting:
 class _Reader(Worker):
     """What both readers share: the camera, where frames go, and how a frame is handed on."""
 
-    def __init__(self, camera: Camera, handoff: Handoff, metrics: Metrics, *, generation: int,
-                 fit: tuple[int, int] | None, crops: CropPlanner | None):
+    def __init__(
+        self,
+        camera: Camera,
+        handoff: Handoff,
+        metrics: Metrics,
+        *,
+        generation: int,
+        fit: tuple[int, int] | None,
+        crops: CropPlanner | None,
+    ):
         self.camera_id = camera.id
         self.camera = camera
         self.handoff = handoff
@@ -96,8 +104,16 @@ class RecordingReader(_Reader):
     """Every sampled frame of one recording, stamped with its time in the file, then done.
     `failure` holds what ended it early (an unreadable file), for the replay to raise."""
 
-    def __init__(self, camera: Camera, source: VideoSource, handoff: Handoff, metrics: Metrics, *,
-                 generation: int, crops: CropPlanner | None):
+    def __init__(
+        self,
+        camera: Camera,
+        source: VideoSource,
+        handoff: Handoff,
+        metrics: Metrics,
+        *,
+        generation: int,
+        crops: CropPlanner | None,
+    ):
         self.source = source
         self.failure: BaseException | None = None
         self.last_pts = 0.0
@@ -164,7 +180,7 @@ class LoadShedder:
             if now < self._until:
                 return True
             self._until = None
-            self._recent.clear()   # judge full decode afresh
+            self._recent.clear()  # judge full decode afresh
             return False
         refused = sum(not w for w in self._recent)
         if len(self._recent) == self.window and refused >= self.enter_ratio * self.window:
@@ -174,9 +190,18 @@ class LoadShedder:
 
 
 class StreamReader(_Reader):
-    def __init__(self, camera: Camera, handoff: Handoff, metrics: Metrics, *, generation: int = 0,
-                 epoch: tuple[float, float] | None = None, fit: tuple[int, int] | None = None,
-                 crops: CropPlanner | None = None, shed_load: bool = True):
+    def __init__(
+        self,
+        camera: Camera,
+        handoff: Handoff,
+        metrics: Metrics,
+        *,
+        generation: int = 0,
+        epoch: tuple[float, float] | None = None,
+        fit: tuple[int, int] | None = None,
+        crops: CropPlanner | None = None,
+        shed_load: bool = True,
+    ):
         self.url = camera.url
         self.analysis_fps = camera.analysis_fps
         self.policy = camera.reader
@@ -272,9 +297,17 @@ class StreamReader(_Reader):
                 self.shedder.note(wanted)
             return wanted
 
-        self.source = VideoSource(self.url, self.analysis_fps, open_timeout_s=self.policy.open_timeout_s,
-                                  read_timeout_s=self.policy.read_timeout_s, watchdog=watchdog, fit=self.fit,
-                                  threads=1, wanted=due, shed=self.shedder.active if self.shedder else None)
+        self.source = VideoSource(
+            self.url,
+            self.analysis_fps,
+            open_timeout_s=self.policy.open_timeout_s,
+            read_timeout_s=self.policy.read_timeout_s,
+            watchdog=watchdog,
+            fit=self.fit,
+            threads=1,
+            wanted=due,
+            shed=self.shedder.active if self.shedder else None,
+        )
         return self.source
 
     @property

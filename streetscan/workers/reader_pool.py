@@ -36,21 +36,35 @@ from multiprocessing.shared_memory import SharedMemory
 
 import numpy as np
 
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
+from ..infra.shard import owner
 from ..logs import JsonFormatter
 from ..logs import configure as configure_logging
 from ..pipeline.config import Camera
 from ..pipeline.frames import Frame
-from ..infra.loop import Worker
-from ..infra.metrics import Metrics
-from ..infra.shard import owner
 from .handoff import FrameBoard, LiveFrame
 from .reader import CameraState, StreamReader
 
 log = logging.getLogger(__name__)
 
-HEADER = np.dtype([("written", "<u8"), ("done", "<u8"), ("taken", "<u8"), ("seq", "<i8"), ("decoded_index", "<i8"),
-                   ("pts_s", "<f8"), ("arrived", "<f8"), ("keyframe", "<u8"), ("h", "<u8"), ("w", "<u8"),
-                   ("src_w", "<u8"), ("src_h", "<u8"), ("busy_until", "<f8")])
+HEADER = np.dtype(
+    [
+        ("written", "<u8"),
+        ("done", "<u8"),
+        ("taken", "<u8"),
+        ("seq", "<i8"),
+        ("decoded_index", "<i8"),
+        ("pts_s", "<f8"),
+        ("arrived", "<f8"),
+        ("keyframe", "<u8"),
+        ("h", "<u8"),
+        ("w", "<u8"),
+        ("src_w", "<u8"),
+        ("src_h", "<u8"),
+        ("busy_until", "<f8"),
+    ]
+)
 # The reader counters that travel from a reader process to the daemon's metrics.
 FORWARDED = ("frames_decoded", "frames_sampled", "frames_dropped", "decode_errors", "reconnects")
 STATUS_EVERY_S = 0.5
@@ -97,7 +111,7 @@ class FrameSlot:
         n = self._get("written") + 1
         h = self.header
         h["written"][0] = n
-        self.pixels[:image.nbytes] = image.reshape(-1)
+        self.pixels[: image.nbytes] = image.reshape(-1)
         h["seq"][0], h["decoded_index"][0], h["pts_s"][0] = frame.seq, frame.decoded_index, frame.pts_s
         h["arrived"][0], h["keyframe"][0] = arrived, int(frame.keyframe)
         h["h"][0], h["w"][0] = image.shape[0], image.shape[1]
@@ -113,14 +127,19 @@ class FrameSlot:
                 return None
             rec = self.header[0].copy()
             hh, ww = int(rec["h"]), int(rec["w"])
-            image = self.pixels[:hh * ww * 3].copy().reshape(hh, ww, 3)
+            image = self.pixels[: hh * ww * 3].copy().reshape(hh, ww, 3)
             if self._get("written") != done:
                 continue  # the writer moved on while we copied: read the newer frame
             self.header["taken"][0] = done
             src = (int(rec["src_w"]), int(rec["src_h"]))
-            frame = Frame(seq=int(rec["seq"]), decoded_index=int(rec["decoded_index"]), pts_s=float(rec["pts_s"]),
-                          image=image, keyframe=bool(rec["keyframe"]),
-                          source_size=None if src == (ww, hh) else src)
+            frame = Frame(
+                seq=int(rec["seq"]),
+                decoded_index=int(rec["decoded_index"]),
+                pts_s=float(rec["pts_s"]),
+                image=image,
+                keyframe=bool(rec["keyframe"]),
+                source_size=None if src == (ww, hh) else src,
+            )
             return frame, float(rec["arrived"])
         return None  # a writer faster than five copies: the next round takes it
 
@@ -196,8 +215,16 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
             if op == "add":
                 _, camera, generation, slot_name, capacity = cmd
                 handoff.slots[camera.id] = FrameSlot(slot_name, capacity, create=False)
-                reader = StreamReader(camera, handoff, metrics, generation=generation, epoch=epoch, fit=fit,
-                                      crops=None, shed_load=shed_load)
+                reader = StreamReader(
+                    camera,
+                    handoff,
+                    metrics,
+                    generation=generation,
+                    epoch=epoch,
+                    fit=fit,
+                    crops=None,
+                    shed_load=shed_load,
+                )
                 readers[camera.id] = reader
                 reader.start()
             elif op == "remove":
@@ -225,10 +252,14 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
 
 def _camera_status(reader: StreamReader, metrics: Metrics) -> dict:
     get = metrics.registry.get_sample_value
-    return {"state": reader.state.value, "reason": reader.reason, "decode_mode": reader.decode_mode,
-            "last_frame_at": reader.last_frame_at, "alive": reader.alive,
-            "counters": {name: get(f"streetscan_{name}_total", {"camera": reader.camera_id}) or 0.0
-                         for name in FORWARDED}}
+    return {
+        "state": reader.state.value,
+        "reason": reader.reason,
+        "decode_mode": reader.decode_mode,
+        "last_frame_at": reader.last_frame_at,
+        "alive": reader.alive,
+        "counters": {name: get(f"streetscan_{name}_total", {"camera": reader.camera_id}) or 0.0 for name in FORWARDED},
+    }
 
 
 class RemoteReader:
@@ -270,8 +301,16 @@ class ReaderPool(Worker):
     """The reader processes and the daemon-side loop that collects their frames, forwards their
     counters and states, and restarts a process that died."""
 
-    def __init__(self, processes: int, board: FrameBoard, metrics: Metrics, *, fit: tuple[int, int],
-                 epoch: tuple[float, float], shed_load: bool = True):
+    def __init__(
+        self,
+        processes: int,
+        board: FrameBoard,
+        metrics: Metrics,
+        *,
+        fit: tuple[int, int],
+        epoch: tuple[float, float],
+        shed_load: bool = True,
+    ):
         if processes < 1:
             raise ValueError("a reader pool needs at least one process")
         self.board, self.metrics, self.fit, self.epoch, self.shed_load = board, metrics, fit, epoch, shed_load
@@ -325,16 +364,33 @@ class ReaderPool(Worker):
     def describe(self) -> dict[str, dict]:
         """Per process: pid, alive, starts, its cameras (for /readyz)."""
         with self._lock:
-            return {str(p.index): {"pid": p.process.pid if p.process is not None else None,
-                                   "alive": p.process is not None and p.process.is_alive(),
-                                   "starts": p.starts, "cameras": sorted(p.cameras)} for p in self._procs}
+            return {
+                str(p.index): {
+                    "pid": p.process.pid if p.process is not None else None,
+                    "alive": p.process is not None and p.process.is_alive(),
+                    "starts": p.starts,
+                    "cameras": sorted(p.cameras),
+                }
+                for p in self._procs
+            }
 
     def _spawn(self, proc: _Process) -> None:
         proc.commands = self._ctx.Queue()  # a killed process may have died holding the old queue's lock
         proc.process = self._ctx.Process(
-            target=_reader_process, name=f"streetscan-reader-{proc.index}", daemon=True,
-            args=(proc.index, proc.commands, self.status, self.posted, self.fit, self.epoch, self.shed_load,
-                  _log_settings()))
+            target=_reader_process,
+            name=f"streetscan-reader-{proc.index}",
+            daemon=True,
+            args=(
+                proc.index,
+                proc.commands,
+                self.status,
+                self.posted,
+                self.fit,
+                self.epoch,
+                self.shed_load,
+                _log_settings(),
+            ),
+        )
         proc.process.start()
         proc.starts += 1
         for remote in proc.cameras.values():
@@ -414,8 +470,13 @@ class ReaderPool(Worker):
                 if not proc.cameras:
                     proc.process = None
                     continue
-                log.error("reader process %d (pid %s) died (exit %s); starting it again with its %d camera(s)",
-                          proc.index, proc.process.pid, code, len(proc.cameras))
+                log.error(
+                    "reader process %d (pid %s) died (exit %s); starting it again with its %d camera(s)",
+                    proc.index,
+                    proc.process.pid,
+                    code,
+                    len(proc.cameras),
+                )
                 for remote in proc.cameras.values():
                     remote.state, remote.reason = CameraState.CONNECTING, f"reader process restarted (exit {code})"
                     self._seen[remote.camera_id] = {}

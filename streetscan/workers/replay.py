@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from ..delivery.sinks import CaseSink
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera, StreamsConfig
 from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import MISSING_TAIL_S, VideoSource
 from ..pipeline.detect import Detector
 from ..pipeline.events import Event
-from ..delivery.sinks import CaseSink
 from .handoff import FrameQueue
 from .reader import RecordingReader
 from .runner import Runner, RunnerOptions
@@ -79,8 +79,7 @@ def camera_for_path(config: StreamsConfig, path: str, camera_id: str | None = No
         return matches[0]
     if len(cameras) == 1:
         return cameras[0]
-    raise KeyError(f"no camera's url names {name}: choose one with --camera "
-                   f"({', '.join(c.id for c in cameras)})")
+    raise KeyError(f"no camera's url names {name}: choose one with --camera ({', '.join(c.id for c in cameras)})")
 
 
 def start_time(explicit: datetime | None, creation_time: str | None, path: str) -> datetime:
@@ -98,10 +97,19 @@ def start_time(explicit: datetime | None, creation_time: str | None, path: str) 
 class ReplayJob:
     """`flush_s`: how long the end of a replay waits for the sinks to take its last events."""
 
-    def __init__(self, camera: Camera, detector: Detector, *, out_dir: Path, sinks: Sequence[CaseSink],
-                 batch_size: int = 4, start_time: datetime | None = None,
-                 on_progress: Callable[[float], None] | None = None, flush_s: float = 30.0,
-                 verify: Sequence[tuple[float, dict]] = ()):
+    def __init__(
+        self,
+        camera: Camera,
+        detector: Detector,
+        *,
+        out_dir: Path,
+        sinks: Sequence[CaseSink],
+        batch_size: int = 4,
+        start_time: datetime | None = None,
+        on_progress: Callable[[float], None] | None = None,
+        flush_s: float = 30.0,
+        verify: Sequence[tuple[float, dict]] = (),
+    ):
         """`verify`: verification requests (stream seconds, request) asked while the recording
         plays; the desk's answers go to OUT/verifications.jsonl."""
         self.camera = camera
@@ -118,9 +126,19 @@ class ReplayJob:
         camera, card = self.camera, self.detector.card
         source = VideoSource(path, camera.analysis_fps, fit=card.fit)
         clock = StreamClock(camera.tz, origin=start_time(self.start_time, source.info.creation_time, path))
-        runner = Runner(self.detector, FrameQueue(2 * self.batch_size), self.sinks, RunnerOptions(
-            out_dir=self.out_dir, spool_path=self.out_dir / "spool.db", max_batch=self.batch_size, max_wait_ms=0.0,
-            restore_state=False, record_events=True))
+        runner = Runner(
+            self.detector,
+            FrameQueue(2 * self.batch_size),
+            self.sinks,
+            RunnerOptions(
+                out_dir=self.out_dir,
+                spool_path=self.out_dir / "spool.db",
+                max_batch=self.batch_size,
+                max_wait_ms=0.0,
+                restore_state=False,
+                record_events=True,
+            ),
+        )
         crops = CropPlanner.for_camera(camera, card.fit)
         desk = self._desk(runner) if self.verify else None
 
@@ -136,7 +154,7 @@ class ReplayJob:
                 if self.on_progress:
                     self.on_progress(reader.last_pts)
         finally:
-            _, left = runner.stop(time.monotonic() + self.flush_s)   # every frame read is analysed first
+            _, left = runner.stop(time.monotonic() + self.flush_s)  # every frame read is analysed first
             if desk is not None:
                 # The recording ended before these could be checked, or before they were due.
                 desk.expire(now=float("inf"))
@@ -146,25 +164,46 @@ class ReplayJob:
             raise reader.failure
         waiting = runner.analysis.waiting_events(camera.id)
         if waiting or runner.analysis.unsaved.get(camera.id):
-            raise OutputFull(f"{self.out_dir}: disk full: {waiting} events of {Path(path).name} could not be saved "
-                             "(free space and replay again: event ids are the same, nothing is doubled)")
+            raise OutputFull(
+                f"{self.out_dir}: disk full: {waiting} events of {Path(path).name} could not be saved "
+                "(free space and replay again: event ids are the same, nothing is doubled)"
+            )
         wall_s = time.perf_counter() - t0
         analysis = runner.slot(camera.id).analysis
         declared = source.info.duration_s
         # A half-written file (its index first, the media cut off) decodes what it holds and stops
         # early without an error: the header's duration against the last frame says so.
-        missing = max(0.0, declared - (reader.last_pts or 0.0) - 1.0 / max(camera.analysis_fps, 1e-6)) if declared else 0.0
+        missing = (
+            max(0.0, declared - (reader.last_pts or 0.0) - 1.0 / max(camera.analysis_fps, 1e-6)) if declared else 0.0
+        )
         if missing >= MISSING_TAIL_S:
-            log.warning("%s ends early: frames up to %.1f s of the %.1f s its header declares (%.1f s missing: "
-                        "cut short or damaged)", path, reader.last_pts or 0.0, declared, missing)
+            log.warning(
+                "%s ends early: frames up to %.1f s of the %.1f s its header declares (%.1f s missing: "
+                "cut short or damaged)",
+                path,
+                reader.last_pts or 0.0,
+                declared,
+                missing,
+            )
         return ReplayResult(
-            path=path, camera_id=camera.id, width=source.info.width, height=source.info.height,
-            duration_s=source.info.duration_s or reader.last_pts, wall_s=wall_s, frames_decoded=source.stats.decoded,
-            frames_analysed=int(runner.metrics.registry.get_sample_value(
-                "streetscan_frames_analysed_total", {"camera": camera.id}) or 0), decode_errors=source.stats.decode_errors,
-            keyframe_only=source.stats.keyframe_only, counts=analysis.counts,
-            events=runner.analysis.recorded.get(camera.id, []), still_open=len(analysis.dedup.open), undelivered=left,
-            missing_s=round(missing, 1))
+            path=path,
+            camera_id=camera.id,
+            width=source.info.width,
+            height=source.info.height,
+            duration_s=source.info.duration_s or reader.last_pts,
+            wall_s=wall_s,
+            frames_decoded=source.stats.decoded,
+            frames_analysed=int(
+                runner.metrics.registry.get_sample_value("streetscan_frames_analysed_total", {"camera": camera.id}) or 0
+            ),
+            decode_errors=source.stats.decode_errors,
+            keyframe_only=source.stats.keyframe_only,
+            counts=analysis.counts,
+            events=runner.analysis.recorded.get(camera.id, []),
+            still_open=len(analysis.dedup.open),
+            undelivered=left,
+            missing_s=round(missing, 1),
+        )
 
     def _desk(self, runner: Runner):
         """A verification desk fed from `self.verify` as the stream reaches each request's time."""

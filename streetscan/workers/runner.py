@@ -19,16 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..delivery.emitter import EventEmitter
+from ..delivery.sinks import CaseSink
+from ..delivery.spool import EventSpool
+from ..infra.loop import Worker
+from ..infra.metrics import Metrics
 from ..pipeline.camera import CameraAnalysis
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera
 from ..pipeline.crops import FrameDetector
 from ..pipeline.detect import Detector
-from ..delivery.emitter import EventEmitter
-from ..infra.loop import Worker
-from ..infra.metrics import Metrics
-from ..delivery.sinks import CaseSink
-from ..delivery.spool import EventSpool
 from .analysis import AnalysisWorker
 from .handoff import Handoff
 from .inference import BatchedInference
@@ -60,18 +60,31 @@ class CameraSlot:
 
 
 class Runner:
-    def __init__(self, detector: Detector, handoff: Handoff, sinks: Sequence[CaseSink], options: RunnerOptions,
-                 metrics: Metrics | None = None):
+    def __init__(
+        self,
+        detector: Detector,
+        handoff: Handoff,
+        sinks: Sequence[CaseSink],
+        options: RunnerOptions,
+        metrics: Metrics | None = None,
+    ):
         self.card = detector.card
         self.options = options
         self.metrics = metrics or Metrics()
         self.handoff = handoff
         self.spool = EventSpool(options.spool_path, [s.name for s in sinks])
         self.analysis_queue: queue.Queue = queue.Queue(maxsize=options.analysis_queue)
-        self.inference = BatchedInference(FrameDetector(detector), handoff, self.analysis_queue, self.metrics,
-                                          max_batch=options.max_batch, max_wait_ms=options.max_wait_ms)
-        self.analysis = AnalysisWorker(self.analysis_queue, self._analysis_for, self.spool, self.metrics,
-                                       record=options.record_events)
+        self.inference = BatchedInference(
+            FrameDetector(detector),
+            handoff,
+            self.analysis_queue,
+            self.metrics,
+            max_batch=options.max_batch,
+            max_wait_ms=options.max_wait_ms,
+        )
+        self.analysis = AnalysisWorker(
+            self.analysis_queue, self._analysis_for, self.spool, self.metrics, record=options.record_events
+        )
         self.emitter = EventEmitter(self.spool, sinks, self.metrics)
         # Live stream time is Unix seconds advanced by the monotonic clock from here (StreamReader).
         self.epoch = (time.time(), time.monotonic())

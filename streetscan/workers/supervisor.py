@@ -19,17 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ..delivery.commands import RedisCommandReader
+from ..delivery.retention import EvidenceRetention
+from ..delivery.sinks import CaseSink
+from ..infra.metrics import Metrics
+from ..infra.probes import MetricsServer
+from ..infra.shard import Shard
 from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera, ConfigError, StreamsConfig, load_config
 from ..pipeline.crops import CropPlanner
-from ..secrets import redact, redact_url
 from ..pipeline.detect import Detector
-from ..infra.metrics import Metrics
-from ..infra.probes import MetricsServer
-from ..delivery.commands import RedisCommandReader
-from ..delivery.retention import EvidenceRetention
-from ..infra.shard import Shard
-from ..delivery.sinks import CaseSink
+from ..secrets import redact, redact_url
 from .handoff import FrameBoard
 from .reader import CameraState, StreamReader
 from .reader_pool import ReaderPool, RemoteReader
@@ -91,8 +91,15 @@ class Daemon:
     sink among them that also keeps evidence references (the console's), pruned with retention.
     `services` are started and stopped with the daemon (startup.Startup adds the console)."""
 
-    def __init__(self, options: DaemonOptions, config: StreamsConfig, detector: Detector, sinks: Sequence[CaseSink],
-                 *, case_index: Prunable | None = None):
+    def __init__(
+        self,
+        options: DaemonOptions,
+        config: StreamsConfig,
+        detector: Detector,
+        sinks: Sequence[CaseSink],
+        *,
+        case_index: Prunable | None = None,
+    ):
         self.options = options
         self.config = config
         self.card = detector.card
@@ -101,33 +108,61 @@ class Daemon:
         metrics = Metrics()
         self.board = FrameBoard(on_drop=lambda cam: metrics.frames_dropped.labels(cam).inc())
         self.pool: ReaderPool | None = None
-        self.runner = Runner(detector, self.board, self.sinks, RunnerOptions(
-            out_dir=options.out_dir, spool_path=options.spool_path, max_batch=options.max_batch,
-            max_wait_ms=options.max_wait_ms, analysis_queue=options.analysis_queue), metrics)
+        self.runner = Runner(
+            detector,
+            self.board,
+            self.sinks,
+            RunnerOptions(
+                out_dir=options.out_dir,
+                spool_path=options.spool_path,
+                max_batch=options.max_batch,
+                max_wait_ms=options.max_wait_ms,
+                analysis_queue=options.analysis_queue,
+            ),
+            metrics,
+        )
         if options.reader_processes > 0:
-            self.pool = ReaderPool(options.reader_processes, self.board, metrics, fit=self.card.fit,
-                                   epoch=self.runner.epoch, shed_load=options.shed_load)
-        self.retention = (EvidenceRetention(options.out_dir, self.runner.spool, metrics,
-                                            evidence_days=options.evidence_days,
-                                            case_index=case_index)
-                          if options.evidence_days > 0 else None)
+            self.pool = ReaderPool(
+                options.reader_processes,
+                self.board,
+                metrics,
+                fit=self.card.fit,
+                epoch=self.runner.epoch,
+                shed_load=options.shed_load,
+            )
+        self.retention = (
+            EvidenceRetention(
+                options.out_dir, self.runner.spool, metrics, evidence_days=options.evidence_days, case_index=case_index
+            )
+            if options.evidence_days > 0
+            else None
+        )
         self._stopping = threading.Event()
         self._reload_requested = threading.Event()
         self._started = False
         self._config_mtime = self._mtime()
-        self.desk = VerificationDesk(self.runner, self._camera_live, timeout_s=options.verify_timeout_s,
-                                     shard=options.shard)
+        self.desk = VerificationDesk(
+            self.runner, self._camera_live, timeout_s=options.verify_timeout_s, shard=options.shard
+        )
         self.runner.camera_hooks.append(self.desk.watch)
         # One consumer group per shard: every shard sees every request and answers its cameras'.
         group = f"streetscan-shard-{options.shard.index}" if options.shard else "streetscan"
-        self.commands = (RedisCommandReader(options.command_redis, self.desk.submit, stream=options.command_stream,
-                                            group=group) if options.command_redis else None)
+        self.commands = (
+            RedisCommandReader(options.command_redis, self.desk.submit, stream=options.command_stream, group=group)
+            if options.command_redis
+            else None
+        )
         if self.commands:
             self.desk.notify.append(self.commands.reply)
         # Bound here, so a taken port fails the start with a clear error before any camera is dialled.
-        self.server = MetricsServer(metrics, options.metrics_host, options.metrics_port,
-                                    health=self.health, ready=self.ready,
-                                    verify=self._http_verify if options.verify_secret else None)
+        self.server = MetricsServer(
+            metrics,
+            options.metrics_host,
+            options.metrics_port,
+            health=self.health,
+            ready=self.ready,
+            verify=self._http_verify if options.verify_secret else None,
+        )
         register_live_gauges(self)
 
     @property
@@ -143,8 +178,16 @@ class Daemon:
         crops = CropPlanner.for_camera(camera, fit)
         if self.pool is not None and not crops.may_crop:  # zone crops cut the full picture: a thread here keeps it
             return self.pool.reader(camera, generation)
-        return StreamReader(camera, self.board, self.metrics, generation=generation, epoch=self.runner.epoch,
-                            fit=fit, crops=crops, shed_load=self.options.shed_load)
+        return StreamReader(
+            camera,
+            self.board,
+            self.metrics,
+            generation=generation,
+            epoch=self.runner.epoch,
+            fit=fit,
+            crops=crops,
+            shed_load=self.options.shed_load,
+        )
 
     def _start_camera(self, camera: Camera) -> None:
         self.runner.add(camera, clock=StreamClock(camera.tz), source=redact_url(camera.url), reader=self._reader)
@@ -199,8 +242,14 @@ class Daemon:
             self._start_camera(cams[cam_id])
         for cam_id in added:
             self._start_camera(cams[cam_id])
-        log.info("reloaded %s: %d added, %d removed, %d restarted, %d untouched", path, len(added), len(removed),
-                 len(changed), len(cams) - len(added) - len(changed))
+        log.info(
+            "reloaded %s: %d added, %d removed, %d restarted, %d untouched",
+            path,
+            len(added),
+            len(removed),
+            len(changed),
+            len(cams) - len(added) - len(changed),
+        )
         return True
 
     def _mine(self, config: StreamsConfig) -> list[Camera]:
@@ -231,8 +280,14 @@ class Daemon:
             self._start_camera(camera)
         self._started = True
         shard = f" (shard {self.options.shard} of {len(self.config.cameras)} in the file)" if self.options.shard else ""
-        log.info("running %d camera(s)%s; metrics on http://%s:%d/metrics; spool %s", len(mine), shard,
-                 self.options.metrics_host, self.server.port, self.options.spool_path)
+        log.info(
+            "running %d camera(s)%s; metrics on http://%s:%d/metrics; spool %s",
+            len(mine),
+            shard,
+            self.options.metrics_host,
+            self.server.port,
+            self.options.spool_path,
+        )
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -271,8 +326,11 @@ class Daemon:
         if self.pool:
             self.pool.close()
         if left:
-            log.warning("%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
-                        left, self.options.spool_path)
+            log.warning(
+                "%d event(s) not yet delivered stay in the spool %s; they are sent on the next start",
+                left,
+                self.options.spool_path,
+            )
         for service in self.services:
             service.stop()
         for sink in self.sinks:
@@ -292,8 +350,10 @@ class Daemon:
         ok = self._started and all(alive and age < 60 for alive, age in loops.values())
         dead_readers = [i for i, s in self.runner.slots().items() if s.reader and not s.reader.alive]
         ok = ok and not dead_readers
-        return ok, {"loops": {k: {"alive": a, "heartbeat_age_s": round(age, 2)} for k, (a, age) in loops.items()},
-                    "dead_readers": dead_readers}
+        return ok, {
+            "loops": {k: {"alive": a, "heartbeat_age_s": round(age, 2)} for k, (a, age) in loops.items()},
+            "dead_readers": dead_readers,
+        }
 
     def ready(self) -> tuple[bool, dict]:
         slots = self.runner.slots()
@@ -301,16 +361,26 @@ class Daemon:
         enabled = [i for i, s in slots.items() if s.reader]
         live = [i for i in enabled if states[i][0] == CameraState.LIVE]
         unsaved = dict(self.runner.analysis.unsaved)  # a full disk: events wait in memory
-        ok = (self._started and not self._stopping.is_set() and self.health()[0] and (not enabled or bool(live))
-              and not unsaved)
+        ok = (
+            self._started
+            and not self._stopping.is_set()
+            and self.health()[0]
+            and (not enabled or bool(live))
+            and not unsaved
+        )
         decode = {i: decode_mode(s) for i, s in slots.items() if s.reader}
-        return ok, {"shard": str(self.options.shard) if self.options.shard else None,
-                    "cameras": {i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
-                                for i, (st, why) in states.items()},
-                    "live": len(live), "enabled": len(enabled),
-                    **({"events_not_saved": unsaved} if unsaved else {}),
-                    **({"reader_processes": self.pool.describe()} if self.pool else {}),
-                    "spool_depth": self.runner.spool.depth() if ok else None}
+        return ok, {
+            "shard": str(self.options.shard) if self.options.shard else None,
+            "cameras": {
+                i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
+                for i, (st, why) in states.items()
+            },
+            "live": len(live),
+            "enabled": len(enabled),
+            **({"events_not_saved": unsaved} if unsaved else {}),
+            **({"reader_processes": self.pool.describe()} if self.pool else {}),
+            "spool_depth": self.runner.spool.depth() if ok else None,
+        }
 
 
 def register_live_gauges(daemon: Daemon) -> None:
@@ -327,26 +397,63 @@ def register_live_gauges(daemon: Daemon) -> None:
 
     def last_frame_age():
         now = time.monotonic()
-        return {(cam_id,): now - s.reader.last_frame_at for cam_id, s in runner.slots().items()
-                if s.reader and s.reader.last_frame_at is not None}
+        return {
+            (cam_id,): now - s.reader.last_frame_at
+            for cam_id, s in runner.slots().items()
+            if s.reader and s.reader.last_frame_at is not None
+        }
 
     shard = daemon.options.shard
-    live.add("streetscan_shard", "This daemon's shard of streams.yaml (index of count; 0 of 1 when unsharded)",
-             ("index", "count"), lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0})
+    live.add(
+        "streetscan_shard",
+        "This daemon's shard of streams.yaml (index of count; 0 of 1 when unsharded)",
+        ("index", "count"),
+        lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0},
+    )
     live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
-    live.add("streetscan_camera_shedding", "1 while an overloaded camera decodes keyframes only", ("camera",),
-             lambda: {(cam_id,): 1.0 if decode_mode(s).endswith("(shedding load)") else 0.0
-                      for cam_id, s in runner.slots().items() if s.reader})
-    live.add("streetscan_camera_last_frame_age_seconds", "Seconds since the camera's reader last had a frame",
-             ("camera",), last_frame_age)
-    live.add("streetscan_camera_frame_age_at_analysis_seconds", "Age of the camera's last analysed frame",
-             ("camera",), lambda: {(k,): v for k, v in dict(runner.analysis.last_age).items()})
-    live.add("streetscan_queue_depth", "Frames or batches waiting between stages", ("queue",),
-             lambda: {("frame_slots",): float(daemon.board.pending()),
-                      ("analysis",): float(runner.analysis_queue.qsize())})
-    live.add("streetscan_spool_depth", "Events in the spool not yet delivered, per sink", ("sink",),
-             lambda: {(s.name,): float(runner.spool.depth(s.name)) for s in daemon.sinks})
-    live.add("streetscan_dead_letters", "Events a sink refused for good, kept until re-sent", ("sink",),
-             lambda: {(s.name,): float(runner.spool.dead_letter_count(s.name)) for s in daemon.sinks})
-    live.add("streetscan_sink_up", "1 while the sink takes events", ("sink",),
-             lambda: {(k,): 1.0 if v else 0.0 for k, v in runner.emitter.sink_ok.items()})
+    live.add(
+        "streetscan_camera_shedding",
+        "1 while an overloaded camera decodes keyframes only",
+        ("camera",),
+        lambda: {
+            (cam_id,): 1.0 if decode_mode(s).endswith("(shedding load)") else 0.0
+            for cam_id, s in runner.slots().items()
+            if s.reader
+        },
+    )
+    live.add(
+        "streetscan_camera_last_frame_age_seconds",
+        "Seconds since the camera's reader last had a frame",
+        ("camera",),
+        last_frame_age,
+    )
+    live.add(
+        "streetscan_camera_frame_age_at_analysis_seconds",
+        "Age of the camera's last analysed frame",
+        ("camera",),
+        lambda: {(k,): v for k, v in dict(runner.analysis.last_age).items()},
+    )
+    live.add(
+        "streetscan_queue_depth",
+        "Frames or batches waiting between stages",
+        ("queue",),
+        lambda: {("frame_slots",): float(daemon.board.pending()), ("analysis",): float(runner.analysis_queue.qsize())},
+    )
+    live.add(
+        "streetscan_spool_depth",
+        "Events in the spool not yet delivered, per sink",
+        ("sink",),
+        lambda: {(s.name,): float(runner.spool.depth(s.name)) for s in daemon.sinks},
+    )
+    live.add(
+        "streetscan_dead_letters",
+        "Events a sink refused for good, kept until re-sent",
+        ("sink",),
+        lambda: {(s.name,): float(runner.spool.dead_letter_count(s.name)) for s in daemon.sinks},
+    )
+    live.add(
+        "streetscan_sink_up",
+        "1 while the sink takes events",
+        ("sink",),
+        lambda: {(k,): 1.0 if v else 0.0 for k, v in runner.emitter.sink_ok.items()},
+    )

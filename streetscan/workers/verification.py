@@ -28,13 +28,20 @@ log = logging.getLogger(__name__)
 
 STATUSES_KEPT = 10_000
 # Status -> HTTP code for the endpoint (workers answer 202 while checking, 200 once answered).
-HTTP_STATUS = {"accepted": 202, "answered": 200, "malformed": 400, "unknown_case": 404, "camera_down": 409,
-               "other_shard": 421}
+HTTP_STATUS = {
+    "accepted": 202,
+    "answered": 200,
+    "malformed": 400,
+    "unknown_case": 404,
+    "camera_down": 409,
+    "other_shard": 421,
+}
 
 
 class VerificationDesk:
-    def __init__(self, runner: Runner, camera_live: Callable[[str], tuple[bool, str]], *, timeout_s: float = 60.0,
-                 shard=None):
+    def __init__(
+        self, runner: Runner, camera_live: Callable[[str], tuple[bool, str]], *, timeout_s: float = 60.0, shard=None
+    ):
         """`shard` (infra.shard.Shard): in a sharded fleet every shard sees every request; the
         one owning the request's camera answers it, the others leave it (`other_shard`, not
         recorded or sent on), and shard 0 answers requests that name no camera (malformed)."""
@@ -62,23 +69,38 @@ class VerificationDesk:
             if req.camera_id is None:
                 if self.shard.index != 0:
                     return self._elsewhere(req, "shard 0 answers requests that name no camera")
-                return self._reply(req.request_id, req.event_id, "malformed",
-                                   f"camera_id: required, this fleet is split over {self.shard.count} shards")
+                return self._reply(
+                    req.request_id,
+                    req.event_id,
+                    "malformed",
+                    f"camera_id: required, this fleet is split over {self.shard.count} shards",
+                )
             if not self.shard.owns(req.camera_id):
-                return self._elsewhere(req, f"camera {req.camera_id} is analysed by shard "
-                                            f"{self.shard.owner(req.camera_id)} of {self.shard.count}")
+                return self._elsewhere(
+                    req,
+                    f"camera {req.camera_id} is analysed by shard "
+                    f"{self.shard.owner(req.camera_id)} of {self.shard.count}",
+                )
         with self._lock:
             known = self._status.get(req.request_id)
         if known is not None and known["event_id"] == req.event_id:
-            return known   # a request sent twice is one request
+            return known  # a request sent twice is one request
         event = self.runner.spool.known_event(req.event_id)
         if event is None:
-            return self._reply(req.request_id, req.event_id, "unknown_case",
-                               "no event with this id here (never reported, or older than the retention period)")
+            return self._reply(
+                req.request_id,
+                req.event_id,
+                "unknown_case",
+                "no event with this id here (never reported, or older than the retention period)",
+            )
         cam_id = event.camera.id
         if req.camera_id is not None and req.camera_id != cam_id:
-            return self._reply(req.request_id, req.event_id, "unknown_case",
-                               f"event {req.event_id} was reported by camera {cam_id}, not {req.camera_id}")
+            return self._reply(
+                req.request_id,
+                req.event_id,
+                "unknown_case",
+                f"event {req.event_id} was reported by camera {cam_id}, not {req.camera_id}",
+            )
         slot = self.runner.slot(cam_id)
         if slot is None:
             return self._reply(req.request_id, req.event_id, "camera_down", f"camera {cam_id} is not in this fleet")
@@ -87,12 +109,20 @@ class VerificationDesk:
             return self._reply(req.request_id, req.event_id, "camera_down", f"camera {cam_id}: {why}")
         zone_id = event.violation.zone_id
         if all(z.id != zone_id for z in slot.camera.zones):
-            return self._reply(req.request_id, req.event_id, "unknown_case",
-                               f"zone {zone_id} is no longer configured on camera {cam_id}")
+            return self._reply(
+                req.request_id,
+                req.event_id,
+                "unknown_case",
+                f"zone {zone_id} is no longer configured on camera {cam_id}",
+            )
         with self._lock:
             self._pending[req.request_id] = (cam_id, time.monotonic() + self.timeout_s)
-        reply = self._reply(req.request_id, req.event_id, "accepted",
-                            f"camera {cam_id} checks zone {zone_id} on its next {FRAMES_TO_CHECK} frames")
+        reply = self._reply(
+            req.request_id,
+            req.event_id,
+            "accepted",
+            f"camera {cam_id} checks zone {zone_id} on its next {FRAMES_TO_CHECK} frames",
+        )
         slot.analysis.check(ZoneCheck(req, event))
         return reply
 
@@ -105,8 +135,9 @@ class VerificationDesk:
         """Answer a request that cannot be taken, for a reason found outside the desk."""
         rid = raw.get("request_id") if isinstance(raw, dict) else None
         event_id = raw.get("event_id") if isinstance(raw, dict) else None
-        return self._reply(rid if isinstance(rid, str) else None, event_id if isinstance(event_id, str) else None,
-                           status, detail)
+        return self._reply(
+            rid if isinstance(rid, str) else None, event_id if isinstance(event_id, str) else None, status, detail
+        )
 
     def status(self, request_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -124,18 +155,28 @@ class VerificationDesk:
             if slot is not None:
                 slot.analysis.cancel(rid)
             event_id = (self.status(rid) or {}).get("event_id")
-            self._reply(rid, event_id, "camera_down",
-                        f"camera {cam} delivered too few frames within {self.timeout_s:g} s to check")
+            self._reply(
+                rid,
+                event_id,
+                "camera_down",
+                f"camera {cam} delivered too few frames within {self.timeout_s:g} s to check",
+            )
 
     def _answered(self, zc: ZoneCheck, answer: Event) -> None:
         with self._lock:
             self._pending.pop(zc.request.request_id, None)
-        self._reply(zc.request.request_id, answer.event_id, "answered",
-                    f"{answer.state}: {zc.present} of {zc.frames} frames showed it", state=answer.state,
-                    revision=answer.revision)
+        self._reply(
+            zc.request.request_id,
+            answer.event_id,
+            "answered",
+            f"{answer.state}: {zc.present} of {zc.frames} frames showed it",
+            state=answer.state,
+            revision=answer.revision,
+        )
 
-    def _reply(self, request_id: str | None, event_id: str | None, status: str, detail: str,
-               **extra: Any) -> dict[str, Any]:
+    def _reply(
+        self, request_id: str | None, event_id: str | None, status: str, detail: str, **extra: Any
+    ) -> dict[str, Any]:
         reply = {"request_id": request_id, "event_id": event_id, "status": status, "detail": detail, **extra}
         if request_id is not None:
             with self._lock:

@@ -15,15 +15,14 @@ router = APIRouter()
 
 
 @router.get("/login", response_class=HTMLResponse)
-
 def login_page(request: Request, next: str = "/cases"):
     return render(request, "login.html", None, next=safe_next(next), error=None)
 
 
 @router.post("/login")
-
-def login(request: Request, name: str = Form(...), password: str = Form(...), csrf: str = Form(""),
-          next: str = Form("/cases")):
+def login(
+    request: Request, name: str = Form(...), password: str = Form(...), csrf: str = Form(""), next: str = Form("/cases")
+):
     check_csrf(request, csrf)
     address = request.client.host if request.client else "?"
     user = console_of(request).users.login(name, password, address)
@@ -36,13 +35,14 @@ def login(request: Request, name: str = Form(...), password: str = Form(...), cs
         resp.status_code = 401
         return resp
     lang = request.session.get("lang", LANGS[0])
-    request.session.clear()            # a fresh session (and CSRF token) after login: no fixation
-    request.session.update(sid=console_of(request).users.open_session(user.name), lang=lang, csrf=secrets.token_urlsafe(32))
+    request.session.clear()  # a fresh session (and CSRF token) after login: no fixation
+    request.session.update(
+        sid=console_of(request).users.open_session(user.name), lang=lang, csrf=secrets.token_urlsafe(32)
+    )
     return RedirectResponse(safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-
 def logout(request: Request, csrf: str = Form(""), user: User = Depends(current_user)):
     check_csrf(request, csrf)
     console_of(request).users.close_session(request.session.get("sid"))
@@ -51,9 +51,9 @@ def logout(request: Request, csrf: str = Form(""), user: User = Depends(current_
 
 
 @router.get("/lang/{lang}")
-
 def set_lang(request: Request, lang: str, user: User = Depends(current_user)):
     if lang in LANGS:
         request.session["lang"] = lang
-    return RedirectResponse(safe_next(request.headers.get("referer", "/cases"), same_origin=str(request.base_url)),
-                            status_code=303)
+    return RedirectResponse(
+        safe_next(request.headers.get("referer", "/cases"), same_origin=str(request.base_url)), status_code=303
+    )

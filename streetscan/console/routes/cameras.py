@@ -33,18 +33,23 @@ def picture_size(request: Request, camera_id: str) -> tuple[int, int] | None:
 
 
 @router.get("/cameras", response_class=HTMLResponse)
-
 def cameras_page(request: Request, user: User = Depends(current_user)):
     try:
         cams, error = console_of(request).fleet.cameras(), None
     except ConfigError as exc:
         cams, error = [], str(exc)
-    return render(request, "cameras.html", user, cameras=cams, error=error,
-                  sizes={c.id: picture_size(request, c.id) for c in cams}, editable=console_of(request).fleet.streams is not None)
+    return render(
+        request,
+        "cameras.html",
+        user,
+        cameras=cams,
+        error=error,
+        sizes={c.id: picture_size(request, c.id) for c in cams},
+        editable=console_of(request).fleet.streams is not None,
+    )
 
 
 @router.get("/cameras/{camera_id}/snapshot.jpg")
-
 def camera_snapshot(request: Request, camera_id: str, user: User = Depends(current_user)):
     known_camera(request, camera_id)
     path = snapshot_path(console_of(request).fleet.out_dir, camera_id)
@@ -54,23 +59,33 @@ def camera_snapshot(request: Request, camera_id: str, user: User = Depends(curre
 
 
 @router.get("/cameras/{camera_id}/zones", response_class=HTMLResponse)
-
 def zone_editor(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
     if console_of(request).fleet.streams is None:
         raise HTTPException(404, "this console was started without a streams.yaml to edit")
     cam = known_camera(request, camera_id)
     zones = [z.model_dump(mode="json", exclude_none=True) for z in cam.zones]
-    for z in zones:   # the editor shows schedules as typed: "07:00-18:00"
+    for z in zones:  # the editor shows schedules as typed: "07:00-18:00"
         if "schedule" in z:
-            z["schedule"]["active"] = [f"{r['start'][:5]}-{'24:00' if r['end'].startswith('23:59:59') else r['end'][:5]}"
-                                       for r in z["schedule"]["active"]]
-    return render(request, "zones.html", user, camera=cam, zones=zones, size=picture_size(request, camera_id),
-                  version=console_of(request).fleet.streams.version(), kinds=[k.value for k in ZoneKind],
-                  grades=[g.value for g in Grade], classes=list(CATALOGUE), path=str(console_of(request).fleet.streams.path))
+            z["schedule"]["active"] = [
+                f"{r['start'][:5]}-{'24:00' if r['end'].startswith('23:59:59') else r['end'][:5]}"
+                for r in z["schedule"]["active"]
+            ]
+    return render(
+        request,
+        "zones.html",
+        user,
+        camera=cam,
+        zones=zones,
+        size=picture_size(request, camera_id),
+        version=console_of(request).fleet.streams.version(),
+        kinds=[k.value for k in ZoneKind],
+        grades=[g.value for g in Grade],
+        classes=list(CATALOGUE),
+        path=str(console_of(request).fleet.streams.path),
+    )
 
 
 @router.post("/api/cameras/{camera_id}/zones")
-
 async def save_zones(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
     check_csrf(request, request.headers.get("x-csrf-token", ""))
     if console_of(request).fleet.streams is None:

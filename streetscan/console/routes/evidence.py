@@ -12,7 +12,6 @@ router = APIRouter()
 
 
 @router.get("/evidence/{path:path}")
-
 def evidence(request: Request, path: str, user: User = Depends(current_user)):
     target = (console_of(request).evidence_root / path).resolve()
     # resolve() follows `..` and symlinks: whatever is asked for must end up inside evidence/.

@@ -14,25 +14,33 @@ router = APIRouter()
 
 
 @router.get("/overview", response_class=HTMLResponse)
-
 def overview(request: Request, user: User = Depends(current_user)):
     try:
         cams = console_of(request).fleet.cameras()
     except ConfigError:
         cams = []
-    return render(request, "overview.html", user, total=console_of(request).index.count(), open_now=console_of(request).index.open_count(),
-                  down=[c for c in cams if c.down], shedding=[c for c in cams if c.shedding], cameras=len(cams))
+    return render(
+        request,
+        "overview.html",
+        user,
+        total=console_of(request).index.count(),
+        open_now=console_of(request).index.open_count(),
+        down=[c for c in cams if c.down],
+        shedding=[c for c in cams if c.shedding],
+        cameras=len(cams),
+    )
 
 
 @router.get("/overview/{chart}.svg")
-
 def overview_chart(request: Request, chart: str, user: User = Depends(current_user)):
-    draw = {"per-day": lambda: charts.cases_per_day(console_of(request).index.per_day()),
-            "per-camera": lambda: charts.cases_per_camera(console_of(request).index.per_camera())}.get(chart)
+    draw = {
+        "per-day": lambda: charts.cases_per_day(console_of(request).index.per_day()),
+        "per-camera": lambda: charts.cases_per_camera(console_of(request).index.per_camera()),
+    }.get(chart)
     if draw is None:
         raise HTTPException(404, "no such chart")
     stamp = console_of(request).index.stamp()
     cached = console_of(request).chart_cache.get(chart)
-    if cached is None or cached[0] != stamp:   # redrawn only when a case changed
+    if cached is None or cached[0] != stamp:  # redrawn only when a case changed
         cached = console_of(request).chart_cache[chart] = (stamp, draw())
     return Response(cached[1], media_type="image/svg+xml", headers={"Cache-Control": "no-store"})

@@ -15,6 +15,22 @@ from .presence import CountParams, CountRule, PersistenceParams, PersistenceRule
 from .registry import RULE_KINDS, params_model, resolve_params, rule_kind
 from .ruleset import RuleSet
 
-__all__ = ["RULE_KINDS", "Box", "CountParams", "CountRule", "DwellParams", "DwellRule", "ObservedObject",
-           "PersistenceParams", "PersistenceRule", "RuleParams", "RuleSet", "RuleStep", "Violation", "ZoneRule",
-           "params_model", "resolve_params", "rule_kind"]
+__all__ = [
+    "RULE_KINDS",
+    "Box",
+    "CountParams",
+    "CountRule",
+    "DwellParams",
+    "DwellRule",
+    "ObservedObject",
+    "PersistenceParams",
+    "PersistenceRule",
+    "RuleParams",
+    "RuleSet",
+    "RuleStep",
+    "Violation",
+    "ZoneRule",
+    "params_model",
+    "resolve_params",
+    "rule_kind",
+]

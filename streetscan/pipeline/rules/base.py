@@ -136,8 +136,16 @@ class ZoneRule:
     first_frame_evidence: ClassVar[bool] = False
     same_object_only: ClassVar[bool] = False
 
-    def __init__(self, scene: SceneClass, zone: ZoneConfig, params: RuleParams, camera_id: str, *,
-                 min_confidence: float, confirmed_gap_s: float):
+    def __init__(
+        self,
+        scene: SceneClass,
+        zone: ZoneConfig,
+        params: RuleParams,
+        camera_id: str,
+        *,
+        min_confidence: float,
+        confirmed_gap_s: float,
+    ):
         self.scene = scene
         self.zone = zone
         self.params = params

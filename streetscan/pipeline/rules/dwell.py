@@ -9,8 +9,7 @@ import supervision as sv
 from pydantic import Field
 
 from ..catalogue import CATALOGUE
-from ..track import (TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix,
-                     track_ids)
+from ..track import TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix, track_ids
 from .base import Box, Episode, RuleParams, RuleStep, ZoneRule, box_of, observed
 
 
@@ -103,10 +102,15 @@ class DwellRule(ZoneRule):
                 # A track that has stood here since it was first boxed has stood since then, not
                 # since the tracker trusted it: cars parked from the first frame are due at dwell_s.
                 born = self._still_since_birth(h)
-                ep = Episode(key=f"track-{tid}", start_s=h.born_s if born else t,  # type: ignore[union-attr]
-                              last_s=t, first_frame=h.born_frame if born else frame_seq,  # type: ignore[union-attr]
-                              ref_centre=centre, ref_diag=diagonal(box),
-                              arrived=not born or h.arrived)  # type: ignore[union-attr]
+                ep = Episode(
+                    key=f"track-{tid}",
+                    start_s=h.born_s if born else t,  # type: ignore[union-attr]
+                    last_s=t,
+                    first_frame=h.born_frame if born else frame_seq,  # type: ignore[union-attr]
+                    ref_centre=centre,
+                    ref_diag=diagonal(box),
+                    arrived=not born or h.arrived,
+                )  # type: ignore[union-attr]
                 started = True
             ep.last_s, ep.objects = t, obj
             self.episodes[tid] = ep
@@ -142,8 +146,13 @@ class DwellRule(ZoneRule):
         keep = []
         for i in idx:
             part = tuple(float(v) for v in boxes[i])
-            if not any(j != i and area[j] > area[i] and sureness(j) > sureness(i)
-                       and covered(part, tuple(float(v) for v in boxes[j])) >= PART_COVERED for j in ours):  # type: ignore[arg-type]
+            if not any(
+                j != i
+                and area[j] > area[i]
+                and sureness(j) > sureness(i)
+                and covered(part, tuple(float(v) for v in boxes[j])) >= PART_COVERED
+                for j in ours
+            ):  # type: ignore[arg-type]
                 keep.append(int(i))
         return keep
 
@@ -157,16 +166,23 @@ class DwellRule(ZoneRule):
             if moving[j] and near(me, box_of(det, j)):
                 # Only a sure box of its own kind and size passes it: a motorbike boxed as a car
                 # for one frame does not make a queued taxi parked.
-                passer = (names[j] in self.scene.objects and det.confidence[j] >= self.min_confidence
-                          and diagonal(box_of(det, j)) >= PASSER_SIZE * diagonal(me))
+                passer = (
+                    names[j] in self.scene.objects
+                    and det.confidence[j] >= self.min_confidence
+                    and diagonal(box_of(det, j)) >= PASSER_SIZE * diagonal(me)
+                )
                 ep.movers.append((t, box_of(det, j), passer))
         standing = [box_of(det, j) for j in traffic if det.data["standing"][j]]
         while ep.movers and t - ep.movers[0][0] >= SETTLE_S:
             seen_s, box, passer = ep.movers.popleft()
             # Stopped where it was seen, or a standing vehicle near there that was not there then.
             then = book.boxes_at(seen_s)
-            arrived = [s for s in standing if near(box, s) and (
-                same_place(s, box) or not same_place_matrix(np.array([s], dtype=np.float32), then).any())]
+            arrived = [
+                s
+                for s in standing
+                if near(box, s)
+                and (same_place(s, box) or not same_place_matrix(np.array([s], dtype=np.float32), then).any())
+            ]
             if arrived:
                 ep.joined_s = t
             elif passer:
@@ -188,8 +204,15 @@ class DwellRule(ZoneRule):
         # counts: a parked car the detector first boxed late did not arrive).
         tids = track_ids(det)
         moments = [ep.joined_s if ep.joined_s is not None else -math.inf, ep.start_s if ep.arrived else -math.inf]
-        moments += [h.born_s for j in group if j != i and tids[j] >= 0
-                     and (h := book.get(int(tids[j]))) is not None and h.arrived and h.born_s > ep.start_s]
+        moments += [
+            h.born_s
+            for j in group
+            if j != i
+            and tids[j] >= 0
+            and (h := book.get(int(tids[j]))) is not None
+            and h.arrived
+            and h.born_s > ep.start_s
+        ]
         # A queue moves within a light's cycle; a group nothing has moved in for longer is parked.
         return ep.last_s - max(moments) <= QUEUE_MEMORY_S
 
@@ -206,8 +229,15 @@ class DwellRule(ZoneRule):
             frontier += reached
         return group
 
-    def _inherit(self, tid: int, box: Box, present: dict[int, int], current: Episode | None,
-                 book: TrackBook, confirmed_only: bool) -> Episode | None:
+    def _inherit(
+        self,
+        tid: int,
+        box: Box,
+        present: dict[int, int],
+        current: Episode | None,
+        book: TrackBook,
+        confirmed_only: bool,
+    ) -> Episode | None:
         """A stationary object that reappears under a new track id (the tracker lost it behind a
         passing bus, or its old track drifted onto a merged box) keeps its dwell time: it takes
         over an episode at the same place, lost or set aside, that began before its own and stood
@@ -219,14 +249,23 @@ class DwellRule(ZoneRule):
         pools = [(self.episodes, k, ep) for k, ep in self.episodes.items() if k != tid and k not in present]
         # A track set aside because it moved hands its time over only while its box still covers the
         # spot (it drifted onto a box merging two cars); one that drove off left the spot empty.
-        pools += [(self.displaced, k, ep) for k, ep in self.displaced.items()
-                  if k != tid and ep.objects and (owner := book.get(k)) is not None
-                  and box_iou(owner.box, ep.objects[0].box) > 0]
+        pools += [
+            (self.displaced, k, ep)
+            for k, ep in self.displaced.items()
+            if k != tid
+            and ep.objects
+            and (owner := book.get(k)) is not None
+            and box_iou(owner.box, ep.objects[0].box) > 0
+        ]
         best, best_pool, best_key = current, None, None
         for pool, key, ep in pools:
-            if (ep.objects and ep.last_s - ep.start_s >= self.inherit_after_s and same_place(ep.objects[0].box, box)
-                    and (ep.confirmed_s is not None or not confirmed_only)
-                    and (best is None or ep.start_s < best.start_s)):
+            if (
+                ep.objects
+                and ep.last_s - ep.start_s >= self.inherit_after_s
+                and same_place(ep.objects[0].box, box)
+                and (ep.confirmed_s is not None or not confirmed_only)
+                and (best is None or ep.start_s < best.start_s)
+            ):
                 best, best_pool, best_key = ep, pool, key
         if best_pool is not None:
             del best_pool[best_key]

@@ -33,17 +33,24 @@ class RuleSet:
     def of(cls, plan: CameraPlan) -> RuleSet:
         rules = [p.build(plan.camera.id) for p in plan.rules]
         # A track unseen for longer than any rule would wait for it no longer matters to the rules.
-        return cls(camera_id=plan.camera.id, zones=ZoneIndex(plan.camera.zones), rules=rules, unserved=plan.unserved,
-                   allowances=[(z, a) for z in plan.camera.zones for a in z.allows],
-                   book=TrackBook(forget_s=plan.track_memory_s))
+        return cls(
+            camera_id=plan.camera.id,
+            zones=ZoneIndex(plan.camera.zones),
+            rules=rules,
+            unserved=plan.unserved,
+            allowances=[(z, a) for z in plan.camera.zones for a in z.allows],
+            book=TrackBook(forget_s=plan.track_memory_s),
+        )
 
     def confirm_s(self, zone_id: str, scene_class: str) -> float:
         """How long this camera's rule for (zone, class) takes to confirm a violation; 0 if none."""
-        return max((r.confirm_s for r in self.rules if r.zone.id == zone_id and r.scene.code == scene_class),
-                   default=0.0)
+        return max(
+            (r.confirm_s for r in self.rules if r.zone.id == zone_id and r.scene.code == scene_class), default=0.0
+        )
 
-    def update(self, det: sv.Detections, t: float, wall: datetime, frame_seq: int,
-               where: FrameZones | None = None) -> RuleStep:
+    def update(
+        self, det: sv.Detections, t: float, wall: datetime, frame_seq: int, where: FrameZones | None = None
+    ) -> RuleStep:
         """One object is one violation per scene class, however the zones it stands in overlap:
         the first zone (in the camera's order) that confirms it holds it. `where`: the frame's
         zones, when the caller has them (self.zones.frame(det)) for verification too."""
