@@ -120,7 +120,7 @@ class Case:
         messages = sorted(messages, key=lambda m: m.revision)
         first, last = messages[0].violation, messages[-1].violation
         # As sent: boxes to 0.1 px, stream times to the ms (Event.to_dict).
-        boxes = tuple(tuple(round(c, 1) for c in o.box) for m in messages for o in m.violation.objects)
+        boxes = tuple(_rounded(o.box) for m in messages for o in m.violation.objects)
         return cls(
             event_id=messages[0].event_id,
             camera_id=first.camera_id,
@@ -131,7 +131,12 @@ class Case:
             last_seen_s=round(last.last_seen_s, 3),
             resolved=any(m.state == "resolved" for m in messages),
             boxes=boxes,
-        )  # type: ignore[arg-type]
+        )
+
+
+def _rounded(box: Box) -> Box:
+    x1, y1, x2, y2 = box
+    return (round(x1, 1), round(y1, 1), round(x2, 1), round(y2, 1))
 
 
 def cases_from_events(events: Iterable[Event]) -> list[Case]:

@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -92,10 +93,11 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
         for _ in c.decode(stream):
             frames += 1
     all_s = time.perf_counter() - t0
-    out = {"all_frames": {"decoded_fps": frames / all_s}}
+    out: dict[str, dict[str, Any]] = {"all_frames": {"decoded_fps": frames / all_s}}
     info = None
     for mode, keyframes in (("sampled_full_decode", "never"), ("keyframe_only", "auto")):
         src = VideoSource(str(clip), analysis_fps, keyframes=keyframes, threads=1)  # as the daemon decodes
+        assert src.info is not None  # a file is probed when its VideoSource is made
         info = src.info
         t0 = time.perf_counter()
         n = sum(1 for _ in src.frames())
@@ -106,6 +108,7 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
             "keyframe_only": src.stats.keyframe_only,
             "cameras_per_thread": (src.info.duration_s or 0) / dt,
         }
+    assert info is not None  # set by the loop above
     out["clip"] = {
         "path": str(clip),
         "width": info.width,

@@ -6,11 +6,11 @@ import dataclasses
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
@@ -76,7 +76,7 @@ CookieSecureOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
@@ -367,6 +367,10 @@ def replay(
                 transient=True,
             ) as progress:
                 task = progress.add_task(Path(path).name, total=None)
+
+                def on_progress(t: float, task: TaskID = task) -> None:
+                    progress.update(task, completed=t)
+
                 job = ReplayJob(
                     cameras[path],
                     detector,
@@ -374,7 +378,7 @@ def replay(
                     sinks=sinks,
                     batch_size=batch,
                     start_time=start_time,
-                    on_progress=lambda t, task=task: progress.update(task, completed=t),
+                    on_progress=on_progress,
                     verify=requests,
                 )
                 try:
@@ -633,7 +637,7 @@ def evaluate(
     try:
         loaded = [load_truth(p) for p in paths]
         config = load_config(streams)
-        cards = [resolve_model(m) for m in (model or [None])]
+        cards = [resolve_model(m) for m in (model or (None,))]
     except (TruthError, ConfigError, ModelError) as exc:
         _fail(str(exc))
     loaded = [t for t in loaded if split == "all" or t.split == split]
@@ -998,7 +1002,9 @@ def dead_letters_resend(
     if bool(webhook) == bool(output):
         _fail("say where to send them: --webhook URL or --output URL")
     store = _open_spool(spool)
-    (sink,) = _open_sinks(_outputs([output or webhook], webhook_secret_file, webhook_ca, webhook_timeout), spool.parent)
+    url = output or webhook
+    assert url is not None  # exactly one of them is given (checked above)
+    (sink,) = _open_sinks(_outputs([url], webhook_secret_file, webhook_ca, webhook_timeout), spool.parent)
     letters = [d for d in store.dead_letters() if not ids or d.id in ids]
     sent = 0
     try:

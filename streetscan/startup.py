@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .delivery.outputs import OutputError, open_outputs
 from .delivery.sinks import CaseSink
@@ -23,6 +24,9 @@ from .pipeline.config import ConfigError, OutputConfig, StreamsConfig, load_conf
 from .pipeline.detect import Detector, load_detector
 from .pipeline.models import ModelCard, ModelError, resolve_model
 from .workers.supervisor import Daemon, DaemonOptions
+
+if TYPE_CHECKING:
+    from .console.index import CaseIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class Startup:
     card: ModelCard | None = None
     detector: Detector | None = None
     sinks: list[CaseSink] = field(default_factory=list)
-    case_index: object | None = None
+    case_index: CaseIndex | None = None
     daemon: Daemon | None = None
 
     def prepare(self) -> Daemon:
@@ -125,7 +129,7 @@ class Startup:
         try:
             self.daemon = Daemon(
                 self.settings.daemon, self.config, self.detector, self.sinks, case_index=self.case_index
-            )  # type: ignore[arg-type]
+            )
         except OSError as exc:
             raise StartupError(f"cannot start: {exc}") from None
 

@@ -20,7 +20,7 @@ def server() -> MetricsServer:
         0,
         health=lambda: (True, {}),
         ready=lambda: (True, {}),
-        verify=lambda method, path, headers, body: (202, {"status": "accepted"}),
+        verification=lambda method, path, headers, body: (202, {"status": "accepted"}),
     )
     s.start()
     return s

@@ -219,7 +219,7 @@ def test_replay_keeps_what_a_sink_did_not_take_and_delivers_it_next_time(parking
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:later")
     delivered = [(f["event_id"], int(f["revision"])) for _, f in entries]
     # Same clip, same ids: the sink's (event_id, revision) dedupe absorbs the second run's copies.
-    assert delivered == [(e["event_id"], e["revision"]) for e in down.events]
+    assert delivered == [(e.event_id, e.revision) for e in down.events]
     assert sqlite3.connect(tmp_path / "spool.db").execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
 
 
@@ -262,9 +262,7 @@ def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
 def test_rerun_gives_the_same_event_ids(parking_clip, redis_url, tmp_path):
     first = run_parking_replay(parking_clip, tmp_path / "a", redis_url, "e2e:rerun")
     second = run_parking_replay(parking_clip, tmp_path / "b", redis_url, "e2e:rerun")
-    assert [(e["event_id"], e["revision"]) for e in first.events] == [
-        (e["event_id"], e["revision"]) for e in second.events
-    ]
+    assert [(e.event_id, e.revision) for e in first.events] == [(e.event_id, e.revision) for e in second.events]
     assert first.events
 
 

@@ -1,5 +1,6 @@
 from datetime import datetime
 
+import pytest
 from synthetic import KERB, TZ, car, config, dets, run
 
 from streetscan.pipeline.catalogue import CATALOGUE
@@ -254,3 +255,57 @@ def test_a_rule_reads_typed_final_parameters_with_the_cards_confidence_unless_th
     assert (parking.min_confidence, bikes.min_confidence) == (0.6, 0.45)
     assert parking.params.queue_aware is True and parking.confirm_s == 300
     assert plan.min_confidence("kerb", "crowd_gathering") == 0.2  # no rule there: the card's bar
+
+
+def test_a_new_rule_kind_is_its_own_class_plus_a_registry_entry(monkeypatch):
+    """What the next kind (a scene-change rule) needs: a ZoneRule with its Params, one RULE_KINDS
+    entry and a catalogue row. Config validation, the plan and the rule set take it from there."""
+    from pydantic import Field
+
+    from streetscan.pipeline.catalogue import Category, SceneClass, ZoneKind
+    from streetscan.pipeline.config import ConfigError
+    from streetscan.pipeline.rules import RULE_KINDS, RuleParams, RuleStep, ZoneRule
+    from streetscan.pipeline.rules.base import Episode, observed
+
+    class SeenParams(RuleParams):
+        seen_s: float = Field(ge=0)
+
+    class SeenRule(ZoneRule):
+        """Reports the zone once any object of the class has been in it for seen_s, frames apart."""
+
+        kind = "seen"
+        Params = SeenParams
+        time_key = "seen_s"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.episode: Episode | None = None
+
+        def reset(self):
+            self.episode = None
+
+        def update(self, det, t, frame_seq, book, where):
+            inside, _ = self.candidates(det, book, where)
+            if len(inside) == 0:
+                return RuleStep([], False)
+            started = self.episode is None
+            ep = self.episode = self.episode or Episode(key="zone", start_s=t, last_s=t, first_frame=frame_seq)
+            ep.last_s, ep.objects = t, observed(det, inside)
+            if t - ep.start_s >= self.confirm_s:
+                ep.confirmed_s = ep.confirmed_s or t
+                return RuleStep([ep.violation(self)], started)
+            return RuleStep([], started)
+
+    monkeypatch.setitem(RULE_KINDS, "seen", SeenRule)
+    scene = SceneClass(
+        "seen_car", "见车", "Seen car", Category.STREET_ORDER, ("car",), "seen", (ZoneKind.NO_PARKING,), {"seen_s": 8}
+    )
+    monkeypatch.setitem(CATALOGUE, "seen_car", scene)
+
+    zone = [{**KERB, "classes": ["seen_car"]}]
+    with pytest.raises(ConfigError, match="seen_car: unknown parameter 'dwell_s' for a seen rule; allowed: .*seen_s"):
+        config(zone, {"seen_car": {"dwell_s": 3}})
+    rs = ruleset(zone, {"seen_car": {"seen_s": 3}})
+    assert [type(r) for r in rs.rules] == [SeenRule] and rs.confirm_s("kerb", "seen_car") == 3
+    out = run(rs, every(6, 1.0, lambda t: dets(car(200, tid=-1))))
+    assert next(i for i, v in enumerate(out) if v) == 3 and out[3][0].scene_class == "seen_car"

@@ -22,7 +22,7 @@ from test_console_security import event
 from streetscan.delivery.emitter import EventEmitter
 from streetscan.delivery.sinks import EventRejected, SinkError
 from streetscan.delivery.spool import EventSpool
-from streetscan.delivery.webhook import WebhookConfigError, WebhookSink, load_secret, sign, verify
+from streetscan.delivery.webhook import WebhookConfigError, WebhookSink, load_secret, sign, signature_ok
 from streetscan.infra.metrics import Metrics
 from streetscan.pipeline.events import Event
 
@@ -207,10 +207,10 @@ def test_tls_is_verified_unless_the_platforms_ca_is_given(tmp_path):
 def test_signature_secret_and_refusals(tmp_path, monkeypatch):
     body, ts = b'{"a":1}', str(int(time.time()))
     headers = {"X-StreetScan-Timestamp": ts, "X-StreetScan-Signature": sign(SECRET, ts, body)}
-    assert verify(SECRET, headers, body)
-    assert not verify(SECRET, headers, b'{"a":2}')  # tampered body
-    assert not verify(b"another secret entirely!", headers, body)  # wrong secret
-    assert not verify(SECRET, headers, body, now=time.time() + 3600)  # replayed an hour later
+    assert signature_ok(SECRET, headers, body)
+    assert not signature_ok(SECRET, headers, b'{"a":2}')  # tampered body
+    assert not signature_ok(b"another secret entirely!", headers, body)  # wrong secret
+    assert not signature_ok(SECRET, headers, body, now=time.time() + 3600)  # replayed an hour later
     monkeypatch.delenv("STREETSCAN_WEBHOOK_SECRET", raising=False)
     with pytest.raises(WebhookConfigError, match="needs a shared secret"):
         load_secret(None)

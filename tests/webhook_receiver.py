@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-def verify(secret: bytes, headers, body: bytes) -> bool:
+def signature_ok(secret: bytes, headers, body: bytes) -> bool:
     # The 5 lines of the README's receiver: recompute the HMAC over "<timestamp>.<body>", compare in
     # constant time, and refuse a timestamp more than 5 minutes away (a replayed request).
     ts = headers.get("X-StreetScan-Timestamp", "0")
@@ -60,7 +60,7 @@ def main() -> None:
             if step == "slow":
                 time.sleep(args.slow_s)
                 step = "ok"
-            ok_sig = verify(secret, self.headers, body)
+            ok_sig = signature_ok(secret, self.headers, body)
             camera = json.loads(body)["camera"]["id"] if body else ""
             if not ok_sig:
                 status = 401

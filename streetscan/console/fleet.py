@@ -132,10 +132,11 @@ class StreamsFile:
         """A fingerprint of the file as it is now; the editor sends back the one it started from."""
         return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
 
-    def replace_zones(self, camera_id: str, zones: list[dict[str, Any]], expected_version: str | None = None) -> Path:
+    def replace_zones(self, camera_id: str, zones: object, expected_version: str | None = None) -> Path:
         """Give `camera_id` these zones. Raises ConfigError (with the same messages `streetscan
         check-config` prints) and leaves the file alone when the result is invalid, StaleEdit
-        when the file changed since `expected_version`. Returns the backup's path."""
+        when the file changed since `expected_version`. Returns the backup's path. `zones` is the
+        editor's JSON as sent: anything but a list of zone mappings is a ConfigError."""
         if expected_version is not None and expected_version != self.version():
             raise StaleEdit(f"{self.path} changed since the editor was opened; reload the page and draw again")
         rt = YAML()
@@ -184,7 +185,7 @@ class StreamsFile:
 _ZONE_KEYS = ("id", "kind", "grade", "polygon", "classes", "schedule")
 
 
-def _zones_yaml(zones: list[dict[str, Any]], old: Any) -> CommentedSeq:
+def _zones_yaml(zones: object, old: Any) -> CommentedSeq:
     """The editor's zones as YAML the way a person writes them: one mapping per zone, polygons and
     class lists on one line. A zone that was in the file keeps its mapping (and so the comments
     written on it): only its changed keys are set. Keys the editor does not know are passed on, so
@@ -257,7 +258,8 @@ class DaemonFleet:
     def __init__(self, daemon: Daemon):
         self._daemon = daemon
         self.out_dir = daemon.options.out_dir
-        self.streams = StreamsFile(daemon.options.streams_path)
+        # Typed as Fleet declares it (None: nothing to edit); a daemon always has its streams.yaml.
+        self.streams: StreamsFile | None = StreamsFile(daemon.options.streams_path)
 
     def cameras(self) -> list[CameraView]:
         runner, registry = self._daemon.runner, self._daemon.metrics.registry

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from ..pipeline.events import Event
+from ..pipeline.events import Event, State
 
 STATES = ("opened", "updated", "resolved", "verified", "still_present")
 CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
@@ -60,7 +60,7 @@ class CaseFilter:
     camera: str | None = None
     scene: str | None = None
     zone: str | None = None
-    state: Literal["opened", "updated", "resolved"] | None = None
+    state: State | None = None
     since: str | None = None
     until: str | None = None
     include_muted: bool = False  # also the cases of a place/class an operator muted (hidden while the mute lasts)
@@ -89,10 +89,16 @@ class CaseFilter:
 class Case:
     """The newest revision of one case, with the operator's latest verdict on it."""
 
-    event: dict[str, Any]
+    event: dict[str, Any]  # its wire form, as the pages and the JSON API show it
     verdict: str | None = None
     verdict_reason: str = ""
     verdict_user: str = ""
+
+    @property
+    def place(self) -> tuple[str, str, str]:
+        """(camera, zone, scene class): what a mute silences."""
+        ev = Event.from_dict(self.event)
+        return ev.camera.id, ev.violation.zone_id, ev.violation.scene_class
 
     @property
     def event_id(self) -> str:

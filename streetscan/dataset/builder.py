@@ -16,9 +16,10 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import imagehash
@@ -36,6 +37,9 @@ from streetscan.dataset.formats import (
 )
 from streetscan.dataset.manifest import FootageClip, Manifest, SourceSpec
 from streetscan.pipeline.models import vocabulary
+
+if TYPE_CHECKING:
+    import supervision as sv
 
 HUMAN, PSEUDO = "human", "pseudo"
 
@@ -73,6 +77,8 @@ def find_mirror(mirrors: Iterable[Path], repository: str) -> Path | None:
 
 def checkout_source(spec: SourceSpec, mirrors: list[Path], work: Path) -> Path:
     """Extract the source's folder at the manifest's commit into `work`; return the folder."""
+    # Not staged, so a repository source, which SourceSpec._one_origin requires to name its commit.
+    assert spec.repository is not None and spec.commit is not None
     repo = find_mirror(mirrors, spec.repository)
     if repo is None:
         raise SourceUnavailable(
@@ -94,6 +100,7 @@ def checkout_source(spec: SourceSpec, mirrors: list[Path], work: Path) -> Path:
         stderr=subprocess.PIPE,
     )
     tar = subprocess.run(["tar", "-x", "-C", str(work)], stdin=archive.stdout, capture_output=True)
+    assert archive.stdout is not None and archive.stderr is not None  # both opened with PIPE
     archive.stdout.close()
     err = archive.stderr.read().decode(errors="replace")
     if archive.wait() != 0 or tar.returncode != 0:
@@ -107,6 +114,7 @@ def checkout_source(spec: SourceSpec, mirrors: list[Path], work: Path) -> Path:
 def staged_source(spec: SourceSpec, assets: Path | None) -> Path:
     if assets is None:
         raise SourceUnavailable("missing: no assets folder (set STREETSCAN_ASSETS or pass --assets)")
+    assert spec.staged is not None  # only called for a staged source
     root = assets / "datasets" / spec.staged / spec.folder
     if not root.is_dir():
         raise SourceUnavailable(f"missing: {root} does not exist")
@@ -233,7 +241,7 @@ class DatasetBuilder:
 
     # -- one labelled source ------------------------------------------------------------------
 
-    def add(self, spec: SourceSpec, *, assets: Path | None = None, mirrors: list[Path] = ()) -> SourceResult:
+    def add(self, spec: SourceSpec, *, assets: Path | None = None, mirrors: Sequence[Path] = ()) -> SourceResult:
         result = SourceResult(spec.name)
         self.results.append(result)
         with tempfile.TemporaryDirectory(dir=self.out, prefix=".checkout-") as work:
@@ -383,7 +391,9 @@ class DatasetBuilder:
             image = self._resize(frame.image)
             stem = f"{result.name}__{frame.seq:05d}"
             det = tracker.update(low.detect([image])[0], frame.pts_s)
-            det = det[(det.confidence >= TEACHER_CONF) | (det.tracker_id >= 0)]
+            # The detector scores every box and ObjectTracker.update gives every box a track id (-1: none).
+            assert det.confidence is not None and det.tracker_id is not None
+            det = cast("sv.Detections", det[(det.confidence >= TEACHER_CONF) | (det.tracker_id >= 0)])
             rows = self._rows(det, image, frozenset())
             for cid, _ in rows:
                 result.boxes[(split, PSEUDO, self.vocab[cid])] += 1

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import yaml
 from PIL import Image
@@ -199,11 +200,14 @@ def _voc_file(xml_path: Path, image_dir: Path) -> LabelledImage:
     filename = root.findtext("filename") or ""
     image = image_dir / filename
     if not filename or not image.exists():
-        image = next((p for p in _images_in(image_dir) if p.stem == xml_path.stem), None)
-        if image is None:
+        found = next((p for p in _images_in(image_dir) if p.stem == xml_path.stem), None)
+        if found is None:
             raise ValueError(f"no image for it (filename {filename!r})")
+        image = found
     try:
-        width, height = float(root.findtext("size/width")), float(root.findtext("size/height"))
+        # A missing element gives None, and float(None) the TypeError caught below.
+        width = float(cast(str, root.findtext("size/width")))
+        height = float(cast(str, root.findtext("size/height")))
     except (TypeError, ValueError):
         raise ValueError("no <size> width/height") from None
     if width <= 0 or height <= 0:
@@ -214,8 +218,9 @@ def _voc_file(xml_path: Path, image_dir: Path) -> LabelledImage:
         bb = obj.find("bndbox")
         if not name or bb is None:
             raise ValueError("an <object> without <name> or <bndbox>")
-        coords = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-        boxes.append(box_from_xyxy(name, *coords, width, height))
+        # As above, a missing coordinate raises TypeError from float(None).
+        x1, y1, x2, y2 = [float(cast(str, bb.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax")]
+        boxes.append(box_from_xyxy(name, x1, y1, x2, y2, width, height))
     return LabelledImage(image, "", tuple(boxes))
 
 

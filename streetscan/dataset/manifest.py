@@ -165,7 +165,10 @@ class SourceSpec(BaseModel):
 
     @property
     def origin(self) -> str:
-        return f"{self.repository}@{self.commit[:12]}" if self.repository else f"shared/datasets/{self.staged}"
+        if self.repository:
+            assert self.commit is not None  # _one_origin: a repository source always has its commit
+            return f"{self.repository}@{self.commit[:12]}"
+        return f"shared/datasets/{self.staged}"
 
 
 class FootageClip(BaseModel):

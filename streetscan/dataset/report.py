@@ -32,9 +32,9 @@ SAMPLE_BAD_LABELS = 5
 
 def build_report(manifest: Manifest, results: list, teacher: str | None) -> dict:
     vocab = vocabulary()
-    human = Counter()
-    human_val = Counter()
-    pseudo = Counter()
+    human: Counter[str] = Counter()
+    human_val: Counter[str] = Counter()
+    pseudo: Counter[str] = Counter()
     sources_with = defaultdict(set)
     sources = []
     for r in results:

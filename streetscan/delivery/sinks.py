@@ -82,6 +82,7 @@ class JsonlSink:
         self._fh = None  # opened again by the next emit (which may find the disk still full)
 
     def _rotate(self) -> None:
+        assert self._fh is not None  # only emit calls this, after opening the file
         self._fh.close()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.path.rename(self.path.with_name(f"{self.path.stem}-{stamp}{self.path.suffix}"))

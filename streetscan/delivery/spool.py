@@ -242,7 +242,7 @@ class EventSpool:
                 + "ORDER BY id",
                 (sink,) if sink else (),
             ).fetchall()
-        return [DeadLetter(*row[:7], json.loads(row[7])) for row in rows]
+        return [DeadLetter(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7])) for row in rows]
 
     def dead_letter_count(self, sink: str) -> int:
         with self._lock:

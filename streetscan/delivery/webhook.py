@@ -70,7 +70,7 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, headers: Any, body: bytes, max_age_s: float = 300.0, now: float | None = None) -> bool:
+def signature_ok(secret: bytes, headers: Any, body: bytes, max_age_s: float = 300.0, now: float | None = None) -> bool:
     """The receiver's check (what the README shows): right signature, recent timestamp."""
     timestamp = headers.get(TIMESTAMP_HEADER, "")
     try:

@@ -71,9 +71,9 @@ class MetricsServer:
         *,
         health: Callable[[], tuple[bool, dict]],
         ready: Callable[[], tuple[bool, dict]],
-        verify: Callable[[str, str, Any, bytes], tuple[int, dict]] | None = None,
+        verification: Callable[[str, str, Any, bytes], tuple[int, dict]] | None = None,
     ):
-        """`verify(method, path, headers, body)`: the verification endpoint's answer (code, JSON)."""
+        """`verification(method, path, headers, body)`: the /verify endpoint's answer (code, JSON)."""
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,7 +129,7 @@ class MetricsServer:
                     self._send(404, b"not found\n", "text/plain")
 
             def _verify(self, method: str, path: str, body: bytes) -> None:
-                if verify is None:
+                if verification is None:
                     self._send(
                         404,
                         b'{"error": "verification over HTTP needs the webhook secret '
@@ -137,7 +137,7 @@ class MetricsServer:
                         "application/json",
                     )
                     return
-                code, doc = verify(method, path, self.headers, body)
+                code, doc = verification(method, path, self.headers, body)
                 self._send(code, json.dumps(doc, ensure_ascii=False).encode(), "application/json")
 
             def _send(self, code: int, body: bytes, ctype: str) -> None:

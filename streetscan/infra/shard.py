@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -41,7 +42,7 @@ class Shard:
         return cls(int(m.group(1)), int(m.group(2)))
 
     @classmethod
-    def from_environment(cls, env: dict[str, str] | None = None) -> Shard | None:
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Shard | None:
         """STREETSCAN_SHARD=k/N, else STREETSCAN_SHARD_COUNT=N with the StatefulSet ordinal at the
         end of the host name; None when neither is set (one daemon for the whole file)."""
         env = os.environ if env is None else env

@@ -267,6 +267,6 @@ def duplicate_platform_codes(table: dict[str, PlatformCode]) -> list[tuple[str, 
 
 def served_by(vocabulary: set[str]) -> tuple[list[SceneClass], list[SceneClass]]:
     """Split the catalogue into scene classes a model with these output objects can and cannot serve."""
-    served = [c for c in SCENE_CLASSES if vocabulary.intersection(c.objects)]
-    missing = [c for c in SCENE_CLASSES if not vocabulary.intersection(c.objects)]
+    served = [c for c in CATALOGUE.values() if vocabulary.intersection(c.objects)]
+    missing = [c for c in CATALOGUE.values() if not vocabulary.intersection(c.objects)]
     return served, missing

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import supervision as sv
@@ -42,7 +42,7 @@ class CropPlanner:
 
     @classmethod
     def for_camera(cls, camera: Camera, fit: tuple[int, int]) -> CropPlanner:
-        polygons = tuple(tuple(map(tuple, z.polygon)) for z in camera.zones if z.polygon is not None)
+        polygons = tuple(tuple((x, y) for x, y in z.polygon) for z in camera.zones if z.polygon is not None)
         return cls(polygons, fit, camera.zone_crops)
 
     @property
@@ -121,7 +121,7 @@ def _from_crop(det: sv.Detections, box: Box, width: int, height: int) -> sv.Dete
         cut |= xyxy[:, 2] >= x2 - EDGE_PX
     if y2 < height:
         cut |= xyxy[:, 3] >= y2 - EDGE_PX
-    out = det[~cut]
+    out = cast(sv.Detections, det[~cut])
     out.xyxy = xyxy[~cut].astype(np.float32)
     return out
 

@@ -18,6 +18,7 @@ import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import av
 import av.error
@@ -134,10 +135,12 @@ def _median_interval(times: list[float], at_least: int = 1) -> float | None:
 def _probe_keyframe_interval(container: av.container.InputContainer, max_packets: int = 1500) -> float | None:
     """Median seconds between keyframes over the first packets (demux only, no decoding)."""
     stream = container.streams.video[0]
+    time_base = stream.time_base
+    assert time_base is not None  # libavformat gives every demuxed stream one
     key_times: list[float] = []
     for i, packet in enumerate(container.demux(stream)):
         if packet.pts is not None and packet.is_keyframe:
-            key_times.append(float(packet.pts * stream.time_base))
+            key_times.append(float(packet.pts * time_base))
         if len(key_times) >= 4 or i >= max_packets:
             break
     return _median_interval(key_times)
@@ -149,7 +152,7 @@ class _Pass:
     VideoSource._frames consults for each packet and each decoded picture."""
 
     stream: av.video.stream.VideoStream
-    decoder: av.CodecContext
+    decoder: av.VideoCodecContext
     keyframe_only: bool
     watch_keys: bool  # a live stream: switch to keyframe-only once its keyframes are seen to suffice
     start: float  # the stream's first pts (s)
@@ -271,6 +274,8 @@ class VideoSource:
 
     def _frames(self, container: av.container.InputContainer) -> Iterator[Frame]:
         stream = container.streams.video[0]
+        time_base = stream.time_base
+        assert time_base is not None  # libavformat gives every demuxed stream one
         kf = self.info.keyframe_interval_s if self.info else None
         keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
         self.stats.keyframe_only = keyframe_only
@@ -280,7 +285,7 @@ class VideoSource:
             keyframe_only=keyframe_only,
             # A live stream is not probed: watch its first keyframes and switch when they suffice.
             watch_keys=self.keyframes == "auto" and kf is None,
-            start=float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0,
+            start=float(stream.start_time * time_base) if stream.start_time is not None else 0.0,
             grid=_SamplingGrid(self.interval_s),
             key_spacing=kf or 0.0,
         )
@@ -299,6 +304,7 @@ class VideoSource:
 
     def _shed_or_not(self, p: _Pass) -> None:
         """At a keyframe (a clean place to change decoders): follow `shed()`."""
+        assert self.shed is not None  # _frames calls this only when there is a shed()
         want = bool(self.shed())
         if want == p.shedding:
             return
@@ -314,6 +320,7 @@ class VideoSource:
     def _admit(self, p: _Pass, packet: av.Packet) -> bool:
         """Keyframe-only: whether to hand this packet to the decoder. The choice is made on
         packets, before decoding; the pts of chosen keyframes are remembered."""
+        assert packet.pts is not None  # _frames admits only packets with a pts
         pt = float(packet.pts * packet.time_base) - p.start
         gap = pt - p.last_key if p.last_key is not None else 0.0
         if gap > 2 * self.interval_s and not p.shedding:
@@ -360,6 +367,7 @@ class VideoSource:
         if vf.is_corrupt:
             # Concealed damage (lost slices): count it; the picture is still usable.
             self.stats.decode_errors += 1
+        assert p.stream.time_base is not None  # libavformat gives every demuxed stream one
         t = float(vf.pts * p.stream.time_base) - p.start  # (a drained frame carries no time_base)
         self.stats.decoded += 1
         decoded_in_full = not p.keyframe_only  # (a switch below applies from the next packet)
@@ -396,7 +404,7 @@ class VideoSource:
         self.stats.skipped += 1
         return False
 
-    def _decoder(self, stream: av.video.stream.VideoStream, keyframe_only: bool) -> av.CodecContext:
+    def _decoder(self, stream: av.video.stream.VideoStream, keyframe_only: bool) -> av.VideoCodecContext:
         """A fresh decoder for the stream's codec, set up for the mode; a mode switch replaces it
         (a decoder's options are fixed once it is open).
 
@@ -404,7 +412,8 @@ class VideoSource:
         predicted from a keyframe's reconstruction, so nothing can drift, and the difference is
         invisible: 52 dB PSNR at 1080p, 57 dB at the model input, the same detections; measured
         15.6 -> 11.3 ms per 1080p keyframe. Full decode keeps it: P-frames reference it."""
-        ctx = av.CodecContext.create(stream.codec_context.name, "r")
+        # A video stream's codec gives a VideoCodecContext (the stubs' create() says CodecContext for any name).
+        ctx = cast(av.VideoCodecContext, av.CodecContext.create(stream.codec_context.name, "r"))
         ctx.extradata = stream.codec_context.extradata
         if self.threads:
             ctx.thread_count = self.threads
@@ -416,8 +425,8 @@ class VideoSource:
         return ctx
 
     def _keyframes_from_next_packet(
-        self, stream: av.video.stream.VideoStream, decoder: av.CodecContext
-    ) -> av.CodecContext:
+        self, stream: av.video.stream.VideoStream, decoder: av.VideoCodecContext
+    ) -> av.VideoCodecContext:
         """Switch a running stream to keyframe-only decode; the next packet handed over is a keyframe.
         A fresh decoder can start there only if the parameter sets (SPS/PPS) came out of band
         (RTSP's SDP, MP4's header); otherwise keep the decoder that has seen them in band."""

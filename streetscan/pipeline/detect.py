@@ -115,7 +115,7 @@ class TorchRuntime:
         self.device = torch.device(device)
         self.model = AutoBackend(str(weights), device=self.device, fp16=device == "cuda", fuse=True, verbose=False)
         self.model.eval()
-        self.input_shape = (None, 3, None, None)
+        self.input_shape: tuple[int | None, ...] = (None, 3, None, None)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         with self._torch.inference_mode():
@@ -219,8 +219,8 @@ class ModelDetector:
             idx = cv2.dnn.NMSBoxesBatched(
                 wh.tolist(), conf.tolist(), cls.tolist(), self.conf_threshold, self.iou_threshold
             )
-            idx = np.asarray(idx, dtype=int).reshape(-1)
-            xyxy, conf, cls = xyxy[idx], conf[idx], cls[idx]
+            picked = np.asarray(idx, dtype=int).reshape(-1)
+            xyxy, conf, cls = xyxy[picked], conf[picked], cls[picked]
         return make_detections(lb.to_source(xyxy.astype(np.float32)), conf, [self.mapped[int(c)] for c in cls])
 
 

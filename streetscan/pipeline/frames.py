@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -47,6 +48,7 @@ class Frame:
             return detections
         sx = self.source_size[0] / self.image.shape[1]
         sy = self.source_size[1] / self.image.shape[0]
-        out = detections[np.arange(len(detections))]  # a copy: the caller's object is left as it was
+        # A copy: the caller's object is left as it was.
+        out = cast(sv.Detections, detections[np.arange(len(detections))])
         out.xyxy = (out.xyxy * np.array([sx, sy, sx, sy], dtype=np.float32)).astype(np.float32)
         return out

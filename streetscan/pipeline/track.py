@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -243,8 +244,8 @@ class TrackBook:
         self.tracks: dict[int, TrackHistory] = {}
         self._seen: deque[_Seen] = deque()
         self._last_picture_s = -math.inf
-        self.standing = np.zeros(0, dtype=bool)  # per detection of the latest frame (also in det.data)
-        self.moving = np.zeros(0, dtype=bool)  # neither: not judged yet (no frames old enough)
+        self.standing: np.ndarray = np.zeros(0, dtype=bool)  # per detection of the latest frame (also in det.data)
+        self.moving: np.ndarray = np.zeros(0, dtype=bool)  # neither: not judged yet (no frames old enough)
 
     def get(self, track_id: int) -> TrackHistory | None:
         return self.tracks.get(track_id)
@@ -255,10 +256,12 @@ class TrackBook:
         tids = track_ids(det)
         names = det.data.get("class_name", np.array([""] * len(det), dtype=object))
         for i in np.flatnonzero(tids >= 0):
-            tid, box = int(tids[i]), tuple(float(v) for v in det.xyxy[i])
+            tid = int(tids[i])
+            x1, y1, x2, y2 = (float(v) for v in det.xyxy[i])
+            box = (x1, y1, x2, y2)
             h = self.tracks.get(tid)
             if h is None:
-                born_s, born_frame = self._first_sighting(str(names[i]), box, t)  # type: ignore[arg-type]
+                born_s, born_frame = self._first_sighting(str(names[i]), box, t)
                 h = self.tracks[tid] = TrackHistory(
                     tid,
                     str(names[i]),
@@ -268,8 +271,8 @@ class TrackBook:
                     box,
                     t,
                     arrived=self._drove_up(str(names[i]), box, born_s),
-                )  # type: ignore[arg-type]
-            h.observe(box, float(det.confidence[i]) if det.confidence is not None else 1.0, t)  # type: ignore[arg-type]
+                )
+            h.observe(box, float(det.confidence[i]) if det.confidence is not None else 1.0, t)
         for tid in [k for k, h in self.tracks.items() if t - h.last_s > self.forget_s]:
             del self.tracks[tid]
         keep = np.arange(min(len(det), SIGHTINGS_PER_FRAME))
@@ -307,7 +310,8 @@ class TrackBook:
             self.standing, self.moving = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
             return
         before = np.concatenate([s.boxes for s in window])
-        self.standing = same_place_matrix(boxes, before).any(axis=1) if n else np.zeros(0, dtype=bool)
+        # (N, M) -> (N,): an array, not the scalar numpy's stubs also allow for any()
+        self.standing = cast(np.ndarray, same_place_matrix(boxes, before).any(axis=1)) if n else np.zeros(0, dtype=bool)
         self.moving = ~self.standing
 
     def _drove_up(self, class_name: str, box: Box, born_s: float) -> bool:

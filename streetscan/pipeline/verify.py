@@ -89,10 +89,11 @@ class ZoneCheck:
         self.frames += 1
         if len(det) == 0:
             return
+        assert det.confidence is not None  # detectors score every box (make_detections)
         ours = np.isin(det.data["class_name"], scene.objects)
         ours &= det.confidence >= plan.min_confidence(zone_id, scene.code)
         ours &= where.inside(zone_id, scene)
-        idx = np.flatnonzero(ours)
+        idx = [int(i) for i in np.flatnonzero(ours)]
         if rule_kind(scene.rule).same_object_only and v.objects:
             # The case is about that object at that place: another one elsewhere in the zone is a new case.
             idx = [i for i in idx if same_place(v.objects[0].box, box_of(det, i))]

@@ -8,7 +8,7 @@ Frigate works an object's zones out once per tracked object for the same reason.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import supervision as sv
@@ -88,5 +88,5 @@ class FrameZones:
 
     def select(self, keep: np.ndarray) -> tuple[sv.Detections, FrameZones]:
         """The detections `keep` marks, with their zones (read from this frame's, not tested again)."""
-        kept = self._det[keep]
+        kept = cast(sv.Detections, self._det[keep])
         return kept, FrameZones(self._index, kept, parent=self, keep=keep)

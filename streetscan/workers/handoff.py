@@ -33,6 +33,14 @@ class LiveFrame:
     crops: tuple = ()  # zone boxes to detect again at native resolution (pipeline/crops.py)
 
 
+class ReaderHandoff(Protocol):
+    """The part of a hand-off a reader uses (a reader process's SlotHandoff has no more)."""
+
+    def put(self, lf: LiveFrame) -> bool: ...
+
+    def wants(self, camera_id: str, fresh_s: float) -> bool: ...
+
+
 class Handoff(Protocol):
     def add(self, camera_id: str) -> None: ...
 

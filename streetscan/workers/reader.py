@@ -25,7 +25,7 @@ from ..pipeline.crops import CropPlanner
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
-from .handoff import Handoff, LiveFrame
+from .handoff import LiveFrame, ReaderHandoff
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class _Reader(Worker):
     def __init__(
         self,
         camera: Camera,
-        handoff: Handoff,
+        handoff: ReaderHandoff,
         metrics: Metrics,
         *,
         generation: int,
@@ -108,7 +108,7 @@ class RecordingReader(_Reader):
         self,
         camera: Camera,
         source: VideoSource,
-        handoff: Handoff,
+        handoff: ReaderHandoff,
         metrics: Metrics,
         *,
         generation: int,
@@ -193,7 +193,7 @@ class StreamReader(_Reader):
     def __init__(
         self,
         camera: Camera,
-        handoff: Handoff,
+        handoff: ReaderHandoff,
         metrics: Metrics,
         *,
         generation: int = 0,

@@ -33,6 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.shared_memory import SharedMemory
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +46,10 @@ from ..pipeline.config import Camera
 from ..pipeline.frames import Frame
 from .handoff import FrameBoard, LiveFrame
 from .reader import CameraState, StreamReader
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.queues import Queue
 
 log = logging.getLogger(__name__)
 
@@ -228,10 +233,10 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
                 readers[camera.id] = reader
                 reader.start()
             elif op == "remove":
-                reader = readers.pop(cmd[1], None)
-                if reader:
-                    reader.stop()
-                    reader.join(timeout=2.0)
+                removed = readers.pop(cmd[1], None)
+                if removed:
+                    removed.stop()
+                    removed.join(timeout=2.0)
                 slot = handoff.slots.pop(cmd[1], None)
                 if slot:
                     slot.close()
@@ -291,8 +296,8 @@ class RemoteReader:
 @dataclass
 class _Process:
     index: int
-    commands: object
-    process: object = None
+    commands: Queue[Any]
+    process: BaseProcess | None = None
     cameras: dict[str, RemoteReader] = field(default_factory=dict)
     starts: int = 0
 
@@ -493,6 +498,7 @@ class ReaderPool(Worker):
                 p.commands.put(("stop",))
             deadline = time.monotonic() + timeout
             for p in procs:
+                assert p.process is not None  # kept above only if it has one
                 p.process.join(max(0.1, deadline - time.monotonic()))
                 if p.process.is_alive():
                     p.process.kill()

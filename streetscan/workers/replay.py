@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from ..delivery.sinks import CaseSink
 from ..pipeline.clock import StreamClock
@@ -125,6 +126,7 @@ class ReplayJob:
     def run(self, path: str) -> ReplayResult:
         camera, card = self.camera, self.detector.card
         source = VideoSource(path, camera.analysis_fps, fit=card.fit)
+        assert source.info is not None  # a file is probed when its VideoSource is made
         clock = StreamClock(camera.tz, origin=start_time(self.start_time, source.info.creation_time, path))
         runner = Runner(
             self.detector,
@@ -149,7 +151,8 @@ class ReplayJob:
         runner.start()
         reader: RecordingReader | None = None
         try:
-            reader = runner.add(camera, clock=clock, source=path, reader=recording).reader
+            # The slot's reader is the one `recording` made.
+            reader = cast(RecordingReader, runner.add(camera, clock=clock, source=path, reader=recording).reader)
             while not reader.join(timeout=0.25):
                 if self.on_progress:
                     self.on_progress(reader.last_pts)
@@ -169,7 +172,9 @@ class ReplayJob:
                 "(free space and replay again: event ids are the same, nothing is doubled)"
             )
         wall_s = time.perf_counter() - t0
-        analysis = runner.slot(camera.id).analysis
+        slot = runner.slot(camera.id)
+        assert slot is not None  # added above; the runner keeps it after stop()
+        analysis = slot.analysis
         declared = source.info.duration_s
         # A half-written file (its index first, the media cut off) decodes what it holds and stops
         # early without an error: the header's duration against the last frame says so.
@@ -185,6 +190,7 @@ class ReplayJob:
                 declared,
                 missing,
             )
+        assert runner.analysis.recorded is not None  # record_events=True
         return ReplayResult(
             path=path,
             camera_id=camera.id,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..delivery.emitter import EventEmitter
 from ..delivery.sinks import CaseSink
@@ -35,9 +36,26 @@ from .inference import BatchedInference
 
 log = logging.getLogger(__name__)
 
+
+class CameraReader(Protocol):
+    """What the runner and the probes use of a camera's reader: a StreamReader or RecordingReader
+    (Workers), or a RemoteReader standing in for one in a reader process."""
+
+    last_frame_at: float | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> bool: ...
+
+    @property
+    def alive(self) -> bool: ...
+
+
 # Builds a camera's reader for the runner's hand-off: (camera, generation) -> reader, or None
 # for a camera that reads nothing (disabled).
-ReaderFactory = Callable[[Camera, int], Worker | None]
+ReaderFactory = Callable[[Camera, int], CameraReader | None]
 
 
 @dataclass(frozen=True)
@@ -56,7 +74,7 @@ class CameraSlot:
     camera: Camera
     generation: int  # the camera's (re)start count: frames of an older generation are discarded
     analysis: CameraAnalysis
-    reader: Worker | None
+    reader: CameraReader | None
 
 
 class Runner:

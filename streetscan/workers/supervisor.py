@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from ..delivery.commands import RedisCommandReader
 from ..delivery.retention import EvidenceRetention
@@ -64,8 +64,9 @@ class DaemonOptions:
 def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
     if slot.reader is None:
         return CameraState.DISABLED, "enabled: false in streams.yaml"
+    reader = cast("StreamReader | RemoteReader", slot.reader)  # what Daemon._reader gives a live camera
     # The reason may quote what a library said about the camera's URL: nothing leaves unredacted.
-    return slot.reader.state, redact(slot.reader.reason)
+    return reader.state, redact(reader.reason)
 
 
 def decode_mode(slot: CameraSlot) -> str | None:
@@ -161,7 +162,7 @@ class Daemon:
             options.metrics_port,
             health=self.health,
             ready=self.ready,
-            verify=self._http_verify if options.verify_secret else None,
+            verification=self._http_verify if options.verify_secret else None,
         )
         register_live_gauges(self)
 
@@ -203,8 +204,9 @@ class Daemon:
     def _http_verify(self, method: str, path: str, headers, body: bytes) -> tuple[int, dict]:
         """POST /verify {request_id, event_id}, signed over its body; GET /verify/<request_id>,
         signed over its path. The shared secret is the webhook's (README "Verification on request")."""
-        from ..delivery.webhook import verify as signature_ok
+        from ..delivery.webhook import signature_ok
 
+        assert self.options.verify_secret is not None  # the server gets this handler only with a secret
         # A GET is signed over its path, so the headers that read one request cannot read another.
         if not signature_ok(self.options.verify_secret, headers, body if method == "POST" else path.encode()):
             return 401, {"error": "missing, wrong or stale X-StreetScan-Signature / X-StreetScan-Timestamp"}
@@ -416,7 +418,8 @@ def register_live_gauges(daemon: Daemon) -> None:
         "1 while an overloaded camera decodes keyframes only",
         ("camera",),
         lambda: {
-            (cam_id,): 1.0 if decode_mode(s).endswith("(shedding load)") else 0.0
+            # A daemon's readers (StreamReader, RemoteReader) all have a decode_mode.
+            (cam_id,): 1.0 if cast(str, decode_mode(s)).endswith("(shedding load)") else 0.0
             for cam_id, s in runner.slots().items()
             if s.reader
         },

@@ -60,7 +60,8 @@ def camera_snapshot(request: Request, camera_id: str, user: User = Depends(curre
 
 @router.get("/cameras/{camera_id}/zones", response_class=HTMLResponse)
 def zone_editor(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
-    if console_of(request).fleet.streams is None:
+    streams = console_of(request).fleet.streams
+    if streams is None:
         raise HTTPException(404, "this console was started without a streams.yaml to edit")
     cam = known_camera(request, camera_id)
     zones = [z.model_dump(mode="json", exclude_none=True) for z in cam.zones]
@@ -77,18 +78,19 @@ def zone_editor(request: Request, camera_id: str, user: User = Depends(needs("ad
         camera=cam,
         zones=zones,
         size=picture_size(request, camera_id),
-        version=console_of(request).fleet.streams.version(),
+        version=streams.version(),
         kinds=[k.value for k in ZoneKind],
         grades=[g.value for g in Grade],
         classes=list(CATALOGUE),
-        path=str(console_of(request).fleet.streams.path),
+        path=str(streams.path),
     )
 
 
 @router.post("/api/cameras/{camera_id}/zones")
 async def save_zones(request: Request, camera_id: str, user: User = Depends(needs("admin"))):
     check_csrf(request, request.headers.get("x-csrf-token", ""))
-    if console_of(request).fleet.streams is None:
+    streams = console_of(request).fleet.streams
+    if streams is None:
         raise HTTPException(404, "this console was started without a streams.yaml to edit")
     try:
         body = await request.json()
@@ -97,10 +99,10 @@ async def save_zones(request: Request, camera_id: str, user: User = Depends(need
     if not isinstance(body, dict):
         return JSONResponse({"errors": ["expected {version, zones}"]}, status_code=400)
     try:
-        backup = console_of(request).fleet.streams.replace_zones(camera_id, body.get("zones"), body.get("version"))
+        backup = streams.replace_zones(camera_id, body.get("zones"), body.get("version"))
     except StaleEdit as exc:
         return JSONResponse({"errors": [str(exc)]}, status_code=409)
     except ConfigError as exc:
         return JSONResponse({"errors": exc.problems, "file": exc.path}, status_code=422)
     message = translator(request.session.get("lang", LANGS[0]))(console_of(request).fleet.applied())
-    return {"message": message, "backup": backup.name, "version": console_of(request).fleet.streams.version()}
+    return {"message": message, "backup": backup.name, "version": streams.version()}

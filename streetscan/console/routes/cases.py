@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ...pipeline.events import State
 from ..index import STATES, CaseFilter, cases_csv
 from ..users import User
 from ..web import MAX_PAGE, PAGE_SIZE, check_csrf, console_of, current_user, needs, render
@@ -25,8 +27,9 @@ def case_filter(
 ) -> CaseFilter:
     if state and state not in STATES:
         raise HTTPException(422, f"state must be one of {', '.join(STATES)}")
+    checked = cast("State | None", state or None)  # one of STATES, or none
     return CaseFilter(
-        camera or None, scene or None, zone or None, state or None, since or None, until or None, include_muted=muted
+        camera or None, scene or None, zone or None, checked, since or None, until or None, include_muted=muted
     )
 
 
@@ -74,7 +77,7 @@ def case_page(request: Request, event_id: str, user: User = Depends(current_user
     if case is None:
         raise HTTPException(404, "no such case")
     ev = case.event
-    muted = console_of(request).index.muted(ev["camera"]["id"], ev["zone"]["id"], ev["scene_class"]["code"])
+    muted = console_of(request).index.muted(*case.place)
     return render(
         request, "case.html", user, case=case, ev=ev, timeline=console_of(request).index.timeline(event_id), muted=muted
     )
@@ -114,10 +117,7 @@ def mute(
         raise HTTPException(404, "no such case")
     if not 0 < hours <= 24 * 30:
         raise HTTPException(422, "hours: more than 0, at most 720")
-    ev = case.event
-    console_of(request).index.mute(
-        ev["camera"]["id"], ev["zone"]["id"], ev["scene_class"]["code"], hours, reason, user.name
-    )
+    console_of(request).index.mute(*case.place, hours, reason, user.name)
     return RedirectResponse(f"/cases/{event_id}", status_code=303)
 
 

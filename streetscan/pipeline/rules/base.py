@@ -104,11 +104,13 @@ class Episode:
 
 def observed(det: sv.Detections, idx) -> tuple[ObservedObject, ...]:
     tids = track_ids(det)
+    confidence = det.confidence
+    assert confidence is not None  # detectors score every box (make_detections, Detections.empty)
     return tuple(
         ObservedObject(
             str(det.data["class_name"][i]),
             box_of(det, i),
-            float(det.confidence[i]),
+            float(confidence[i]),
             int(tids[i]) if tids[i] >= 0 else None,
         )
         for i in idx
@@ -168,6 +170,7 @@ class ZoneRule:
         stands); an untracked one by its own score."""
         ours = np.isin(det.data["class_name"], self.scene.objects)
         tids = track_ids(det)
+        assert det.confidence is not None  # detectors score every box (make_detections, Detections.empty)
         score = det.confidence.astype(float).copy()
         for i in np.flatnonzero(ours & (tids >= 0)):
             h = book.get(int(tids[i]))

@@ -136,23 +136,25 @@ class DwellRule(ZoneRule):
             return []
         ours = np.flatnonzero(np.isin(det.data["class_name"], self.scene.objects))
         tids = track_ids(det)
+        confidence = det.confidence
+        assert confidence is not None  # detectors score every box (make_detections, Detections.empty)
 
         def sureness(i: int) -> float:
             h = book.get(int(tids[i])) if tids[i] >= 0 else None
-            return h.mean_score if h is not None else float(det.confidence[i])
+            return h.mean_score if h is not None else float(confidence[i])
 
         boxes = det.xyxy
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         keep = []
         for i in idx:
-            part = tuple(float(v) for v in boxes[i])
+            part = box_of(det, int(i))
             if not any(
                 j != i
                 and area[j] > area[i]
-                and sureness(j) > sureness(i)
-                and covered(part, tuple(float(v) for v in boxes[j])) >= PART_COVERED
+                and sureness(int(j)) > sureness(int(i))
+                and covered(part, box_of(det, int(j))) >= PART_COVERED
                 for j in ours
-            ):  # type: ignore[arg-type]
+            ):
                 keep.append(int(i))
         return keep
 
@@ -161,9 +163,10 @@ class DwellRule(ZoneRule):
         that has not stopped near where it was seen drove past."""
         me = box_of(det, i)
         moving, names = det.data["moving"], det.data["class_name"]
-        traffic = [j for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i]
+        traffic = [int(j) for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i]
         for j in traffic:
             if moving[j] and near(me, box_of(det, j)):
+                assert det.confidence is not None  # detectors score every box (make_detections, Detections.empty)
                 # Only a sure box of its own kind and size passes it: a motorbike boxed as a car
                 # for one frame does not make a queued taxi parked.
                 passer = (
@@ -219,7 +222,7 @@ class DwellRule(ZoneRule):
     def _standing_group(self, det: sv.Detections, i: int) -> list[int]:
         """It and the standing traffic connected to it, neighbour by neighbour (detection indices)."""
         names, standing = det.data["class_name"], det.data["standing"]
-        others = [j for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i and standing[j]]
+        others = [int(j) for j in np.flatnonzero(np.isin(names, list(TRAFFIC))) if j != i and standing[j]]
         group, frontier = [i], [i]
         while frontier:
             k = frontier.pop()
@@ -268,5 +271,6 @@ class DwellRule(ZoneRule):
             ):
                 best, best_pool, best_key = ep, pool, key
         if best_pool is not None:
+            assert best_key is not None  # set together with best_pool
             del best_pool[best_key]
         return best

@@ -3,6 +3,8 @@ PersistenceRule (an object class present in a zone for persist_s, track-agnostic
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from .base import Episode, RuleParams, RuleStep, ZoneRule, observed
@@ -17,7 +19,7 @@ class CountRule(ZoneRule):
     """At least min_count objects are inside the zone for hold_s (crowds)."""
 
     kind = "count"
-    Params = CountParams
+    Params: ClassVar[type[RuleParams]] = CountParams
     time_key = "hold_s"
 
     def __init__(self, *args, **kwargs):
