@@ -819,17 +819,20 @@ StateOption = Annotated[
 ]
 
 
+PasswordOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="STREETSCAN_USER_PASSWORD", help="Read from the prompt when left out (never echoed, never logged)."
+    ),
+]
+
+
 @users_app.command("add")
 def users_add(
     name: str,
     role: Annotated[str, typer.Option(help="viewer, operator or admin")] = "viewer",
     out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
-    password: Annotated[
-        str | None,
-        typer.Option(
-            envvar="STREETSCAN_USER_PASSWORD", help="Read from the prompt when left out (never echoed, never logged)."
-        ),
-    ] = None,
+    password: PasswordOption = None,
 ) -> None:
     """Create a console user with an argon2id password hash."""
     from .console.app import ConsoleSettings
@@ -847,12 +850,7 @@ def users_add(
 def users_passwd(
     name: str,
     out: Annotated[Path, typer.Option(help="Output folder the console serves.")] = Path("out"),
-    password: Annotated[
-        str | None,
-        typer.Option(
-            envvar="STREETSCAN_USER_PASSWORD", help="Read from the prompt when left out (never echoed, never logged)."
-        ),
-    ] = None,
+    password: PasswordOption = None,
 ) -> None:
     """Change a console user's password; every session of that user ends."""
     from .console.app import ConsoleSettings
