@@ -5,7 +5,8 @@ and the `outputs:` section of streams.yaml.
     redis://[:PASSWORD@]HOST[:PORT][/DB][?stream=KEY]   a Redis Stream (rediss:// with TLS)
     https://HOST/PATH               a webhook, HMAC-signed with the shared secret (or http://)
 
-Each scheme maps to a function that opens its sink; a new kind of output is one entry here.
+Each scheme maps to a function that opens its sink; a new kind of output is one opener here and
+its scheme in config.OUTPUT_SCHEMES (what streams.yaml accepts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from ..pipeline.config import OutputConfig
+from ..pipeline.config import OUTPUT_SCHEMES, OutputConfig, output_scheme
 from .sinks import DEFAULT_STREAM, CaseSink, JsonlSink, RedisStreamSink
 from .webhook import WebhookConfigError, WebhookSink, load_secret
 
@@ -26,10 +27,6 @@ DEFAULT_JSONL = "events.jsonl"
 
 class OutputError(ValueError):
     """An output URL or its settings cannot be used; the message says which and why."""
-
-
-def scheme_of(url: str) -> str:
-    return url.split(":", 1)[0].lower() if ":" in url else ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +72,7 @@ OPENERS: dict[str, Callable[[OutputConfig, Opened], CaseSink]] = {
     "http": _webhook,
     "https": _webhook,
 }
+assert set(OPENERS) == set(OUTPUT_SCHEMES), "every scheme streams.yaml accepts needs an opener here"
 
 
 def open_output(spec: OutputConfig | str, out_dir: Path) -> CaseSink:
@@ -84,7 +82,7 @@ def open_output(spec: OutputConfig | str, out_dir: Path) -> CaseSink:
             spec = OutputConfig(url=spec)
         except ValidationError as exc:
             raise OutputError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    return OPENERS[scheme_of(spec.url)](spec, Opened(out_dir))
+    return OPENERS[output_scheme(spec.url)](spec, Opened(out_dir))
 
 
 def open_outputs(specs: list[OutputConfig], out_dir: Path) -> list[CaseSink]:
