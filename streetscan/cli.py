@@ -16,7 +16,14 @@ from rich.table import Table
 from . import __version__
 from .logs import configure as configure_logging
 from .pipeline.catalogue import CATALOGUE
-from .pipeline.config import ConfigError, StreamsConfig, load_config
+from .pipeline.config import (
+    DEFAULT_JSONL_MAX_MB,
+    DEFAULT_STREAM,
+    DEFAULT_WEBHOOK_TIMEOUT_S,
+    ConfigError,
+    StreamsConfig,
+    load_config,
+)
 from .pipeline.decode import SourceError
 from .pipeline.models import ModelCard, ModelError, card_paths, default_model_name, load_card, models_dir, resolve_model
 from .pipeline.serving import BASELINE_MODEL, SERVED_AP50, Service, Status, by_status, default_shortfalls, services
@@ -140,7 +147,7 @@ def run(
         str | None,
         typer.Option(help="Case queue: Redis URL (redis://host:port/db); also where verification requests come from."),
     ] = None,
-    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
+    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = DEFAULT_STREAM,
     jsonl: Annotated[
         bool | None,
         typer.Option(
@@ -170,7 +177,7 @@ def run(
     ] = 30.0,
     jsonl_max_mb: Annotated[
         float, typer.Option(help="Start a new events.jsonl past this size; the old one is kept, renamed with the time.")
-    ] = 256.0,
+    ] = DEFAULT_JSONL_MAX_MB,
     http_port: Annotated[
         int | None,
         typer.Option(
@@ -183,7 +190,7 @@ def run(
     webhook: WebhookOption = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
-    webhook_timeout: WebhookTimeoutOption = 10.0,
+    webhook_timeout: WebhookTimeoutOption = DEFAULT_WEBHOOK_TIMEOUT_S,
     command_stream: Annotated[
         str,
         typer.Option(
@@ -252,6 +259,7 @@ def run(
         model=model,
         outputs=_outputs(urls, webhook_secret_file, webhook_ca, webhook_timeout, jsonl_max_mb),
         jsonl=jsonl,
+        jsonl_max_mb=jsonl_max_mb,
         console=console_options,
         detector_threads=threads,
         device=device,
@@ -276,7 +284,11 @@ def _output_urls(output: list[str] | None, redis: str | None, redis_stream: str,
 
 
 def _outputs(
-    urls: list[str], secret_file: Path | None, ca: Path | None, timeout_s: float, jsonl_max_mb: float = 256.0
+    urls: list[str],
+    secret_file: Path | None,
+    ca: Path | None,
+    timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S,
+    jsonl_max_mb: float = DEFAULT_JSONL_MAX_MB,
 ) -> tuple:
     """Output settings for URLs given on the command line (the webhook flags apply to http(s) ones)."""
     from pydantic import ValidationError
@@ -305,7 +317,7 @@ def replay(
     ),
     output: OutputOption = None,
     redis: Annotated[str | None, typer.Option(help="Also send events to this Redis (redis://host:port/db).")] = None,
-    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = "streetscan:events",
+    redis_stream: Annotated[str, typer.Option(help="Redis Stream key for events.")] = DEFAULT_STREAM,
     analysis_fps: Annotated[
         float | None, typer.Option(help="Override the camera's analysed frames per second.")
     ] = None,
@@ -318,7 +330,7 @@ def replay(
     webhook: WebhookOption = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
-    webhook_timeout: WebhookTimeoutOption = 10.0,
+    webhook_timeout: WebhookTimeoutOption = DEFAULT_WEBHOOK_TIMEOUT_S,
     verify: Annotated[
         Path | None,
         typer.Option(
@@ -354,7 +366,7 @@ def replay(
         _fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     # Always OUT/events.jsonl (the report and the console read it), whole: a replay is not rotated.
-    sinks = _open_sinks([_outputs(["jsonl:"], None, None, 10.0, jsonl_max_mb=0)[0], *outputs], out, ping=True)
+    sinks = _open_sinks([_outputs(["jsonl:"], None, None, jsonl_max_mb=0)[0], *outputs], out, ping=True)
     results = []
     try:
         for path in paths:
@@ -731,8 +743,8 @@ def classes() -> None:
 def models(
     name: Annotated[str | None, typer.Argument(help="One model: its status per scene class.")] = None,
 ) -> None:
-    """List the installed models: scene classes each serves as measured, and whether it clears the bar for the "
-    "default."""
+    """List the installed models: scene classes each serves as measured, and whether it clears the bar for
+    the default."""
     if name:
         try:
             card = resolve_model(name)
@@ -888,11 +900,12 @@ def users_list(out: Annotated[Path, typer.Option(help="Output folder the console
 
 def _require_console_user(out: Path) -> None:
     from .console.app import ConsoleSettings
-    from .console.users import UserStore
+    from .console.users import UserError, require_users
 
-    users_path = ConsoleSettings.for_output(out).users_path
-    if not UserStore(users_path).list():
-        _fail(f"no console users in {users_path}: create one with `streetscan users add NAME --role admin --out {out}`")
+    try:
+        require_users(ConsoleSettings.for_output(out).users_path, out)
+    except UserError as exc:
+        _fail(str(exc))
 
 
 @app.command("console")
@@ -912,7 +925,7 @@ def console_cmd(
             help="Also index the cases of a fleet's Redis Stream (redis://host:port/db), read with a consumer group."
         ),
     ] = None,
-    redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = "streetscan:events",
+    redis_stream: Annotated[str, typer.Option(help="The fleet's Redis Stream key.")] = DEFAULT_STREAM,
     redis_group: Annotated[
         str, typer.Option(help="This console's consumer group (one per console: each sees every case).")
     ] = "console",
@@ -986,12 +999,15 @@ def dead_letters_resend(
         str | None, typer.Option("--output", help="Or any output URL to send them to (jsonl:, redis://, https://).")
     ] = None,
     spool: SpoolOption = Path("out/live/spool.db"),
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder a jsonl: output is written in (default: the spool's folder).")
+    ] = None,
     ids: Annotated[
         list[int] | None, typer.Option("--id", help="Only these dead letters (repeatable; default: all).")
     ] = None,
     webhook_secret_file: WebhookSecretOption = None,
     webhook_ca: WebhookCaOption = None,
-    webhook_timeout: WebhookTimeoutOption = 10.0,
+    webhook_timeout: WebhookTimeoutOption = DEFAULT_WEBHOOK_TIMEOUT_S,
 ) -> None:
     """Send dead letters again, oldest first; each one delivered leaves the list, one refused again
     stays (with the new reason shown). Exits 1 when any is left."""
@@ -1002,7 +1018,7 @@ def dead_letters_resend(
     store = _open_spool(spool)
     url = output or webhook
     assert url is not None  # exactly one of them is given (checked above)
-    (sink,) = _open_sinks(_outputs([url], webhook_secret_file, webhook_ca, webhook_timeout), spool.parent)
+    (sink,) = _open_sinks(_outputs([url], webhook_secret_file, webhook_ca, webhook_timeout), out or spool.parent)
     letters = [d for d in store.dead_letters() if not ids or d.id in ids]
     sent = 0
     try:
@@ -1036,7 +1052,7 @@ def _open_spool(path: Path):
 @app.command()
 def consume(
     redis: Annotated[str, typer.Option(help="Redis URL of the case stream (redis://host:port/db).")],
-    stream: Annotated[str, typer.Option(help="The case stream the daemons write to.")] = "streetscan:events",
+    stream: Annotated[str, typer.Option(help="The case stream the daemons write to.")] = DEFAULT_STREAM,
     group: Annotated[
         str, typer.Option(help="Consumer group: one per consuming system (each group sees every case).")
     ] = "platform",
@@ -1065,7 +1081,7 @@ def consume(
     from .delivery.sinks import SinkError
 
     reader = CaseStreamConsumer(redis, stream, group, consumer, claim_idle_s=claim_idle)
-    sink = _open_sinks(_outputs([forward], webhook_secret_file, None, 10.0), Path("."))[0] if forward else None
+    sink = _open_sinks(_outputs([forward], webhook_secret_file, None), Path("."))[0] if forward else None
     seen: OrderedDict[tuple[str, int], None] = OrderedDict()  # recent keys: an entry may come twice
     handled, quiet_since = 0, time.monotonic()
     try:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from .delivery.outputs import OutputError, open_outputs
 from .delivery.sinks import CaseSink
-from .pipeline.config import ConfigError, OutputConfig, StreamsConfig, load_config
+from .delivery.webhook import WebhookConfigError, load_secret
+from .pipeline.config import DEFAULT_JSONL_MAX_MB, ConfigError, OutputConfig, StreamsConfig, load_config, output_scheme
 from .pipeline.detect import Detector, load_detector
 from .pipeline.models import ModelCard, ModelError, resolve_model
 from .workers.supervisor import Daemon, DaemonOptions
@@ -51,6 +52,7 @@ class LiveSettings:
     model: str | None = None
     outputs: tuple[OutputConfig, ...] = ()
     jsonl: bool | None = None  # OUT/events.jsonl: True always, None when no other output, False never
+    jsonl_max_mb: float = DEFAULT_JSONL_MAX_MB  # that file starts anew past this size (0: never)
     console: ConsoleOptions | None = None  # None: no console
     detector_threads: int | None = None
     device: str = "cpu"
@@ -67,9 +69,11 @@ class Startup:
     daemon: Daemon | None = None
 
     def prepare(self) -> Daemon:
-        """Every init_* step in order; a StartupError says which part could not be made."""
-        self.init_config()
-        self.init_detector()
+        """Every init_* step in order (those not taken yet); a StartupError says which part could not be made."""
+        if self.config is None:
+            self.init_config()
+        if self.detector is None:
+            self.init_detector()
         self.init_outputs()
         self.init_console_index()
         self.init_daemon()
@@ -97,7 +101,7 @@ class Startup:
         specs = [*self.settings.outputs, *self.config.outputs]
         jsonl = self.settings.jsonl
         if jsonl or (jsonl is None and not specs):
-            specs.insert(0, OutputConfig(url="jsonl:"))
+            specs.insert(0, OutputConfig(url="jsonl:", max_mb=self.settings.jsonl_max_mb))
         out = self.settings.daemon.out_dir
         out.mkdir(parents=True, exist_ok=True)
         try:
@@ -110,14 +114,13 @@ class Startup:
             return
         from .console.app import ConsoleSettings
         from .console.index import CaseIndex
-        from .console.users import UserStore
+        from .console.users import UserError, require_users
 
         out = self.settings.daemon.out_dir
-        users = ConsoleSettings.for_output(out).users_path
-        if not UserStore(users).list():
-            raise StartupError(
-                f"no console users in {users}: create one with `streetscan users add NAME --role admin --out {out}`"
-            )
+        try:
+            require_users(ConsoleSettings.for_output(out).users_path, out)
+        except UserError as exc:
+            raise StartupError(str(exc)) from None
         # One more sink with its own outbox cursor: the console's index misses nothing the outbox
         # delivers, and its outage (a locked disk) holds back no other sink.
         index = CaseIndex(ConsoleSettings.for_output(out).index_path)
@@ -126,10 +129,17 @@ class Startup:
 
     def init_daemon(self) -> None:
         assert self.config is not None and self.detector is not None
+        options = self.settings.daemon
+        outputs = [*self.settings.outputs, *self.config.outputs]
+        webhooks = [o for o in outputs if output_scheme(o.url) in ("http", "https")]
+        if options.verify_secret is None and webhooks:
+            # The case platform signs its verification requests with the webhook's shared secret.
+            try:
+                options = dataclasses.replace(options, verify_secret=load_secret(webhooks[0].secret_file))
+            except WebhookConfigError as exc:
+                raise StartupError(str(exc)) from None
         try:
-            self.daemon = Daemon(
-                self.settings.daemon, self.config, self.detector, self.sinks, case_index=self.case_index
-            )
+            self.daemon = Daemon(options, self.config, self.detector, self.sinks, case_index=self.case_index)
         except OSError as exc:
             raise StartupError(f"cannot start: {exc}") from None
 

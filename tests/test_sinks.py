@@ -124,10 +124,14 @@ def test_the_daemon_sends_to_the_outputs_of_its_command_line_and_of_streams_yaml
     camera = {"id": "c", "name": "c", "url": "c.mp4", "location": {"address": "x"}}
     streams.write_text(yaml.safe_dump({"outputs": [{"url": "jsonl:from-file.jsonl"}], "cameras": [camera]}))
     options = DaemonOptions(streams_path=streams, out_dir=tmp_path / "out", spool_path=tmp_path / "out/spool.db")
-    startup = Startup(LiveSettings(options, outputs=(OutputConfig(url="jsonl:from-flag.jsonl"),)))
+    startup = Startup(LiveSettings(options, outputs=(OutputConfig(url="jsonl:from-flag.jsonl"),), jsonl_max_mb=0))
     startup.init_config()
     startup.init_outputs()
     assert [s.name.rsplit("/", 1)[-1] for s in startup.sinks] == ["from-flag.jsonl", "from-file.jsonl"]
+    startup = Startup(LiveSettings(options, jsonl=True, jsonl_max_mb=0))  # --jsonl --jsonl-max-mb 0
+    startup.init_config()
+    startup.init_outputs()
+    assert startup.sinks[0].name.endswith("/events.jsonl") and startup.sinks[0].max_bytes is None
     # No output anywhere: the events file, as before outputs existed.
     streams.write_text(yaml.safe_dump({"cameras": [camera]}))
     startup = Startup(LiveSettings(options))
@@ -137,3 +141,28 @@ def test_the_daemon_sends_to_the_outputs_of_its_command_line_and_of_streams_yaml
     streams.write_text(yaml.safe_dump({"outputs": [{"url": "mqtt://broker"}], "cameras": [camera]}))
     with pytest.raises(StartupError, match=r"outputs\[0\]\.url: unknown output 'mqtt://broker'"):
         Startup(LiveSettings(options)).init_config()
+
+
+def test_the_case_index_refuses_what_is_not_an_event_as_a_sink_and_skips_it_when_importing(tmp_path):
+    from streetscan.console.index import CaseIndex
+    from streetscan.delivery.sinks import EventRejected
+
+    good = {
+        "schema_version": "2", "event_id": "00000000-0000-4000-8000-000000000001", "state": "opened", "revision": 0,
+        "camera": {"id": "c", "name": "c", "address": "x", "lat": None, "lon": None},
+        "zone": {"id": "z", "kind": "sidewalk", "grade": "arterial"},
+        "scene_class": {"code": "illegal_parking", "name_zh": "", "name_en": "", "category": ""},
+        "first_seen": {"stream_s": 1.0, "wall": "2026-12-06T08:00:00+08:00"},
+        "confirmed": {"stream_s": 2.0, "wall": "2026-12-06T08:00:01+08:00"},
+        "last_seen": {"stream_s": 2.0, "wall": "2026-12-06T08:00:01+08:00"},
+        "confidence": 0.9, "objects": [], "evidence": {}, "model": {"name": "m", "version": "1"},
+        "pipeline_version": "0.1.0", "repeat_count": 0, "source": "t", "platform": None, "enforcement": None,
+    }  # fmt: skip
+    newer = {**good, "event_id": "00000000-0000-4000-8000-000000000002",
+             "scene_class": {**good["scene_class"], "code": "a_class_from_a_newer_version"}}  # fmt: skip
+    index = CaseIndex(tmp_path / "cases.db")
+    with pytest.raises(EventRejected, match="unknown scene class 'a_class_from_a_newer_version'"):
+        index.emit(newer)  # the daemon's emitter keeps it as a dead letter and goes on
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(e) for e in (newer, good)) + "\n")
+    assert index.import_jsonl(tmp_path) == 1 and index.count() == 1
+    assert index.case(good["event_id"]).place == ("c", "z", "illegal_parking")

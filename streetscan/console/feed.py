@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from ..delivery.consumer import CaseStreamConsumer, StreamWorker
+from ..pipeline.config import DEFAULT_STREAM
 from .index import CaseIndex
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ class RedisCaseFeed(StreamWorker):
         self,
         index: CaseIndex,
         url: str,
-        stream: str = "streetscan:events",
+        stream: str = DEFAULT_STREAM,
         group: str = "console",
         consumer: str | None = None,
         batch: int = 500,
@@ -38,4 +39,4 @@ class RedisCaseFeed(StreamWorker):
         for entry_id, event in entries:
             if event is None:  # not a StreetScan event: acknowledged, so it is not read forever
                 log.warning("%s: entry %s has no event payload; skipped", self.stream, entry_id)
-        self.indexed += self.index.add_many(e for _, e in entries if e is not None)
+        self.indexed += self.index.add_many((e for _, e in entries if e is not None), skip_unreadable=True)

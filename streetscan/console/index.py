@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..pipeline.events import Event, State
+from ..delivery.sinks import EventRejected
+from ..pipeline.events import Event, EventFormatError, State
+
+log = logging.getLogger(__name__)
 
 STATES = ("opened", "updated", "resolved", "verified", "still_present")
 CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
@@ -96,9 +100,9 @@ class Case:
 
     @property
     def place(self) -> tuple[str, str, str]:
-        """(camera, zone, scene class): what a mute silences."""
-        ev = Event.from_dict(self.event)
-        return ev.camera.id, ev.violation.zone_id, ev.violation.scene_class
+        """(camera, zone, scene class): what a mute silences (read as indexed, whatever version sent it)."""
+        ev = self.event
+        return ev["camera"]["id"], ev["zone"]["id"], ev["scene_class"]["code"]
 
     @property
     def event_id(self) -> str:
@@ -134,16 +138,28 @@ class CaseIndex:
 
     # -- feeding ----------------------------------------------------------------------------
     def emit(self, event: dict[str, Any]) -> None:
-        self.add_many([event])
+        """As a sink of the daemon's spool: a payload that is not an event is refused for good (a
+        dead letter), not retried for ever."""
+        try:
+            self.add_many([event])
+        except EventFormatError as exc:
+            raise EventRejected(f"case index: {exc}") from None
 
-    def add_many(self, events: Iterable[dict[str, Any]]) -> int:
-        """Index events; returns how many (event_id, revision) pairs were new."""
+    def add_many(self, events: Iterable[dict[str, Any]], *, skip_unreadable: bool = False) -> int:
+        """Index events; returns how many (event_id, revision) pairs were new. `skip_unreadable`:
+        pass over what is not a StreetScan event this version can read (a newer daemon's scene
+        class on a shared stream, a damaged line), with a warning, instead of failing the batch."""
         added = 0
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 for ev in events:
-                    added += self._add(ev)
+                    try:
+                        added += self._add(ev)
+                    except EventFormatError as exc:
+                        if not skip_unreadable:
+                            raise
+                        log.warning("case index: skipped %s: %s", ev.get("event_id", "a payload"), exc)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -153,7 +169,8 @@ class CaseIndex:
     def _add(self, raw: dict[str, Any]) -> int:
         ev = Event.from_dict(raw)  # the case list's columns are the typed event's
         payload = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-        last_seen = ev.last_seen.isoformat()
+        # Wall times as sent: the list sorts and filters on these strings.
+        first_seen, last_seen = raw["first_seen"]["wall"], raw["last_seen"]["wall"]
         cur = self._db.execute(
             "INSERT OR IGNORE INTO revisions VALUES (?,?,?,?,?)",
             (ev.event_id, ev.revision, ev.state, last_seen, payload),
@@ -175,7 +192,7 @@ class CaseIndex:
                 ev.camera.id,
                 ev.violation.zone_id,
                 ev.violation.scene_class,
-                ev.first_seen.isoformat(),
+                first_seen,
                 last_seen,
                 ev.violation.confidence,
                 ev.repeat_count,
@@ -188,7 +205,7 @@ class CaseIndex:
         added = 0
         for path in sorted(Path(folder).glob("events*.jsonl")):
             with path.open(encoding="utf-8") as fh:
-                added += self.add_many(json.loads(line) for line in fh if line.strip())
+                added += self.add_many((json.loads(line) for line in fh if line.strip()), skip_unreadable=True)
         return added
 
     def close(self) -> None:

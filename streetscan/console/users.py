@@ -171,3 +171,11 @@ class UserStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def require_users(users_path: Path, out: Path) -> None:
+    """A console is never served without a user to sign in as: UserError says how to make one."""
+    if not UserStore(users_path).list():
+        raise UserError(
+            f"no console users in {users_path}: create one with `streetscan users add NAME --role admin --out {out}`"
+        )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from .consumer import CaseStreamConsumer, StreamWorker
 
@@ -56,7 +57,7 @@ class RedisCommandReader(StreamWorker):
 
     def reply(self, reply: dict[str, Any]) -> None:
         """Write one status to the reply stream: the desk's notify callback, for every request."""
-        fields = {k: ("" if v is None else str(v)) for k, v in reply.items()}
+        fields: dict[FieldT, EncodableT] = {k: ("" if v is None else str(v)) for k, v in reply.items()}
         try:
             self.client.xadd(self.replies, fields, maxlen=self.replies_maxlen, approximate=True)
         except redis.RedisError as exc:

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
-from ..pipeline.config import OUTPUT_SCHEMES, OutputConfig, output_scheme
-from .sinks import DEFAULT_STREAM, CaseSink, JsonlSink, RedisStreamSink
+from ..pipeline.config import DEFAULT_STREAM, OUTPUT_SCHEMES, OutputConfig, output_scheme
+from .sinks import CaseSink, JsonlSink, RedisStreamSink
 from .webhook import WebhookConfigError, WebhookSink, load_secret
 
 DEFAULT_JSONL = "events.jsonl"

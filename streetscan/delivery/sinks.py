@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import redis
 
+from ..pipeline.config import DEFAULT_STREAM
 from ..secrets import remember
 
 
@@ -101,9 +102,6 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
 end
 return false
 """
-
-
-DEFAULT_STREAM = "streetscan:events"
 
 
 class RedisStreamSink:

@@ -404,6 +404,10 @@ class EnforcementPolicy(_Model):
         return self.classes is None or scene_class in self.classes
 
 
+DEFAULT_STREAM = "streetscan:events"  # the Redis Stream cases go to, and consumers read
+DEFAULT_JSONL_MAX_MB = 256.0  # a JSONL output starts a new file past this size
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  # seconds a webhook receiver has to answer one delivery
+
 # The URL schemes an output may have; delivery.outputs.OPENERS opens each (and checks it has them all).
 OUTPUT_SCHEMES = ("jsonl", "redis", "rediss", "http", "https")
 
@@ -426,8 +430,12 @@ class OutputConfig(_Model):
         default=None, description="Webhook: the shared secret (default: $STREETSCAN_WEBHOOK_SECRET)."
     )
     ca_file: Path | None = Field(default=None, description="Webhook: a CA bundle for the receiver's certificate.")
-    timeout_s: float = Field(default=10.0, gt=0, description="Webhook: seconds per delivery attempt.")
-    max_mb: float = Field(default=256.0, ge=0, description="JSONL: start a new file past this size (0: never).")
+    timeout_s: float = Field(
+        default=DEFAULT_WEBHOOK_TIMEOUT_S, gt=0, description="Webhook: seconds per delivery attempt."
+    )
+    max_mb: float = Field(
+        default=DEFAULT_JSONL_MAX_MB, ge=0, description="JSONL: start a new file past this size (0: never)."
+    )
 
     @field_validator("url")
     @classmethod

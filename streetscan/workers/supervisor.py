@@ -231,6 +231,11 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload rejected, keeping the running configuration: %s", exc)
             return False
+        if new.outputs != self.config.outputs:
+            log.warning(
+                "reload: streams.yaml's outputs changed; they apply at the next start (the running sinks keep "
+                "their cursors in the spool)"
+            )
         old = {c.id: c for c in self._mine(self.config)}
         cams = {c.id: c for c in self._mine(new)}
         added = [i for i in cams if i not in old]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import numpy as np
 import supervision as sv
@@ -10,6 +11,7 @@ from pydantic import Field
 
 from ..catalogue import CATALOGUE
 from ..track import TrackBook, TrackHistory, box_iou, covered, diagonal, near, same_place, same_place_matrix, track_ids
+from ..zones import FrameZones
 from .base import Box, Episode, RuleParams, RuleStep, ZoneRule, box_of, observed
 
 
@@ -50,7 +52,7 @@ class DwellRule(ZoneRule):
     first_frame_evidence = True
     same_object_only = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         assert isinstance(self.params, DwellParams)
         self.dwell_s = self.params.dwell_s
@@ -70,10 +72,10 @@ class DwellRule(ZoneRule):
     def _moved(self, ep: Episode, centre: tuple[float, float]) -> bool:
         return math.dist(centre, ep.ref_centre) > self.max_move_ratio * ep.ref_diag
 
-    def _still_since_birth(self, h: TrackHistory | None) -> bool:
+    def _still_since_birth(self, h: TrackHistory | None) -> TypeGuard[TrackHistory]:
         return h is not None and h.stood_since_birth(self.max_move_ratio, self.gap_s)
 
-    def update(self, det, t, frame_seq, book, where):
+    def update(self, det: sv.Detections, t: float, frame_seq: int, book: TrackBook, where: FrameZones) -> RuleStep:
         started = False
         inside, outside = self.candidates(det, book, where)
         tids = track_ids(det)
@@ -97,20 +99,20 @@ class DwellRule(ZoneRule):
                 self.displaced[tid] = self.episodes.pop(tid)
                 ep = back if back is not None and not self._moved(back, centre) else None
             if (ep is None or ep.confirmed_s is None) and self._still_since_birth(h):
-                ep = self._inherit(tid, h.origin, present, ep, book, confirmed_only=h.arrived)  # type: ignore[union-attr]
+                ep = self._inherit(tid, h.origin, present, ep, book, confirmed_only=h.arrived)
             if ep is None:
                 # A track that has stood here since it was first boxed has stood since then, not
                 # since the tracker trusted it: cars parked from the first frame are due at dwell_s.
-                born = self._still_since_birth(h)
+                born = h if self._still_since_birth(h) else None
                 ep = Episode(
                     key=f"track-{tid}",
-                    start_s=h.born_s if born else t,  # type: ignore[union-attr]
+                    start_s=born.born_s if born else t,
                     last_s=t,
-                    first_frame=h.born_frame if born else frame_seq,  # type: ignore[union-attr]
+                    first_frame=born.born_frame if born else frame_seq,
                     ref_centre=centre,
                     ref_diag=diagonal(box),
-                    arrived=not born or h.arrived,
-                )  # type: ignore[union-attr]
+                    arrived=born is None or born.arrived,
+                )
                 started = True
             ep.last_s, ep.objects = t, obj
             self.episodes[tid] = ep

@@ -3,15 +3,29 @@ PersistenceRule (an object class present in a zone for persist_s, track-agnostic
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Episode, RuleParams, RuleStep, ZoneRule, observed
 
+if TYPE_CHECKING:
+    import supervision as sv
+
+    from ..track import TrackBook
+    from ..zones import FrameZones
+
 
 class CountParams(RuleParams):
-    min_count: int = Field(default=1, ge=1)
+    min_count: int = Field(default=1, ge=1, strict=False)  # 20.0 in YAML is 20; 20.5 is an error
+
+    @field_validator("min_count", mode="before")
+    @classmethod
+    def _not_a_flag(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError("must be a whole number, not true/false")
+        return v
+
     hold_s: float = Field(ge=0)
 
 
@@ -22,7 +36,7 @@ class CountRule(ZoneRule):
     Params: ClassVar[type[RuleParams]] = CountParams
     time_key = "hold_s"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.min_count, self.hold_s = self._count_and_hold()
         self.episode: Episode | None = None
@@ -34,7 +48,7 @@ class CountRule(ZoneRule):
     def reset(self) -> None:
         self.episode = None
 
-    def update(self, det, t, frame_seq, book, where):
+    def update(self, det: sv.Detections, t: float, frame_seq: int, book: TrackBook, where: FrameZones) -> RuleStep:
         inside, _ = self.candidates(det, book, where)
         ep = self.episode
         started = False
