@@ -14,6 +14,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import cv2
+import numpy as np
 import supervision as sv
 
 from .catalogue import CATALOGUE
@@ -25,7 +27,8 @@ from .frames import Frame
 from .models import ModelCard
 from .plan import CameraPlan
 from .rules import RuleSet, rule_kind
-from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker
+from .scene import SceneModel
+from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker, track_ids
 from .verify import ZoneCheck
 from .zones import FrameZones
 
@@ -39,6 +42,8 @@ class CameraAnalysis:
         self.plan = CameraPlan.for_model(camera, card)
         self.tracker = ObjectTracker(camera.analysis_fps, self.plan.tracker)
         self.rules = RuleSet.of(self.plan)
+        # Only where a rule finds objects without the model (detector: scene_change).
+        self.scene = SceneModel() if self.plan.needs_scene else None
         self.dedup = EventDeduplicator(
             camera, clock=clock, model_name=card.name, model_version=card.version, source=source
         )
@@ -65,7 +70,10 @@ class CameraAnalysis:
             except OSError as exc:  # a full disk costs the console its picture, not the analysis
                 log.warning("%s: snapshot not written: %s", self.camera.id, exc, extra={"camera": self.camera.id})
         tracked = self.tracker.update(detections, frame.pts_s)
-        where = self.rules.zones.frame(tracked)
+        scene = None
+        if self.scene is not None:
+            scene = self.scene.update(frame.image, frame.pts_s, frame.source_size, self._known_objects(tracked))
+        where = self.rules.zones.frame(tracked, scene)
         step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq, where)
         if step.episode_started:
             self.snapshots.keep(frame.seq, frame.full_image())
@@ -143,7 +151,11 @@ class CameraAnalysis:
         if ev.state == "opened":
             v = ev.violation
             first = None
-            if rule_kind(CATALOGUE[v.scene_class].rule).first_frame_evidence and v.first_seen_frame != frame.seq:
+            rule = self.plan.rule(v.zone_id, v.scene_class)
+            kind = rule.kind if rule else rule_kind(CATALOGUE[v.scene_class].rule)
+            if kind.needs_scene and self.scene is not None:
+                first = self._reference_picture(ev, frame)  # the empty scene, the region boxed on it
+            elif kind.first_frame_evidence and v.first_seen_frame != frame.seq:
                 # The first sighting's own picture, or one taken within a picture interval of it; an
                 # older store may have let it go, and then there is no first picture, not a later one.
                 near = v.first_seen_frame + math.ceil(SIGHTING_PICTURE_EVERY_S * self.camera.analysis_fps) + 1
@@ -153,6 +165,23 @@ class CameraAnalysis:
         if ev.state == "resolved":
             self._evidence_by_event.pop(ev.event_id, None)
         return replace(ev, evidence=files)
+
+    def _known_objects(self, tracked: sv.Detections) -> np.ndarray:
+        """Boxes of what the detector knows on this frame: its tracks, and boxes sure enough to start
+        one (the card's track_activate). The faint boxes below that are guesses: a COCO model boxes
+        a garbage pile as a 0.1 'truck', and such a box must not hide the pile from the scene model."""
+        if len(tracked) == 0:
+            return np.zeros((0, 4), dtype=np.float32)
+        assert tracked.confidence is not None  # every detector scores its boxes
+        sure = (track_ids(tracked) >= 0) | (tracked.confidence >= self.plan.tracker.activate)
+        return tracked.xyxy[sure]
+
+    def _reference_picture(self, ev: Event, frame: Frame) -> bytes | None:
+        assert self.scene is not None
+        reference = self.scene.reference()
+        if reference is None:
+            return None
+        return self.evidence.reference(ev, cv2.resize(reference, (frame.width, frame.height)))
 
 
 def evidence_in(state: dict) -> set[str]:

@@ -27,7 +27,7 @@ from pydantic import (
 
 from ..secrets import redact_url, remember
 from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, Grade, PlatformCode, ZoneKind, duplicate_platform_codes
-from .rules.registry import resolve_params, rule_kind
+from .rules.registry import kind_for, resolve_params
 
 
 class ConfigError(ValueError):
@@ -139,6 +139,35 @@ class Allowance(_Model):
     _classes = field_validator("classes")(classmethod(lambda cls, v: _known_classes(v)))
 
 
+def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each class's overrides, checked by its rule kind's Params model (over the class's defaults)."""
+    for code, params in v.items():
+        if code not in CATALOGUE:
+            raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
+        if not isinstance(params, dict):
+            raise ValueError(f"{code}: expected a mapping of parameters, got {type(params).__name__}")
+        scene = CATALOGUE[code]
+        try:
+            kind = kind_for(scene, params)
+        except ValueError as exc:
+            raise ValueError(f"{code}.{exc}") from None
+        try:
+            resolve_params(scene, Grade.ARTERIAL, params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(map(str, err["loc"]))
+            if err["type"] == "extra_forbidden":
+                allowed = ", ".join(sorted(kind.Params.model_fields))
+                raise ValueError(
+                    f"{code}: unknown parameter {key!r} for a {kind.kind} rule; allowed: {allowed}"
+                ) from None
+            raise ValueError(f"{code}.{key}: {err['msg']}, got {err['input']!r}") from None
+    return v
+
+
+RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
+
+
 class ZoneConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: ZoneKind
@@ -147,6 +176,11 @@ class ZoneConfig(_Model):
     polygon: list[tuple[float, float]] | None = None
     classes: list[str] | None = None  # restrict to these scene classes (default: all that apply)
     schedule: Schedule | None = None
+    rules: RuleOverrides = Field(
+        default_factory=dict,
+        title="Rules here",
+        description="This zone's rule parameters per scene class, over the camera's (e.g. detector: scene_change).",
+    )
     allows: list[Allowance] = Field(
         default_factory=list,
         title="Allowed here",
@@ -248,28 +282,6 @@ class TrackingPolicy(_Model):
         return self
 
 
-def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each class's overrides, checked by its rule kind's Params model (over the class's defaults)."""
-    for code, params in v.items():
-        if code not in CATALOGUE:
-            raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
-        if not isinstance(params, dict):
-            raise ValueError(f"{code}: expected a mapping of parameters, got {type(params).__name__}")
-        scene = CATALOGUE[code]
-        try:
-            resolve_params(scene, Grade.ARTERIAL, params)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(map(str, err["loc"]))
-            if err["type"] == "extra_forbidden":
-                allowed = ", ".join(sorted(rule_kind(scene.rule).Params.model_fields))
-                raise ValueError(
-                    f"{code}: unknown parameter {key!r} for a {scene.rule} rule; allowed: {allowed}"
-                ) from None
-            raise ValueError(f"{code}.{key}: {err['msg']}, got {err['input']!r}") from None
-    return v
-
-
 def _check_tz(v: str) -> str:
     try:
         ZoneInfo(v)
@@ -287,7 +299,6 @@ def _require_unique(what: str, ids: list[str]) -> None:
 
 
 TimeZoneName = Annotated[str, AfterValidator(_check_tz)]
-RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
 
 
 ZoneCrops = Literal["auto", "on", "off"]
@@ -526,9 +537,10 @@ class Camera:
     def zone(self, zone_id: str) -> ZoneConfig:
         return next(z for z in self.zones if z.id == zone_id)
 
-    def rule_overrides(self, code: str) -> dict[str, Any]:
-        """streams.yaml's parameters for a scene class on this camera (plan.CameraPlan applies them)."""
-        return self.overrides.get(code, {})
+    def rule_overrides(self, code: str, zone: ZoneConfig | None = None) -> dict[str, Any]:
+        """streams.yaml's parameters for a scene class on this camera, and in `zone` when given (the
+        file's defaults, then the camera's, then the zone's; plan.CameraPlan applies them)."""
+        return {**self.overrides.get(code, {}), **(zone.rules.get(code, {}) if zone else {})}
 
     def with_analysis_fps(self, fps: float) -> Camera:
         return replace(self, analysis_fps=fps)

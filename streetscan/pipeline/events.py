@@ -161,6 +161,7 @@ class Event:
             "source": self.source,
             "platform": (self.platform or DEFAULT_PLATFORM_CODES[v.scene_class]).as_dict(),
             "enforcement": self.enforcement.as_dict() if self.enforcement else None,
+            **({"detector": v.detector} if v.detector != "model" else {}),
             **({"verification": self.verification.as_dict()} if self.verification else {}),
         }
 
@@ -193,6 +194,7 @@ class Event:
                 confidence=float(d["confidence"]),
                 objects=objects,
                 first_seen_frame=-1,
+                detector=str(d.get("detector", "model")),
             )
             check = d.get("verification")
             return cls(

@@ -104,6 +104,16 @@ class EvidenceWriter:
         }
         return self._save(rel, {f"{role}.jpg": data for role, data in pictures.items()}, event.event_id)
 
+    def reference(self, event: Event, empty_scene: np.ndarray) -> bytes | None:
+        """The scene model's empty scene with the event's region boxed: what the place looked like
+        before (a scene_change case's `first` picture)."""
+        out = empty_scene.copy()
+        for o in event.violation.objects:
+            x1, y1, x2, y2 = (int(round(c)) for c in o.box)
+            cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 255), 2)
+        self._header(out, f"REFERENCE (empty scene) | {event.violation.scene_class} | {event.violation.zone_id}")
+        return self._jpeg(out)
+
     def _jpeg(self, image: np.ndarray) -> bytes | None:
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         return buf.tobytes() if ok else None

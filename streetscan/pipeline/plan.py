@@ -15,7 +15,7 @@ from .catalogue import CATALOGUE, SceneClass, served_by
 from .config import Camera, ZoneConfig
 from .models import Thresholds
 from .rules.base import RuleParams, ZoneRule
-from .rules.registry import resolve_params, rule_kind
+from .rules.registry import kind_for, resolve_params
 from .track import TrackerSettings
 
 if TYPE_CHECKING:
@@ -66,9 +66,11 @@ class CameraPlan:
         for zone in camera.zones:
             for code in zone.classes or list(CATALOGUE):
                 scene = CATALOGUE[code]
-                if not scene.applies_to(zone.kind) or code not in served_codes:
+                overrides = camera.rule_overrides(code, zone)
+                kind = kind_for(scene, overrides)
+                if not scene.applies_to(zone.kind) or (code not in served_codes and not kind.needs_scene):
                     continue
-                params = resolve_params(scene, zone.grade, camera.rule_overrides(code))
+                params = resolve_params(scene, zone.grade, overrides)
                 if not params.enabled:
                     continue
                 confidence = params.min_confidence
@@ -76,7 +78,7 @@ class CameraPlan:
                     RulePlan(
                         zone,
                         scene,
-                        rule_kind(scene.rule),
+                        kind,
                         params,
                         thresholds.min_confidence_for(code) if confidence is None else confidence,
                         camera.event.resolve_grace_s,
@@ -95,6 +97,11 @@ class CameraPlan:
     @classmethod
     def for_model(cls, camera: Camera, card: ModelCard) -> CameraPlan:
         return cls.build(camera, card.objects, card.thresholds)
+
+    @property
+    def needs_scene(self) -> bool:
+        """Whether a rule reads the camera's scene model (so the camera keeps one)."""
+        return any(r.kind.needs_scene for r in self.rules)
 
     @property
     def track_memory_s(self) -> float:

@@ -16,6 +16,7 @@ import supervision as sv
 if TYPE_CHECKING:
     from .catalogue import SceneClass
     from .config import ZoneConfig
+    from .scene import SceneFrame, StaticRegion
 
 # Objects on walls or water are judged by their centre; everything standing on the ground by the
 # bottom centre of its box (where a car's wheels touch the kerb).
@@ -50,20 +51,43 @@ class ZoneIndex:
     def rasterised(self) -> int:
         return len(self._polygons)
 
-    def frame(self, det: sv.Detections) -> FrameZones:
-        return FrameZones(self, det)
+    def frame(self, det: sv.Detections, scene: SceneFrame | None = None) -> FrameZones:
+        """`scene`: what the camera's scene model saw on the frame, when it keeps one."""
+        return FrameZones(self, det, scene=scene)
 
 
 class FrameZones:
     """One frame's detections against the camera's zones; each (zone, anchor) is tested once."""
 
     def __init__(
-        self, index: ZoneIndex, det: sv.Detections, *, parent: FrameZones | None = None, keep: np.ndarray | None = None
+        self,
+        index: ZoneIndex,
+        det: sv.Detections,
+        *,
+        parent: FrameZones | None = None,
+        keep: np.ndarray | None = None,
+        scene: SceneFrame | None = None,
     ):
         self._index = index
         self._det = det
         self._parent, self._keep = parent, keep
         self._inside: dict[tuple[str, sv.Position], np.ndarray] = {}
+        self.scene: SceneFrame | None = scene if parent is None else parent.scene
+        self._static: dict[str, list[StaticRegion]] = {}
+
+    def static_in(self, zone_id: str) -> list[StaticRegion]:
+        """The scene model's static regions whose centre is inside the zone (none without a scene model)."""
+        if self.scene is None or not self.scene.static:
+            return []
+        if zone_id not in self._static:
+            regions = self.scene.static
+            zone = self._index.polygon(zone_id, sv.Position.CENTER)
+            if zone is None:
+                self._static[zone_id] = list(regions)
+            else:
+                boxes = sv.Detections(xyxy=np.array([r.box for r in regions], dtype=np.float32))
+                self._static[zone_id] = [r for r, inside in zip(regions, zone.trigger(boxes), strict=True) if inside]
+        return self._static[zone_id]
 
     def inside(self, zone_id: str, scene: SceneClass) -> np.ndarray:
         """Which detections are inside the zone, anchored as the scene class's objects are."""

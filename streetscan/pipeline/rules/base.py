@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import supervision as sv
@@ -39,6 +39,8 @@ class RuleParams(BaseModel):
     min_confidence: float | None = Field(default=None, ge=0, le=1)
     # Missing detections shorter than this do not break a dwell/presence episode.
     gap_s: float = Field(default=10.0, ge=0)
+    # What finds the class's objects: the model, or the camera's scene model (rules.scene_change).
+    detector: Literal["model", "scene_change"] = "model"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class Violation:
     confidence: float
     objects: tuple[ObservedObject, ...]
     first_seen_frame: int  # Frame.seq of the first sighting, for before/after evidence
+    detector: str = "model"  # what found it: the model, or the scene model (scene_change: class unknown)
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class Episode:
             confidence=max((o.confidence for o in self.objects), default=0.0),
             objects=self.objects,
             first_seen_frame=self.first_frame,
+            detector=rule.params.detector,
         )
 
 
@@ -130,6 +134,7 @@ class ZoneRule:
     `first_frame_evidence`  its cases show the first sighting beside the confirming frame
     `same_object_only`      a verification looks for the case's own object at its place, not any
                             object of the class in the zone (a car parked beside it is a new case)
+    `needs_scene`           it reads the camera's scene model, not the model's detections
     """
 
     kind: ClassVar[str]
@@ -137,6 +142,9 @@ class ZoneRule:
     time_key: ClassVar[str]
     first_frame_evidence: ClassVar[bool] = False
     same_object_only: ClassVar[bool] = False
+    # Finds its objects without the model (the scene model's static foreground): it needs no model
+    # class for its scene class, and the camera keeps a scene model for it.
+    needs_scene: ClassVar[bool] = False
 
     def __init__(
         self,
