@@ -110,6 +110,8 @@ def soak(
                         for (n, lab), v in m.items()
                         if n == "streetscan_frame_age_at_analysis_seconds_bucket"
                     ],
+                    "inference_sum": total("streetscan_inference_latency_seconds_sum"),
+                    "inference_count": total("streetscan_inference_latency_seconds_count"),
                     "batch_sum": total("streetscan_inference_batch_size_sum"),
                     "batch_count": total("streetscan_inference_batch_size_count"),
                     "batch_buckets": [
@@ -173,6 +175,9 @@ def soak(
         "reconnects_total": last["reconnects"],
         "cameras_live_min": min(s["live"] for s in steady),
         "batch": {"mean": last["batch_sum"] / max(1, last["batch_count"]), "histogram_le": batch_hist},
+        # Seconds per inference call over the steady part, as this run's machine delivered them.
+        "inference_s_per_call": (last["inference_sum"] - first["inference_sum"])
+        / max(1, last["inference_count"] - first["inference_count"]),
         "exit_code": rc,
         "stop_s": round(stop_s, 2),
         "samples": [{k: v for k, v in s.items() if not k.endswith("buckets")} for s in samples],

@@ -57,6 +57,8 @@ def test_ten_cameras_overloaded_stay_bounded(tmp_path):
     # Latency bounded: the oldest frame analysed late in the run is no older than early on.
     age = r["frame_age_s"]
     # No frame waits longer than two full batches of this machine's slowed inference (and a margin
-    # for decode): the bound follows the measured cost, not a guess at the machine's speed.
-    longest_wait_s = 2 * MAX_BATCH * per_image_ms / 1000 + 2.0
+    # for decode): the bound follows the measured cost, not a guess at the machine's speed, and the
+    # cost the run itself saw when that is higher (a shared machine slows down mid-run).
+    per_call_s = max(MAX_BATCH * per_image_ms / 1000, r["inference_s_per_call"])
+    longest_wait_s = 2 * per_call_s + 2.0
     assert age["last_third_max"] < age["first_third_max"] + 1.0 and age["max_sampled"] < longest_wait_s, age
