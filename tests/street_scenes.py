@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 
-def edited_clip(src: Path, dst: Path, edit, *, fps: int = 5, seconds: float | None = None) -> Path:
-    """`src` re-encoded at `fps` with `edit(t, img)` drawing on each frame (BGR, in place)."""
+def edited_clip(src: Path, dst: Path, edit, *, fps: int = 5, seconds: float | None = None, hold_s: float = 0.0) -> Path:
+    """`src` re-encoded at `fps` with `edit(t, img)` drawing on each frame (BGR, in place); its
+    first `seconds` only when given, then its last frame held `hold_s` more (a street at rest)."""
     out = av.open(str(dst), "w")
     with av.open(str(src)) as inp:
         vs = inp.streams.video[0]
@@ -32,16 +33,26 @@ def edited_clip(src: Path, dst: Path, edit, *, fps: int = 5, seconds: float | No
             if seconds is not None and t >= seconds:
                 break
             img = frame.to_ndarray(format="bgr24")
+            last = img.copy()
             edit(i / fps, img)
-            vf = av.VideoFrame.from_ndarray(img, format="bgr24")
-            vf.pts = i
-            for packet in stream.encode(vf):
-                out.mux(packet)
+            _encode(out, stream, img, i)
+            i += 1
+        for _ in range(round(hold_s * fps)):
+            img = last.copy()
+            edit(i / fps, img)
+            _encode(out, stream, img, i)
             i += 1
         for packet in stream.encode():
             out.mux(packet)
     out.close()
     return dst
+
+
+def _encode(out, stream, img: np.ndarray, i: int) -> None:
+    vf = av.VideoFrame.from_ndarray(img, format="bgr24")
+    vf.pts = i
+    for packet in stream.encode(vf):
+        out.mux(packet)
 
 
 def garbage_crop(dataset: Path, index: int = 0) -> np.ndarray:

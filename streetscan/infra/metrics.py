@@ -71,6 +71,13 @@ class Metrics:
             cam,
             registry=r,
         )
+        self.frames_not_detected = Counter(
+            "streetscan_frames_not_detected",
+            "Analysed frames the camera's motion gate kept from the detector (nothing moved where the "
+            "rules look); they keep the last detections",
+            cam,
+            registry=r,
+        )
         self.decode_errors = Counter(
             "streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r
         )
@@ -124,6 +131,7 @@ class Metrics:
             self.frames_sampled,
             self.frames_analysed,
             self.frames_dropped,
+            self.frames_not_detected,
             self.decode_errors,
             self.reconnects,
         ):

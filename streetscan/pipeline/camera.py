@@ -25,6 +25,7 @@ from .events import Event, EventDeduplicator
 from .evidence import CameraPicture, EvidenceWriter, SnapshotStore
 from .frames import Frame
 from .models import ModelCard
+from .motion import GateSettings, MotionGate
 from .plan import CameraPlan
 from .rules import RuleSet, rule_kind
 from .scene import SceneModel
@@ -44,6 +45,9 @@ class CameraAnalysis:
         self.rules = RuleSet.of(self.plan)
         # Only where a rule finds objects without the model (detector: scene_change).
         self.scene = SceneModel() if self.plan.needs_scene else None
+        self.gate = self._gate(camera) if camera.detection.motion_gating else None
+        self._last_tracked = sv.Detections.empty()  # kept for frames the gate did not send to the detector
+        self.frames_not_detected = 0
         self.dedup = EventDeduplicator(
             camera, clock=clock, model_name=card.name, model_version=card.version, source=source
         )
@@ -59,9 +63,11 @@ class CameraAnalysis:
         self.on_answer: Callable[[ZoneCheck, Event], None] | None = None
         self.on_frame: Callable[[float, datetime], None] | None = None  # replay: requests due at stream time
 
-    def process(self, frame: Frame, detections: sv.Detections) -> list[Event]:
-        """`detections` are in camera pixels (crops.FrameDetector). Verification answers this frame
-        completed are taken with `take_answers()`."""
+    def process(self, frame: Frame, detections: sv.Detections | None) -> list[Event]:
+        """`detections` are in camera pixels (crops.FrameDetector); None for a frame the motion gate
+        kept from the detector: nothing moved where the rules look, so what stood still stands
+        still and the last detections hold (tracks, dwell clocks and cases carry on). Verification
+        answers this frame completed are taken with `take_answers()`."""
         if self.on_frame is not None:
             self.on_frame(frame.pts_s, self.clock.wall(frame.pts_s))
         if self.picture.due(frame.pts_s):
@@ -69,7 +75,13 @@ class CameraAnalysis:
                 self.picture.write(frame.pts_s, frame.full_image())
             except OSError as exc:  # a full disk costs the console its picture, not the analysis
                 log.warning("%s: snapshot not written: %s", self.camera.id, exc, extra={"camera": self.camera.id})
-        tracked = self.tracker.update(detections, frame.pts_s)
+        if detections is None:
+            tracked = self._last_tracked
+            if len(tracked):  # nothing moved where the rules look: nothing near them drives past
+                tracked.data["moving"] = np.zeros(len(tracked), dtype=bool)
+            self.frames_not_detected += 1
+        else:
+            tracked = self._last_tracked = self.tracker.update(detections, frame.pts_s)
         scene = None
         if self.scene is not None:
             scene = self.scene.update(frame.image, frame.pts_s, frame.source_size, self._known_objects(tracked))
@@ -89,13 +101,15 @@ class CameraAnalysis:
                 ev.event_id,
                 extra={"camera": self.camera.id},
             )
-        self._check(frame, tracked, where)
+        self._check(frame, tracked, where, detected=detections is not None)
         return events
 
     # -- verification on request ------------------------------------------------------------
     def check(self, zc: ZoneCheck) -> None:
         """Look for `zc`'s violation on the next analysed frames (any thread may call this)."""
         self._incoming.put(zc)
+        if self.gate is not None:
+            self.gate.request()
 
     def cancel(self, request_id: str) -> None:
         self._incoming.put(ZoneCheck.cancelled(request_id))
@@ -104,13 +118,17 @@ class CameraAnalysis:
         out, self._answers = self._answers, []
         return out
 
-    def _check(self, frame: Frame, det: sv.Detections, where: FrameZones) -> None:
+    def _check(self, frame: Frame, det: sv.Detections, where: FrameZones, *, detected: bool) -> None:
         while not self._incoming.empty():
             zc = self._incoming.get()
             if zc.is_cancel:
                 self.checks = [c for c in self.checks if c.request.request_id != zc.request.request_id]
             else:
                 self.checks.append(zc)
+        if self.checks and self.gate is not None:
+            self.gate.request()  # a check looks at detected frames only: keep them coming
+        if not detected:
+            return
         finished = []
         for zc in self.checks:
             zc.look(self.plan, det, where)
@@ -165,6 +183,12 @@ class CameraAnalysis:
         if ev.state == "resolved":
             self._evidence_by_event.pop(ev.event_id, None)
         return replace(ev, evidence=files)
+
+    def _gate(self, camera: Camera) -> MotionGate:
+        """Watched: the zones with a rule; frames with motion elsewhere need no detection."""
+        zones = {r.zone.id: r.zone.polygon for r in self.plan.rules}
+        recheck = camera.detection.recheck_s
+        return MotionGate(list(zones.values()), GateSettings(recheck_s=recheck) if recheck else None)
 
     def _known_objects(self, tracked: sv.Detections) -> np.ndarray:
         """Boxes of what the detector knows on this frame: its tracks, and boxes sure enough to start

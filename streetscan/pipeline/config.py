@@ -242,6 +242,20 @@ class ReaderPolicy(_Model):
         return self
 
 
+class DetectionPolicy(_Model):
+    """When a camera's frames go to the detector (pipeline/motion.py). Unset fields take the file's."""
+
+    motion_gating: bool | None = Field(
+        default=None,
+        title="Motion-gated detection",
+        description="Detect a frame only when something moves in or near a zone with rules, when a "
+        "re-check is due, or when a verification asks; other frames keep the last detections. Default: off.",
+    )
+    recheck_s: float | None = Field(
+        default=None, gt=0, title="Re-check (s)", description="With gating: detect at least this often. Default: 10."
+    )
+
+
 class TrackingPolicy(_Model):
     """Per-camera overrides of the model card's tracking thresholds (its calibrated confidence
     scale); unset fields take the card's values. See models.Thresholds for what each one does."""
@@ -315,6 +329,7 @@ class Defaults(_Model):
     event: EventPolicy = EventPolicy()
     reader: ReaderPolicy = ReaderPolicy()
     tracking: TrackingPolicy = TrackingPolicy()
+    detection: DetectionPolicy = DetectionPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
 
@@ -329,6 +344,7 @@ class CameraConfig(_Model):
     zone_crops: ZoneCrops | None = Field(default=None, title="Zone-crop inference", description=ZONE_CROPS_HELP)
     zones: list[ZoneConfig] = Field(default_factory=lambda: [ZoneConfig(id="frame", kind=ZoneKind.ANY)])
     tracking: TrackingPolicy = TrackingPolicy()
+    detection: DetectionPolicy = DetectionPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
     @field_validator("url")
@@ -529,6 +545,7 @@ class Camera:
     zones: tuple[ZoneConfig, ...]
     overrides: dict[str, dict[str, Any]]  # streams.yaml's rule parameters per scene class (file, then camera)
     tracking: TrackingPolicy
+    detection: DetectionPolicy  # merged: file defaults, then the camera's
     event: EventPolicy
     reader: ReaderPolicy
     platform_codes: dict[str, PlatformCode]  # scene class -> the case platform's 大类/小类
@@ -569,6 +586,9 @@ def resolve_camera(
         zones=tuple(cam.zones),
         overrides=overrides,
         tracking=TrackingPolicy.model_validate(tracking),
+        detection=DetectionPolicy.model_validate(
+            {**defaults.detection.model_dump(exclude_none=True), **cam.detection.model_dump(exclude_none=True)}
+        ),
         event=defaults.event,
         reader=defaults.reader,
         platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),

@@ -47,6 +47,7 @@ class SceneSettings:
     min_diff: float = 8.0  # grey levels of mean absolute difference below which a cell is unchanged
     known_hold_s: float = 5.0  # a cell a known object covered this recently is that object's
     reference_width: int = 640  # the colour picture of the empty scene kept for evidence
+    reference_every_s: float = 2.0  # how often it takes in what is background now
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class SceneModel:
         self._source: tuple[int, int] = (0, 0)
         self._absorb: list[Box] = []
         self._reference: np.ndarray | None = None
+        self._reference_t = -np.inf
         self._known: np.ndarray | None = None  # per cell: when a known object last covered it
         self._with_known: np.ndarray | None = None  # per cell: a known object was there as its change came
 
@@ -135,7 +137,7 @@ class SceneModel:
         self._t = t
         # Global light: divide by the median ratio to the empty scene where it is background.
         background = np.isnan(self._since)
-        ratio = _cells(grey, s.cell).mean(axis=(2, 3)) / np.maximum(_cells(self._long, s.cell).mean(axis=(2, 3)), 1.0)
+        ratio = self._cell_mean(grey) / np.maximum(self._cell_mean(self._long), 1.0)
         gain = float(np.median(ratio[background])) if background.any() else 1.0
         grey = grey / float(np.clip(gain, 0.2, 5.0))
         for box in self._absorb:
@@ -157,10 +159,9 @@ class SceneModel:
         a_short = 1.0 - np.exp(-dt / s.short_s)
         self._short += a_short * (grey - self._short)
         a_long = 1.0 - np.exp(-dt / s.long_s)
-        learn = np.kron(np.isnan(self._since), np.ones((s.cell, s.cell), dtype=bool))
-        self._long[: ch * s.cell, : cw * s.cell][learn] += a_long * (
-            grey[: ch * s.cell, : cw * s.cell][learn] - self._long[: ch * s.cell, : cw * s.cell][learn]
-        )
+        learn = np.kron(np.isnan(self._since), np.ones((s.cell, s.cell), dtype=np.float32))
+        h_c, w_c = learn.shape
+        self._long[:h_c, :w_c] += (a_long * learn) * (grey[:h_c, :w_c] - self._long[:h_c, :w_c])
         old = ~np.isnan(self._since) & (t - np.nan_to_num(self._since, nan=t) >= s.absorb_s)
         if old.any():
             self._take(old, grey)
@@ -170,7 +171,9 @@ class SceneModel:
         regions = self._regions(static, grey, scale)
         for gone in (r for r in regions if r.departure):
             self.absorb(gone.box)  # what is left where something was is the scene now, not a new object
-        self._keep_reference(image, changed_long)
+        if t - self._reference_t >= s.reference_every_s:
+            self._keep_reference(image, changed_long)
+            self._reference_t = t
         return SceneFrame(t, moving, [r for r in regions if not r.departure], scale)
 
     def reference(self) -> np.ndarray | None:
@@ -200,16 +203,23 @@ class SceneModel:
     def _changed(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Per cell: does picture `a` differ from background `b` by more than light and shadow?"""
         s = self.settings
-        ca, cb = _cells(a, s.cell), _cells(b, s.cell)
-        ma, mb = ca.mean(axis=(2, 3)), cb.mean(axis=(2, 3))
-        da, db = ca - ma[..., None, None], cb - mb[..., None, None]
-        sa, sb = np.sqrt((da**2).mean(axis=(2, 3))), np.sqrt((db**2).mean(axis=(2, 3)))
-        ncc = (da * db).mean(axis=(2, 3)) / np.maximum(sa * sb, 1e-6)
+        mean = self._cell_mean
+        ma, mb = mean(a), mean(b)
+        va = np.maximum(mean(a * a) - ma * ma, 0.0)
+        vb = np.maximum(mean(b * b) - mb * mb, 0.0)
+        sa, sb = np.sqrt(va), np.sqrt(vb)
+        ncc = (mean(a * b) - ma * mb) / np.maximum(sa * sb, 1e-6)
         textured = (sa > s.flat_std) | (sb > s.flat_std)
         ratio = ma / np.maximum(mb, 1.0)
         brightness = (ratio < s.flat_ratio[0]) | (ratio > s.flat_ratio[1])
-        different = np.abs(ca - cb).mean(axis=(2, 3)) > s.min_diff
+        different = mean(np.abs(a - b)) > s.min_diff
         return different & np.where(textured, ncc < s.ncc_changed, brightness)
+
+    def _cell_mean(self, img: np.ndarray) -> np.ndarray:
+        """Each whole cell's mean: an area resize by a whole factor averages exactly (and fast)."""
+        c = self.settings.cell
+        ch, cw = img.shape[0] // c, img.shape[1] // c
+        return cv2.resize(img[: ch * c, : cw * c], (cw, ch), interpolation=cv2.INTER_AREA)
 
     def _take(self, cells: np.ndarray, grey: np.ndarray) -> None:
         """Make these cells' current picture the empty scene."""
@@ -274,9 +284,3 @@ class SceneModel:
             return float(np.hypot(gx, gy)[outline].mean()) if outline.any() else 0.0
 
         return edges(self._long) > factor * edges(grey)
-
-
-def _cells(img: np.ndarray, c: int) -> np.ndarray:
-    """(rows, cols, c, c) view of the whole cells of `img`."""
-    h, w = img.shape[0] // c * c, img.shape[1] // c * c
-    return img[:h, :w].reshape(h // c, c, w // c, c).swapaxes(1, 2)

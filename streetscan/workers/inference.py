@@ -13,17 +13,22 @@ from __future__ import annotations
 import logging
 import queue
 import time
+from collections.abc import Callable
 
 import supervision as sv
 
 from ..infra.loop import Worker
 from ..infra.metrics import Metrics
 from ..pipeline.crops import FrameDetector
+from ..pipeline.motion import MotionGate
 from .handoff import Handoff, LiveFrame
 
 log = logging.getLogger(__name__)
 
-Batch = list[tuple[LiveFrame, sv.Detections]]
+# A frame and its detections; None for a frame its camera's motion gate kept from the detector.
+Batch = list[tuple[LiveFrame, sv.Detections | None]]
+# The camera's motion gate, or None (every frame is detected): (camera id, generation) -> gate.
+GateLookup = Callable[[str, int], MotionGate | None]
 
 
 class BatchedInference(Worker):
@@ -37,8 +42,10 @@ class BatchedInference(Worker):
         max_batch: int = 8,
         max_wait_ms: float = 20.0,
         name: str = "cpu0",
+        gate_for: GateLookup | None = None,
     ):
         self.detector = detector
+        self.gate_for = gate_for
         self.board = board
         self.out = out
         self.metrics = metrics
@@ -63,9 +70,11 @@ class BatchedInference(Worker):
             batch = self.board.gather(self.max_batch, 0.0 if stopping else self.max_wait_s)
             if not batch:
                 continue
+            wanted = [self._wanted(lf) for lf in batch]
+            chosen = [lf for lf, w in zip(batch, wanted, strict=True) if w]
             try:
                 t0 = time.perf_counter()
-                detections = self.detector.detect([lf.frame for lf in batch], [lf.crops for lf in batch])
+                found = self.detector.detect([lf.frame for lf in chosen], [lf.crops for lf in chosen]) if chosen else []
                 elapsed = time.perf_counter() - t0
             except Exception:
                 # A bad frame must not end the worker: its batch is lost (counted as drops), the next one runs.
@@ -73,10 +82,27 @@ class BatchedInference(Worker):
                 for lf in batch:
                     self.metrics.frames_dropped.labels(lf.camera_id).inc()
                 continue
-            self.metrics.batch_size.labels(self.name).observe(len(batch))
-            self.metrics.inference_latency.labels(self.name).observe(elapsed)
-            self._hand_on(list(zip(batch, detections, strict=False)))
+            if chosen:
+                self.metrics.batch_size.labels(self.name).observe(len(chosen))
+                self.metrics.inference_latency.labels(self.name).observe(elapsed)
+            results = iter(found)
+            detections = [next(results) if w else None for w in wanted]
+            for lf, w in zip(batch, wanted, strict=True):
+                if not w:
+                    self.metrics.frames_not_detected.labels(lf.camera_id).inc()
+            self._hand_on(list(zip(batch, detections, strict=True)))
         self._hand_on(None)
+
+    def _wanted(self, lf: LiveFrame) -> bool:
+        """Whether the frame goes to the detector: its camera's gate says so, or it has none."""
+        gate = self.gate_for(lf.camera_id, lf.generation) if self.gate_for else None
+        if gate is None:
+            return True
+        try:
+            return gate.wants(lf.frame.image, lf.frame.pts_s, lf.frame.source_size)
+        except Exception:  # a gate's fault costs a detection, never a frame
+            log.exception("%s: motion gate failed; frame detected", lf.camera_id)
+            return True
 
     def _hand_on(self, item: Batch | None) -> None:
         while True:

@@ -53,6 +53,7 @@ class ReplayResult:
     still_open: int = 0
     undelivered: int = 0  # events a sink did not take before the end; they stay in the spool
     missing_s: float = 0.0  # seconds the file's header promises beyond its last decodable frame
+    frames_not_detected: int = 0  # of the analysed frames, those the motion gate kept from the detector
 
     @property
     def ends_early(self) -> bool:
@@ -209,6 +210,7 @@ class ReplayJob:
             still_open=len(analysis.dedup.open),
             undelivered=left,
             missing_s=round(missing, 1),
+            frames_not_detected=analysis.frames_not_detected,
         )
 
     def _desk(self, runner: Runner):

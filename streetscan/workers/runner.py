@@ -30,6 +30,7 @@ from ..pipeline.clock import StreamClock
 from ..pipeline.config import Camera
 from ..pipeline.crops import FrameDetector
 from ..pipeline.detect import Detector
+from ..pipeline.motion import MotionGate
 from .analysis import AnalysisWorker
 from .handoff import Handoff
 from .inference import BatchedInference
@@ -99,6 +100,7 @@ class Runner:
             self.metrics,
             max_batch=options.max_batch,
             max_wait_ms=options.max_wait_ms,
+            gate_for=self._gate_for,
         )
         self.analysis = AnalysisWorker(
             self.analysis_queue, self._analysis_for, self.spool, self.metrics, record=options.record_events
@@ -116,6 +118,10 @@ class Runner:
     def _analysis_for(self, camera_id: str, generation: int) -> CameraAnalysis | None:
         slot = self.slot(camera_id)
         return slot.analysis if slot is not None and slot.generation == generation else None
+
+    def _gate_for(self, camera_id: str, generation: int) -> MotionGate | None:
+        analysis = self._analysis_for(camera_id, generation)
+        return analysis.gate if analysis is not None else None
 
     def slot(self, camera_id: str) -> CameraSlot | None:
         with self._lock:

@@ -49,7 +49,12 @@ class RuleSet:
         )
 
     def update(
-        self, det: sv.Detections, t: float, wall: datetime, frame_seq: int, where: FrameZones | None = None
+        self,
+        det: sv.Detections,
+        t: float,
+        wall: datetime,
+        frame_seq: int,
+        where: FrameZones | None = None,
     ) -> RuleStep:
         """One object is one violation per scene class, however the zones it stands in overlap:
         the first zone (in the camera's order) that confirms it holds it. `where`: the frame's
