@@ -255,32 +255,40 @@ class SceneModel:
         if not static.any():
             return []
         count, labels, stats, _ = cv2.connectedComponentsWithStats(static.astype(np.uint8), connectivity=8)
+        # Edge strength of the picture and of the empty scene, once per frame for every region.
+        edges_now, edges_then = _edges(grey), _edges(self._long)
         sx, sy = scale
+        c = self.settings.cell
         out = []
         for k in range(1, count):
             x, y, w, h, n = (int(v) for v in stats[k])
-            cells = labels == k
+            cells = labels[y : y + h, x : x + w] == k
             box = (x * sx, y * sy, (x + w) * sx, (y + h) * sy)
             # Gone rather than come: the outline is the empty scene's, not the picture's; where a known
             # object stood as the change appeared (a car that drove off), the outline need only be
             # no stronger in the picture (an object a person put down has its own outline).
-            after_known = self._with_known[cells].mean() > 0.5
-            departure = self._departure(cells, grey, 1.0 if after_known else 1.5)
-            out.append(StaticRegion(box, float(np.nanmin(self._since[cells])), n, departure))
+            after_known = self._with_known[y : y + h, x : x + w][cells].mean() > 0.5
+            window = (slice(y * c, (y + h) * c), slice(x * c, (x + w) * c))
+            departure = _departure(cells, c, edges_now[window], edges_then[window], 1.0 if after_known else 1.5)
+            since = float(np.nanmin(self._since[y : y + h, x : x + w][cells]))
+            out.append(StaticRegion(box, since, n, departure))
         return out
 
-    def _departure(self, cells: np.ndarray, grey: np.ndarray, factor: float) -> bool:
-        """Something gone rather than something come: the region's outline is an edge in the empty
-        scene but not in the picture (an object's own outline is in the picture)."""
-        assert self._long is not None
-        c = self.settings.cell
-        mask = np.kron(cells, np.ones((c, c), dtype=np.uint8))
-        outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).astype(bool)
-        h, w = mask.shape
 
-        def edges(img: np.ndarray) -> float:
-            gx = cv2.Sobel(img[:h, :w], cv2.CV_32F, 1, 0)
-            gy = cv2.Sobel(img[:h, :w], cv2.CV_32F, 0, 1)
-            return float(np.hypot(gx, gy)[outline].mean()) if outline.any() else 0.0
+def _edges(img: np.ndarray) -> np.ndarray:
+    return np.hypot(cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1))
 
-        return edges(self._long) > factor * edges(grey)
+
+def _departure(cells: np.ndarray, c: int, edges_now: np.ndarray, edges_then: np.ndarray, factor: float) -> bool:
+    """Something gone rather than something come: the region's outline is an edge in the empty scene
+    but not in the picture (an object's own outline is in the picture). `cells`: the region in its
+    bounding box; the edge maps cover that box."""
+    mask = np.kron(cells, np.ones((c, c), dtype=np.uint8))
+    # The region's own border pixels (outside the box counts as outside the region).
+    inner = cv2.erode(mask, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    outline = mask.astype(bool) & ~inner.astype(bool)
+    h, w = min(mask.shape[0], edges_now.shape[0]), min(mask.shape[1], edges_now.shape[1])
+    outline = outline[:h, :w]
+    if not outline.any():
+        return False
+    return float(edges_then[:h, :w][outline].mean()) > factor * float(edges_now[:h, :w][outline].mean())
