@@ -410,6 +410,7 @@ def run_evaluation(
             "rules": {code: rules for code in CATALOGUE if (rules := camera.rule_overrides(code))},
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed,
+            "frames_not_detected": result.frames_not_detected,
             "wall_s": round(result.wall_s, 2),
         }
     return Evaluation(score(truths, cases, thresholds), settings, cases, thresholds)

@@ -237,16 +237,29 @@ def e2e_trial(
     shed_load: bool = True,
     warmup_s: float | None = None,
     reader_processes: int = 0,
+    camera: dict | None = None,
+    detection: dict | None = None,
 ) -> Trial:
+    """`camera`: streams.yaml fields every simulated camera gets (zones, rules); `detection`: the
+    file's detection defaults (motion gating)."""
     from .workers.supervisor import Daemon, DaemonOptions
 
     streams = workdir / f"bench-{cameras}.yaml"
+    defaults: dict = {"analysis_fps": analysis_fps, "reader": {"backoff_initial_s": 0.05, "backoff_max_s": 1}}
+    if detection:
+        defaults["detection"] = detection
     streams.write_text(
         yaml.safe_dump(
             {
-                "defaults": {"analysis_fps": analysis_fps, "reader": {"backoff_initial_s": 0.05, "backoff_max_s": 1}},
+                "defaults": defaults,
                 "cameras": [
-                    {"id": f"sim{i:03d}", "name": f"simulated {i}", "url": str(clip), "location": {"address": "bench"}}
+                    {
+                        "id": f"sim{i:03d}",
+                        "name": f"simulated {i}",
+                        "url": str(clip),
+                        "location": {"address": "bench"},
+                        **(camera or {}),
+                    }
                     for i in range(cameras)
                 ],
             }
@@ -327,13 +340,25 @@ def search_cameras(
     limit: int,
     log=print,
     reader_processes: int = 0,
+    camera: dict | None = None,
+    detection: dict | None = None,
 ) -> tuple[int, list[Trial]]:
     """Largest N sustained: double until a trial fails, then bisect."""
     trials: list[Trial] = []
 
     def ok(n: int) -> bool:
         t = e2e_trial(
-            clip, card, n, analysis_fps, seconds, workdir, detector_opts, max_batch, reader_processes=reader_processes
+            clip,
+            card,
+            n,
+            analysis_fps,
+            seconds,
+            workdir,
+            detector_opts,
+            max_batch,
+            reader_processes=reader_processes,
+            camera=camera,
+            detection=detection,
         )
         trials.append(t)
         log(
