@@ -69,13 +69,6 @@ class SceneFrame:
     static: list[StaticRegion] = field(default_factory=list)
     scale: tuple[float, float] = (1.0, 1.0)  # camera pixels per cell (x, y)
 
-    def motion_in(self, box: Box) -> bool:
-        """Whether any cell overlapping `box` (camera pixels) moves."""
-        sx, sy = self.scale
-        x1, y1 = int(box[0] // sx), int(box[1] // sy)
-        x2, y2 = int(np.ceil(box[2] / sx)), int(np.ceil(box[3] / sy))
-        return bool(self.motion[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)].any())
-
 
 class SceneModel:
     """One camera's scene model. `update` once per analysed frame, in stream order."""
@@ -87,7 +80,6 @@ class SceneModel:
         self._since: np.ndarray | None = None  # per cell: when its change arrived (nan: none)
         self._seen: np.ndarray | None = None  # per cell: when its change was last seen
         self._t: float | None = None
-        self._source: tuple[int, int] = (0, 0)
         self._absorb: list[Box] = []
         self._reference: np.ndarray | None = None
         self._reference_t = -np.inf
@@ -120,7 +112,6 @@ class SceneModel:
         h, w = grey.shape
         ch, cw = h // s.cell, w // s.cell
         src_w, src_h = source_size or (image.shape[1], image.shape[0])
-        self._source = (src_w, src_h)
         scale = (src_w / w * s.cell, src_h / h * s.cell)
         if self._long is None or self._long.shape != grey.shape:
             self._long, self._short = grey.copy(), grey.copy()
