@@ -3,9 +3,9 @@
 
     STREETSCAN_ASSETS=../shared .venv/bin/python benchmarks/gating.py [--seconds 12] [--limit 64]
 
-Every simulated camera plays the truth set's kerbside clip (street_parking_overhead.mp4, a real
-fixed camera: cars park, leave and pass; people walk) in a loop, with that camera's zones and
-rules from examples/footage.yaml, through the real daemon and the default model. The search is
+Every simulated camera plays one truth-set camera's clip in a loop (`--camera`, default the
+kerbside street: cars park, leave and pass; people walk), with that camera's zones and rules
+from examples/footage.yaml, through the real daemon and the default model. The search is
 streetscan bench's (double until a trial is not sustained, then bisect). Off and on alternate
 per round so the machine's drift falls on both. Prints a Markdown table and one JSON line.
 """
@@ -33,14 +33,19 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=12.0, help="measured seconds per trial")
     ap.add_argument("--limit", type=int, default=64)
     ap.add_argument("--max-age", type=float, default=3.0, help="frame-age p95 bound (s) for 'sustained'")
+    ap.add_argument(
+        "--camera",
+        default="kerbside",
+        help="camera of examples/footage.yaml whose clip, zones and rules every simulated camera gets",
+    )
     args = ap.parse_args()
     assets = os.environ.get("STREETSCAN_ASSETS")
     if not assets:
         ap.error("set STREETSCAN_ASSETS to the folder holding footage/")
-    clip = Path(assets) / "footage" / "street_parking_overhead.mp4"
     doc = yaml.safe_load((REPO / "examples" / "footage.yaml").read_text(encoding="utf-8"))
-    kerbside = next(c for c in doc["cameras"] if c["id"] == "kerbside")
-    camera = {"zones": kerbside["zones"], "rules": kerbside.get("rules", {})}
+    chosen = next(c for c in doc["cameras"] if c["id"] == args.camera)
+    clip = Path(assets) / "footage" / chosen["url"]
+    camera = {"zones": chosen["zones"], "rules": chosen.get("rules", {})}
     card = resolve_model(None)
     found: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="gating-") as tmp:
