@@ -84,11 +84,13 @@ class SceneModel:
         self._reference: np.ndarray | None = None
         self._reference_t = -np.inf
         self._known: np.ndarray | None = None  # per cell: when a known object last covered it
-        self._with_known: np.ndarray | None = None  # per cell: a known object was there as its change came
+        self._with_known: np.ndarray | None = None  # per cell: a known object stood there as its change came
+        self._known_from: np.ndarray | None = None  # per cell: since when a known object has covered it
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self._long, self._short, self._since, self._seen, self._known, self._with_known, self._reference)
+        arrays = [self._long, self._short, self._since, self._seen, self._known, self._known_from, self._with_known]
+        arrays.append(self._reference)
         return sum(a.nbytes for a in arrays if a is not None)
 
     def absorb(self, box: Box) -> None:
@@ -118,12 +120,13 @@ class SceneModel:
             self._since = np.full((ch, cw), np.nan)
             self._seen = np.full((ch, cw), np.nan)
             self._known = np.full((ch, cw), -np.inf)
+            self._known_from = np.full((ch, cw), -np.inf)
             self._with_known = np.zeros((ch, cw), dtype=bool)
             self._t = t
             self._keep_reference(image, np.zeros((ch, cw), dtype=bool))
             return SceneFrame(t, np.zeros((ch, cw), dtype=bool), [], scale)
         assert self._short is not None and self._since is not None and self._seen is not None
-        assert self._known is not None and self._with_known is not None
+        assert self._known is not None and self._with_known is not None and self._known_from is not None
         dt = max(0.0, t - (self._t or t))
         self._t = t
         # Global light: divide by the median ratio to the empty scene where it is background.
@@ -141,11 +144,16 @@ class SceneModel:
         lost = ~changed_long & (t - np.nan_to_num(self._seen, nan=-np.inf) > s.gap_s)
         self._since[lost] = np.nan
         self._seen[lost] = np.nan
-        self._known[self._cells_of(known, scale, (ch, cw))] = t
+        under = self._cells_of(known, scale, (ch, cw))
+        self._known_from[under & (t - self._known > s.known_hold_s)] = t  # newly covered
+        self._known[under] = t
         arriving = changed_long & np.isnan(self._since)
         self._since[arriving] = t
-        # Whether a known object stood there as the change appeared (a car driving off leaves one).
-        self._with_known[arriving] = (t - self._known <= s.known_hold_s)[arriving]
+        # Whether a known object had stood there a while as the change appeared: a car driving off
+        # leaves one. A person who puts a bag down covered the spot only as the change itself came.
+        with np.errstate(invalid="ignore"):  # never covered: -inf - -inf, which is no stay
+            stood = (t - self._known <= s.known_hold_s) & (self._known - self._known_from >= s.settle_s)
+        self._with_known[arriving] = stood[arriving]
         # The short-term background follows everything; the long-term one only the background.
         a_short = 1.0 - np.exp(-dt / s.short_s)
         self._short += a_short * (grey - self._short)
