@@ -171,7 +171,7 @@ class SceneModel:
         for gone in (r for r in regions if r.departure):
             self.absorb(gone.box)  # what is left where something was is the scene now, not a new object
         if t - self._reference_t >= s.reference_every_s:
-            self._keep_reference(image, changed_long)
+            self._keep_reference(image, ~np.isnan(self._since))  # cells with a change under way, gaps included
             self._reference_t = t
         return SceneFrame(t, moving, [r for r in regions if not r.departure], scale)
 
@@ -188,7 +188,15 @@ class SceneModel:
         if self._reference is None or self._reference.shape != small.shape:
             self._reference = small
             return
-        keep = cv2.resize((~changed).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+        # A changed cell and its neighbours stay as they were: an object seldom fills its cells, and
+        # the cells it only touches would carry it in. The mask is laid on the reduced picture's
+        # pixels first (its cells leave a few rows and columns over), then scaled to the reference.
+        busy = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8))
+        assert self._long is not None
+        h_red, w_red = self._long.shape
+        px = _pixels(busy, s.cell)
+        px = np.pad(px, ((0, h_red - px.shape[0]), (0, w_red - px.shape[1])), mode="edge")
+        keep = cv2.resize(1 - px, size, interpolation=cv2.INTER_NEAREST)
         np.copyto(self._reference, small, where=keep[..., None].astype(bool))
 
     # -- internals ------------------------------------------------------------------------------
