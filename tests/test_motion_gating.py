@@ -50,6 +50,16 @@ def test_a_still_picture_is_not_detected_but_rechecked_and_a_request_is_always_d
     assert gate.wants(held.copy(), 30.5) and not gate.wants(held.copy(), 31.0)
 
 
+def test_cameras_started_together_recheck_at_their_own_phase_not_all_at_once(assets):
+    held = next(img for t, img in frames(assets / "footage" / STREET) if t >= 5)
+    rechecks = []
+    for phase in (0.0, 0.25, 0.5):
+        gate = MotionGate([NEAR_KERB], GateSettings(recheck_s=10.0), phase=phase)
+        rechecks.append([i * 0.5 for i in range(61) if gate.wants(held.copy(), i * 0.5)])
+    # Each is detected on its first frame (its tracks start there), then every 10 s from its own phase.
+    assert rechecks == [[0.0, 10.0, 20.0, 30.0], [0.0, 7.5, 17.5, 27.5], [0.0, 5.0, 15.0, 25.0]]
+
+
 def test_motion_in_a_watched_zone_is_detected_and_motion_elsewhere_is_not(assets):
     held = next(img for t, img in frames(assets / "footage" / STREET) if t >= 5)
     gate = MotionGate([NEAR_KERB], GateSettings(recheck_s=60.0))

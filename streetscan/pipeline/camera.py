@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -188,7 +189,8 @@ class CameraAnalysis:
         """Watched: the zones with a rule; frames with motion elsewhere need no detection."""
         zones = {r.zone.id: r.zone.polygon for r in self.plan.rules}
         recheck = camera.detection.recheck_s
-        return MotionGate(list(zones.values()), GateSettings(recheck_s=recheck) if recheck else None)
+        phase = zlib.crc32(camera.id.encode()) / 2**32  # fixed per camera: a restart keeps its re-check times apart
+        return MotionGate(list(zones.values()), GateSettings(recheck_s=recheck) if recheck else None, phase)
 
     def _known_objects(self, tracked: sv.Detections) -> np.ndarray:
         """Boxes of what the detector knows on this frame: its tracks, and boxes sure enough to start
