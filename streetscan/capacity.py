@@ -289,7 +289,7 @@ def e2e_trial(
     daemon = Daemon(options, load_config(streams), load_detector(card, **detector_opts), [open_output("jsonl:", out)])
     m = daemon.metrics
 
-    def totals() -> tuple[float, float, float]:
+    def totals() -> tuple[float, float, float, float]:
         vals = {"analysed": 0.0, "dropped": 0.0, "not_detected": 0.0}
         for metric in m.registry.collect():
             for s in metric.samples:

@@ -30,7 +30,7 @@ from .motion import GateSettings, MotionGate
 from .plan import CameraPlan
 from .rules import RuleSet, rule_kind
 from .scene import SceneModel
-from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker, track_ids
+from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker
 from .verify import ZoneCheck
 from .zones import FrameZones
 
@@ -193,14 +193,16 @@ class CameraAnalysis:
         return MotionGate(list(zones.values()), GateSettings(recheck_s=recheck) if recheck else None, phase)
 
     def _known_objects(self, tracked: sv.Detections) -> np.ndarray:
-        """Boxes of what the detector knows on this frame: its tracks, and boxes sure enough to start
-        one (the card's track_activate). The faint boxes below that are guesses: a COCO model boxes
-        a garbage pile as a 0.1 'truck', and such a box must not hide the pile from the scene model."""
+        """Boxes of what the detector is sure of on this frame (the card's track_activate, the score
+        that may start a track). Fainter boxes are guesses, a track's included: a COCO model boxes a
+        garbage pile as a 0.1 'truck', and PETS 2006's left rucksack as a 0.1-0.28 'person', onto
+        which the track of the man who put it down carried on, hiding the bag for good. The scene
+        model keeps a cell known for `known_hold_s` after its last sure box, which bridges the frames
+        where a real person or car scores low."""
         if len(tracked) == 0:
             return np.zeros((0, 4), dtype=np.float32)
         assert tracked.confidence is not None  # every detector scores its boxes
-        sure = (track_ids(tracked) >= 0) | (tracked.confidence >= self.plan.tracker.activate)
-        return tracked.xyxy[sure]
+        return tracked.xyxy[tracked.confidence >= self.plan.tracker.activate]
 
     def _reference_picture(self, ev: Event, frame: Frame) -> bytes | None:
         assert self.scene is not None

@@ -48,6 +48,7 @@ class SceneSettings:
     known_hold_s: float = 5.0  # a cell a known object covered this recently is that object's
     reference_width: int = 640  # the colour picture of the empty scene kept for evidence
     reference_every_s: float = 2.0  # how often it takes in what is background now
+    warmup_s: float = 8.0  # from the first frame: the empty scene is learnt wherever nothing moves
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class SceneModel:
         self._since: np.ndarray | None = None  # per cell: when its change arrived (nan: none)
         self._seen: np.ndarray | None = None  # per cell: when its change was last seen
         self._t: float | None = None
+        self._t0: float | None = None
         self._absorb: list[Box] = []
         self._reference: np.ndarray | None = None
         self._reference_t = -np.inf
@@ -122,7 +124,7 @@ class SceneModel:
             self._known = np.full((ch, cw), -np.inf)
             self._known_from = np.full((ch, cw), -np.inf)
             self._with_known = np.zeros((ch, cw), dtype=bool)
-            self._t = t
+            self._t = self._t0 = t
             self._keep_reference(image, np.zeros((ch, cw), dtype=bool))
             return SceneFrame(t, np.zeros((ch, cw), dtype=bool), [], scale)
         assert self._short is not None and self._since is not None and self._seen is not None
@@ -139,6 +141,15 @@ class SceneModel:
         self._absorb.clear()
         changed_long = self._changed(grey, self._long)
         moving = self._changed(grey, self._short)
+        if t - (self._t0 if self._t0 is not None else t) < s.warmup_s:
+            # The first frame is not the empty scene: whoever stood in it would leave a change behind
+            # as they walked off (a plaza's first frame held a man whose spot then opened a case). Until
+            # the warm-up ends, what stands still is the empty scene and nothing has arrived yet.
+            self._short += (1.0 - np.exp(-dt / s.short_s)) * (grey - self._short)
+            self._take(~moving, grey)
+            self._keep_reference(image, moving)
+            self._reference_t = t
+            return SceneFrame(t, moving, [], scale)
         # Arrival times: a change keeps its arrival while it is seen at least every gap_s.
         self._seen[changed_long] = t
         lost = ~changed_long & (t - np.nan_to_num(self._seen, nan=-np.inf) > s.gap_s)

@@ -58,11 +58,18 @@ class SceneChangeRule(ZoneRule):
     def update(self, det: sv.Detections, t: float, frame_seq: int, book: TrackBook, where: FrameZones) -> RuleStep:
         started = False
         seen: set[int] = set()
+        before = {id(e): e.box for e in self.episodes}  # where each was on the last frame: what pieces are matched to
         for region in where.static_in(self.zone.id):
             if region.cells < self.min_cells:
                 continue
-            # The same thing if the boxes overlap mostly (a region grows as cells settle, shrinks under a passer-by).
-            ep = next((e for e in self.episodes if id(e) not in seen and _same(e.box, region.box)), None)
+            # The same thing if the boxes overlap mostly (a region grows as cells settle, shrinks under a
+            # passer-by). Pieces of one thing (a passer-by's legs cut it in two) are one thing, not a
+            # new case each: on i-LIDS's platform a suitcase's second piece opened a second case.
+            matches = [e for e in self.episodes if _same(before.get(id(e), e.box), region.box)]
+            ep = next((e for e in matches if id(e) not in seen), None)
+            if ep is None and matches:
+                matches[0].grow(region)
+                continue
             if ep is None:
                 self._next += 1
                 ep = _Region(f"scene-{self._next}", region.since_s, t, frame_seq, region.box)
@@ -96,6 +103,12 @@ class _Region(Episode):
         self.box, self.last_s = region.box, t
         # The class is unknown and there is no score: the scene model is sure of a change.
         self.objects = (ObservedObject("unknown", region.box, 1.0, None),)
+
+    def grow(self, region: StaticRegion) -> None:
+        """Another piece of the same thing on this frame: the box takes it in."""
+        a, b = self.box, region.box
+        self.box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        self.objects = (ObservedObject("unknown", self.box, 1.0, None),)
 
 
 def _same(a: Box, b: Box) -> bool:
