@@ -113,5 +113,6 @@ def reencode(source: Path, workdir: Path, gop_s: float, starts: int) -> list[Pat
         out.append(path)
     return out
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -213,6 +213,9 @@ class Trial:
         return self.analysed_fps >= 0.95 * self.offered_fps and self.age_p95_s <= max_age_s
 
 
+AGE = "streetscan_frame_age_at_analysis_seconds"
+
+
 def _buckets(registry, name: str) -> dict[float, float]:
     return {float(s.labels["le"]): s.value for m in registry.collect() for s in m.samples if s.name == f"{name}_bucket"}
 
@@ -227,7 +230,6 @@ def _quantile(before: dict[float, float], after: dict[float, float], q: float) -
 # decisions of a camera (10 s at 1 fps), so a shorter warm-up measures the cold start instead
 # (a 3 s warm-up and 6 s window gave 12-27 % where the steady state holds ~90 %).
 OVERLOAD_WARMUP_S = 15.0
-AGE = "streetscan_frame_age_at_analysis_seconds"
 OVERLOAD_SECONDS = 20.0
 
 
