@@ -78,6 +78,13 @@ class Metrics:
             cam,
             registry=r,
         )
+        self.evidence_from_substream = Counter(
+            "streetscan_evidence_from_substream",
+            "Evidence pictures of a camera with a substream taken from the substream, scaled up, because "
+            "its main stream had no picture at that moment (down, or not yet seen)",
+            cam,
+            registry=r,
+        )
         self.decode_errors = Counter(
             "streetscan_decode_errors", "Corrupt packets or frames per camera", cam, registry=r
         )
@@ -132,6 +139,7 @@ class Metrics:
             self.frames_analysed,
             self.frames_dropped,
             self.frames_not_detected,
+            self.evidence_from_substream,
             self.decode_errors,
             self.reconnects,
         ):

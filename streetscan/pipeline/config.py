@@ -337,6 +337,14 @@ class CameraConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
+    detect_url: str | None = Field(
+        default=None,
+        min_length=1,
+        title="Substream",
+        description="The camera's substream (e.g. 704x576 or 640x360 beside a 1080p `url`): detection, tracking, "
+        "rules and the scene model run on it; evidence pictures come from `url`, the main stream, whose pixels "
+        "the zones are drawn in.",
+    )
     location: Location
     analysis_fps: float | None = Field(default=None, gt=0, le=30)
     timezone: TimeZoneName | None = None
@@ -347,9 +355,11 @@ class CameraConfig(_Model):
     detection: DetectionPolicy = DetectionPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
 
-    @field_validator("url")
+    @field_validator("url", "detect_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         scheme = v.split("://", 1)[0].lower() if "://" in v else ""
         if scheme and scheme not in {"rtsp", "rtsps", "rtmp", "http", "https", "file"}:
             raise ValueError(
@@ -361,6 +371,15 @@ class CameraConfig(_Model):
     @model_validator(mode="after")
     def _unique_zones(self) -> CameraConfig:
         _require_unique("zone", [z.id for z in self.zones])
+        return self
+
+    @model_validator(mode="after")
+    def _crops_need_the_main_stream(self) -> CameraConfig:
+        if self.detect_url and self.zone_crops == "on":
+            raise ValueError(
+                "zone_crops 'on' cuts zones from the main stream's full picture on every frame; a camera with a "
+                "detect_url decodes the main stream for evidence only: use zone_crops 'off' or leave it out"
+            )
         return self
 
 
@@ -536,7 +555,8 @@ class Camera:
 
     id: str
     name: str
-    url: str
+    url: str  # the main stream: evidence pictures, and the pixels zones are drawn in
+    detect_url: str | None  # the substream detection runs on, when the camera sends one
     location: Location
     enabled: bool
     analysis_fps: float
@@ -562,6 +582,11 @@ class Camera:
     def with_analysis_fps(self, fps: float) -> Camera:
         return replace(self, analysis_fps=fps)
 
+    @property
+    def detect_source(self) -> str:
+        """What the detector's frames are read from: the substream, else the main stream."""
+        return self.detect_url or self.url
+
 
 def resolve_camera(
     cam: CameraConfig,
@@ -574,15 +599,19 @@ def resolve_camera(
         code: {**defaults.rules.get(code, {}), **cam.rules.get(code, {})} for code in {*defaults.rules, *cam.rules}
     }
     remember(cam.url)  # its password must never leave the process (secrets.redact)
+    if cam.detect_url:
+        remember(cam.detect_url)
     return Camera(
         id=cam.id,
         name=cam.name,
         url=cam.url,
+        detect_url=cam.detect_url,
         location=cam.location,
         enabled=cam.enabled,
         analysis_fps=cam.analysis_fps or defaults.analysis_fps,
         tz=ZoneInfo(cam.timezone or defaults.timezone),
-        zone_crops=cam.zone_crops or defaults.zone_crops,
+        # Zone crops cut the main stream's full picture on every frame, which a substream camera does not decode.
+        zone_crops="off" if cam.detect_url else cam.zone_crops or defaults.zone_crops,
         zones=tuple(cam.zones),
         overrides=overrides,
         tracking=TrackingPolicy.model_validate(tracking),

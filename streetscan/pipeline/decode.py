@@ -193,6 +193,8 @@ class VideoSource:
     frames than asked for but at a fraction of the decode cost, until it answers False again.
     The daemon sheds this way when inference cannot keep up, so decode does not take the cores
     inference needs.
+    `keyframes`: "auto" as above; "only" decodes keyframes and nothing else, however far apart
+    they come (a main stream read for evidence pictures beside a substream).
     """
 
     def __init__(
@@ -277,7 +279,9 @@ class VideoSource:
         time_base = stream.time_base
         assert time_base is not None  # libavformat gives every demuxed stream one
         kf = self.info.keyframe_interval_s if self.info else None
-        keyframe_only = self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
+        keyframe_only = self.keyframes == "only" or (
+            self.keyframes == "auto" and kf is not None and kf <= self.interval_s * 1.05
+        )
         self.stats.keyframe_only = keyframe_only
         p = _Pass(
             stream=stream,
@@ -323,7 +327,7 @@ class VideoSource:
         assert packet.pts is not None  # _frames admits only packets with a pts
         pt = float(packet.pts * packet.time_base) - p.start
         gap = pt - p.last_key if p.last_key is not None else 0.0
-        if gap > 2 * self.interval_s and not p.shedding:
+        if gap > 2 * self.interval_s and not p.shedding and self.keyframes != "only":
             # Keyframes thinned out below the analysis rate (or the stream stopped flagging them):
             # decode everything from here on.
             p.decoder = self._decoder(p.stream, keyframe_only=False)

@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import replace
-from enum import StrEnum
 
 from ..infra.backoff import Backoff
 from ..infra.loop import Worker
@@ -26,16 +25,10 @@ from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_networ
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
 from .handoff import LiveFrame, ReaderHandoff
+from .mainstream import LiveMainStream, MainStream, on_main_stream
+from .state import CameraState
 
 log = logging.getLogger(__name__)
-
-
-class CameraState(StrEnum):
-    CONNECTING = "connecting"
-    LIVE = "live"
-    BACKOFF = "backoff"
-    DISABLED = "disabled"
-    STOPPED = "stopped"
 
 
 class _StopRequested(Exception):
@@ -81,8 +74,10 @@ class _Reader(Worker):
         generation: int,
         fit: tuple[int, int] | None,
         crops: CropPlanner | None,
+        main: MainStream | None = None,
     ):
         self.camera_id = camera.id
+        self.main = main  # a substream camera's main stream: its frames are handed on in its pixels
         self.camera = camera
         self.handoff = handoff
         self.metrics = metrics
@@ -96,8 +91,14 @@ class _Reader(Worker):
     def hand_on(self, frame: Frame, now: float) -> None:
         self.last_frame_at = now
         self.metrics.frames_sampled.labels(self.camera_id).inc()
+        if self.main is not None:
+            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream)
         crops = self.crops.plan(frame.width, frame.height) if self.crops else ()
         self.handoff.put(LiveFrame(self.camera_id, self.generation, frame, now, crops))
+
+    def _evidence_from_substream(self) -> None:
+        # Counted, not logged each time: the main stream's own state says why, once per outage.
+        self.metrics.evidence_from_substream.labels(self.camera_id).inc()
 
 
 class RecordingReader(_Reader):
@@ -113,11 +114,12 @@ class RecordingReader(_Reader):
         *,
         generation: int,
         crops: CropPlanner | None,
+        main: MainStream | None = None,
     ):
         self.source = source
         self.failure: BaseException | None = None
         self.last_pts = 0.0
-        super().__init__(camera, handoff, metrics, generation=generation, fit=source.fit, crops=crops)
+        super().__init__(camera, handoff, metrics, generation=generation, fit=source.fit, crops=crops, main=main)
 
     def _run(self) -> None:
         try:
@@ -202,7 +204,7 @@ class StreamReader(_Reader):
         crops: CropPlanner | None = None,
         shed_load: bool = True,
     ):
-        self.url = camera.url
+        self.url = camera.detect_source
         self.analysis_fps = camera.analysis_fps
         self.policy = camera.reader
         # Stream time of live frames is wall-clock seconds since the Unix epoch, advanced by the
@@ -217,7 +219,8 @@ class StreamReader(_Reader):
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
         self.shedder = LoadShedder() if shed_load else None
         self.source: VideoSource | None = None
-        super().__init__(camera, handoff, metrics, generation=generation, fit=fit, crops=crops)
+        self.main_stream = LiveMainStream(camera) if camera.detect_url else None
+        super().__init__(camera, handoff, metrics, generation=generation, fit=fit, crops=crops, main=self.main_stream)
 
     def stream_time(self, mono: float) -> float:
         wall0, mono0 = self._epoch
@@ -230,11 +233,35 @@ class StreamReader(_Reader):
         self.state, self.reason = state, reason
 
     def _run(self) -> None:
+        if self.main_stream is not None:
+            self.main_stream.start()
+        try:
+            self._sessions()
+        finally:
+            if self.main_stream is not None:
+                self.main_stream.stop()
+                self.main_stream.join(5.0)
+
+    def _sessions(self) -> None:
         first = True
         while not self._stop.is_set():
             if not first:
                 self.metrics.reconnects.labels(self.camera_id).inc()
             first = False
+            if self.main_stream is not None and self.main_stream.size is None:
+                # Zones are drawn in the main stream's pixels: substream frames cannot be placed before it is seen.
+                self._set_state(CameraState.CONNECTING, "waiting for the main stream's picture size")
+                if self.main_stream.wait_for_size(self.policy.open_timeout_s) is None:
+                    if self._stop.is_set():
+                        break
+                    delay = self.backoff.next_delay()
+                    self._set_state(
+                        CameraState.BACKOFF,
+                        f"main stream not seen yet ({self.main_stream.reason}); zones are in its pixels; "
+                        f"retry in {delay:.1f}s",
+                    )
+                    self._stop.wait(delay)
+                    continue
             self._set_state(CameraState.CONNECTING, f"dialling {redact_url(self.url)}")
             reason = self._session()
             if self._stop.is_set():

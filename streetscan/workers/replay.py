@@ -26,6 +26,7 @@ from ..pipeline.decode import MISSING_TAIL_S, VideoSource
 from ..pipeline.detect import Detector
 from ..pipeline.events import Event
 from .handoff import FrameQueue
+from .mainstream import RecordedMainStream
 from .reader import RecordingReader
 from .runner import Runner, RunnerOptions
 
@@ -126,7 +127,10 @@ class ReplayJob:
 
     def run(self, path: str) -> ReplayResult:
         camera, card = self.camera, self.detector.card
-        source = VideoSource(path, camera.analysis_fps, fit=card.fit)
+        # A camera with a substream is replayed from a pair of recordings: `path` is the main one
+        # (evidence), the camera's detect_url the one detection runs on.
+        source = VideoSource(camera.detect_url or path, camera.analysis_fps, fit=card.fit)
+        main = RecordedMainStream(path) if camera.detect_url else None
         assert source.info is not None  # a file is probed when its VideoSource is made
         clock = StreamClock(camera.tz, origin=start_time(self.start_time, source.info.creation_time, path))
         runner = Runner(
@@ -146,7 +150,9 @@ class ReplayJob:
         desk = self._desk(runner) if self.verify else None
 
         def recording(cam: Camera, generation: int) -> RecordingReader:
-            return RecordingReader(cam, source, runner.handoff, runner.metrics, generation=generation, crops=crops)
+            return RecordingReader(
+                cam, source, runner.handoff, runner.metrics, generation=generation, crops=crops, main=main
+            )
 
         t0 = time.perf_counter()
         runner.start()

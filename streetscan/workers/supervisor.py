@@ -177,7 +177,9 @@ class Daemon:
             return None
         fit = self.card.fit
         crops = CropPlanner.for_camera(camera, fit)
-        if self.pool is not None and not crops.may_crop:  # zone crops cut the full picture: a thread here keeps it
+        # Zone crops cut the full picture, and a substream camera's full picture is its main stream's: a
+        # thread here keeps them (a reader process hands frames over without either).
+        if self.pool is not None and not crops.may_crop and not camera.detect_url:
             return self.pool.reader(camera, generation)
         return StreamReader(
             camera,

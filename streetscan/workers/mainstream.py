@@ -1,0 +1,205 @@
+"""A camera's main stream beside its substream: evidence pictures at the camera's full resolution.
+
+Cameras send a main stream (1080p, 4 MP) and a substream (704x576, 640x360); an NVR detects on
+the substream and takes pictures from the main stream (Frigate's `roles: [detect]` and
+`[record]`). With `detect_url` set, StreetScan does the same: detection, tracking, rules and the
+scene model run on the substream; zones are drawn, and boxes reported, in the main stream's
+pixels; evidence is the main stream's picture at the moment of the event. The main stream is never
+decoded in full: live, its keyframes alone are read and the latest kept (`LiveMainStream`, a
+1080p keyframe every 1-2 s); a replay opens the main recording at the moment asked for
+(`RecordedMainStream`).
+
+A substream frame is mapped onto the main stream's pixels by scaling each axis, which is exact
+for a scaled copy and for an anamorphic substream (a 16:9 camera's 704x576). Its full picture is
+the main stream's at that moment or, when the main stream has none (down, or not yet seen since
+the camera started), the substream's scaled up to the main stream's size: counted in
+`streetscan_evidence_from_substream_total`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Protocol
+
+import av
+import cv2
+import numpy as np
+
+from ..infra.backoff import Backoff
+from ..infra.loop import Worker
+from ..pipeline.config import Camera
+from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
+from ..pipeline.frames import Frame
+from ..secrets import redact_url
+from .state import CameraState
+
+log = logging.getLogger(__name__)
+
+# A live main-stream keyframe further than this from a substream frame is not that frame's moment:
+# cameras send a keyframe every 1-2 s (GB/T 28181 defaults), so one is always nearer when the
+# main stream is up.
+MAX_SKEW_S = 4.0
+# The picture VideoSource converts at once is this small; the full one is converted only when
+# evidence asks (Frame.full_res), so a main stream costs its keyframe decode and nothing more.
+THUMBNAIL = (160, 160)
+
+
+class MainStream(Protocol):
+    """Where a substream camera's full pictures come from."""
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """The main stream's (w, h): the camera pixels zones are drawn in; None until known."""
+        ...
+
+    def picture(self, frame: Frame, arrived: float) -> np.ndarray | None:
+        """The main stream's picture (BGR) at the substream frame's moment, or None."""
+        ...
+
+
+def on_main_stream(frame: Frame, main: MainStream, arrived: float, fallback: Callable[[], None]) -> Frame:
+    """The substream `frame` in the main stream's pixels, its full picture the main stream's."""
+    size = main.size
+    assert size is not None  # a reader hands substream frames on only once the main stream's size is known
+    picture: list[np.ndarray] = []
+
+    def full() -> np.ndarray:
+        if not picture:
+            got = main.picture(frame, arrived)
+            if got is None or (got.shape[1], got.shape[0]) != size:
+                fallback()
+                got = cv2.resize(frame.full_image(), size, interpolation=cv2.INTER_LINEAR)
+            picture.append(got)
+        return picture[0]
+
+    return replace(frame, source_size=size, full_res=full)
+
+
+class RecordedMainStream:
+    """A replay's main recording: opened at the moment asked for, the frame at or after it decoded.
+    Evidence is written a few times per case, so a seek each time costs less than decoding the
+    whole main recording."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.size: tuple[int, int] | None = None
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            self.size = (stream.codec_context.width, stream.codec_context.height)
+
+    def picture(self, frame: Frame, arrived: float) -> np.ndarray | None:
+        try:
+            with av.open(self.path) as container:
+                stream = container.streams.video[0]
+                assert stream.time_base is not None  # libavformat gives every demuxed stream one
+                start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+                container.seek(int((start + frame.pts_s) / stream.time_base), stream=stream, backward=True)
+                for vf in container.decode(stream):
+                    if vf.pts is not None and float(vf.pts * stream.time_base) - start >= frame.pts_s - 0.02:
+                        return vf.to_ndarray(format="bgr24")
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("%s: no main-stream picture at %.2f s (%s)", redact_url(self.path), frame.pts_s, exc)
+        return None
+
+
+class LiveMainStream(Worker):
+    """A live camera's main stream, keyframes only, the latest kept for evidence; it reconnects
+    on its own, and its state is shown beside the substream's."""
+
+    def __init__(self, camera: Camera):
+        self.camera_id = camera.id
+        self.url = camera.url
+        self.policy = camera.reader
+        self.size: tuple[int, int] | None = None
+        self.state = CameraState.CONNECTING
+        self.reason = "starting"
+        self._latest: tuple[float, Frame] | None = None  # (monotonic arrival, keyframe)
+        self._known = threading.Event()  # set once the size is known
+        self._last_packet = time.monotonic()
+        self.backoff = Backoff(self.policy.backoff_initial_s, self.policy.backoff_max_s, self.policy.backoff_jitter)
+        super().__init__(f"main-{camera.id}")
+
+    def wait_for_size(self, timeout: float) -> tuple[int, int] | None:
+        self._known.wait(timeout)
+        return self.size
+
+    def picture(self, frame: Frame, arrived: float) -> np.ndarray | None:
+        latest = self._latest
+        if latest is None or self.state != CameraState.LIVE or abs(arrived - latest[0]) > MAX_SKEW_S:
+            return None
+        return latest[1].full_image()
+
+    def _set_state(self, state: CameraState, reason: str) -> None:
+        if state != self.state or reason != self.reason:
+            level = logging.WARNING if state == CameraState.BACKOFF else logging.INFO
+            extra = {"camera": self.camera_id}
+            log.log(level, "%s: main stream %s (%s)", self.camera_id, state.value, reason, extra=extra)
+        self.state, self.reason = state, reason
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._set_state(CameraState.CONNECTING, f"dialling {redact_url(self.url)}")
+            reason = self._session()
+            if self._stop.is_set():
+                break
+            delay = self.backoff.next_delay()
+            self._latest = None
+            self._set_state(CameraState.BACKOFF, f"{reason}; retry in {delay:.1f}s")
+            self._stop.wait(delay)
+        self._set_state(CameraState.STOPPED, "stopped")
+
+    def _session(self) -> str:
+        paced = not is_network(self.url)  # a file standing in for a camera plays at its own rate
+        start: list[float] = []
+
+        def watchdog() -> None:
+            if self._stop.is_set():
+                raise SourceError("stopped")
+            idle = time.monotonic() - self._last_packet
+            if idle > self.policy.stall_timeout_s:
+                raise SourceStalled(f"no keyframe for {idle:.1f}s")
+
+        def due(t: float) -> bool:
+            now = time.monotonic()
+            if paced:
+                if not start:
+                    start.extend((t, now))
+                ahead = (t - start[0]) - (now - start[1])
+                if ahead > 0 and self._stop.wait(ahead):
+                    raise SourceError("stopped")
+            self._last_packet = time.monotonic()
+            return True
+
+        self._last_packet = time.monotonic()
+        source = VideoSource(
+            self.url,
+            1.0,
+            keyframes="only",
+            open_timeout_s=self.policy.open_timeout_s,
+            read_timeout_s=self.policy.read_timeout_s,
+            watchdog=watchdog,
+            fit=THUMBNAIL,
+            threads=1,
+            wanted=due,
+        )
+        try:
+            for frame in source.frames():
+                self._latest = (time.monotonic(), frame)
+                if self.size is None:
+                    self.size = (frame.width, frame.height)
+                    self._known.set()
+                elif (frame.width, frame.height) != self.size:
+                    # Zones are in the pixels first seen; a camera whose main stream changed size needs a restart.
+                    return f"its size changed from {self.size[0]}x{self.size[1]} to {frame.width}x{frame.height}"
+                if self.state != CameraState.LIVE:
+                    self.backoff.reset()
+                    self._set_state(CameraState.LIVE, "receiving keyframes")
+            return "stream ended" if not paced else "file played to its end"
+        except SourceError as exc:
+            return str(exc)
+        except Exception as exc:  # PyAV network errors (reset, EOF mid-packet, ...): all mean reconnect
+            return f"{type(exc).__name__}: {exc}"

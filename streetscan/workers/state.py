@@ -1,0 +1,13 @@
+"""What a camera's stream is doing, as /readyz, metrics and the console show it."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CameraState(StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    BACKOFF = "backoff"
+    DISABLED = "disabled"
+    STOPPED = "stopped"

@@ -1,0 +1,124 @@
+"""Substream detection (#36): detect on the camera's substream, take evidence from its main stream.
+
+The pair is made from a real kerbside clip (street_parking_overhead.mp4, 640x360): the main stream
+is the clip, the substream the same picture scaled to 512x288, as a camera sends a main stream and
+a smaller substream of one picture. Zones are drawn in the main stream's pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from streetscan.delivery.sinks import JsonlSink
+from streetscan.pipeline.config import ConfigError, parse_config
+from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.models import resolve_model
+from streetscan.pipeline.track import box_iou
+from streetscan.workers.replay import ReplayJob
+
+pytestmark = [pytest.mark.assets, pytest.mark.integration]
+
+STREET = "street_parking_overhead.mp4"
+SECONDS = 40
+
+
+def pair(assets: Path, tmp: Path) -> tuple[Path, Path]:
+    main, sub = tmp / "main.mp4", tmp / "sub.mp4"
+    for out, scale in ((main, "640:360"), (sub, "512:288")):
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(assets / "footage" / STREET), "-t", str(SECONDS),
+             "-vf", f"scale={scale}", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-an", str(out)],
+            check=True,
+        )  # fmt: skip
+    return main, sub
+
+
+def camera_doc(url: str, detect_url: str | None) -> dict:
+    # The kerbside camera's two kerb lanes (examples/footage.yaml), in the main stream's pixels.
+    cam = {
+        "id": "kerb",
+        "name": "kerbside pair",
+        "url": url,
+        "location": {"address": "test"},
+        "zones": [
+            {"id": "far_kerb", "kind": "no_parking", "grade": "arterial",
+             "polygon": [[0, 143], [520, 58], [520, 98], [0, 185]]},
+            {"id": "near_kerb", "kind": "no_parking", "grade": "arterial",
+             "polygon": [[0, 240], [640, 318], [640, 358], [0, 284]]},
+        ],
+        "rules": {"illegal_parking": {"dwell_s": 15}},
+    }  # fmt: skip
+    if detect_url:
+        cam["detect_url"] = detect_url
+    return {"cameras": [cam]}
+
+
+def frame_at(clip: Path, t: float) -> np.ndarray:
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        for vf in container.decode(stream):
+            if float(vf.pts * stream.time_base) >= t - 0.02:
+                return vf.to_ndarray(format="bgr24")
+    raise LookupError(t)
+
+
+def replay(doc: dict, main: Path, out: Path) -> list:
+    camera = parse_config(doc).camera("kerb")
+    sink = JsonlSink(out / "events.jsonl")
+    job = ReplayJob(camera, load_detector(resolve_model(None)), out_dir=out, sinks=[sink], batch_size=4,
+                    start_time=datetime(2026, 12, 7, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))  # fmt: skip
+    try:
+        job.run(str(main))
+    finally:
+        sink.close()
+    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+
+
+def opened(events: list) -> list:
+    return [e for e in events if e["state"] == "opened"]
+
+
+def test_a_camera_pair_finds_the_same_parked_cars_on_the_substream_with_evidence_from_the_main_stream(assets, tmp_path):
+    main, sub = pair(assets, tmp_path)
+    alone = opened(replay(camera_doc(str(main), None), main, tmp_path / "main-only"))
+    paired = opened(replay(camera_doc(str(main), str(sub)), main, tmp_path / "pair"))
+    assert len(alone) >= 2  # the clip's parked cars, found on the main stream alone
+    # The same cars, in the same zones, boxed in the main stream's pixels.
+    assert sorted(e["zone"]["id"] for e in paired) == sorted(e["zone"]["id"] for e in alone)
+    for e in alone:
+        box = e["objects"][0]["box"]
+        best = max(box_iou(box, p["objects"][0]["box"]) for p in paired if p["zone"]["id"] == e["zone"]["id"])
+        assert best >= 0.7, (e["zone"]["id"], box)
+    # Evidence at the main stream's resolution, and its picture is the main stream's own frame at that
+    # moment, not the substream's scaled up.
+    for e in paired:
+        for name in ("clean", "annotated", "first"):
+            picture = cv2.imread(str(tmp_path / "pair" / e["evidence"][name]))
+            assert picture.shape[:2] == (360, 640), name
+        clean = cv2.imread(str(tmp_path / "pair" / e["evidence"]["clean"]))
+        t = e["confirmed"]["stream_s"]
+        from_main = cv2.PSNR(clean, frame_at(main, t))
+        from_sub = cv2.PSNR(clean, cv2.resize(frame_at(sub, t), (640, 360), interpolation=cv2.INTER_LINEAR))
+        assert from_main > 33 and from_main > from_sub + 3, (from_main, from_sub)
+
+
+def test_a_substream_camera_refuses_zone_crops_that_need_the_main_streams_full_picture():
+    doc = camera_doc("rtsp://cam/main", "rtsp://cam/sub")
+    doc["cameras"][0]["zone_crops"] = "on"
+    with pytest.raises(ConfigError, match="detect_url decodes the main stream for evidence only"):
+        parse_config(doc)
+    doc["cameras"][0]["detect_url"] = "ftp://cam/sub"
+    doc["cameras"][0].pop("zone_crops")
+    with pytest.raises(ConfigError, match="detect_url.*unsupported URL scheme 'ftp'"):
+        parse_config(doc)
+    doc["cameras"][0]["detect_url"] = "rtsp://cam/sub"
+    assert parse_config(doc).camera("kerb").zone_crops == "off"
