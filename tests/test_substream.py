@@ -17,6 +17,9 @@ import av
 import cv2
 import numpy as np
 import pytest
+import yaml
+from marker_model import red_marker
+from realparts import DaemonProcess, RtspServer, encode_clip, wait_for
 
 from streetscan.delivery.sinks import JsonlSink
 from streetscan.pipeline.config import ConfigError, parse_config
@@ -122,3 +125,73 @@ def test_a_substream_camera_refuses_zone_crops_that_need_the_main_streams_full_p
         parse_config(doc)
     doc["cameras"][0]["detect_url"] = "rtsp://cam/sub"
     assert parse_config(doc).camera("kerb").zone_crops == "off"
+
+
+def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_the_main_stream_dies(
+    rtsp_ready, marker_model, tmp_path
+):
+    """Main stream 1280x720, substream 640x360, the same parked red 'car' on both (gone 8-14 s).
+    Until the main stream is seen the camera waits (zones are in its pixels); with both up, cases
+    are boxed in main-stream pixels and their pictures are the main stream's; when the main stream
+    dies the camera stays live on its substream, its case stays open, and the next case's pictures
+    are the substream's scaled up, counted."""
+    present = lambda t: 1.0 <= t < 8.0 or t >= 14.0  # noqa: E731
+    main_clip = encode_clip(tmp_path / "main.mp4", width=1280, height=720, seconds=60, gop=25,
+                            scene=red_marker((520, 400, 760, 520), present))  # fmt: skip
+    sub_clip = encode_clip(tmp_path / "sub.mp4", seconds=60, gop=25, scene=red_marker(present=present))
+    main_server, sub_server = RtspServer({"main": main_clip}), RtspServer({"sub": sub_clip}).start()
+    streams = tmp_path / "streams.yaml"
+    streams.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 3},
+                    "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 1.0, "open_timeout_s": 2.0},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [
+                    {"id": "pair", "name": "pair", "url": main_server.url("main"),
+                     "detect_url": sub_server.url("sub"), "location": {"address": "test street"}},
+                ],
+            }
+        )
+    )  # fmt: skip
+    out = tmp_path / "out"
+    daemon = DaemonProcess(streams, out, marker_model, "--jsonl").start()
+    try:
+        wait_for(lambda: daemon.camera_state("pair") == "backoff", 30, what="the camera waiting for its main stream")
+        assert "main stream not seen yet" in json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]["reason"]
+        main_server.start()
+        wait_for(lambda: opened(jsonl(out)), 60, what="a case on the substream")
+        first = opened(jsonl(out))[0]
+        assert box_iou(first["objects"][0]["box"], (520, 400, 760, 520)) >= 0.7  # in the main stream's pixels
+        assert cv2.imread(str(out / first["evidence"]["clean"])).shape[:2] == (720, 1280)
+        assert daemon.metric("streetscan_evidence_from_substream_total", camera="pair") == 0
+        ready = json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]
+        assert ready["state"] == "live" and ready["main_stream"]["state"] == "live"
+
+        main_server.kill()  # the main stream dies; the substream goes on
+        wait_for(
+            lambda: daemon.metric("streetscan_camera_main_stream_state", camera="pair", state="backoff") == 1.0,
+            30,
+            what="the main stream's outage seen",
+        )
+        assert daemon.camera_state("pair") == "live"
+        wait_for(lambda: len(opened(jsonl(out))) >= 2, 60, what="the next case, with the main stream down")
+        second = opened(jsonl(out))[1]
+        assert cv2.imread(str(out / second["evidence"]["clean"])).shape[:2] == (720, 1280)
+        assert daemon.metric("streetscan_evidence_from_substream_total", camera="pair") >= 1
+    finally:
+        daemon.stop()
+        main_server.kill()
+        sub_server.kill()
+    # The car was hidden longer than the resolve grace: its first case resolved, the second is a new
+    # case, and no (event_id, revision) was sent twice.
+    sent = [(e["event_id"], e["revision"]) for e in jsonl(out)]
+    assert len(set(sent)) == len(sent)
+
+
+def jsonl(out: Path) -> list[dict]:
+    f = out / "events.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []

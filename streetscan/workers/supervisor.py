@@ -69,6 +69,12 @@ def camera_state(slot: CameraSlot) -> tuple[CameraState, str]:
     return reader.state, redact(reader.reason)
 
 
+def main_stream_state(slot: CameraSlot) -> tuple[CameraState, str] | None:
+    """A substream camera's main stream (its evidence pictures): its state and why; None for others."""
+    main = getattr(slot.reader, "main_stream", None)
+    return None if main is None else (main.state, redact(main.reason))
+
+
 def decode_mode(slot: CameraSlot) -> str | None:
     """full / keyframe-only / keyframe-only (shedding load); None for a disabled camera."""
     return getattr(slot.reader, "decode_mode", None)
@@ -378,10 +384,16 @@ class Daemon:
             and not unsaved
         )
         decode = {i: decode_mode(s) for i, s in slots.items() if s.reader}
+        mains = {i: m for i, s in slots.items() if (m := main_stream_state(s))}
         return ok, {
             "shard": str(self.options.shard) if self.options.shard else None,
             "cameras": {
-                i: {"state": st.value, "reason": why, **({"decode": decode[i]} if i in decode else {})}
+                i: {
+                    "state": st.value,
+                    "reason": why,
+                    **({"decode": decode[i]} if i in decode else {}),
+                    **({"main_stream": {"state": mains[i][0].value, "reason": mains[i][1]}} if i in mains else {}),
+                }
                 for i, (st, why) in states.items()
             },
             "live": len(live),
@@ -419,7 +431,22 @@ def register_live_gauges(daemon: Daemon) -> None:
         ("index", "count"),
         lambda: {(str(shard.index if shard else 0), str(shard.count if shard else 1)): 1.0},
     )
+
+    def main_states():
+        out = {}
+        for cam_id, slot in runner.slots().items():
+            if (main := main_stream_state(slot)) is not None:
+                for s in CameraState:
+                    out[(cam_id, s.value)] = 1.0 if s == main[0] else 0.0
+        return out
+
     live.add("streetscan_camera_state", "1 for the camera's current state", ("camera", "state"), states)
+    live.add(
+        "streetscan_camera_main_stream_state",
+        "1 for the current state of a substream camera's main stream (its evidence pictures)",
+        ("camera", "state"),
+        main_states,
+    )
     live.add(
         "streetscan_camera_shedding",
         "1 while an overloaded camera decodes keyframes only",
