@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import jsonschema
 import pytest
 from synthetic import KERB, NOON, car, config, dets
@@ -247,3 +249,27 @@ def test_an_event_read_back_from_its_wire_form_is_the_same_event():
         Event.from_dict({**doc, "scene_class": {**doc["scene_class"], "code": "parking"}})
     with pytest.raises(EventFormatError, match="KeyError"):
         Event.from_dict({k: v for k, v in doc.items() if k != "camera"})
+
+
+def test_a_case_resolved_and_confirmed_again_on_the_same_sighting_is_a_new_case_not_a_repeated_revision():
+    """A rule may hold an episode through a gap longer than the resolve grace (a live camera whose
+    rule's gap_s outlasts it): the object comes back with its first sighting, after its case was
+    resolved. The same id again would send (event_id, revision 0) twice; it is a new case."""
+    cam = config([{**KERB, "classes": ["illegal_parking"]}], {"illegal_parking": {"dwell_s": 20}}, POLICY)
+    clock = StreamClock(NOON.tzinfo, origin=NOON)
+
+    def run() -> list:
+        dedup = EventDeduplicator(cam, clock=clock, model_name="m", model_version="1", source="s")
+        v = replay(parked_then_gone(30, 31))[0].violation  # a confirmed parking violation, first seen at 0 s
+        events = []
+        for t in range(30, 200):
+            seen = [replace(v, last_seen_s=float(t))] if t < 50 or t >= 100 else []
+            events += dedup.update(seen, float(t))
+        return events
+
+    events = run()
+    assert [e.state for e in events] == ["opened", "resolved", "opened", "updated"]
+    sent = [(e.event_id, e.revision) for e in events]
+    assert len(set(sent)) == len(sent)  # no revision of any event sent twice
+    assert events[0].event_id != events[2].event_id
+    assert [e.event_id for e in run()] == [e.event_id for e in events]  # still the same ids on a rerun

@@ -4,9 +4,10 @@ A violation that a rule confirms becomes an `opened` event; while it lasts it is
 `updated` at most once per update interval; once it has been absent for the grace period it is
 `resolved` (the proof of rectification the case platform's verify step needs).
 
-Event ids are uuid5 of (camera, zone, scene class, violation key, first-seen stream time in ms):
-the same footage replayed twice yields the same ids, and consumers deduplicate on
-(event_id, revision).
+Event ids are uuid5 of (camera, zone, scene class, violation key, first-seen stream time in ms),
+and for a sighting whose case was already resolved, of that id and the time it is confirmed again:
+the same footage replayed twice yields the same ids, no (event_id, revision) is sent twice, and
+consumers deduplicate on (event_id, revision).
 """
 
 from __future__ import annotations
@@ -299,8 +300,13 @@ class EventDeduplicator:
             seen.add(k)
             rec = self.open.get(k)
             if rec is None:
+                eid = event_id(self.camera_id, v.zone_id, v.scene_class, v.key, v.first_seen_s)
+                if eid in self._revisions:
+                    # Its case was sent and resolved, and the rule held the sighting through the gap
+                    # (its gap_s outlasting the resolve grace): a new case, not revision 0 again.
+                    eid = str(uuid.uuid5(EVENT_NAMESPACE, f"{eid}|again|{round(t * 1000)}"))
                 rec = self.open[k] = _Open(
-                    event_id=event_id(self.camera_id, v.zone_id, v.scene_class, v.key, v.first_seen_s),
+                    event_id=eid,
                     state="opened",
                     revision=0,
                     violation=v,
