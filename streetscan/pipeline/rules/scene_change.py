@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from ..scene import SceneSettings
 from ..track import covered, same_place
 from .base import Box, Episode, ObservedObject, RuleParams, RuleStep, ZoneRule
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 # Two static regions on consecutive frames are one thing when one covers this much of the other: a
 # region grows as its cells settle and shrinks while a passer-by stands in front of it.
 COVER = 0.5
-SETTLE_S = 6.0  # pipeline.scene.SceneSettings.settle_s: how long a change must stand before it counts
+SETTLE_S = SceneSettings().settle_s  # how long a change must stand before the scene model counts it
 
 
 class SceneChangeParams(RuleParams):
