@@ -23,7 +23,7 @@ from realparts import DaemonProcess, RtspServer, encode_clip, wait_for
 
 from streetscan.delivery.sinks import JsonlSink
 from streetscan.pipeline.config import ConfigError, parse_config
-from streetscan.pipeline.detect import load_detector
+from streetscan.pipeline.detect import load_detector, make_detections
 from streetscan.pipeline.models import resolve_model
 from streetscan.pipeline.track import box_iou
 from streetscan.workers.replay import ReplayJob
@@ -195,3 +195,32 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
 def jsonl(out: Path) -> list[dict]:
     f = out / "events.jsonl"
     return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def test_a_substream_frame_is_placed_in_main_stream_pixels_and_its_picture_says_where_it_came_from(assets):
+    """One real frame as substream (512x288) and main stream (640x360): a box on the substream lands
+    on the main stream's pixels; the picture is the main stream's while it has one, else the
+    substream's scaled up, and then the frame says so for the evidence header."""
+    from streetscan.pipeline.frames import Frame
+    from streetscan.workers.mainstream import SUBSTREAM_NOTE, on_main_stream
+
+    main_picture = frame_at(assets / "footage" / STREET, 10.0)
+    sub = Frame(seq=0, decoded_index=0, pts_s=10.0, image=cv2.resize(main_picture, (512, 288)), keyframe=True)
+
+    class Main:
+        size = (640, 360)
+        up = True
+
+        def picture(self, frame, arrived):
+            return main_picture if self.up else None
+
+    main, fallbacks = Main(), []
+    placed = on_main_stream(sub, main, 0.0, lambda: fallbacks.append(1))
+    assert (placed.width, placed.height) == (640, 360)
+    det = make_detections(np.array([[256, 144, 384, 216]], dtype=np.float32), np.array([0.9]), ["car"])
+    assert placed.to_source(det).xyxy.tolist() == [[320, 180, 480, 270]]
+    assert placed.full_image() is main_picture and placed.picture_note() is None and not fallbacks
+    main.up = False
+    placed = on_main_stream(sub, main, 0.0, lambda: fallbacks.append(1))
+    assert placed.full_image().shape[:2] == (360, 640) and placed.picture_note() == SUBSTREAM_NOTE
+    assert fallbacks == [1]

@@ -179,7 +179,9 @@ class CameraAnalysis:
                 # older store may have let it go, and then there is no first picture, not a later one.
                 near = v.first_seen_frame + math.ceil(SIGHTING_PICTURE_EVERY_S * self.camera.analysis_fps) + 1
                 first = self.snapshots.first_from(v.first_seen_frame, min(frame.seq - 1, near))
-            self._evidence_by_event[ev.event_id] = self.evidence.write(ev, frame.full_image(), first)
+            picture = frame.full_image()
+            note = frame.picture_note() if frame.picture_note else None
+            self._evidence_by_event[ev.event_id] = self.evidence.write(ev, picture, first, note)
         files = self._evidence_by_event.get(ev.event_id, {})
         if ev.state == "resolved":
             self._evidence_by_event.pop(ev.event_id, None)

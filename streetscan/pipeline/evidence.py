@@ -93,13 +93,16 @@ class EvidenceWriter:
         self._boxes = sv.BoxAnnotator(thickness=3)
         self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4)
 
-    def write(self, event: Event, image: np.ndarray, first_jpeg: bytes | None) -> dict[str, str]:
+    def write(
+        self, event: Event, image: np.ndarray, first_jpeg: bytes | None, note: str | None = None
+    ) -> dict[str, str]:
         """The pictures written, by role: only those that are whole on disk (a full disk leaves an
-        event without its pictures rather than pointing at missing or truncated files)."""
+        event without its pictures rather than pointing at missing or truncated files). `note`:
+        what the picture is when it is not the camera's own (Frame.picture_note), in the header."""
         rel = Path("evidence") / event.event_id
         pictures = {
             "clean": self._jpeg(image),
-            "annotated": self._jpeg(self.annotate(event, image)),
+            "annotated": self._jpeg(self.annotate(event, image, note)),
             "first": first_jpeg,
         }
         return self._save(rel, {f"{role}.jpg": data for role, data in pictures.items()}, event.event_id)
@@ -168,7 +171,7 @@ class EvidenceWriter:
             rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)}, event_id
         ) and {k: str(p) for k, p in files.items() if (self.out_dir / p).is_file()}
 
-    def annotate(self, event: Event, image: np.ndarray) -> np.ndarray:
+    def annotate(self, event: Event, image: np.ndarray, note: str | None = None) -> np.ndarray:
         v = event.violation
         scene = CATALOGUE[v.scene_class]
         out = image.copy()
@@ -189,7 +192,7 @@ class EvidenceWriter:
             out = self._labels.annotate(out, det, labels=labels)
         wall = event.confirmed.strftime("%Y-%m-%d %H:%M:%S")
         header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
-        self._header(out, header)
+        self._header(out, header + (f" | {note}" if note else ""))
         return out
 
     @staticmethod

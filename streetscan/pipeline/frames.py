@@ -28,6 +28,9 @@ class Frame:
     keyframe: bool
     source_size: tuple[int, int] | None = None
     full_res: Callable[[], np.ndarray] | None = None
+    # Once full_image() has run: what its picture is when it is not the camera's own at this moment
+    # (a substream camera whose main stream had none), for the evidence to say so; None otherwise.
+    picture_note: Callable[[], str | None] | None = None
 
     @property
     def width(self) -> int:

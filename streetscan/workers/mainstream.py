@@ -46,6 +46,7 @@ MAX_SKEW_S = 4.0
 # The picture VideoSource converts at once is this small; the full one is converted only when
 # evidence asks (Frame.full_res), so a main stream costs its keyframe decode and nothing more.
 THUMBNAIL = (160, 160)
+SUBSTREAM_NOTE = "substream picture: no main stream"  # on the evidence of a case whose picture fell back
 
 
 class MainStream(Protocol):
@@ -66,17 +67,19 @@ def on_main_stream(frame: Frame, main: MainStream, arrived: float, fallback: Cal
     size = main.size
     assert size is not None  # a reader hands substream frames on only once the main stream's size is known
     picture: list[np.ndarray] = []
+    note: list[str] = []
 
     def full() -> np.ndarray:
         if not picture:
             got = main.picture(frame, arrived)
             if got is None or (got.shape[1], got.shape[0]) != size:
                 fallback()
+                note.append(SUBSTREAM_NOTE)
                 got = cv2.resize(frame.full_image(), size, interpolation=cv2.INTER_LINEAR)
             picture.append(got)
         return picture[0]
 
-    return replace(frame, source_size=size, full_res=full)
+    return replace(frame, source_size=size, full_res=full, picture_note=lambda: note[0] if note else None)
 
 
 class RecordedMainStream:
