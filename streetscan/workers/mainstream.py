@@ -35,7 +35,7 @@ from ..pipeline.config import Camera
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
-from .state import CameraState
+from .state import LOOPED, CameraState
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,8 @@ class LiveMainStream(Worker):
             reason = self._session()
             if self._stop.is_set():
                 break
+            if reason == LOOPED:
+                continue  # a file standing in for a camera plays again at once: not an outage
             delay = self.backoff.next_delay()
             self._latest = None
             self._set_state(CameraState.BACKOFF, f"{reason}; retry in {delay:.1f}s")
@@ -189,8 +191,10 @@ class LiveMainStream(Worker):
             threads=1,
             wanted=due,
         )
+        seen = False
         try:
             for frame in source.frames():
+                seen = True
                 self._latest = (time.monotonic(), frame)
                 if self.size is None:
                     self.size = (frame.width, frame.height)
@@ -201,7 +205,9 @@ class LiveMainStream(Worker):
                 if self.state != CameraState.LIVE:
                     self.backoff.reset()
                     self._set_state(CameraState.LIVE, "receiving keyframes")
-            return "stream ended" if not paced else "file played to its end"
+            if not seen:
+                return "no keyframe in the stream"
+            return LOOPED if paced else "stream ended"
         except SourceError as exc:
             return str(exc)
         except Exception as exc:  # PyAV network errors (reset, EOF mid-packet, ...): all mean reconnect

@@ -26,16 +26,13 @@ from ..pipeline.frames import Frame
 from ..secrets import redact_url
 from .handoff import LiveFrame, ReaderHandoff
 from .mainstream import LiveMainStream, MainStream, on_main_stream
-from .state import CameraState
+from .state import LOOPED, CameraState
 
 log = logging.getLogger(__name__)
 
 
 class _StopRequested(Exception):
     pass
-
-
-LOOPED = "file played to its end; looping"  # a file standing in for a camera: not an outage
 
 
 class DecodeAccounting:

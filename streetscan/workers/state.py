@@ -11,3 +11,6 @@ class CameraState(StrEnum):
     BACKOFF = "backoff"
     DISABLED = "disabled"
     STOPPED = "stopped"
+
+
+LOOPED = "file played to its end; looping"  # a file standing in for a camera: not an outage
