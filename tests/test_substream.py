@@ -34,12 +34,14 @@ STREET = "street_parking_overhead.mp4"
 SECONDS = 40
 
 
-def pair(assets: Path, tmp: Path) -> tuple[Path, Path]:
-    main, sub = tmp / "main.mp4", tmp / "sub.mp4"
-    for out, scale in ((main, "640:360"), (sub, "512:288")):
+def pair(assets: Path, tmp: Path, sub_filter: str = "scale=512:288", name: str = "sub") -> tuple[Path, Path]:
+    main, sub = tmp / "main.mp4", tmp / f"{name}.mp4"
+    for out, vf in ((main, "scale=640:360"), (sub, sub_filter)):
+        if out.exists():
+            continue
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-i", str(assets / "footage" / STREET), "-t", str(SECONDS),
-             "-vf", f"scale={scale}", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-an", str(out)],
+             "-vf", vf, "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-an", str(out)],
             check=True,
         )  # fmt: skip
     return main, sub
@@ -112,6 +114,23 @@ def test_a_camera_pair_finds_the_same_parked_cars_on_the_substream_with_evidence
         from_main = cv2.PSNR(clean, frame_at(main, t))
         from_sub = cv2.PSNR(clean, cv2.resize(frame_at(sub, t), (640, 360), interpolation=cv2.INTER_LINEAR))
         assert from_main > 33 and from_main > from_sub + 3, (from_main, from_sub)
+
+
+def test_a_letterboxed_or_anamorphic_substream_maps_onto_the_main_streams_pixels(assets, tmp_path):
+    """A 16:9 picture sent as a 4:3 substream, either with black bars (512x384, the picture 512x288
+    between them) or stretched (704x576, as 16:9 cameras send D1): the same cars, boxed where the
+    main stream alone boxes them."""
+    main, _ = pair(assets, tmp_path)
+    alone = opened(replay(camera_doc(str(main), None), main, tmp_path / "main-only"))
+    assert len(alone) >= 2
+    for name, vf in (("letterboxed", "scale=512:288,pad=512:384:0:48:black"), ("anamorphic", "scale=704:576")):
+        _, sub = pair(assets, tmp_path, vf, name)
+        paired = opened(replay(camera_doc(str(main), str(sub)), main, tmp_path / name))
+        assert sorted(e["zone"]["id"] for e in paired) == sorted(e["zone"]["id"] for e in alone), name
+        for e in alone:
+            box = e["objects"][0]["box"]
+            best = max(box_iou(box, p["objects"][0]["box"]) for p in paired if p["zone"]["id"] == e["zone"]["id"])
+            assert best >= 0.7, (name, e["zone"]["id"], box, best)
 
 
 def test_a_substream_camera_refuses_zone_crops_that_need_the_main_streams_full_picture():

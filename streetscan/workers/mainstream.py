@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import av
@@ -47,6 +47,7 @@ MAX_SKEW_S = 4.0
 # evidence asks (Frame.full_res), so a main stream costs its keyframe decode and nothing more.
 THUMBNAIL = (160, 160)
 SUBSTREAM_NOTE = "substream picture: no main stream"  # on the evidence of a case whose picture fell back
+ASPECT_TOLERANCE = 0.03  # aspect ratios this close are one picture (encoders round sizes to even pixels)
 
 
 class MainStream(Protocol):
@@ -62,7 +63,59 @@ class MainStream(Protocol):
         ...
 
 
-def on_main_stream(frame: Frame, main: MainStream, arrived: float, fallback: Callable[[], None]) -> Frame:
+@dataclass(frozen=True)
+class Placement:
+    """Where the main stream's picture lies in the substream's: its active area, as fractions of the
+    substream's width and height. The whole substream, each axis scaled, unless the two aspect
+    ratios differ and the substream has black bars whose removal makes them agree (a 16:9 picture
+    letterboxed into a 4:3 substream); without such bars a differing substream is anamorphic (a
+    16:9 camera's 704x576), scaled per axis."""
+
+    area: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+
+    @classmethod
+    def of(cls, sub: np.ndarray, main_size: tuple[int, int]) -> Placement:
+        h, w = sub.shape[:2]
+        aspect = main_size[0] / main_size[1]
+        if abs(w / h / aspect - 1.0) <= ASPECT_TOLERANCE:
+            return cls()
+        grey = cv2.cvtColor(sub, cv2.COLOR_BGR2GRAY) if sub.ndim == 3 else sub
+
+        def bars(lines: np.ndarray) -> int:
+            # An encoder's letterbox is flat black; a night sky or a dark wall is neither that dark nor that flat.
+            n = 0
+            while n < len(lines) // 2 and lines[n].mean() < 12 and lines[n].std() < 4:
+                n += 1
+            return n
+
+        top, bottom, left, right = bars(grey), bars(grey[::-1]), bars(grey.T), bars(grey.T[::-1])
+        x0, y0, x1, y1 = left, top, w - right, h - bottom
+        if (top or bottom or left or right) and abs((x1 - x0) / (y1 - y0) / aspect - 1.0) <= ASPECT_TOLERANCE:
+            return cls((x0 / w, y0 / h, x1 / w, y1 / h))
+        return cls()
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        if self.area == (0.0, 0.0, 1.0, 1.0):
+            return image
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = self.area
+        return image[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)]
+
+    @staticmethod
+    def unstretch(image: np.ndarray, main_size: tuple[int, int]) -> np.ndarray:
+        """An anamorphic picture brought to the main stream's aspect before detection: a model sees
+        cars as they are, not 1.4x taller (a 704x576 substream of a 16:9 camera found 2 of the 5
+        cars the main stream shows, stretched; measured in tests/test_substream.py)."""
+        h, w = image.shape[:2]
+        aspect = main_size[0] / main_size[1]
+        if abs(w / h / aspect - 1.0) <= ASPECT_TOLERANCE:
+            return image
+        return cv2.resize(image, (w, max(1, round(w / aspect))), interpolation=cv2.INTER_AREA)
+
+
+def on_main_stream(
+    frame: Frame, main: MainStream, arrived: float, fallback: Callable[[], None], placement: Placement = Placement()
+) -> Frame:
     """The substream `frame` in the main stream's pixels, its full picture the main stream's."""
     size = main.size
     assert size is not None  # a reader hands substream frames on only once the main stream's size is known
@@ -75,11 +128,17 @@ def on_main_stream(frame: Frame, main: MainStream, arrived: float, fallback: Cal
             if got is None or (got.shape[1], got.shape[0]) != size:
                 fallback()
                 note.append(SUBSTREAM_NOTE)
-                got = cv2.resize(frame.full_image(), size, interpolation=cv2.INTER_LINEAR)
+                got = cv2.resize(placement.crop(frame.full_image()), size, interpolation=cv2.INTER_LINEAR)
             picture.append(got)
         return picture[0]
 
-    return replace(frame, source_size=size, full_res=full, picture_note=lambda: note[0] if note else None)
+    return replace(
+        frame,
+        image=Placement.unstretch(placement.crop(frame.image), size),
+        source_size=size,
+        full_res=full,
+        picture_note=lambda: note[0] if note else None,
+    )
 
 
 class RecordedMainStream:

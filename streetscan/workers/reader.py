@@ -25,7 +25,7 @@ from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_networ
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
 from .handoff import LiveFrame, ReaderHandoff
-from .mainstream import LiveMainStream, MainStream, on_main_stream
+from .mainstream import LiveMainStream, MainStream, Placement, on_main_stream
 from .state import LOOPED, CameraState
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ class _Reader(Worker):
     ):
         self.camera_id = camera.id
         self.main = main  # a substream camera's main stream: its frames are handed on in its pixels
+        self.placement: Placement | None = None  # where the main picture lies in the substream's (per session)
         self.camera = camera
         self.handoff = handoff
         self.metrics = metrics
@@ -89,9 +90,23 @@ class _Reader(Worker):
         self.last_frame_at = now
         self.metrics.frames_sampled.labels(self.camera_id).inc()
         if self.main is not None:
-            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream)
+            if self.placement is None:
+                self.placement = self._place(frame)
+            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream, self.placement)
         crops = self.crops.plan(frame.width, frame.height) if self.crops else ()
         self.handoff.put(LiveFrame(self.camera_id, self.generation, frame, now, crops))
+
+    def _place(self, frame: Frame) -> Placement:
+        """Where the main stream's picture lies in this substream, from its first frame."""
+        assert self.main is not None and self.main.size is not None
+        placement = Placement.of(frame.image, self.main.size)
+        h, w = frame.image.shape[:2]
+        how = "scaled per axis" if placement == Placement() else f"letterboxed, active area {placement.area}"
+        log.info(
+            "%s: substream %dx%d (as analysed) onto main stream %dx%d, %s",
+            self.camera_id, w, h, *self.main.size, how, extra={"camera": self.camera_id},
+        )  # fmt: skip
+        return placement
 
     def _evidence_from_substream(self) -> None:
         # Counted, not logged each time: the main stream's own state says why, once per outage.
@@ -275,6 +290,7 @@ class StreamReader(_Reader):
         """One connection, until it fails or a stop is requested; returns why it ended."""
         pacer = _Pacer(paced=not is_network(self.url), resume_at=self._loop_ends_at or 0.0, stop=self._stop)
         self._loop_ends_at = None
+        self.placement = None  # a reconnected substream may come in another format
         self._last_packet = time.monotonic()
         self.account.restart()
         try:
