@@ -159,23 +159,7 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
                             scene=red_marker((520, 400, 760, 520), present))  # fmt: skip
     sub_clip = encode_clip(tmp_path / "sub.mp4", seconds=60, gop=25, scene=red_marker(present=present))
     main_server, sub_server = RtspServer({"main": main_clip}), RtspServer({"sub": sub_clip}).start()
-    streams = tmp_path / "streams.yaml"
-    streams.write_text(
-        yaml.safe_dump(
-            {
-                "defaults": {
-                    "analysis_fps": 4,
-                    "event": {"update_interval_s": 1, "resolve_grace_s": 3},
-                    "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 1.0, "open_timeout_s": 2.0},
-                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
-                },
-                "cameras": [
-                    {"id": "pair", "name": "pair", "url": main_server.url("main"),
-                     "detect_url": sub_server.url("sub"), "location": {"address": "test street"}},
-                ],
-            }
-        )
-    )  # fmt: skip
+    streams = pair_streams(tmp_path / "streams.yaml", main_server, sub_server)
     out = tmp_path / "out"
     daemon = DaemonProcess(streams, out, marker_model, "--jsonl").start()
     try:
@@ -209,6 +193,68 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
     # case, and no (event_id, revision) was sent twice.
     sent = [(e["event_id"], e["revision"]) for e in jsonl(out)]
     assert len(set(sent)) == len(sent)
+
+
+def pair_streams(path: Path, main_server: RtspServer, sub_server: RtspServer) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {
+                    "analysis_fps": 4,
+                    "event": {"update_interval_s": 1, "resolve_grace_s": 3},
+                    "reader": {"backoff_initial_s": 0.3, "backoff_max_s": 1.0, "open_timeout_s": 2.0},
+                    "rules": {"illegal_parking": {"dwell_s": 1.5}},
+                },
+                "cameras": [
+                    {"id": "pair", "name": "pair", "url": main_server.url("main"),
+                     "detect_url": sub_server.url("sub"), "location": {"address": "test street"}},
+                ],
+            }
+        )
+    )  # fmt: skip
+    return path
+
+
+def test_a_camera_pair_is_down_while_its_substream_is_and_back_when_it_returns_whatever_the_main_stream_does(
+    rtsp_ready, marker_model, tmp_path
+):
+    main_clip = encode_clip(tmp_path / "main.mp4", width=1280, height=720, seconds=60, gop=25,
+                            scene=red_marker((520, 400, 760, 520)))  # fmt: skip
+    sub_clip = encode_clip(tmp_path / "sub.mp4", seconds=60, gop=25, scene=red_marker())
+    main_server, sub_server = RtspServer({"main": main_clip}).start(), RtspServer({"sub": sub_clip}).start()
+    streams = pair_streams(tmp_path / "streams.yaml", main_server, sub_server)
+    daemon = DaemonProcess(streams, tmp_path / "out", marker_model).start()
+
+    def states() -> tuple[str | None, float]:
+        return daemon.camera_state("pair"), daemon.metric(
+            "streetscan_camera_main_stream_state", camera="pair", state="live"
+        )
+
+    try:
+        wait_for(lambda: states() == ("live", 1.0), 60, what="both streams live")
+        sub_server.kill()  # the substream dies: nothing to detect on, the camera is down
+        wait_for(lambda: states()[0] == "backoff", 30, what="the camera down with its substream")
+        assert states()[1] == 1.0 and daemon.get("/healthz")[0] == 200  # the main stream is up; no crash
+        analysed = daemon.metric("streetscan_frames_analysed_total", camera="pair")
+        sub_server.start()
+        wait_for(lambda: states() == ("live", 1.0), 60, what="the substream back")
+        wait_for(
+            lambda: daemon.metric("streetscan_frames_analysed_total", camera="pair") > analysed + 4,
+            30,
+            what="frames analysed again",
+        )
+        main_server.kill()
+        sub_server.kill()  # both die
+        wait_for(lambda: states() == ("backoff", 0.0), 30, what="both streams down")
+        ready = json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]
+        assert ready["state"] == "backoff" and ready["main_stream"]["state"] == "backoff"
+        main_server.start()
+        sub_server.start()
+        wait_for(lambda: states() == ("live", 1.0), 60, what="both streams back")
+    finally:
+        daemon.stop()
+        main_server.kill()
+        sub_server.kill()
 
 
 def jsonl(out: Path) -> list[dict]:
