@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -330,6 +330,22 @@ def markdown_table(result: Score) -> str:
     return "\n".join(lines)
 
 
+def substream_copy(clip: Path, size: tuple[int, int], folder: Path) -> Path:
+    """The clip as a camera's substream: scaled to fit `size` (aspect kept, never enlarged), same
+    rate, keyframes every 2 s as cameras send them."""
+    import subprocess
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / clip.name
+    fit = f"scale='min({size[0]},iw)':'min({size[1]},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0", "-an", "-vf", fit, "-c:v", "libx264",
+         "-preset", "veryfast", "-crf", "23", "-g", "50", "-pix_fmt", "yuv420p", str(out)],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
 def find_clip(name: str, folders: Sequence[Path]) -> Path | None:
     """The first folder holding the clip, in order (the staged footage, then a rebuilt folder)."""
     return next((f / name for f in folders if (f / name).is_file()), None)
@@ -375,11 +391,19 @@ class Evaluation:
 
 
 def run_evaluation(
-    truths: list[ClipTruth], *, footage: Sequence[Path], config, detector, out_dir: Path, batch_size: int = 4
+    truths: list[ClipTruth],
+    *,
+    footage: Sequence[Path],
+    config,
+    detector,
+    out_dir: Path,
+    batch_size: int = 4,
+    substream: tuple[int, int] | None = None,
 ) -> Evaluation:
     """Replay each truth clip through the real pipeline (its camera from `config`), then score.
-    `footage`: the folders to look for clips in, in order. The settings say what it was measured
-    with (model, per-camera effective rules)."""
+    `footage`: the folders to look for clips in, in order. `substream` (w, h): run each clip as a
+    camera pair, the clip as main stream and a copy scaled to fit (w, h) as its substream. The
+    settings say what it was measured with (model, per-camera effective rules)."""
     from .delivery.sinks import JsonlSink
     from .pipeline.plan import CameraPlan
     from .workers.replay import ReplayJob
@@ -395,6 +419,9 @@ def run_evaluation(
                 "(set STREETSCAN_ASSETS or --footage; scripts/footage.py rebuilds the fetched clips)"
             )
         camera = config.camera(truth.camera)
+        if substream is not None:
+            sub = substream_copy(clip, substream, out_dir / "substreams")
+            camera = replace(camera, detect_url=str(sub), zone_crops="off")
         sink = JsonlSink(out_dir / f"events-{Path(truth.clip).stem}.jsonl")
         try:
             result = ReplayJob(camera, detector, out_dir=out_dir, sinks=[sink], batch_size=batch_size).run(str(clip))
@@ -411,6 +438,7 @@ def run_evaluation(
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed,
             "frames_not_detected": result.frames_not_detected,
+            **({"substream": str(camera.detect_url)} if substream else {}),
             "wall_s": round(result.wall_s, 2),
         }
     return Evaluation(score(truths, cases, thresholds), settings, cases, thresholds)

@@ -623,6 +623,13 @@ def evaluate(
         Path, typer.Option(help="Output folder: accuracy.json, accuracy.md, each model's events and evidence.")
     ] = Path("out/accuracy"),
     device: DeviceOption = "cpu",
+    substream: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every clip as a camera pair: the clip as main stream, a copy scaled to fit WxH "
+            "(e.g. 640x360, made in OUT/substreams) as its detect_url."
+        ),
+    ] = None,
 ) -> None:
     """Event-level accuracy: replay clips with known truth, match cases to true violations, score per class."""
     import json
@@ -642,6 +649,14 @@ def evaluate(
 
     if split not in ("all", "tune", "holdout"):
         _fail(f"--split must be all, tune or holdout, not {split!r}")
+    sub_size = None
+    if substream is not None:
+        try:
+            w, h = (int(v) for v in substream.lower().split("x"))
+            assert w > 0 and h > 0
+            sub_size = (w, h)
+        except (ValueError, AssertionError):
+            _fail(f"--substream must be WxH, e.g. 640x360, not {substream!r}")
     paths = truths or sorted(Path("benchmarks/truth").glob("*.yaml"))
     if not paths:
         _fail("no truth files given and none in benchmarks/truth")
@@ -669,7 +684,12 @@ def evaluate(
         model_out.mkdir(parents=True, exist_ok=True)
         try:
             runs[card.name] = run_evaluation(
-                loaded, footage=folders, config=config, detector=load_detector(card, device=device), out_dir=model_out
+                loaded,
+                footage=folders,
+                config=config,
+                detector=load_detector(card, device=device),
+                out_dir=model_out,
+                substream=sub_size,
             )
         except (TruthError, KeyError, SourceError) as exc:
             _fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))

@@ -49,6 +49,12 @@ def test_bench_quick_reports_stages_ceiling_and_cameras(h264_clip, tmp_path):
     sustained = [t["cameras"] for t in trials if Trial(**t).sustained(r["settings"]["max_age_s"])]
     assert e2e["cameras"] == max(sustained, default=0)  # the answer is the largest trial that held
     assert 0 < e2e["ratio_to_ceiling"] and "end to end @ 1.0 fps" in proc.stdout
+    # Where a camera's cores go, stage by stage, and the cameras all of them together allow.
+    cost = e2e["cores_per_camera"]
+    assert set(cost) == {"decode", "preprocess", "inference"} and all(v > 0 for v in cost.values())
+    assert e2e["combined_limit"] == pytest.approx(r["machine"]["cores"] / sum(cost.values()))
+    assert e2e["ratio_to_limit"] == pytest.approx(e2e["cameras"] / e2e["combined_limit"])
+    assert "where the cores go, per camera" in proc.stdout and "combined limit" in proc.stdout
     over = e2e["overload_2x"]  # graceful overload, reported at twice the load
     assert over["cameras"] == 2 * e2e["cameras"] and over["analysed_fps"] > 0 and over["min_camera_fps"] >= 0
     assert over["of_sustained"] == over["analysed_fps"] / e2e["analysed_fps"] and "at 2x" in proc.stdout
