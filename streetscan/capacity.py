@@ -554,6 +554,7 @@ def run(
                 "ratio_to_ceiling": (best.analysed_fps / ceiling) if best and ceiling else None,
                 **budget,
                 "ratio_to_limit": n / limit if limit else None,
+                "search_limited": n >= limit,  # every trial up to --limit held: the answer is a lower bound
                 "trials": [t.__dict__ for t in trials],
                 "overload_2x": overload,
             }
@@ -643,9 +644,11 @@ def table(results: dict) -> str:
         )
         if e.get("combined_limit"):
             cost = ", ".join(f"{k} {1000 * v:.0f}" for k, v in e["cores_per_camera"].items())
+            bound = ">= " if e.get("search_limited") else ""
             lines.append(
                 f"  where the cores go, per camera (millicores): {cost}; combined limit "
-                f"{e['combined_limit']:.1f} cameras; end to end = {100 * e['ratio_to_limit']:.0f}% of it"
+                f"{e['combined_limit']:.1f} cameras; end to end = {bound}{100 * e['ratio_to_limit']:.0f}% of it"
+                + (" (the search stopped at --limit)" if bound else "")
             )
         o = e.get("overload_2x")
         if o and o.get("of_sustained") is not None:
