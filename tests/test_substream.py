@@ -289,3 +289,18 @@ def test_a_substream_frame_is_placed_in_main_stream_pixels_and_its_picture_says_
     placed = on_main_stream(sub, main, 0.0, lambda: fallbacks.append(1))
     assert placed.full_image().shape[:2] == (360, 640) and placed.picture_note() == SUBSTREAM_NOTE
     assert fallbacks == [1]
+
+
+def test_letterbox_bars_are_told_from_a_dark_picture_and_a_black_frame_decides_nothing(assets):
+    from streetscan.workers.mainstream import Placement
+
+    picture = frame_at(assets / "footage" / STREET, 10.0)  # 640x360, the main stream
+    main = (640, 360)
+    boxed = cv2.copyMakeBorder(cv2.resize(picture, (512, 288)), 48, 48, 0, 0, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    assert Placement.of(boxed, main) == Placement((0.0, 48 / 384, 1.0, 336 / 384))
+    assert Placement.of(boxed, main).crop(boxed).shape[:2] == (288, 512)
+    # The same picture stretched to 4:3 and darkened as at night: no flat black bars, so anamorphic.
+    night = (cv2.resize(picture, (704, 576)) * 0.2).astype(np.uint8)
+    assert night.mean() > 12 and Placement.of(night, main) == Placement()
+    assert Placement.unstretch(night, main).shape[:2] == (396, 704)
+    assert Placement.of(np.zeros((384, 512, 3), np.uint8), main) is None  # a camera's black first frame

@@ -74,12 +74,15 @@ class Placement:
     area: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
 
     @classmethod
-    def of(cls, sub: np.ndarray, main_size: tuple[int, int]) -> Placement:
+    def of(cls, sub: np.ndarray, main_size: tuple[int, int]) -> Placement | None:
+        """None while a frame cannot tell (a camera's first frames may be black all over)."""
         h, w = sub.shape[:2]
         aspect = main_size[0] / main_size[1]
         if abs(w / h / aspect - 1.0) <= ASPECT_TOLERANCE:
             return cls()
         grey = cv2.cvtColor(sub, cv2.COLOR_BGR2GRAY) if sub.ndim == 3 else sub
+        if grey.mean() < 12:
+            return None
 
         def bars(lines: np.ndarray) -> int:
             # An encoder's letterbox is flat black; a night sky or a dark wall is neither that dark nor that flat.
@@ -90,7 +93,7 @@ class Placement:
 
         top, bottom, left, right = bars(grey), bars(grey[::-1]), bars(grey.T), bars(grey.T[::-1])
         x0, y0, x1, y1 = left, top, w - right, h - bottom
-        if (top or bottom or left or right) and abs((x1 - x0) / (y1 - y0) / aspect - 1.0) <= ASPECT_TOLERANCE:
+        if (top or bottom or left or right) and abs((x1 - x0) / max(1, y1 - y0) / aspect - 1.0) <= ASPECT_TOLERANCE:
             return cls((x0 / w, y0 / h, x1 / w, y1 / h))
         return cls()
 

@@ -92,14 +92,17 @@ class _Reader(Worker):
         if self.main is not None:
             if self.placement is None:
                 self.placement = self._place(frame)
-            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream, self.placement)
+            placement = self.placement or Placement()  # (a black frame: decided on the next one)
+            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream, placement)
         crops = self.crops.plan(frame.width, frame.height) if self.crops else ()
         self.handoff.put(LiveFrame(self.camera_id, self.generation, frame, now, crops))
 
-    def _place(self, frame: Frame) -> Placement:
-        """Where the main stream's picture lies in this substream, from its first frame."""
+    def _place(self, frame: Frame) -> Placement | None:
+        """Where the main stream's picture lies in this substream, from its first frame that shows one."""
         assert self.main is not None and self.main.size is not None
         placement = Placement.of(frame.image, self.main.size)
+        if placement is None:
+            return None
         h, w = frame.image.shape[:2]
         how = "scaled per axis" if placement == Placement() else f"letterboxed, active area {placement.area}"
         log.info(
