@@ -10,7 +10,10 @@ in a loop through the real daemon and the default model: "main" reads the main s
 everything (the camera without `detect_url`); "pair" detects on the substream and reads the main
 stream's keyframes for evidence. The search is streetscan bench's (double until a trial is not
 sustained, then bisect); per codec the two run back to back, in alternating order per round.
-Prints a Markdown table and one JSON line.
+Before them, per codec, the stage figures on the same clips, one thread each, and from them the
+combined limit (cores / a camera's cost: its decode, preprocessing and its share of the raw
+inference ceiling) that the end-to-end count is compared with. Prints a Markdown table and one
+JSON line.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from streetscan.capacity import search_cameras
+from streetscan.capacity import _first_frame, inference_figures, preprocess_ms, search_cameras
+from streetscan.pipeline.decode import VideoSource, fit_size
+from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
+from streetscan.pipeline.preprocess import input_size
+from streetscan.workers.mainstream import THUMBNAIL
 
 ENCODERS = {"h264": ["-c:v", "libx264"], "hevc": ["-c:v", "libx265", "-x265-params", "log-level=error"]}
 
@@ -39,6 +47,42 @@ def encode(source: Path, out: Path, size: str, codec: str, seconds: float) -> Pa
         check=True,
     )  # fmt: skip
     return out
+
+
+def decode_cores(clip: Path, fit: tuple[int, int], keyframes: str) -> float:
+    """Cores one camera's stream takes to decode at 1 fps, as the daemon reads it (one thread)."""
+    source = VideoSource(str(clip), 1.0, keyframes=keyframes, fit=fit, threads=1)
+    assert source.info is not None and source.info.duration_s
+    t0 = time.process_time()
+    for _ in source.frames():
+        pass
+    return (time.process_time() - t0) / source.info.duration_s
+
+
+def limits(main: Path, sub: Path, card, cores: int) -> dict:
+    """Each stage's cores per camera at 1 fps, and the combined limit, with and without the substream."""
+    detector = load_detector(card)
+    vf = _first_frame(sub)
+    w, h = fit_size(vf.width, vf.height, card.fit)
+    rect = input_size(w, h, card.input_width, card.input_height, card.rect)
+    ceiling = max(r["img_s"] for r in inference_figures(detector, [rect], [1], 3.0))
+    inference = cores / ceiling  # the ceiling was measured on all cores
+    stages = {
+        "main": {
+            "decode main (every frame)": decode_cores(main, card.fit, "auto"),
+            "preprocess": preprocess_ms(detector, _first_frame(main), 2.0) / 1000.0,
+            "inference": inference,
+        },
+        "pair": {
+            "decode sub (every frame)": decode_cores(sub, card.fit, "auto"),
+            "decode main (keyframes)": decode_cores(main, THUMBNAIL, "only"),
+            "preprocess": preprocess_ms(detector, vf, 2.0) / 1000.0,
+            "inference": inference,
+        },
+    }
+    return {
+        name: {"cores_per_camera": cost, "combined_limit": cores / sum(cost.values())} for name, cost in stages.items()
+    } | {"ceiling_img_s": ceiling}
 
 
 def main() -> int:
@@ -59,6 +103,8 @@ def main() -> int:
         for codec in args.codec or ["h264", "hevc"]:
             main = encode(source, Path(tmp) / f"main-{codec}.mp4", "1920:1080", codec, 40)
             sub = encode(source, Path(tmp) / f"sub-{codec}.mp4", "640:360", codec, 40)
+            budget = limits(main, sub, card, os.cpu_count() or 1)
+            print(f"{codec}: {budget}", file=sys.stderr)
             for r in range(args.rounds):
                 for name in ("main", "pair") if r % 2 == 0 else ("pair", "main"):
                     print(f"{codec}, round {r + 1}, detect on {name}:", file=sys.stderr)
@@ -70,12 +116,18 @@ def main() -> int:
                         max_batch=8, limit=args.limit, log=lambda s: print(s, file=sys.stderr), camera=camera,
                     )  # fmt: skip
                     at = next((t for t in trials if t.cameras == n), None)
+                    limit = budget[name]["combined_limit"]
                     rows.append({"codec": codec, "round": r + 1, "detect_on": name, "cameras": n,
-                                 "analysed_fps": round(at.analysed_fps, 1) if at else None})  # fmt: skip
-    print("| codec | round | detection on | cameras sustained at 1 fps |\n|---|---|---|---|")
+                                 "analysed_fps": round(at.analysed_fps, 1) if at else None,
+                                 "combined_limit": round(limit, 1), "of_limit": round(n / limit, 2),
+                                 "cores_per_camera": budget[name]["cores_per_camera"]})  # fmt: skip
+    print("| codec | round | detection on | millicores per camera by stage | combined limit "
+          "| cameras sustained at 1 fps | of the limit |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for row in rows:
         where = "substream 640x360" if row["detect_on"] == "pair" else "main stream 1920x1080"
-        print(f"| {row['codec']} | {row['round']} | {where} | {row['cameras']} |")
+        cost = ", ".join(f"{k} {1000 * v:.0f}" for k, v in row["cores_per_camera"].items())
+        print(f"| {row['codec']} | {row['round']} | {where} | {cost} | {row['combined_limit']} | {row['cameras']} "
+              f"| {100 * row['of_limit']:.0f} % |")  # fmt: skip
     print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                       "model": card.name, "clip": source.name, "rows": rows}))  # fmt: skip
     return 0

@@ -224,11 +224,15 @@ class LiveMainStream(Worker):
         start: list[float] = []
 
         def watchdog() -> None:
+            # Called before each packet: a connection that delivers packets is alive even between
+            # keyframes (a long GOP); one that delivers none ends on the read timeout. Pictures older
+            # than MAX_SKEW_S are not used, whatever the state says.
             if self._stop.is_set():
                 raise SourceError("stopped")
             idle = time.monotonic() - self._last_packet
             if idle > self.policy.stall_timeout_s:
-                raise SourceStalled(f"no keyframe for {idle:.1f}s")
+                raise SourceStalled(f"no packet for {idle:.1f}s")
+            self._last_packet = time.monotonic()
 
         def due(t: float) -> bool:
             now = time.monotonic()
@@ -238,7 +242,6 @@ class LiveMainStream(Worker):
                 ahead = (t - start[0]) - (now - start[1])
                 if ahead > 0 and self._stop.wait(ahead):
                     raise SourceError("stopped")
-            self._last_packet = time.monotonic()
             return True
 
         self._last_packet = time.monotonic()
