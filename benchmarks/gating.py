@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from streetscan.capacity import search_cameras
+from streetscan.capacity import camera_encoding, search_cameras
 from streetscan.pipeline.models import resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,9 +96,8 @@ def reencode(source: Path, workdir: Path, gop_s: float, starts: int) -> list[Pat
         video = c.streams.video[0]
         rate = float(video.average_rate or 25)
         length = float(c.duration or 0) / 1e6 or float((video.duration or 0) * (video.time_base or 0))
-    gop = str(max(1, round(rate * gop_s)))
-    encode = ["-an", "-c:v", "libx264", "-preset", "veryfast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
-              "-pix_fmt", "yuv420p"]  # fmt: skip
+    gop = max(1, round(rate * gop_s))
+    encode = camera_encoding(gop)
     out = []
     for k in range(starts):
         at = round(length * k / starts, 2)

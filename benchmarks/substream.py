@@ -28,22 +28,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from streetscan.capacity import _first_frame, inference_figures, preprocess_ms, search_cameras
+from streetscan.capacity import (
+    ENCODERS,
+    _first_frame,
+    camera_encoding,
+    inference_figures,
+    preprocess_ms,
+    search_cameras,
+)
 from streetscan.pipeline.decode import VideoSource, fit_size
 from streetscan.pipeline.detect import load_detector
 from streetscan.pipeline.models import resolve_model
 from streetscan.pipeline.preprocess import input_size
 from streetscan.workers.mainstream import THUMBNAIL
 
-ENCODERS = {"h264": ["-c:v", "libx264"], "hevc": ["-c:v", "libx265", "-x265-params", "log-level=error"]}
-
 
 def encode(source: Path, out: Path, size: str, codec: str, seconds: float) -> Path:
-    gop = "50"  # 2 s at 25 fps
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", str(seconds), "-vf", f"scale={size},fps=25", "-an",
-         *ENCODERS[codec], "-preset", "veryfast", "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
-         "-pix_fmt", "yuv420p", str(out)],
+        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", str(seconds), "-vf", f"scale={size},fps=25",
+         *camera_encoding(50, codec), str(out)],  # keyframes every 2 s at 25 fps
         check=True,
     )  # fmt: skip
     return out

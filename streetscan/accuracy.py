@@ -332,17 +332,18 @@ def markdown_table(result: Score) -> str:
 
 def substream_copy(clip: Path, size: tuple[int, int], folder: Path) -> Path:
     """The clip as a camera's substream: scaled to fit `size` (aspect kept, never enlarged), same
-    rate, keyframes every 2 s as cameras send them."""
+    rate, a keyframe every 50 frames (2 s at 25 fps, as cameras send them)."""
     import subprocess
+
+    from .capacity import camera_encoding
 
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / clip.name
     fit = f"scale='min({size[0]},iw)':'min({size[1]},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0", "-an", "-vf", fit, "-c:v", "libx264",
-         "-preset", "veryfast", "-crf", "23", "-g", "50", "-pix_fmt", "yuv420p", str(out)],
+        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0", "-vf", fit, *camera_encoding(50), str(out)],
         check=True,
-    )  # fmt: skip
+    )
     return out
 
 
@@ -438,7 +439,8 @@ def run_evaluation(
             "zones": [z.model_dump(mode="json", exclude_none=True) for z in camera.zones],
             "frames_analysed": result.frames_analysed,
             "frames_not_detected": result.frames_not_detected,
-            **({"substream": str(camera.detect_url)} if substream else {}),
+            # Where the copy lies in the output folder, not a machine's path.
+            **({"substream": str(Path(str(camera.detect_url)).relative_to(out_dir))} if substream else {}),
             "wall_s": round(result.wall_s, 2),
         }
     return Evaluation(score(truths, cases, thresholds), settings, cases, thresholds)

@@ -440,6 +440,16 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+ENCODERS = {"h264": ["-c:v", "libx264"], "hevc": ["-c:v", "libx265", "-x265-params", "log-level=error"]}
+
+
+def camera_encoding(gop: int, codec: str = "h264") -> list[str]:
+    """FFmpeg output arguments for footage re-encoded as a camera sends it: video only, a keyframe
+    every `gop` frames and no other (no scene-cut keyframes), 4:2:0."""
+    return ["-an", *ENCODERS[codec], "-preset", "veryfast", "-g", str(gop), "-keyint_min", str(gop),
+            "-sc_threshold", "0", "-pix_fmt", "yuv420p"]  # fmt: skip
+
+
 def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
     """The staged street footage at 1080p (the common camera), else a synthetic 1080p clip, with
     keyframes every `gop_s` (cameras ship with 1-2 s; keyframe-only decode needs <= 1/analysis_fps)."""
@@ -447,22 +457,7 @@ def default_clip(workdir: Path, quick: bool, gop_s: float = 2.0) -> Path:
     assets = os.environ.get("STREETSCAN_ASSETS")
     src = Path(assets) / "footage" / "plaza_pedestrians.mp4" if assets else None
     dst = workdir / "bench_1080p.mp4"
-    gop_args = [
-        "-c:v",
-        "libx264",
-        "-preset",
-        "veryfast",
-        "-g",
-        str(gop),
-        "-keyint_min",
-        str(gop),
-        "-sc_threshold",
-        "0",
-        "-pix_fmt",
-        "yuv420p",
-        "-an",
-        str(dst),
-    ]
+    gop_args = [*camera_encoding(gop), str(dst)]
     if src and src.exists():
         args = ["-i", str(src), "-t", "10" if quick else "40", "-vf", "scale=1920:1080,fps=25"]
     else:  # FFmpeg's moving test pattern: real H.264 at the same size, rate and GOP
