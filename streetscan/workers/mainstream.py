@@ -35,7 +35,7 @@ from ..pipeline.config import Camera
 from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_network
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
-from .state import LOOPED, CameraState
+from .state import LOOPED, CameraState, Pacer, StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -220,28 +220,21 @@ class LiveMainStream(Worker):
         self._set_state(CameraState.STOPPED, "stopped")
 
     def _session(self) -> str:
-        paced = not is_network(self.url)  # a file standing in for a camera plays at its own rate
-        start: list[float] = []
+        pacer = Pacer(paced=not is_network(self.url), resume_at=0.0, stop=self._stop)
 
         def watchdog() -> None:
             # Called before each packet: a connection that delivers packets is alive even between
             # keyframes (a long GOP); one that delivers none ends on the read timeout. Pictures older
             # than MAX_SKEW_S are not used, whatever the state says.
             if self._stop.is_set():
-                raise SourceError("stopped")
+                raise StopRequested
             idle = time.monotonic() - self._last_packet
             if idle > self.policy.stall_timeout_s:
                 raise SourceStalled(f"no packet for {idle:.1f}s")
             self._last_packet = time.monotonic()
 
         def due(t: float) -> bool:
-            now = time.monotonic()
-            if paced:
-                if not start:
-                    start.extend((t, now))
-                ahead = (t - start[0]) - (now - start[1])
-                if ahead > 0 and self._stop.wait(ahead):
-                    raise SourceError("stopped")
+            pacer.wait_until_due(t)  # a file standing in for a camera plays at its own rate
             return True
 
         self._last_packet = time.monotonic()
@@ -272,7 +265,9 @@ class LiveMainStream(Worker):
                     self._set_state(CameraState.LIVE, "receiving keyframes")
             if not seen:
                 return "no keyframe in the stream"
-            return LOOPED if paced else "stream ended"
+            return LOOPED if pacer.paced else "stream ended"
+        except StopRequested:
+            return "stopped"
         except SourceError as exc:
             return str(exc)
         except Exception as exc:  # PyAV network errors (reset, EOF mid-packet, ...): all mean reconnect

@@ -11,7 +11,6 @@ RecordingReader (replay) reads a file once, as fast as the hand-off takes its fr
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -26,13 +25,9 @@ from ..pipeline.frames import Frame
 from ..secrets import redact_url
 from .handoff import LiveFrame, ReaderHandoff
 from .mainstream import LiveMainStream, MainStream, Placement, on_main_stream
-from .state import LOOPED, CameraState
+from .state import LOOPED, CameraState, Pacer, StopRequested
 
 log = logging.getLogger(__name__)
-
-
-class _StopRequested(Exception):
-    pass
 
 
 class DecodeAccounting:
@@ -149,27 +144,6 @@ class RecordingReader(_Reader):
             self.failure = exc
         finally:
             self.account(self.source)
-
-
-class _Pacer:
-    """A session's clock: paces a file to the camera's real rate and measures decode lag."""
-
-    def __init__(self, paced: bool, resume_at: float, stop: threading.Event):
-        self.paced, self.resume_at, self._stop = paced, resume_at, stop
-        self.start: tuple[float, float] | None = None  # (pts, monotonic) of the session's first due frame
-
-    def wait_until_due(self, t: float) -> None:
-        now = time.monotonic()
-        if self.start is None:
-            # A looping file plays on at its real rate: the next play starts when the last one would
-            # have ended, not the moment its demuxer hit the end (a camera never sends two frames at once).
-            self.start = (t, max(now, self.resume_at))
-        ahead = (t - self.start[0]) - (now - self.start[1])
-        if self.paced and ahead > 0 and self._stop.wait(ahead):
-            raise _StopRequested
-
-    def behind(self, t: float, now: float) -> float:
-        return (now - self.start[1]) - (t - self.start[0]) if self.start else 0.0
 
 
 class LoadShedder:
@@ -291,7 +265,7 @@ class StreamReader(_Reader):
 
     def _session(self) -> str:
         """One connection, until it fails or a stop is requested; returns why it ended."""
-        pacer = _Pacer(paced=not is_network(self.url), resume_at=self._loop_ends_at or 0.0, stop=self._stop)
+        pacer = Pacer(paced=not is_network(self.url), resume_at=self._loop_ends_at or 0.0, stop=self._stop)
         self._loop_ends_at = None
         self.placement = None  # a reconnected substream may come in another format
         self._last_packet = time.monotonic()
@@ -308,7 +282,7 @@ class StreamReader(_Reader):
             if duration and pacer.start:
                 self._loop_ends_at = pacer.start[1] + duration - pacer.start[0]
             return LOOPED
-        except _StopRequested:
+        except StopRequested:
             return "stopped"
         except SourceError as exc:
             return str(exc)
@@ -317,7 +291,7 @@ class StreamReader(_Reader):
         finally:
             self.account(source)
 
-    def _open(self, pacer: _Pacer) -> VideoSource:
+    def _open(self, pacer: Pacer) -> VideoSource:
         # A waiting frame up to two analysis intervals old is kept rather than replaced: when
         # inference is behind, every other due frame is then not decoded at all (measured: 64
         # cameras on 2 cores analysed 16 frames/s while decoding 64, most of them only to drop).
@@ -325,7 +299,7 @@ class StreamReader(_Reader):
 
         def watchdog() -> None:
             if self._stop.is_set():
-                raise _StopRequested
+                raise StopRequested
             idle = time.monotonic() - self._last_packet
             if idle > self.policy.stall_timeout_s:
                 raise SourceStalled(f"no frame for {idle:.1f}s")
@@ -361,7 +335,7 @@ class StreamReader(_Reader):
             return "full"
         return "keyframe-only (shedding load)" if stats.shedding else "keyframe-only"
 
-    def _read(self, source: VideoSource, pacer: _Pacer) -> None:
+    def _read(self, source: VideoSource, pacer: Pacer) -> None:
         live = False
         for frame in source.frames():
             now = time.monotonic()
