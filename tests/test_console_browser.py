@@ -83,27 +83,7 @@ def live(tmp_path_factory, marker_model):
     streams = tmp / "streams.yaml"
     streams.write_text(STREAMS.replace("URL", rtsp.url("gate")), encoding="utf-8")
     out = tmp / "out"
-    for name, role in (("admin", "admin"), ("ops", "operator"), ("watcher", "viewer")):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "streetscan",
-                "users",
-                "add",
-                name,
-                "--role",
-                role,
-                "--out",
-                str(out),
-                "--password",
-                PASSWORD,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert proc.returncode == 0, proc.stderr
+    add_users(out)
     port = free_port()
     daemon = DaemonProcess(streams, out, marker_model, "--http-port", str(port)).start()
     try:
@@ -120,6 +100,26 @@ def live(tmp_path_factory, marker_model):
     finally:
         daemon.stop()
         rtsp.kill()
+
+
+def add_users(out: Path) -> None:
+    """The console's three roles, each with PASSWORD, through the CLI as an operator adds them."""
+    for name, role in (("admin", "admin"), ("ops", "operator"), ("watcher", "viewer")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "streetscan", "users", "add", name, "--role", role, "--out", str(out),
+             "--password", PASSWORD],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+
+
+def console_up(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/login", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def shots_dir(tmp_path: Path) -> Path:
@@ -286,6 +286,43 @@ def test_a_viewer_sees_cameras_but_cannot_edit_zones(chromium, live):
             'X-CSRF-Token': csrf}, body: JSON.stringify({zones: []})});
         }).then(r => done(r.status));""")
     assert status == 403
+
+
+def test_a_camera_pairs_card_says_when_its_evidence_comes_from_the_substream(chromium, marker_model, tmp_path):
+    """A camera pair (main stream 1280x720 for evidence, substream 640x360 for detection): its card
+    shows the main stream live; when the main stream dies the camera stays live on its substream and
+    the card says the main stream is down and that evidence now comes from the substream."""
+    from selenium.webdriver.common.by import By
+    from test_substream import pair_streams
+
+    main_clip = encode_clip(tmp_path / "main.mp4", width=1280, height=720, seconds=60, gop=25,
+                            scene=red_marker((520, 400, 760, 520)))  # fmt: skip
+    sub_clip = encode_clip(tmp_path / "sub.mp4", seconds=60, gop=25, scene=red_marker())
+    main_server, sub_server = RtspServer({"main": main_clip}).start(), RtspServer({"sub": sub_clip}).start()
+    streams, out, port = pair_streams(tmp_path / "streams.yaml", main_server, sub_server), tmp_path / "out", free_port()
+    add_users(out)
+    daemon = DaemonProcess(streams, out, marker_model, "--http-port", str(port)).start()
+    driver, base, shots = chromium, f"http://127.0.0.1:{port}", shots_dir(tmp_path)
+    try:
+        wait_for(lambda: console_up(base), 30, what="the console")
+        log_in(driver, base, "ops")
+
+        def card_text(camera_state: str = "live") -> str:
+            """The main stream's line on the pair's card, once the card shows the camera in that state."""
+            driver.get(f"{base}/cameras")
+            cards = driver.find_elements(By.CSS_SELECTOR, f"#camera-pair.state-{camera_state} .main-stream")
+            return cards[0].text if cards else ""
+
+        wait_for(lambda: card_text() == "主码流（取证）: 在线", 60, what="both streams shown live")
+        main_server.kill()
+        # The camera stays live (detection goes on) while its card says where evidence comes from now.
+        wait_for(lambda: "证据取自子码流" in card_text(), 30, what="the main stream shown down")
+        assert card_text().startswith("主码流（取证）: 离线重连")
+        photograph(driver, shots, "pair-camera-main-down")
+    finally:
+        daemon.stop()
+        main_server.kill()
+        sub_server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..pipeline.config import ConfigError, ZoneConfig, load_config, parse_config
 from ..pipeline.evidence import SNAPSHOT_DIR
-from ..workers.supervisor import Daemon, camera_state, decode_mode
+from ..workers.supervisor import Daemon, camera_state, decode_mode, main_stream_state
 
 BACKUPS_KEPT = 20
 
@@ -48,6 +48,8 @@ class CameraView:
     frames_dropped: int | None = None
     zones: tuple[ZoneConfig, ...] = field(default_factory=tuple)
     decode: str | None = None  # full / keyframe-only / keyframe-only (shedding load); None: not live
+    # A camera pair's main stream (evidence pictures): its state and why; None: one stream only.
+    main_stream: tuple[str, str] | None = None
 
     @property
     def shedding(self) -> bool:
@@ -273,6 +275,7 @@ class DaemonFleet:
             cam = slot.camera
             seen = slot.reader.last_frame_at if slot.reader else None
             dropped = registry.get_sample_value("streetscan_frames_dropped_total", {"camera": cam_id})
+            main = main_stream_state(slot)
             views.append(
                 CameraView(
                     cam_id,
@@ -287,6 +290,7 @@ class DaemonFleet:
                     int(dropped or 0),
                     cam.zones,
                     decode_mode(slot),
+                    None if main is None else (main[0].value, main[1]),
                 )
             )
         return views

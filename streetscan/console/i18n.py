@@ -100,6 +100,8 @@ _STRINGS = {
     "decode_full": ("全帧", "all frames"),
     "decode_keyframe-only": ("仅关键帧", "keyframes only"),
     "shedding": ("过载降载", "shedding load"),
+    "main_stream": ("主码流（取证）", "Main stream (evidence)"),
+    "evidence_from_substream": ("证据取自子码流", "evidence taken from the substream"),
     "shedding_cameras": ("过载降载中的摄像头", "Cameras shedding load"),
     "show_muted": ("含已屏蔽", "Include muted"),
     "file": ("文件", "File"),
