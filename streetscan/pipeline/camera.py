@@ -22,6 +22,7 @@ import supervision as sv
 from .catalogue import CATALOGUE
 from .clock import StreamClock
 from .config import Camera
+from .duty import DeadlineWatch
 from .events import Event, EventDeduplicator
 from .evidence import CameraPicture, EvidenceWriter, SnapshotStore
 from .frames import Frame
@@ -31,7 +32,7 @@ from .plan import CameraPlan
 from .rules import RuleSet, rule_kind
 from .scene import SceneModel
 from .track import SIGHTING_PICTURE_EVERY_S, ObjectTracker
-from .verify import ZoneCheck
+from .verify import VerificationRequest, ZoneCheck
 from .zones import FrameZones
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class CameraAnalysis:
         self._answers: list[Event] = []
         self.on_answer: Callable[[ZoneCheck, Event], None] | None = None
         self.on_frame: Callable[[float, datetime], None] | None = None  # replay: requests due at stream time
+        self.deadlines = DeadlineWatch(camera.deadline_checks)  # cases waiting for their deadline check
 
     def process(self, frame: Frame, detections: sv.Detections | None) -> list[Event]:
         """`detections` are in camera pixels (crops.FrameDetector); None for a frame the motion gate
@@ -92,6 +94,7 @@ class CameraAnalysis:
             self.snapshots.keep(frame.seq, frame.full_image())
         events = [self._with_evidence(ev, frame) for ev in self.dedup.update(step.violations, frame.pts_s)]
         for ev in events:
+            self.deadlines.saw(ev)
             self.counts[(ev.violation.scene_class, ev.state)] += 1
             log.info(
                 "%s %s %s zone=%s id=%s",
@@ -120,6 +123,10 @@ class CameraAnalysis:
         return out
 
     def _check(self, frame: Frame, det: sv.Detections, where: FrameZones, *, detected: bool) -> None:
+        now = self.clock.wall(frame.pts_s)
+        for due in self.deadlines.due(now.timestamp()):
+            request = VerificationRequest(f"deadline:{due.attempt + 1}", due.event.event_id, now)
+            self.checks.append(ZoneCheck(request, due.event, at_deadline=True))
         while not self._incoming.empty():
             zc = self._incoming.get()
             if zc.is_cancel:
@@ -153,15 +160,23 @@ class CameraAnalysis:
                 extra={"camera": self.camera.id},
             )
             self._answers.append(answer)
-            if self.on_answer is not None:
+            self.deadlines.saw(answer)
+            if self.on_answer is not None and not zc.at_deadline:  # the desk answers requests, not deadlines
                 self.on_answer(zc, answer)
 
     def snapshot(self) -> dict:
-        """What must outlive a restart: open events and the evidence they point to."""
-        return {"dedup": self.dedup.snapshot(), "evidence": self._evidence_by_event}
+        """What must outlive a restart: open events, the evidence they point to, and the cases
+        waiting for their deadline check."""
+        return {
+            "dedup": self.dedup.snapshot(),
+            "evidence": self._evidence_by_event,
+            "deadlines": self.deadlines.snapshot(),
+        }
 
     def restore(self, state: dict, t: float) -> int:
         restored = self.dedup.restore(state.get("dedup", {}), t, self.rules.confirm_s)
+        zones = {z.id for z in self.camera.zones}  # a zone removed while the daemon was down has no place to check
+        self.deadlines.restore([d for d in state.get("deadlines", []) if d["event"]["zone"]["id"] in zones])
         open_ids = {rec.event_id for rec in self.dedup.open.values()}
         self._evidence_by_event = {k: v for k, v in state.get("evidence", {}).items() if k in open_ids}
         return restored

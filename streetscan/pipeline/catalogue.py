@@ -252,6 +252,29 @@ DEFAULT_PLATFORM_CODES: dict[str, PlatformCode] = {
 assert set(DEFAULT_PLATFORM_CODES) == set(CATALOGUE), "every scene class needs a default platform code"
 
 
+# How long the responsible unit has to rectify a case (整改期限) once it is opened, at an arterial
+# grade (GRADE_TIME_FACTOR scales it: a demonstration road gets half, an alley twice). What moves
+# or blocks traffic is minutes, what must be fetched and carted away is hours; a city's own table
+# goes in streams.yaml (`deadlines:`), and its values are taken as they are, not scaled.
+DEFAULT_RECTIFY_S: dict[str, float] = {
+    "exposed_garbage": 2 * 3600,
+    "overflowing_bin": 2 * 3600,
+    "littered_road": 3600,
+    "floating_debris": 4 * 3600,
+    "stacked_materials": 24 * 3600,
+    "street_laundry": 2 * 3600,
+    "out_of_store_trading": 30 * 60,
+    "mobile_vendor": 30 * 60,
+    "illegal_parking": 15 * 60,
+    "bike_misparking": 3600,
+    "crowd_gathering": 30 * 60,
+    "waterlogging": 2 * 3600,
+    "illegal_advertising": 24 * 3600,
+    "uncovered_muck_truck": 30 * 60,
+}
+assert set(DEFAULT_RECTIFY_S) == set(CATALOGUE), "every scene class needs a default rectification deadline"
+
+
 def duplicate_platform_codes(table: dict[str, PlatformCode]) -> list[tuple[str, str, str]]:
     """(code, first class, second class) for each 小类 code given to two scene classes: a case
     platform could not tell their cases apart."""

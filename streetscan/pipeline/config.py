@@ -17,6 +17,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -26,7 +27,17 @@ from pydantic import (
 )
 
 from ..secrets import redact_url, remember
-from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, Grade, PlatformCode, ZoneKind, duplicate_platform_codes
+from .catalogue import (
+    CATALOGUE,
+    DEFAULT_PLATFORM_CODES,
+    DEFAULT_RECTIFY_S,
+    GRADE_TIME_FACTOR,
+    Grade,
+    PlatformCode,
+    ZoneKind,
+    duplicate_platform_codes,
+)
+from .duty import Responsibility
 from .rules.registry import kind_for, resolve_params
 
 
@@ -168,6 +179,66 @@ def _check_rule_overrides(v: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 RuleOverrides = Annotated[dict[str, dict[str, Any]], AfterValidator(_check_rule_overrides)]
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d)?\s*$")
+_UNIT_S = {None: 1.0, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _duration(v: Any) -> Any:
+    """90, "90s", "15m", "2h", "1d" -> seconds."""
+    if isinstance(v, str):
+        m = _DURATION.match(v)
+        if m is None:
+            raise ValueError(f"expected seconds or a duration like 90s, 15m, 2h, 1d, got {v!r}")
+        return float(m.group(1)) * _UNIT_S[m.group(2)]
+    return v
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+def _check_deadlines(v: dict[str, float]) -> dict[str, float]:
+    for code in v:
+        if code not in CATALOGUE:
+            raise ValueError(f"unknown scene class {code!r}; known: {', '.join(CATALOGUE)}")
+    return v
+
+
+Deadlines = Annotated[dict[str, Duration], AfterValidator(_check_deadlines)]
+
+
+class Responsible(_Model):
+    """Who must act on a case here (责任单位) and how to reach them; unset fields are taken from
+    the road section, then the camera, then the file's defaults."""
+
+    unit: str | None = Field(
+        default=None, min_length=1, title="Responsible unit", description="e.g. 新成路街道城管中队"
+    )
+    contact: str | None = Field(default=None, min_length=1, title="Contact", description="A person, a phone.")
+    shop: str | None = Field(
+        default=None, min_length=1, title="Shop (门前三包)", description="The shop that answers for this frontage."
+    )
+
+
+class RoadSection(_Model):
+    """A named stretch of road under one road chief (路长制); zones join it with `section:`."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1)
+    road_chief: str | None = Field(default=None, min_length=1, title="Road chief (路长)")
+    unit: str | None = Field(default=None, min_length=1, title="Responsible unit")
+    contact: str | None = Field(default=None, min_length=1)
+
+
+class DeadlineChecks(_Model):
+    """The camera's own check of a case at its rectification deadline (自动核查), and after it."""
+
+    enabled: bool = True
+    recheck_s: Duration = Field(default=1800.0, title="Again every", description="While overdue, check this often.")
+    give_up_s: Duration = Field(
+        default=7 * 86400.0, title="Stop after", description="No more checks this long after the deadline."
+    )
+
+
 class ZoneConfig(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: ZoneKind
@@ -186,6 +257,8 @@ class ZoneConfig(_Model):
         title="Allowed here",
         description="Scene classes not reported for objects inside this zone.",
     )
+    section: str | None = Field(default=None, title="Road section", description="The id of a `sections:` entry.")
+    responsible: Responsible | None = None
 
     @field_validator("polygon")
     @classmethod
@@ -331,6 +404,14 @@ class Defaults(_Model):
     tracking: TrackingPolicy = TrackingPolicy()
     detection: DetectionPolicy = DetectionPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
+    responsible: Responsible | None = None
+    deadlines: Deadlines = Field(
+        default_factory=dict,
+        title="Rectification deadlines",
+        description="Per scene class, over StreetScan's table (catalogue.DEFAULT_RECTIFY_S), e.g. "
+        "illegal_parking: 15m.",
+    )
+    deadline_checks: DeadlineChecks = DeadlineChecks()
 
 
 class CameraConfig(_Model):
@@ -354,6 +435,8 @@ class CameraConfig(_Model):
     tracking: TrackingPolicy = TrackingPolicy()
     detection: DetectionPolicy = DetectionPolicy()
     rules: RuleOverrides = Field(default_factory=dict)
+    responsible: Responsible | None = None
+    deadlines: Deadlines = Field(default_factory=dict, title="Rectification deadlines")
 
     @field_validator("url", "detect_url")
     @classmethod
@@ -505,6 +588,9 @@ class StreamsConfig(_Model):
         title="Outputs",
         description="Where `streetscan run` sends cases, besides its --output flags.",
     )
+    sections: list[RoadSection] = Field(
+        default_factory=list, title="Road sections", description="路长制: zones name their section with `section:`."
+    )
     cameras: list[CameraConfig] = Field(min_length=1)
     _resolved: dict[str, Camera] = PrivateAttr(default_factory=dict)
 
@@ -531,9 +617,25 @@ class StreamsConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _known_sections(self) -> StreamsConfig:
+        _require_unique("road section", [s.id for s in self.sections])
+        known = {s.id for s in self.sections}
+        for i, cam in enumerate(self.cameras):
+            for j, zone in enumerate(cam.zones):
+                if zone.section is not None and zone.section not in known:
+                    raise ValueError(
+                        f"camera {cam.id!r} (cameras[{i}]) field zones[{j}].section: no road section "
+                        f"{zone.section!r} in `sections:`; known: {', '.join(sorted(known)) or 'none'}"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _resolve(self) -> StreamsConfig:
         codes = resolve_platform_codes(self.platform_codes)
-        self._resolved = {c.id: resolve_camera(c, self.defaults, codes, self.enforcement) for c in self.cameras}
+        sections = {s.id: s for s in self.sections}
+        self._resolved = {
+            c.id: resolve_camera(c, self.defaults, codes, self.enforcement, sections) for c in self.cameras
+        }
         return self
 
     def camera(self, camera_id: str) -> Camera:
@@ -570,6 +672,9 @@ class Camera:
     reader: ReaderPolicy
     platform_codes: dict[str, PlatformCode]  # scene class -> the case platform's 大类/小类
     enforcement: EnforcementPolicy
+    responsibility: dict[str, Responsibility]  # zone id -> who must act on its cases (merged once, here)
+    deadlines: dict[str, float]  # scene class -> rectification seconds given in streams.yaml (defaults, camera)
+    deadline_checks: DeadlineChecks
 
     def zone(self, zone_id: str) -> ZoneConfig:
         return next(z for z in self.zones if z.id == zone_id)
@@ -582,6 +687,14 @@ class Camera:
     def with_analysis_fps(self, fps: float) -> Camera:
         return replace(self, analysis_fps=fps)
 
+    def rectify_s(self, scene_class: str, zone_id: str) -> float:
+        """The rectification deadline of a case of this class in this zone, in seconds after it opened:
+        streams.yaml's as given, else the catalogue's scaled by the zone's road grade (like dwell)."""
+        given = self.deadlines.get(scene_class)
+        if given is not None:
+            return given
+        return DEFAULT_RECTIFY_S[scene_class] * GRADE_TIME_FACTOR[self.zone(zone_id).grade]
+
     @property
     def detect_source(self) -> str:
         """What the detector's frames are read from: the substream, else the main stream."""
@@ -593,6 +706,7 @@ def resolve_camera(
     defaults: Defaults,
     platform_codes: dict[str, PlatformCode] | None = None,
     enforcement: EnforcementPolicy | None = None,
+    sections: dict[str, RoadSection] | None = None,
 ) -> Camera:
     tracking = {**defaults.tracking.model_dump(exclude_none=True), **cam.tracking.model_dump(exclude_none=True)}
     overrides = {
@@ -622,6 +736,29 @@ def resolve_camera(
         reader=defaults.reader,
         platform_codes=platform_codes or dict(DEFAULT_PLATFORM_CODES),
         enforcement=enforcement or EnforcementPolicy(),
+        responsibility={z.id: _responsibility(z, cam, defaults, sections or {}) for z in cam.zones},
+        deadlines={**defaults.deadlines, **cam.deadlines},
+        deadline_checks=defaults.deadline_checks,
+    )
+
+
+def _responsibility(
+    zone: ZoneConfig, cam: CameraConfig, defaults: Defaults, sections: dict[str, RoadSection]
+) -> Responsibility:
+    """Field by field, the nearest that says: the zone, its road section, the camera, the file."""
+    section = sections.get(zone.section) if zone.section else None
+    layers: list[Any] = [zone.responsible, section, cam.responsible, defaults.responsible]
+
+    def first(name: str) -> str | None:
+        return next((v for layer in layers if layer is not None and (v := getattr(layer, name, None))), None)
+
+    return Responsibility(
+        unit=first("unit"),
+        contact=first("contact"),
+        shop=zone.responsible.shop if zone.responsible else None,
+        section_id=section.id if section else None,
+        section_name=section.name if section else None,
+        road_chief=section.road_chief if section else None,
     )
 
 
@@ -668,7 +805,9 @@ def parse_config(raw: Any, path: str | Path = "<streams.yaml>") -> StreamsConfig
                 msg = "unknown field (check the spelling; see README 'streams.yaml')"
             elif err["type"] == "missing":
                 msg = "required field is missing"
-            problems.append(f"{_format_loc(loc, raw)}: {msg}")
+            # A check across the file (a zone's road section) names its camera and field itself.
+            where = "" if not loc and msg.startswith("camera ") else f"{_format_loc(loc, raw)}: "
+            problems.append(f"{where}{msg}")
         raise ConfigError(path, problems) from None
 
 

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,17 +25,18 @@ from .. import __version__
 from .catalogue import CATALOGUE, DEFAULT_PLATFORM_CODES, PlatformCode
 from .clock import StreamClock
 from .config import Camera
+from .duty import Deadline, Responsibility
 from .rules import ObservedObject, Violation
 from .track import same_place
 
-SCHEMA_VERSION = "2"  # 2: platform, enforcement; states verified / still_present (README "Events")
+SCHEMA_VERSION = "3"  # 3: responsible, deadline, state overdue; 2: platform, enforcement, verified (README "Events")
 EVENT_NAMESPACE = uuid.UUID("5f1c3a52-9f4e-4a53-8a5e-57a3ee75ca11")
 
-State = Literal["opened", "updated", "resolved", "verified", "still_present"]
+State = Literal["opened", "updated", "resolved", "verified", "still_present", "overdue"]
 
 
 def event_schema() -> dict[str, Any]:
-    """The JSON Schema of events (schemas/event-v2.json), for consumers and tests."""
+    """The JSON Schema of events (schemas/event-v3.json), for consumers and tests."""
     return json.loads((Path(__file__).parent / "schemas" / f"event-v{SCHEMA_VERSION}.json").read_text(encoding="utf-8"))
 
 
@@ -123,11 +124,13 @@ class Event:
     evidence: dict[str, str] = field(default_factory=dict)
     platform: PlatformCode | None = None  # the case platform's code (default: StreetScan's table)
     enforcement: Enforcement | None = None  # None: the class is not handled in stages
-    verification: Verification | None = None  # only on verified / still_present revisions
+    verification: Verification | None = None  # only on verified / still_present / overdue revisions
+    responsible: Responsibility | None = None  # who must act (None: nobody configured)
+    deadline: Deadline | None = None  # by when
     pipeline_version: str = __version__  # of the StreetScan that made it
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire form (schemas/event-v2.json): what the spool stores and every sink sends."""
+        """The wire form (schemas/event-v3.json): what the spool stores and every sink sends."""
         v, scene, cam = self.violation, CATALOGUE[self.violation.scene_class], self.camera
         return {
             "schema_version": SCHEMA_VERSION,
@@ -162,6 +165,8 @@ class Event:
             "source": self.source,
             "platform": (self.platform or DEFAULT_PLATFORM_CODES[v.scene_class]).as_dict(),
             "enforcement": self.enforcement.as_dict() if self.enforcement else None,
+            "responsible": self.responsible.as_dict() if self.responsible and self.responsible.named else None,
+            "deadline": self.deadline.as_dict() if self.deadline else None,
             **({"detector": v.detector} if v.detector != "model" else {}),
             **({"verification": self.verification.as_dict()} if self.verification else {}),
         }
@@ -227,6 +232,8 @@ class Event:
                 if check
                 else None,
                 pipeline_version=d.get("pipeline_version", __version__),
+                responsible=Responsibility.from_dict(d["responsible"]) if d.get("responsible") else None,
+                deadline=Deadline.from_dict(d["deadline"]) if d.get("deadline") else None,
             )
         except EventFormatError:
             raise
@@ -259,6 +266,7 @@ class EventDeduplicator:
         self.clock = clock
         self._zones = {z.id: z for z in camera.zones}
         self._ref = CameraRef.of(camera)
+        self._camera = camera
         self._platform = camera.platform_codes
         self._policy = camera.enforcement
         # (zone, class) -> wall times (Unix s) of the violations opened there, newest last
@@ -273,6 +281,7 @@ class EventDeduplicator:
     def _event(self, rec: _Open) -> Event:
         self._sent(rec.event_id, rec.revision)
         v, zone, wall = rec.violation, self._zones[rec.violation.zone_id], self.clock.wall
+        rectify_s = self._camera.rectify_s(v.scene_class, zone.id)
         return Event(
             event_id=rec.event_id,
             state=rec.state,
@@ -290,6 +299,8 @@ class EventDeduplicator:
             source=self.source,
             platform=self._platform[v.scene_class],
             enforcement=rec.enforcement,
+            responsible=self._camera.responsibility.get(zone.id),
+            deadline=Deadline(rectify_s, wall(v.confirmed_s) + timedelta(seconds=rectify_s)),
         )
 
     def update(self, violations: list[Violation], t: float) -> list[Event]:

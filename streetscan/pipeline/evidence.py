@@ -162,6 +162,9 @@ class EvidenceWriter:
             )
             out = self._boxes.annotate(out, det)
         verdict = "STILL PRESENT" if check.still_present else "VERIFIED GONE"
+        deadline = check.case.deadline
+        if check.at_deadline and check.still_present and deadline is not None:
+            verdict = f"OVERDUE since {deadline.due.astimezone(wall.tzinfo).strftime('%H:%M:%S')}"
         header = (
             f"{verdict} | {v.scene_class} | {v.camera_id} / {v.zone_id} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | "
             f"{check.present}/{check.frames} frames"

@@ -71,6 +71,7 @@ class ZoneCheck:
     present: int = 0
     last_objects: tuple[ObservedObject, ...] = ()
     is_cancel: bool = False
+    at_deadline: bool = False  # the camera's own check at the rectification deadline (duty.DeadlineWatch)
 
     @classmethod
     def cancelled(cls, request_id: str) -> ZoneCheck:
@@ -113,7 +114,8 @@ class ZoneCheck:
         return 2 * self.present > self.frames
 
     def answer(self, revision: int, checked_s: float, checked_wall: datetime, evidence: dict[str, str]) -> Event:
-        """The event's new revision: verified or still_present (with what was seen, and when)."""
+        """The event's new revision: verified, or still_present (overdue for a deadline check), with
+        what was seen and when."""
         ev = self.case
         check = Verification(
             self.request.request_id, self.request.requested, checked_s, checked_wall, self.frames, self.present
@@ -123,7 +125,7 @@ class ZoneCheck:
         seen = replace(ev.violation, objects=self.last_objects, last_seen_s=checked_s)
         return replace(
             ev,
-            state="still_present",
+            state="overdue" if self.at_deadline else "still_present",
             revision=revision,
             violation=seen,
             last_seen=checked_wall,
