@@ -9,6 +9,7 @@ into $STREETSCAN_SCREENSHOTS when set (the README's pictures), else into the tes
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -327,11 +328,15 @@ def test_a_camera_pairs_card_says_when_its_evidence_comes_from_the_substream(chr
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory, assets):
-    """`streetscan console` on a replay of the staged kerbside footage (examples/footage.yaml)."""
+    """`streetscan console` on a replay of the staged kerbside footage (examples/footage.yaml, its two
+    kerbs answered for by two units), with a 30 s deadline on illegal parking so that cases reach it."""
     tmp = tmp_path_factory.mktemp("console-recorded")
     out = tmp / "out"
     streams = tmp / "footage.yaml"
-    shutil.copy(REPO / "examples" / "footage.yaml", streams)
+    doc = yaml.safe_load((REPO / "examples" / "footage.yaml").read_text(encoding="utf-8"))
+    doc["defaults"]["deadlines"] = {"illegal_parking": "30s"}
+    doc["defaults"]["deadline_checks"] = {"recheck_s": "15s"}
+    streams.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     cli = [sys.executable, "-m", "streetscan"]
     proc = subprocess.run(
         [
@@ -363,15 +368,8 @@ def recorded(tmp_path_factory, assets):
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/login", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_for(up, 30, what="streetscan console")
+        wait_for(lambda: console_up(base), 30, what="streetscan console")
         yield {"base": base, "out": out, "streams": streams}
     finally:
         server.terminate()
@@ -406,3 +404,66 @@ def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
     driver.get(f"{base}/overview")
     assert int(driver.find_element(By.ID, "total-cases").text) == len(rows)
     photograph(driver, shots, "overview")
+
+
+@pytest.mark.assets
+def test_a_supervisor_reads_each_units_board_and_its_rates_are_the_events(chromium, recorded, tmp_path):
+    """The supervision board (督) on the kerbside replay: per responsible unit, its cases, overdue,
+    rectified and rectified on time, and the two rates, each equal to what the events say; the
+    overview names the units furthest behind; the CSV has the same figures; a unit's name opens
+    its cases."""
+    from selenium.webdriver.common.by import By
+
+    driver, base, shots = chromium, recorded["base"], shots_dir(tmp_path)
+    log_in(driver, base, "ops")
+    events = [json.loads(line) for line in (recorded["out"] / "events.jsonl").read_text().splitlines()]
+    expected: dict[str, list[int]] = {}  # unit -> cases, overdue now, rectified, rectified on time
+    for event_id in {e["event_id"] for e in events}:
+        revs = [e for e in events if e["event_id"] == event_id]
+        if not revs[0]["deadline"]:
+            continue
+        states = {e["state"] for e in revs}
+        rectified, overdue = bool(states & {"resolved", "verified"}), "overdue" in states
+        row = expected.setdefault(revs[0]["responsible"]["unit"], [0, 0, 0, 0])
+        row[0] += 1
+        row[1] += overdue and not rectified
+        row[2] += rectified
+        row[3] += rectified and not overdue
+    assert set(expected) == {"样例街道城管一中队", "样例街道城管二中队"}
+    assert sum(row[1] for row in expected.values()) >= 1, "no case reached its deadline still there"
+
+    driver.get(f"{base}/units")
+    shown = {}
+    for tr in driver.find_elements(By.CSS_SELECTOR, "#units tr.unit"):
+        cells = [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        shown[cells[0]] = cells
+    assert set(shown) == set(expected)
+    for unit, (cases, overdue, rectified, on_time) in expected.items():
+        cells = shown[unit]
+        assert [int(c) for c in (cells[1], cells[3], cells[4], cells[5])] == [cases, overdue, rectified, on_time]
+        assert int(cells[2]) == cases - overdue - rectified
+        assert cells[6] == f"{100 * rectified / cases:.0f}%"
+        judged = rectified + overdue
+        assert cells[7] == (f"{100 * on_time / judged:.0f}%" if judged else "—")
+    photograph(driver, shots, "units")
+
+    csv_text = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1]; fetch('/units.csv').then(r => r.text()).then(done);"
+    )
+    rows = [line.split(",") for line in csv_text.strip().splitlines()]
+    assert rows[0][:4] == ["unit", "cases", "open_in_time", "overdue"]
+    assert {r[0]: int(r[1]) for r in rows[1:]} == {u: v[0] for u, v in expected.items()}
+
+    driver.get(f"{base}/overview")
+    worst = driver.find_elements(By.CSS_SELECTOR, "#worst-units tr td:first-child")
+    assert worst and worst[0].text in expected
+    photograph(driver, shots, "overview-units")
+
+    driver.get(f"{base}/units")
+    unit = next(iter(sorted(expected)))
+    driver.find_element(By.LINK_TEXT, unit).click()
+    wait_for(lambda: "unit=" in driver.current_url, 10, what="the unit's cases")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#cases tr.case")
+    assert len(rows) == expected[unit][0]
+    rows[0].find_element(By.CSS_SELECTOR, "a").click()
+    assert unit in driver.find_element(By.ID, "duty").text

@@ -25,7 +25,7 @@ from ..pipeline.events import Event, EventFormatError, State
 
 log = logging.getLogger(__name__)
 
-STATES = ("opened", "updated", "resolved", "verified", "still_present")
+STATES = ("opened", "updated", "resolved", "verified", "still_present", "overdue")
 CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
 VERDICTS = ("confirmed", "dismissed")
 
@@ -37,12 +37,14 @@ CREATE TABLE IF NOT EXISTS cases (
   event_id TEXT PRIMARY KEY, revision INTEGER NOT NULL, state TEXT NOT NULL,
   camera_id TEXT NOT NULL, zone_id TEXT NOT NULL, scene_code TEXT NOT NULL,
   first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, confidence REAL NOT NULL,
-  repeat_count INTEGER NOT NULL);
+  repeat_count INTEGER NOT NULL, unit TEXT NOT NULL DEFAULT '', due TEXT NOT NULL DEFAULT '',
+  rectified_at TEXT, overdue INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS cases_recent ON cases (last_seen DESC, event_id);
 CREATE INDEX IF NOT EXISTS cases_by_camera ON cases (camera_id, last_seen DESC, event_id);
 CREATE INDEX IF NOT EXISTS cases_by_scene ON cases (scene_code, state, last_seen DESC, event_id);
 CREATE INDEX IF NOT EXISTS cases_by_zone ON cases (zone_id, last_seen DESC, event_id);
 CREATE INDEX IF NOT EXISTS cases_by_state ON cases (state, last_seen DESC, event_id);
+CREATE INDEX IF NOT EXISTS cases_by_unit ON cases (unit, first_seen);
 CREATE TABLE IF NOT EXISTS reviews (
   event_id TEXT NOT NULL, verdict TEXT NOT NULL, reason TEXT NOT NULL, user TEXT NOT NULL,
   at REAL NOT NULL);
@@ -52,7 +54,10 @@ CREATE TABLE IF NOT EXISTS mutes (
   reason TEXT NOT NULL, user TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS mutes_place ON mutes (camera_id, zone_id, scene_code, until);
 """
-SCHEMA_VERSION = 2  # 2: the case row is narrow (its payload is the newest revision's), so filters scan little
+# 2: the case row is narrow (its payload is the newest revision's), so filters scan little;
+# 3: each case's responsible unit, deadline, when it was first rectified and whether it went overdue.
+SCHEMA_VERSION = 3
+UNASSIGNED = ""  # the unit of a case whose zone names none
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class CaseFilter:
     since: str | None = None
     until: str | None = None
     include_muted: bool = False  # also the cases of a place/class an operator muted (hidden while the mute lasts)
+    unit: str | None = None  # the responsible unit the case belongs to
 
     def where(self) -> tuple[str, list[Any]]:
         clauses, args = [], []
@@ -76,6 +82,7 @@ class CaseFilter:
             ("scene_code", self.scene),
             ("zone_id", self.zone),
             ("state", self.state),
+            ("unit", self.unit),
         ):
             if value:
                 clauses.append(f"{column} = ?")
@@ -109,6 +116,32 @@ class Case:
         return self.event["event_id"]
 
 
+@dataclass(frozen=True)
+class UnitFigures:
+    """One responsible unit's cases (those with a deadline), as the supervision board shows them.
+
+    A case is rectified once it went away on its own (`resolved`) or a check found it gone
+    (`verified`); on time when that happened before any deadline check found it still there
+    (`overdue`). The rectification rate (整改率) is rectified / cases; the on-time rate (按期整改率)
+    is rectified on time / the cases that can be judged (rectified, or overdue)."""
+
+    unit: str
+    cases: int
+    open_in_time: int  # not rectified, no check has found it overdue (yet)
+    overdue: int  # not rectified, and a deadline check found it still there
+    rectified: int
+    rectified_on_time: int
+
+    @property
+    def rectification_rate(self) -> float | None:
+        return self.rectified / self.cases if self.cases else None
+
+    @property
+    def on_time_rate(self) -> float | None:
+        judged = self.rectified + self.overdue
+        return self.rectified_on_time / judged if judged else None
+
+
 class CaseIndex:
     """SQLite case index. Thread-safe: one connection, one lock (the console's request handlers
     and the emitter share it); WAL so a reader never waits for a writer's fsync."""
@@ -134,6 +167,14 @@ class CaseIndex:
             for name in ("cases_last_seen", "cases_camera", "cases_scene", "cases_state"):
                 self._db.execute(f"DROP INDEX IF EXISTS {name}")
             self._db.execute("ALTER TABLE cases DROP COLUMN payload")
+        if columns and "unit" not in columns:  # version 2's cases were sent before units and deadlines
+            for column in (
+                "unit TEXT NOT NULL DEFAULT ''",
+                "due TEXT NOT NULL DEFAULT ''",
+                "rectified_at TEXT",
+                "overdue INTEGER NOT NULL DEFAULT 0",
+            ):
+                self._db.execute(f"ALTER TABLE cases ADD COLUMN {column}")
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- feeding ----------------------------------------------------------------------------
@@ -179,11 +220,13 @@ class CaseIndex:
             return 0
         # Only a newer revision replaces the case row: revisions may arrive out of order after a
         # sink outage, and the list must show the latest state.
+        unit = ev.responsible.unit if ev.responsible and ev.responsible.unit else UNASSIGNED
         self._db.execute(
-            """INSERT INTO cases VALUES (?,?,?,?,?,?,?,?,?,?)
+            """INSERT INTO cases (event_id, revision, state, camera_id, zone_id, scene_code, first_seen, last_seen,
+                 confidence, repeat_count, unit, due) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
                ON CONFLICT(event_id) DO UPDATE SET revision=excluded.revision, state=excluded.state,
                  last_seen=excluded.last_seen, confidence=excluded.confidence,
-                 repeat_count=excluded.repeat_count
+                 repeat_count=excluded.repeat_count, unit=excluded.unit, due=excluded.due
                WHERE excluded.revision > cases.revision""",
             (
                 ev.event_id,
@@ -196,8 +239,20 @@ class CaseIndex:
                 last_seen,
                 ev.violation.confidence,
                 ev.repeat_count,
+                unit,
+                ev.deadline.due.isoformat() if ev.deadline else "",
             ),
         )
+        # Supervision (per_unit): whichever revision arrives first, the case keeps its first
+        # rectification (gone on its own, or found gone by a check) and whether it ever went overdue.
+        if ev.state in CLOSED:
+            at = raw["verification"]["checked"]["wall"] if ev.verification else last_seen
+            self._db.execute(
+                "UPDATE cases SET rectified_at = ? WHERE event_id = ? AND (rectified_at IS NULL OR rectified_at > ?)",
+                (at, ev.event_id, at),
+            )
+        elif ev.state == "overdue":
+            self._db.execute("UPDATE cases SET overdue = 1 WHERE event_id = ?", (ev.event_id,))
         return 1
 
     def import_jsonl(self, folder: Path) -> int:
@@ -306,6 +361,22 @@ class CaseIndex:
                    GROUP BY camera_id ORDER BY 2 DESC, 1"""
                 )
             ]
+
+    def per_unit(self, flt: CaseFilter = CaseFilter()) -> list[UnitFigures]:
+        """Supervision figures per responsible unit over the cases with a deadline that `flt`
+        selects (its since/until bound when they were last seen), worst on-time rate first."""
+        with self._lock:
+            where, args = self._where(flt)
+            where = f"{where} AND due != ''" if where else " WHERE due != ''"
+            rows = self._db.execute(
+                f"""SELECT unit, COUNT(*), SUM(rectified_at IS NULL AND overdue = 0),
+                          SUM(rectified_at IS NULL AND overdue = 1), SUM(rectified_at IS NOT NULL),
+                          SUM(rectified_at IS NOT NULL AND overdue = 0)
+                    FROM cases{where} GROUP BY unit""",
+                args,
+            ).fetchall()
+        units = [UnitFigures(*row) for row in rows]
+        return sorted(units, key=lambda u: (u.on_time_rate if u.on_time_rate is not None else 2.0, -u.cases, u.unit))
 
     def open_count(self) -> int:
         with self._lock:
@@ -439,6 +510,38 @@ def cases_csv(cases: Iterable[Case]) -> str:
                     c.verdict or "",
                     c.verdict_reason,
                 )
+            )
+        )
+    return buf.getvalue()
+
+
+UNIT_CSV_COLUMNS = (
+    "unit",
+    "cases",
+    "open_in_time",
+    "overdue",
+    "rectified",
+    "rectified_on_time",
+    "rectification_rate",
+    "on_time_rate",
+)
+
+
+def units_csv(units: Iterable[UnitFigures]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(UNIT_CSV_COLUMNS)
+    for u in units:
+        rates = (u.rectification_rate, u.on_time_rate)
+        writer.writerow(
+            (
+                spreadsheet_safe(u.unit),
+                u.cases,
+                u.open_in_time,
+                u.overdue,
+                u.rectified,
+                u.rectified_on_time,
+                *("" if r is None else f"{r:.4f}" for r in rates),
             )
         )
     return buf.getvalue()

@@ -108,6 +108,14 @@ class Metrics:
             "streetscan_inference_latency_seconds", "Wall time of one batched inference call", ["worker"], registry=r
         )
         self.events = Counter("streetscan_events", "Events emitted", ["scene_class", "state"], registry=r)
+        # Supervision (督) per responsible unit: opened, overdue, verified, resolved ... revisions. The
+        # unit label's values are streams.yaml's units (a bounded set); "" where none is configured.
+        self.unit_events = Counter(
+            "streetscan_unit_events",
+            "Events per responsible unit and state (overdue: a deadline check found the case still there)",
+            ["unit", "state"],
+            registry=r,
+        )
         self.spool_write_failures = Counter(
             "streetscan_spool_write_failures",
             "Times a camera's events could not be saved to the spool (a full "

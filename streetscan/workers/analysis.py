@@ -135,6 +135,8 @@ class AnalysisWorker(Worker):
             self.recorded.setdefault(camera_id, []).extend(batch)
         for ev in batch:
             self.metrics.events.labels(ev.violation.scene_class, ev.state).inc()
+            unit = ev.responsible.unit if ev.responsible and ev.responsible.unit else ""
+            self.metrics.unit_events.labels(unit, ev.state).inc()
 
     def analysed_fps(self, camera_id: str, now: float | None = None) -> float | None:
         """The camera's analysed frames per second over its last few frames; 0 once it has had

@@ -24,12 +24,20 @@ def case_filter(
     since: str = "",
     until: str = "",
     muted: bool = False,
+    unit: str = "",
 ) -> CaseFilter:
     if state and state not in STATES:
         raise HTTPException(422, f"state must be one of {', '.join(STATES)}")
     checked = cast("State | None", state or None)  # one of STATES, or none
     return CaseFilter(
-        camera or None, scene or None, zone or None, checked, since or None, until or None, include_muted=muted
+        camera or None,
+        scene or None,
+        zone or None,
+        checked,
+        since or None,
+        until or None,
+        include_muted=muted,
+        unit=unit or None,
     )
 
 

@@ -11,6 +11,7 @@ from ..users import User
 from ..web import console_of, current_user, render
 
 router = APIRouter()
+WORST_UNITS = 5  # the overview names the units furthest behind; the board lists them all
 
 
 @router.get("/overview", response_class=HTMLResponse)
@@ -28,6 +29,7 @@ def overview(request: Request, user: User = Depends(current_user)):
         down=[c for c in cams if c.down],
         shedding=[c for c in cams if c.shedding],
         cameras=len(cams),
+        worst_units=[u for u in console_of(request).index.per_unit() if u.on_time_rate is not None][:WORST_UNITS],
     )
 
 
