@@ -35,10 +35,14 @@ PILE = (540, 70, 610, 125)  # on the far pavement, in the building's shadow
 DWELL_S = 20.0
 
 
-def street_camera(dwell_s: float = DWELL_S) -> dict:
+def street_camera(dwell_s: float = DWELL_S, deadline: str | None = None) -> dict:
     rule = {"stacked_materials": {"detector": "scene_change", "dwell_s": dwell_s}}
     return {
-        "defaults": {"event": {"resolve_grace_s": 10}},
+        "defaults": {
+            "event": {"resolve_grace_s": 10},
+            **({"deadlines": {"stacked_materials": deadline}, "deadline_checks": {"recheck_s": "10s"}}
+               if deadline else {}),
+        },
         "cameras": [
             {
                 "id": "kerb",
@@ -57,8 +61,8 @@ def street_camera(dwell_s: float = DWELL_S) -> dict:
     }  # fmt: skip
 
 
-def replay(clip: Path, out: Path) -> list:
-    camera = parse_config(street_camera()).camera("kerb")
+def replay(clip: Path, out: Path, deadline: str | None = None) -> list:
+    camera = parse_config(street_camera(deadline=deadline)).camera("kerb")
     sink = JsonlSink(out / "events.jsonl")
     job = ReplayJob(camera, load_detector(resolve_model(None)), out_dir=out, sinks=[sink], batch_size=4,
                     start_time=datetime(2026, 12, 6, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai")))  # fmt: skip
@@ -129,10 +133,15 @@ def test_light_a_person_standing_cars_parking_and_a_truck_stopping_open_no_scene
 
 
 def watch(
-    assets: Path, pile: np.ndarray, present, until_s: float = 55.0, settings: SceneSettings | None = None
+    assets: Path,
+    pile: np.ndarray,
+    present,
+    until_s: float = 55.0,
+    settings: SceneSettings | None = None,
+    held: np.ndarray | None = None,
 ) -> tuple[SceneModel, dict[float, list]]:
     """The scene model over the street clip at 2 fps with the pile pasted while `present(t)`: the
-    static regions touching the pile's place, by time."""
+    static regions touching the pile's place, by time. `held`: boxes of open cases."""
     import av
 
     model = SceneModel(settings)
@@ -148,7 +157,7 @@ def watch(
             img = frame.to_ndarray(format="bgr24")
             if present(t):
                 paste(img, pile, PILE)
-            seen[round(t, 1)] = [r for r in model.update(img, t).static if box_iou(r.box, PILE) > 0]
+            seen[round(t, 1)] = [r for r in model.update(img, t, held=held).static if box_iou(r.box, PILE) > 0]
             if t > until_s:
                 break
     return model, seen
@@ -183,6 +192,46 @@ def test_the_first_seconds_are_learnt_as_the_empty_scene_and_what_arrives_after_
     assert any(seen.values())
     _, seen = watch(assets, pile, lambda t: 10 <= t, until_s=30.0)
     assert any(seen.values())
+
+
+@pytest.mark.parametrize("taken_away", [True, False], ids=["taken-away", "still-there"])
+def test_at_its_deadline_a_pile_taken_away_is_verified_and_one_still_there_is_overdue(
+    assets, pile, tmp_path, taken_away
+):
+    """Issue #37 on a scene-change case: no model sees the pile, so the deadline check asks the scene
+    model whether the change still stands at the case's place. Arrives 10 s, confirmed 30-35 s,
+    deadline 20 s after that; taken away at 40 s, or left to the end."""
+    arrives, removed = 10.0, 40.0 if taken_away else 99.0
+
+    def edit(t, img):
+        if arrives <= t < removed:
+            paste(img, pile, PILE)
+
+    clip = edited_clip(assets / "footage" / STREET, tmp_path / "pile.mp4", edit)
+    events = replay(clip, tmp_path, deadline="20s")
+    case = next(e for e in events if e.state == "opened")
+    checks = [e for e in events if e.event_id == case.event_id and e.state in ("verified", "overdue")]
+    assert checks, [(e.state, e.violation.last_seen_s) for e in events]
+    assert case.deadline is not None
+    first = checks[0]
+    assert first.verification is not None and first.verification.request_id == "deadline:1"
+    assert 0 <= (first.verification.checked - case.deadline.due).total_seconds() <= 3
+    if taken_away:
+        assert [e.state for e in checks] == ["verified"]
+    else:
+        assert [e.state for e in checks][:2] == ["overdue", "overdue"]  # and again, recheck_s later
+        assert box_iou(first.violation.objects[0].box, PILE) >= 0.3
+    assert all((tmp_path / p).is_file() for p in first.evidence.values()) and "annotated" in first.evidence
+
+
+def test_an_open_cases_change_is_not_taken_into_the_empty_scene_however_long_it_stands(assets, pile):
+    # With a short absorb time the pile becomes scene after it; held as an open case's box, it stays.
+    short = SceneSettings(absorb_s=15.0)
+    _, seen = watch(assets, pile, lambda t: 10 <= t, until_s=45.0, settings=short)
+    assert any(seen[t] for t in seen if t < 25) and not any(seen[t] for t in seen if t >= 30)
+    held = np.array([PILE], dtype=np.float32)
+    _, seen = watch(assets, pile, lambda t: 10 <= t, until_s=45.0, settings=short, held=held)
+    assert all(seen[t] for t in seen if 20 <= t <= 45)
 
 
 def test_pieces_of_one_thing_on_one_frame_are_one_case_not_two():

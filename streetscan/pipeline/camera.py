@@ -87,7 +87,9 @@ class CameraAnalysis:
             tracked = self._last_tracked = self.tracker.update(detections, frame.pts_s)
         scene = None
         if self.scene is not None:
-            scene = self.scene.update(frame.image, frame.pts_s, frame.source_size, self._known_objects(tracked))
+            scene = self.scene.update(
+                frame.image, frame.pts_s, frame.source_size, self._known_objects(tracked), self._held()
+            )
         where = self.rules.zones.frame(tracked, scene)
         step = self.rules.update(tracked, frame.pts_s, self.clock.wall(frame.pts_s), frame.seq, where)
         if step.episode_started:
@@ -208,6 +210,15 @@ class CameraAnalysis:
         recheck = camera.detection.recheck_s
         phase = zlib.crc32(camera.id.encode()) / 2**32  # fixed per camera: a restart keeps its re-check times apart
         return MotionGate(list(zones.values()), GateSettings(recheck_s=recheck) if recheck else None, phase)
+
+    def _held(self) -> np.ndarray:
+        """Boxes of the scene-change cases still open or waiting for a deadline check: the scene model
+        must not take them into the empty scene while someone is answerable for them."""
+        boxes = [rec.violation.objects[0].box for rec in self.dedup.open.values()
+                 if rec.violation.detector == "scene_change" and rec.violation.objects]  # fmt: skip
+        boxes += [p.event.violation.objects[0].box for p in self.deadlines.pending.values()
+                  if p.event.violation.detector == "scene_change" and p.event.violation.objects]  # fmt: skip
+        return np.array(boxes, dtype=np.float32).reshape(-1, 4)
 
     def _known_objects(self, tracked: sv.Detections) -> np.ndarray:
         """Boxes of what the detector is sure of on this frame (the card's track_activate, the score

@@ -106,11 +106,14 @@ class SceneModel:
         t: float,
         source_size: tuple[int, int] | None = None,
         known: np.ndarray | None = None,
+        held: np.ndarray | None = None,
     ) -> SceneFrame:
         """`image`: the frame (BGR); `source_size`: the camera's (w, h) when `image` is scaled down;
         `known`: boxes (N x 4, camera pixels) of the objects the detector found on this frame. What
         stands under a known object is that object's (a parked car, a person standing still), not
-        static foreground; a change that appeared as a known object left is a departure."""
+        static foreground; a change that appeared as a known object left is a departure. `held`:
+        boxes of changes that are open cases (a pile waiting for its rectification deadline): never
+        absorbed after `absorb_s`, so that a check hours later still tells it from the empty scene."""
         s = self.settings
         grey = self._reduce(image)
         h, w = grey.shape
@@ -173,6 +176,8 @@ class SceneModel:
         h_c, w_c = learn.shape
         self._long[:h_c, :w_c] += (a_long * learn) * (grey[:h_c, :w_c] - self._long[:h_c, :w_c])
         old = ~np.isnan(self._since) & (t - np.nan_to_num(self._since, nan=t) >= s.absorb_s)
+        if held is not None and len(held) and old.any():
+            old &= ~self._cells_of(held, scale, (ch, cw))
         if old.any():
             self._take(old, grey)
         # Under a known object now, or a moment ago (a box the detector missed for a frame or two).

@@ -24,6 +24,7 @@ from .plan import CameraPlan
 from .rules import ObservedObject
 from .rules.base import box_of
 from .rules.registry import rule_kind
+from .rules.scene_change import same_thing
 from .track import same_place
 from .zones import FrameZones
 
@@ -84,10 +85,18 @@ class ZoneCheck:
         return self.event
 
     def look(self, plan: CameraPlan, det: sv.Detections, where: FrameZones) -> None:
-        """Count this frame: are the violation's objects in its zone? `where`: the frame's zones."""
+        """Count this frame: are the violation's objects in its zone? `where`: the frame's zones (and
+        the scene model's static changes, for a case no model detects)."""
         v = self.case.violation
         scene, zone_id = CATALOGUE[v.scene_class], v.zone_id
         self.frames += 1
+        if v.detector == "scene_change":
+            # No model sees it: the scene model's static change at the case's place is the object.
+            found = [r.box for r in where.static_in(zone_id) if v.objects and same_thing(v.objects[0].box, r.box)]
+            if found:
+                self.present += 1
+                self.last_objects = tuple(ObservedObject("unknown", box, 1.0, None) for box in found)
+            return
         if len(det) == 0:
             return
         assert det.confidence is not None  # detectors score every box (make_detections)

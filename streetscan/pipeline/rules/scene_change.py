@@ -66,7 +66,7 @@ class SceneChangeRule(ZoneRule):
             # The same thing if the boxes overlap mostly (a region grows as cells settle, shrinks under a
             # passer-by). Pieces of one thing (a passer-by's legs cut it in two) are one thing, not a
             # new case each: on i-LIDS's platform a suitcase's second piece opened a second case.
-            matches = [e for e in self.episodes if _same(before.get(id(e), e.box), region.box)]
+            matches = [e for e in self.episodes if same_thing(before.get(id(e), e.box), region.box)]
             ep = next((e for e in matches if id(e) not in seen), None)
             if ep is None and matches:
                 matches[0].grow(region)
@@ -112,5 +112,6 @@ class _Region(Episode):
         self.objects = (ObservedObject("unknown", self.box, 1.0, None),)
 
 
-def _same(a: Box, b: Box) -> bool:
+def same_thing(a: Box, b: Box) -> bool:
+    """Two static regions of one thing: the same place, or one mostly covering the other."""
     return same_place(a, b) or max(covered(a, b), covered(b, a)) >= COVER
