@@ -175,10 +175,17 @@ class CameraAnalysis:
             "deadlines": self.deadlines.snapshot(),
         }
 
-    def restore(self, state: dict, t: float) -> int:
+    def restore(self, state: dict, t: float, known_event: Callable[[str], Event | None] = lambda _: None) -> int:
+        """Reload what `snapshot` saved; `known_event`: a case's newest revision (the spool's), for
+        the cases waiting for their deadline check."""
         restored = self.dedup.restore(state.get("dedup", {}), t, self.rules.confirm_s)
         zones = {z.id for z in self.camera.zones}  # a zone removed while the daemon was down has no place to check
-        self.deadlines.restore([d for d in state.get("deadlines", []) if d["event"]["zone"]["id"] in zones])
+
+        def here(event_id: str) -> Event | None:
+            event = known_event(event_id)
+            return event if event is not None and event.violation.zone_id in zones else None
+
+        self.deadlines.restore(state.get("deadlines", []), here)
         open_ids = {rec.event_id for rec in self.dedup.open.values()}
         self._evidence_by_event = {k: v for k, v in state.get("evidence", {}).items() if k in open_ids}
         return restored

@@ -11,6 +11,7 @@ committed with the events that made or answered them, so a restart keeps them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -117,11 +118,14 @@ class DeadlineWatch:
         return out
 
     def snapshot(self) -> list[dict[str, Any]]:
-        return [{"event": p.event.to_dict(), "due_ts": p.due_ts, "attempt": p.attempt} for p in self.pending.values()]
+        """The checks as saved with the camera's state: a few numbers each, not the events (the
+        spool keeps every event's newest revision, and a camera's state is written on every commit)."""
+        return [{"event_id": k, "due_ts": p.due_ts, "attempt": p.attempt} for k, p in self.pending.items()]
 
-    def restore(self, saved: list[dict[str, Any]]) -> None:
-        from .events import Event  # events imports this module for Deadline and Responsibility
-
-        for item in saved:
-            event = Event.from_dict(item["event"])
-            self.pending[event.event_id] = PendingCheck(event, float(item["due_ts"]), int(item["attempt"]))
+    def restore(self, saved: list[dict[str, Any]], known_event: Callable[[str], Event | None]) -> int:
+        """Reload saved checks; `known_event` gives a case's newest revision (the spool's)."""
+        for item in saved[-MAX_PENDING_CHECKS:]:
+            event = known_event(item["event_id"])
+            if event is not None and event.state != "verified":
+                self.pending[event.event_id] = PendingCheck(event, float(item["due_ts"]), int(item["attempt"]))
+        return len(self.pending)

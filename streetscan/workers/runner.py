@@ -139,7 +139,7 @@ class Runner:
         state = self.spool.load_state(camera.id) if self.options.restore_state else None
         if state:
             now_t = self.epoch[0] + (time.monotonic() - self.epoch[1])
-            n = analysis.restore(state, now_t)
+            n = analysis.restore(state, now_t, self.spool.known_event)
             if n:
                 log.info("%s: %d open event(s) restored", camera.id, n, extra={"camera": camera.id})
         for hook in self.camera_hooks:
