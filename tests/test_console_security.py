@@ -32,7 +32,7 @@ PASSWORD = "correct horse battery"
 def event(i: int, state="opened", revision=0, camera="cam01", scene="out_of_store_trading") -> dict:
     eid = f"00000000-0000-4000-8000-{i:012d}"
     ev = {
-        "schema_version": "2",
+        "schema_version": "3",
         "event_id": eid,
         "state": state,
         "revision": revision,
@@ -56,6 +56,8 @@ def event(i: int, state="opened", revision=0, camera="cam01", scene="out_of_stor
         "source": "test",
         "platform": {"category_code": "05", "category": "街面秩序", "code": "0504", "name": "店外经营"},
         "enforcement": {"stage": "educate", "name": "首次教育引导", "count": 1, "window_days": 30},
+        "responsible": None,
+        "deadline": {"rectify_s": 1800, "due": f"2026-11-24T09:{i % 60:02d}:30+08:00"},
     }
     jsonschema.validate(ev, event_schema())
     return ev
