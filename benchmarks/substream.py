@@ -12,8 +12,9 @@ stream's keyframes for evidence. The search is streetscan bench's (double until 
 sustained, then bisect); per codec the two run back to back, in alternating order per round.
 Before them, per codec, the stage figures on the same clips, one thread each, and from them the
 combined limit (cores / a camera's cost: its decode, preprocessing and its share of the raw
-inference ceiling) that the end-to-end count is compared with. Prints a Markdown table and one
-JSON line.
+inference ceiling) that the end-to-end count is compared with, and at the load sustained, the
+cores the process actually used, by thread (readers, main streams, the native pools of ONNX Runtime
+and FFmpeg, analysis). Prints two Markdown tables and one JSON line.
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def main() -> int:
                     rows.append({"codec": codec, "round": r + 1, "detect_on": name, "cameras": n,
                                  "analysed_fps": round(at.analysed_fps, 1) if at else None,
                                  "combined_limit": round(limit, 1), "of_limit": round(n / limit, 2),
-                                 "cores_per_camera": budget[name]["cores_per_camera"]})  # fmt: skip
+                                 "cores_per_camera": budget[name]["cores_per_camera"],
+                                 # measured, at the sustained trial: the process's cores by thread
+                                 "cores_by_thread": {k: round(v, 3) for k, v in at.cores_by_thread.items()}
+                                 if at else {}})  # fmt: skip
     print("| codec | round | detection on | millicores per camera by stage | combined limit "
           "| cameras sustained at 1 fps | of the limit |\n|---|---|---|---|---|---|---|")  # fmt: skip
     for row in rows:
@@ -131,6 +135,15 @@ def main() -> int:
         cost = ", ".join(f"{k} {1000 * v:.0f}" for k, v in row["cores_per_camera"].items())
         print(f"| {row['codec']} | {row['round']} | {where} | {cost} | {row['combined_limit']} | {row['cameras']} "
               f"| {100 * row['of_limit']:.0f} % |")  # fmt: skip
+    print(
+        "\n| codec | round | detection on | cameras | cores by thread at that load (measured) |\n|---|---|---|---|---|"
+    )
+    for row in rows:
+        used = ", ".join(f"{k} {v:.2f}" for k, v in sorted(row["cores_by_thread"].items(), key=lambda kv: -kv[1]))
+        total = sum(row["cores_by_thread"].values())
+        print(
+            f"| {row['codec']} | {row['round']} | {row['detect_on']} | {row['cameras']} | {used}; total {total:.2f} |"
+        )
     print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                       "model": card.name, "clip": source.name, "rows": rows}))  # fmt: skip
     return 0

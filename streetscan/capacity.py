@@ -17,9 +17,10 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -209,12 +210,50 @@ class Trial:
     min_camera_fps: float = 0.0  # the least-served camera's analysed frames/s (fairness)
     max_camera_fps: float = 0.0
     not_detected_fps: float = 0.0  # of the analysed frames, those the motion gate kept from the detector
+    # Where the process's cores went over the measured window, by thread (thread_cores); {} off Linux.
+    cores_by_thread: dict[str, float] = field(default_factory=dict)
 
     def sustained(self, max_age_s: float) -> bool:
         return self.analysed_fps >= 0.95 * self.offered_fps and self.age_p95_s <= max_age_s
 
 
 AGE = "streetscan_frame_age_at_analysis_seconds"
+
+# The daemon's workers by thread-name prefix (infra.loop.Worker names them); threads started by
+# native code (ONNX Runtime's pool, FFmpeg's decoder threads) have no Python name.
+THREAD_GROUPS = (
+    ("reader-", "readers: demux + decode"),
+    ("main-", "main streams: keyframes"),
+    ("inference-", "inference loop (Python)"),
+    ("analysis", "analysis: track, rules, events"),
+)
+NATIVE = "native pools: ONNX Runtime, FFmpeg"
+
+
+def thread_seconds() -> dict[str, float]:
+    """CPU seconds each group of this process's threads has used so far (Linux /proc)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended between listing and reading
+        cpu = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        name = names.get(int(tid))
+        group = NATIVE if name is None else next((g for p, g in THREAD_GROUPS if name.startswith(p)), "other")
+        out[group] = out.get(group, 0.0) + cpu
+    return out
+
+
+def thread_cores(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    return {g: (after.get(g, 0.0) - before.get(g, 0.0)) / seconds for g in after if seconds > 0}
 
 
 def _buckets(registry, name: str) -> dict[float, float]:
@@ -317,9 +356,11 @@ def e2e_trial(
         age0 = _buckets(m.registry, AGE)
         cam0 = per_camera()
         c0 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
+        cpu0 = thread_seconds()
         t0 = time.monotonic()
         time.sleep(seconds)
         a1, d1, n1, b1 = totals()
+        cores = thread_cores(cpu0, thread_seconds(), time.monotonic() - t0)
         cam1 = per_camera()
         c1 = m.registry.get_sample_value("streetscan_inference_batch_size_count", {"worker": "cpu0"}) or 0.0
         dt = time.monotonic() - t0
@@ -338,6 +379,7 @@ def e2e_trial(
         min(rates, default=0.0),
         max(rates, default=0.0),
         (n1 - n0) / dt,
+        cores,
     )
 
 
