@@ -465,5 +465,6 @@ def test_a_supervisor_reads_each_units_board_and_its_rates_are_the_events(chromi
     wait_for(lambda: "unit=" in driver.current_url, 10, what="the unit's cases")
     rows = driver.find_elements(By.CSS_SELECTOR, "#cases tr.case")
     assert len(rows) == expected[unit][0]
+    assert all(r.find_element(By.CSS_SELECTOR, "td.unit").text == unit for r in rows)
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
     assert unit in driver.find_element(By.ID, "duty").text

@@ -471,6 +471,8 @@ CSV_COLUMNS = (
     "first_seen",
     "last_seen",
     "repeat_count",
+    "responsible_unit",
+    "deadline_due",
     "verdict",
     "verdict_reason",
 )
@@ -507,6 +509,8 @@ def cases_csv(cases: Iterable[Case]) -> str:
                     e["first_seen"]["wall"],
                     e["last_seen"]["wall"],
                     e.get("repeat_count", 0),
+                    (e.get("responsible") or {}).get("unit") or "",
+                    (e.get("deadline") or {}).get("due", ""),
                     c.verdict or "",
                     c.verdict_reason,
                 )
