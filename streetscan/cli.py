@@ -991,6 +991,39 @@ def console_cmd(
             feed.join(5)
 
 
+dataset_app = typer.Typer(help="Training data from the cameras: operators' labels as a source.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+
+
+@dataset_app.command("export")
+def dataset_export(
+    to: Annotated[Path, typer.Argument(help="Folder to write (replaced): images/, labels/, data.yaml, source.yaml.")],
+    out: Annotated[Path, typer.Option(help="The console's output folder (its labels.db and labelling/).")] = Path(
+        "out"
+    ),
+    name: Annotated[str, typer.Option(help="The source's name in the datasets manifest.")] = "operator_labels",
+    val_fraction: Annotated[float, typer.Option(help="Share of camera-days held out for val.")] = 0.2,
+) -> None:
+    """Write the frames labelled in the console as a YOLO source the dataset builder reads."""
+    from .dataset.export import export_labels
+    from .dataset.labels import LabelStore
+    from .pipeline.models import vocabulary
+
+    if not (out / "labels.db").is_file():
+        _fail(f"{out / 'labels.db'}: no labels here (label frames in the console's /label first)")
+    store = LabelStore(out, vocabulary())
+    try:
+        summary = export_labels(store, to, name, val_fraction)
+    except ValueError as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    console.print(
+        f"{to}: {summary['frames']} frames, boxes {summary['boxes']}, cameras {', '.join(summary['cameras'])}, "
+        f"{summary['labellers']} labeller(s); manifest entry in {to / 'source.yaml'}"
+    )
+
+
 dead_app = typer.Typer(
     help="Events a sink refused for good (e.g. a webhook answering 422): list and re-send them.", no_args_is_help=True
 )

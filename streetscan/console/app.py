@@ -1,5 +1,5 @@
 """The operator console: a FastAPI app with server-rendered Jinja2 pages, one router per area
-(routes/: auth, cases, cameras, overview, evidence) over the parts in web.Console.
+(routes/: auth, cases, cameras, overview, units, labels, evidence) over the parts in web.Console.
 
 Nothing is served without a session: pages redirect to the login page, the JSON API and evidence
 images answer 401. Every POST carries the session's CSRF token. Evidence is served only from
@@ -19,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
+from ..dataset.labels import LabelStore
+from ..pipeline.models import vocabulary
 from .fleet import Fleet, RecordedFleet
 from .index import CaseIndex
 from .routes import ROUTERS
@@ -42,6 +44,7 @@ class ConsoleSettings:
     # Reverse proxies whose X-Forwarded-For/-Proto are believed (addresses); none: the client's own
     # address is the one login throttling counts, whatever headers it sends.
     trusted_proxies: tuple[str, ...] = ()
+    labels_path: Path | None = None  # operators' labels (SQLite); default: labels.db beside the case index
 
     def server_options(self) -> dict:
         """uvicorn's options for these settings: forwarded headers only from the trusted proxies."""
@@ -142,6 +145,9 @@ def create_app(
         fleet=fleet or RecordedFleet(settings.out_dir, camera_ids=index.facets()["camera_id"]),
         templates=templates,
         evidence_root=(settings.out_dir / "evidence").resolve(),
+        labels=LabelStore(
+            settings.out_dir, vocabulary(), settings.labels_path or settings.index_path.with_name("labels.db")
+        ),
     )
     for router in ROUTERS:
         app.include_router(router)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STATES = ("opened", "updated", "resolved", "verified", "still_present", "overdue")
 CLOSED = ("resolved", "verified")  # gone: rectified, or found gone when the platform asked
 VERDICTS = ("confirmed", "dismissed")
+LOW_CONFIDENCE = 0.4  # a case the detector was less sure of than this is worth a label
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revisions (
@@ -377,6 +378,20 @@ class CaseIndex:
             ).fetchall()
         units = [UnitFigures(*row) for row in rows]
         return sorted(units, key=lambda u: (u.on_time_rate if u.on_time_rate is not None else 2.0, -u.cases, u.unit))
+
+    def label_candidates(self, limit: int = 500) -> list[tuple[dict[str, Any], str]]:
+        """The newest cases worth a label, with why: found by the scene model (nobody knows what it
+        is), dismissed by an operator (what the model mistook), or the detector's least sure."""
+        out = []
+        for case in self.cases(CaseFilter(include_muted=True), limit=limit):
+            ev = case.event
+            if ev.get("detector") == "scene_change":
+                out.append((ev, "scene_change"))
+            elif case.verdict == "dismissed":
+                out.append((ev, "dismissed"))
+            elif float(ev.get("confidence", 1.0)) < LOW_CONFIDENCE:
+                out.append((ev, "low_confidence"))
+        return out
 
     def open_count(self) -> int:
         with self._lock:

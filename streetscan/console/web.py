@@ -16,6 +16,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ..dataset.labels import LabelStore
 from .fleet import Fleet
 from .i18n import LANGS, translator
 from .index import CaseIndex
@@ -38,6 +39,7 @@ class Console:
     fleet: Fleet
     templates: Jinja2Templates
     evidence_root: Path
+    labels: LabelStore | None = None  # frames operators label for the next model (issue #33)
     chart_cache: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
 
 

@@ -1,5 +1,5 @@
 """The console's routes, one router per area; console.app includes them all."""
 
-from . import auth, cameras, cases, evidence, overview, units
+from . import auth, cameras, cases, evidence, labels, overview, units
 
-ROUTERS = [auth.router, cases.router, cameras.router, overview.router, units.router, evidence.router]
+ROUTERS = [auth.router, cases.router, cameras.router, overview.router, units.router, labels.router, evidence.router]
