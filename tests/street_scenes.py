@@ -73,3 +73,20 @@ def garbage_crop(dataset: Path, index: int = 0) -> np.ndarray:
 def paste(img: np.ndarray, obj: np.ndarray, box: tuple[int, int, int, int]) -> None:
     x1, y1, x2, y2 = box
     img[y1:y2, x1:x2] = cv2.resize(obj, (x2 - x1, y2 - y1), interpolation=cv2.INTER_AREA)
+
+
+TRICYCLE_CLIP = "pavement_crowd_gathering_india.mp4"
+TRICYCLE_BOX = (184, 35, 227, 77)  # an auto-rickshaw parked at the far kerb, 3 s into the clip (640 x 360)
+
+
+def tricycle_crop(footage: Path) -> np.ndarray:
+    """A real three-wheeler (auto-rickshaw, 三轮车) cut from a real street camera's frame: an object
+    the project's own model was never taught (its card maps `tricycle` to null)."""
+    cap = cv2.VideoCapture(str(footage / TRICYCLE_CLIP))
+    cap.set(cv2.CAP_PROP_POS_MSEC, 3000)
+    ok, frame = cap.read()
+    cap.release()
+    if not ok:
+        raise LookupError(f"{footage / TRICYCLE_CLIP}: no frame at 3 s")
+    x1, y1, x2, y2 = TRICYCLE_BOX
+    return frame[y1:y2, x1:x2].copy()
