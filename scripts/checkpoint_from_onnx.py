@@ -38,7 +38,7 @@ def checkpoint_from_onnx(onnx_path: Path, out: Path, *, check: bool = True) -> P
     arch = next((a for k, a in ARCHITECTURES.items() if k in meta.get("description", "")), None)
     if not names or arch is None:
         raise SystemExit(f"{onnx_path}: not an Ultralytics YOLO export this script knows ({meta.get('description')})")
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.graph.initializer}
     model = DetectionModel(arch, nc=len(names), verbose=False)
     used: set[str] = set()
     with torch.no_grad():
@@ -67,7 +67,8 @@ def checkpoint_from_onnx(onnx_path: Path, out: Path, *, check: bool = True) -> P
         size = ast.literal_eval(meta.get("imgsz", "[640, 640]"))
         x = np.random.default_rng(0).random((1, 3, *size), dtype=np.float32)
         ref = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
-        got = model(torch.from_numpy(x))[0].numpy()
+        with torch.no_grad():
+            got = model(torch.from_numpy(x))[0].numpy()
         err = float(np.abs(ref - got).max() / max(1e-6, float(np.abs(ref).max())))
         if err > 1e-3:
             raise SystemExit(f"{onnx_path}: the recovered model differs from the ONNX by {err:.2e} (relative)")

@@ -330,9 +330,15 @@ def markdown_table(result: Score) -> str:
     return "\n".join(lines)
 
 
+SUBSTREAM_CRF = "17"
+
+
 def substream_copy(clip: Path, size: tuple[int, int], folder: Path) -> Path:
     """The clip as a camera's substream: scaled to fit `size` (aspect kept, never enlarged), same
-    rate, a keyframe every 50 frames (2 s at 25 fps, as cameras send them)."""
+    rate, a keyframe every 50 frames (2 s at 25 fps, as cameras send them), encoded near-losslessly
+    (CRF 17): what the pairs are compared on is the pairing and the smaller picture, not a second
+    encoder's loss. At x264's default CRF 23 the copy of a 640x480 clip kept its size and still lost
+    far cars (courtyard car park 3 -> 2 found, benchmarks/ACCURACY.md)."""
     import subprocess
 
     from .capacity import camera_encoding
@@ -341,7 +347,22 @@ def substream_copy(clip: Path, size: tuple[int, int], folder: Path) -> Path:
     out = folder / clip.name
     fit = f"scale='min({size[0]},iw)':'min({size[1]},ih)':force_original_aspect_ratio=decrease:force_divisible_by=2"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(clip), "-map", "0:v:0", "-vf", fit, *camera_encoding(50), str(out)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(clip),
+            "-map",
+            "0:v:0",
+            "-vf",
+            fit,
+            *camera_encoding(50),
+            "-crf",
+            SUBSTREAM_CRF,
+            str(out),
+        ],  # fmt: skip
         check=True,
     )
     return out

@@ -91,3 +91,29 @@ def untrained_yolo(tmp_path_factory) -> Path:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out / "yolo11n-untrained.yaml"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium through chromedriver, headless, one per test module."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not binary or not driver_path:
+        _required_in_ci("chromium and chromium-driver (Debian packages)")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--lang=zh-CN",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    driver.implicitly_wait(0)
+    yield driver
+    driver.quit()

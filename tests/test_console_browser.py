@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from conftest import _required_in_ci, encode_clip
+from conftest import encode_clip
 from marker_model import red_marker
 from realparts import REPO, DaemonProcess, RtspServer, free_port, wait_for
 
@@ -48,31 +47,6 @@ cameras:
         grade: arterial
         polygon: [[0, 150], [640, 150], [640, 360], [0, 360]]
 """
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not binary or not driver_path:
-        _required_in_ci("chromium and chromium-driver (Debian packages)")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = binary
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,900",
-        "--lang=zh-CN",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,9 @@
       r.dataset.index = i;
       svg.appendChild(r);
       const t = document.createElementNS(NS, "text");
-      t.setAttribute("x", x1 + 4); t.setAttribute("y", Math.max(y1 - 6, 24));
+      const right = x1 > W * 0.7;  // near the right edge the name ends at the box's right side, not past the frame
+      t.setAttribute("x", right ? x2 - 4 : x1 + 4); t.setAttribute("y", Math.max(y1 - 6, 24));
+      t.setAttribute("text-anchor", right ? "end" : "start");
       t.setAttribute("class", "zone-label");
       t.textContent = b.object;
       svg.appendChild(t);
