@@ -55,7 +55,7 @@ def event(i: int, state="opened", revision=0, camera="cam01", scene="out_of_stor
         "repeat_count": revision,
         "source": "test",
         "platform": {"category_code": "05", "category": "街面秩序", "code": "0504", "name": "店外经营"},
-        "enforcement": {"stage": "educate", "name": "首次教育引导", "count": 1, "window_days": 30},
+        "enforcement": {"stage": "educate", "name": "首次教育引导", "count": 1, "window_days": 30, "offender": "place"},
         "responsible": None,
         "deadline": {"rectify_s": 1800, "due": f"2026-11-24T09:{i % 60:02d}:30+08:00"},
     }

@@ -101,13 +101,19 @@ def test_schema_rejects_a_broken_event():
         raise AssertionError("schema accepted state 'closed'")
 
 
-def staged(window_days: float, classes=None):
-    """Three cars parked one after another on the kerb: at 0-40 s, 80-120 s and 160-200 s."""
+def staged(window_days: float, classes=None, offender: str | None = "place"):
+    """Three cars parked one after another on the kerb: at 0-40 s, 80-120 s and 160-200 s. The kerb is
+    counted as the offender (as a place where one party answers for parking would be) unless
+    `offender` is None (StreetScan's table: a car's driver is nobody the camera knows)."""
     from streetscan.pipeline.config import parse_config
 
     doc = {
         "defaults": POLICY,
-        "enforcement": {"window_days": window_days, **({"classes": classes} if classes else {})},
+        "enforcement": {
+            "window_days": window_days,
+            **({"classes": classes} if classes else {}),
+            **({"offender": {"illegal_parking": offender}} if offender else {}),
+        },
         "cameras": [
             {
                 "id": "cam",
@@ -137,6 +143,7 @@ def test_enforcement_stages_follow_the_violations_at_a_place_within_the_window()
         ("warn", 2),
         ("penalise", 3),
     ]
+    assert {e["enforcement"]["offender"] for e in opened} == {"place"}
     assert opened[1]["enforcement"]["name"] == "二次警告"
     for e in opened:
         jsonschema.validate(e, event_schema())
@@ -146,6 +153,21 @@ def test_enforcement_stages_follow_the_violations_at_a_place_within_the_window()
     # Classes the policy leaves out carry no stage.
     opened, _ = staged(window_days=30, classes=["mobile_vendor"])
     assert [e["enforcement"] for e in opened] == [None, None, None]
+
+
+def test_different_cars_in_one_kerb_lane_are_each_a_first_offence_and_the_event_says_why():
+    # Issue #35 item 1: three different cars parked in one lane within 36 s got 首次教育引导 -> 二次警告
+    # -> 三次从轻处罚. Tiered enforcement is about one offender repeating; a camera cannot tell one
+    # driver from the next, so by default every parking case is a first, and says so.
+    opened, dedup = staged(window_days=30, offender=None)
+    assert [(e["enforcement"]["stage"], e["enforcement"]["count"], e["enforcement"]["offender"]) for e in opened] == [
+        ("educate", 1, "none"),
+        ("educate", 1, "none"),
+        ("educate", 1, "none"),
+    ]
+    assert not dedup.offences  # nothing counted against a place
+    for e in opened:
+        jsonschema.validate(e, event_schema())
 
 
 def test_enforcement_counts_survive_a_restart():

@@ -275,6 +275,30 @@ DEFAULT_RECTIFY_S: dict[str, float] = {
 assert set(DEFAULT_RECTIFY_S) == set(CATALOGUE), "every scene class needs a default rectification deadline"
 
 
+# Who repeats an offence, as far as a camera can know (tiered enforcement counts by it): "place"
+# where someone answers for the spot (the shop whose goods are on the pavement, the site with its
+# materials, the household's laundry, the frontage's garbage and bin), "none" where the offender
+# moves on and the camera cannot tell one from the next (cars, bikes, vendors' carts, people, trucks,
+# anonymous small ads): each of those cases is a first offence.
+DEFAULT_OFFENDER: dict[str, str] = {
+    "exposed_garbage": "place",
+    "overflowing_bin": "place",
+    "littered_road": "none",
+    "floating_debris": "none",
+    "stacked_materials": "place",
+    "street_laundry": "place",
+    "out_of_store_trading": "place",
+    "mobile_vendor": "none",
+    "illegal_parking": "none",
+    "bike_misparking": "none",
+    "crowd_gathering": "none",
+    "waterlogging": "none",
+    "illegal_advertising": "none",
+    "uncovered_muck_truck": "none",
+}
+assert set(DEFAULT_OFFENDER) == set(CATALOGUE), "every scene class needs its offender rule"
+
+
 def duplicate_platform_codes(table: dict[str, PlatformCode]) -> list[tuple[str, str, str]]:
     """(code, first class, second class) for each 小类 code given to two scene classes: a case
     platform could not tell their cases apart."""

@@ -29,6 +29,7 @@ from pydantic import (
 from ..secrets import redact_url, remember
 from .catalogue import (
     CATALOGUE,
+    DEFAULT_OFFENDER,
     DEFAULT_PLATFORM_CODES,
     DEFAULT_RECTIFY_S,
     GRADE_TIME_FACTOR,
@@ -521,8 +522,23 @@ class EnforcementPolicy(_Model):
     classes: list[str] | None = Field(
         default=None, title="Scene classes", description="Classes handled in stages (default: all)."
     )
+    offender: dict[str, Literal["place", "none"]] = Field(
+        default_factory=dict,
+        title="Who repeats",
+        description="Per scene class, over StreetScan's table (catalogue.DEFAULT_OFFENDER): place (stages count "
+        "the place's violations) or none (the camera cannot tell offenders apart: every case is a first).",
+    )
 
     _classes = field_validator("classes")(classmethod(lambda cls, v: _known_classes(v)))
+
+    @field_validator("offender")
+    @classmethod
+    def _offender_classes(cls, v: dict[str, str]) -> dict[str, str]:
+        _known_classes(list(v))
+        return v
+
+    def offender_of(self, scene_class: str) -> str:
+        return self.offender.get(scene_class, DEFAULT_OFFENDER[scene_class])
 
     @model_validator(mode="after")
     def _unique_stages(self) -> EnforcementPolicy:

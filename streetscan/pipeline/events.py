@@ -63,15 +63,18 @@ class CameraRef:
 @dataclass(frozen=True)
 class Enforcement:
     """The tiered-enforcement stage of an event: its violation is the `count`-th of its class at
-    this place (camera + zone) within `window_days`."""
+    this place (camera + zone) within `window_days`, for a class whose offender is the place; for
+    one whose offender the camera cannot know (a car, a vendor's cart), every case is a first."""
 
     stage: str
     name: str
     count: int
     window_days: float
+    offender: str = "place"  # what the count is of: the place's violations, or none (every case a first)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, "name": self.name, "count": self.count, "window_days": self.window_days}
+        return {"stage": self.stage, "name": self.name, "count": self.count, "window_days": self.window_days,
+                "offender": self.offender}  # fmt: skip
 
 
 OFFENCES_KEPT = 1000  # per place and class: past the last stage the exact count matters little
@@ -369,6 +372,9 @@ class EventDeduplicator:
         policy = self._policy
         if not policy.applies_to(v.scene_class):
             return None
+        if policy.offender_of(v.scene_class) == "none":
+            first = policy.stages[0]
+            return Enforcement(first.id, first.name, 1, policy.window_days, "none")
         now = self.clock.wall(v.confirmed_s).timestamp()
         past = self.offences.setdefault((v.zone_id, v.scene_class), deque(maxlen=OFFENCES_KEPT))
         while past and past[0] < now - policy.window_days * 86400:
