@@ -70,6 +70,30 @@ def test_a_still_image_is_refused_and_a_clip_cut_short_is_reported(marker_model,
     assert "ends early" not in proc.stdout + proc.stderr
 
 
+def test_the_same_footage_replayed_twice_into_one_folder_sends_each_revision_once(marker_model, tmp_path):
+    # Issue #35 item 2: running the demo twice appended every (event_id, revision) to events.jsonl a
+    # second time, with no word. The ids are deterministic so that a re-run changes nothing.
+    from marker_model import red_marker
+
+    clip = encode_clip(tmp_path / "kerb.mp4", seconds=12, scene=red_marker(present=lambda t: 1.0 <= t <= 7.0))
+    out, streams = tmp_path / "out", tmp_path / "streams.yaml"
+    streams.write_text(yaml.safe_dump({
+        "defaults": {"analysis_fps": 4, "event": {"update_interval_s": 1, "resolve_grace_s": 2},
+                     "rules": {"illegal_parking": {"dwell_s": 1.5}}},
+        "cameras": [{"id": "kerb", "name": "kerb", "url": "kerb.mp4", "location": {"address": "test road"}}],
+    }))  # fmt: skip
+    args = ("replay", str(clip), "--streams", str(streams), "--model", str(marker_model), "--out", str(out))
+    first = streetscan(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    written = (out / "events.jsonl").read_text(encoding="utf-8")
+    assert len(written.splitlines()) >= 2  # the parked 'car' opened and resolved
+    second = streetscan(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert (out / "events.jsonl").read_text(encoding="utf-8") == written
+    assert "already in this output folder's spool" in second.stderr + second.stdout
+    assert "already in this output folder's spool" not in first.stderr + first.stdout
+
+
 def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):
     proc = streetscan(
         "replay",

@@ -93,13 +93,25 @@ class EventSpool:
     def _head(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
 
-    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> None:
+    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> int:
         """Append a camera's events and save its open-event state, atomically. Events become their
-        wire form here, and only here: sinks and the console read that back (Event.from_dict)."""
+        wire form here, and only here: sinks and the console read that back (Event.from_dict).
+
+        A revision this spool already holds (the same footage replayed into the same folder gives
+        the same event ids and revisions) is not appended again, so no sink gets it twice; returns
+        how many were left out that way."""
         now = time.time()
         with self._changed:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                ids = sorted({e.event_id for e in events})
+                known: dict[str, int] = {}
+                for i in range(0, len(ids), 500):  # SQLite's bound on variables per statement
+                    part = ids[i : i + 500]
+                    marks = ",".join("?" * len(part))
+                    query = f"SELECT event_id, revision FROM known_events WHERE event_id IN ({marks})"
+                    known.update(self._db.execute(query, part).fetchall())
+                fresh = [e for e in events if e.revision > known.get(e.event_id, -1)]
                 rows = [
                     (
                         e.event_id,
@@ -108,7 +120,7 @@ class EventSpool:
                         json.dumps(e.to_dict(), ensure_ascii=False, separators=(",", ":")),
                         now,
                     )
-                    for e in events
+                    for e in fresh
                 ]
                 self._db.executemany(
                     "INSERT INTO outbox (event_id, revision, camera_id, payload, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -132,8 +144,9 @@ class EventSpool:
                 if self._db.in_transaction:  # a full disk can end the transaction itself
                     self._db.execute("ROLLBACK")
                 raise
-            if events:
+            if fresh:
                 self._changed.notify_all()
+        return len(events) - len(fresh)
 
     def wait_for_events(self, timeout_s: float) -> None:
         with self._changed:

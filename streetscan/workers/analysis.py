@@ -31,7 +31,7 @@ MAX_WAITING_EVENTS = 2000
 
 
 class Outbox(Protocol):
-    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> None: ...
+    def commit(self, camera_id: str, events: list[Event], state: dict[str, Any] | None) -> int: ...
 
 
 class AnalysisWorker(Worker):
@@ -59,6 +59,7 @@ class AnalysisWorker(Worker):
         # Per camera: events made but not yet in the spool (its disk was full), oldest first, and why.
         self.waiting: dict[str, deque[list[Event]]] = {}
         self.unsaved: dict[str, str] = {}
+        self._repeats_told: set[str] = set()  # cameras whose revisions already in the spool were logged
         super().__init__("analysis")
 
     def _run(self) -> None:
@@ -113,7 +114,7 @@ class AnalysisWorker(Worker):
             queue.append(events)
         batch = [ev for part in queue for ev in part]
         try:
-            self.outbox.commit(camera_id, batch, analysis.snapshot())
+            repeated = self.outbox.commit(camera_id, batch, analysis.snapshot())
         except (sqlite3.Error, OSError) as exc:
             self.metrics.spool_write_failures.labels(camera_id).inc()
             if camera_id not in self.unsaved:
@@ -127,6 +128,15 @@ class AnalysisWorker(Worker):
             self.unsaved[camera_id] = f"spool not writable: {exc}; {len(batch)} events waiting in memory"
             return
         del self.waiting[camera_id]
+        if repeated and camera_id not in self._repeats_told:
+            self._repeats_told.add(camera_id)
+            log.warning(
+                "%s: %d event revision(s) were already in this output folder's spool (the same footage replayed "
+                "into it before?): not sent to the outputs again; the same goes for any more",
+                camera_id,
+                repeated,
+                extra={"camera": camera_id},
+            )
         if self.unsaved.pop(camera_id, None) is not None:
             log.info(
                 "%s: spool writable again; %d waiting events saved", camera_id, len(batch), extra={"camera": camera_id}
