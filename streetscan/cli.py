@@ -10,8 +10,9 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .logs import configure as configure_logging
@@ -374,14 +375,15 @@ def replay(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.percentage:>3.0f}%"),
+                FootageColumn(),
                 TimeElapsedColumn(),
                 console=console,
                 transient=True,
             ) as progress:
                 task = progress.add_task(Path(path).name, total=None)
 
-                def on_progress(t: float, task: TaskID = task) -> None:
-                    progress.update(task, completed=t)
+                def on_progress(t: float, total: float | None, task: TaskID = task) -> None:
+                    progress.update(task, completed=t, total=total)
 
                 job = ReplayJob(
                     cameras[path],
@@ -411,6 +413,15 @@ def replay(
     except OSError as exc:
         _fail(f"{out}: report not written ({exc.strerror or exc})")
     console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)
+
+
+class FootageColumn(ProgressColumn):
+    """Seconds of footage analysed of the clip's length, and how many times faster than real time."""
+
+    def render(self, task) -> Text:
+        done = f"{task.completed:.0f}/{task.total:.0f} s" if task.total else f"{task.completed:.0f} s"
+        speed = f" · {task.speed:.1f}x real time" if task.speed else ""
+        return Text(done + speed)
 
 
 def _replay_cameras(

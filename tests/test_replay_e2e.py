@@ -94,6 +94,22 @@ def test_the_same_footage_replayed_twice_into_one_folder_sends_each_revision_onc
     assert "already in this output folder's spool" not in first.stderr + first.stdout
 
 
+def test_the_replay_progress_bar_counts_seconds_of_footage_out_of_the_clips_length(marker_model, tmp_path):
+    # Issue #35 item 3: the bar was made with no total and stayed at 0 % for every clip.
+    import re
+
+    clip = encode_clip(tmp_path / "clip.mp4", seconds=12)
+    env = {**os.environ, "COLUMNS": "160", "FORCE_COLOR": "1"}  # Rich draws its bar as on a terminal
+    proc = subprocess.run(
+        [sys.executable, "-m", "streetscan", "replay", str(clip), "--model", str(marker_model), "--out",
+         str(tmp_path / "o")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    shown = [(int(p), int(s)) for p, s in re.findall(r"(\d+)%\s+(\d+)/12 s", proc.stdout)]
+    assert shown, proc.stdout[-500:]
+    assert shown[-1][1] >= 11 and shown[-1][0] >= 90  # the whole clip, out of its 12 s
+
+
 def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):
     proc = streetscan(
         "replay",

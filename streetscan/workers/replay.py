@@ -109,7 +109,7 @@ class ReplayJob:
         sinks: Sequence[CaseSink],
         batch_size: int = 4,
         start_time: datetime | None = None,
-        on_progress: Callable[[float], None] | None = None,
+        on_progress: Callable[[float, float | None], None] | None = None,
         flush_s: float = 30.0,
         verify: Sequence[tuple[float, dict]] = (),
     ):
@@ -161,8 +161,10 @@ class ReplayJob:
             # The slot's reader is the one `recording` made.
             reader = cast(RecordingReader, runner.add(camera, clock=clock, source=path, reader=recording).reader)
             while not reader.join(timeout=0.25):
-                if self.on_progress:
-                    self.on_progress(reader.last_pts)
+                if self.on_progress:  # seconds of footage analysed, of the clip's length (None: unknown)
+                    self.on_progress(reader.last_pts or 0.0, source.info.duration_s)
+            if self.on_progress:
+                self.on_progress(reader.last_pts or 0.0, source.info.duration_s)
         finally:
             _, left = runner.stop(time.monotonic() + self.flush_s)  # every frame read is analysed first
             if desk is not None:
