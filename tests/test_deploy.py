@@ -123,3 +123,15 @@ def test_kustomizations_render():
         c = rendered["StatefulSet/streetscan"]["spec"]["template"]["spec"]["containers"][0]
         assert ("nvidia.com/gpu" in c["resources"]["limits"]) == (folder == GPU)
         assert c["volumeMounts"] and c["livenessProbe"]  # the patch kept what it does not change
+
+
+def test_the_readme_names_every_setting_the_product_reads_from_the_environment():
+    # Issue #35 item 4: the README never named STREETSCAN_USER_PASSWORD, STREETSCAN_CONSOLE_PORT or
+    # STREETSCAN_DEMO_CONSOLE, which the demo and the CLI read.
+    repo = Path(__file__).resolve().parents[1]
+    sources = [*sorted((repo / "streetscan").rglob("*.py")), *sorted((repo / "scripts").glob("*.sh"))]
+    read = {m for f in sources for m in re.findall(r"STREETSCAN_[A-Z_]+[A-Z]", f.read_text(encoding="utf-8"))}
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert read >= {"STREETSCAN_USER_PASSWORD", "STREETSCAN_CONSOLE_PORT", "STREETSCAN_DEMO_CONSOLE"}
+    assert sorted(v for v in read if v not in readme) == []
+    assert "--password" in readme
