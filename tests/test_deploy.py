@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,22 @@ def test_the_readme_names_every_setting_the_product_reads_from_the_environment()
     assert read >= {"STREETSCAN_USER_PASSWORD", "STREETSCAN_CONSOLE_PORT", "STREETSCAN_DEMO_CONSOLE"}
     assert sorted(v for v in read if v not in readme) == []
     assert "--password" in readme
+
+
+def test_one_version_from_one_place():
+    # Issue #35 item 5: events said pipeline_version 0.1.0 (pyproject 0.1.0), the README tied the
+    # event schema to StreetScan 0.2 and the Docker tag was 0.2.
+    from importlib.metadata import version
+
+    import streetscan
+
+    repo = Path(__file__).resolve().parents[1]
+    assert 'dynamic = ["version"]' in (repo / "pyproject.toml").read_text(encoding="utf-8")
+    assert version("streetscan") == streetscan.__version__  # the installed package reads the same place
+    major_minor = ".".join(streetscan.__version__.split(".")[:2])
+    tags = set()
+    for path in [*repo.glob("deploy/**/*.yaml"), *repo.glob("deploy/docker/Dockerfile*"), repo / "README.md"]:
+        tags |= set(re.findall(r"streetscan:(\d+\.\d+)", path.read_text(encoding="utf-8")))
+    assert tags == {major_minor}
+    out = subprocess.run([sys.executable, "-m", "streetscan", "version"], capture_output=True, text=True, timeout=60)
+    assert streetscan.__version__ in out.stdout
