@@ -500,8 +500,10 @@ def _print_replay(results: list, model_name: str) -> None:
     from .workers.report import class_totals
 
     table = Table(title=f"StreetScan replay — model {model_name}")
-    for col in ("file", "frames decoded", "analysed", "analysed fps", "real-time factor", "decode errors"):
-        table.add_column(col, justify="right" if col != "file" else "left")
+    # A name is what a reader looks for: it keeps its whole width, the figures' headers wrap instead.
+    table.add_column("file", no_wrap=True, min_width=max((len(Path(r.path).name) for r in results), default=4))
+    for col in ("frames decoded", "analysed", "analysed fps", "real-time factor", "decode errors"):
+        table.add_column(col, justify="right")
     for r in results:
         table.add_row(
             Path(r.path).name,
@@ -801,22 +803,27 @@ def models(
         except ModelError as exc:
             broken.append(str(exc))
     default = default_model_name()
-    table = Table(title=f"Models in {models_dir()}")
-    for col in ("model", "version", "input", "served", "unmeasured", "person AP50", "car AP50", "measured", "default"):
-        table.add_column(col)
+    # Fits 80 columns whole: names and figures are what a reader looks for, so no cell is cut.
+    rows = []
     for card in cards:
         by = by_status(card)
         q = card.quality.objects if card.quality else {}
-        table.add_row(
-            card.name,
+        rows.append((
+            card.name + (" *" if card.name == default else ""),
             card.version,
-            f"{card.input_width}x{card.input_height}" + (" rect" if card.rect else ""),
+            f"{card.input_width}" + ("r" if card.rect else ""),
             f"{len(by[Status.SERVED])}/{len(CATALOGUE)}",
             str(len(by[Status.UNMEASURED])),
             *(f"{q[o].ap50:.3f}" if o in q else "-" for o in ("person", "car")),
-            card.quality.measured if card.quality else "-",
-            "yes" if card.name == default else "",
-        )
+            card.quality.measured[:10] if card.quality else "-",
+        ))  # fmt: skip
+    heads = ("model", "ver", "input", "served", "unmeas.", "person", "car", "measured")
+    table = Table(title=f"Models in {models_dir()}", box=None, padding=(0, 2, 0, 0), pad_edge=False)
+    for i, head in enumerate(heads):
+        table.add_column(head, no_wrap=True, min_width=max([len(head), *(len(r[i]) for r in rows)]))
+    for r in rows:
+        table.add_row(*r)
+    table.caption = "* the default · input r: rectangular · person, car: AP50 on the build's val boxes"
     console.print(table)
     baseline = next((c for c in cards if c.name == BASELINE_MODEL), None)
     for card in cards:

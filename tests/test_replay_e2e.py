@@ -108,6 +108,15 @@ def test_the_replay_progress_bar_counts_seconds_of_footage_out_of_the_clips_leng
     shown = [(int(p), int(s)) for p, s in re.findall(r"(\d+)%\s+(\d+)/12 s", proc.stdout)]
     assert shown, proc.stdout[-500:]
     assert shown[-1][1] >= 11 and shown[-1][0] >= 90  # the whole clip, out of its 12 s
+    # ... and its table keeps a long file name whole in an 80-column terminal (it was cut to "stree…").
+    long = clip.rename(tmp_path / "kerbside_camera_gate_east_2026-12-07.mp4")
+    env["COLUMNS"] = "80"
+    proc = subprocess.run(
+        [sys.executable, "-m", "streetscan", "replay", str(long), "--model", str(marker_model), "--out",
+         str(tmp_path / "o2")], cwd=tmp_path, env={k: v for k, v in env.items() if k != "FORCE_COLOR"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0 and long.name in proc.stdout, proc.stdout
 
 
 def test_replay_with_unreachable_redis_exits_non_zero(untrained_yolo, h264_clip, tmp_path):

@@ -189,3 +189,16 @@ def test_models_command_lists_what_each_model_serves_and_the_default_verdict(coc
     one = streetscan("models", "streetscan-0.3")
     row = next(line for line in one.stdout.splitlines() if "out_of_store_trading" in line)
     assert one.returncode == 0 and "unmeasured" in row and "umbrella -" in row
+
+
+def test_model_names_stay_whole_in_an_80_column_terminal():
+    # Issue #35 item 6: `streetscan models` cut names to "stree…" at 80 columns.
+    proc = subprocess.run(
+        [sys.executable, "-m", "streetscan", "models"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
+    for card in card_paths(MODELS):
+        assert card.stem in rows, proc.stdout
+        assert "…" not in rows[card.stem] and len(rows[card.stem].rstrip()) <= 80
