@@ -345,7 +345,7 @@ def replay(
     """Replay recorded footage faster than real time: events, evidence images and a report."""
     from .pipeline.detect import load_detector
     from .workers.replay import OutputFull, ReplayJob
-    from .workers.report import write_report
+    from .workers.report import write_replay_figures, write_report
 
     try:
         config = load_config(streams) if streams else None
@@ -410,6 +410,7 @@ def replay(
     _print_replay(results, card.name)
     try:
         report = write_report(out, results, card, unserved)
+        write_replay_figures(out, results)
     except OSError as exc:
         _fail(f"{out}: report not written ({exc.strerror or exc})")
     console.print(f"events: {out / 'events.jsonl'}   report: {report}", highlight=False)

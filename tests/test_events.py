@@ -295,3 +295,37 @@ def test_a_case_resolved_and_confirmed_again_on_the_same_sighting_is_a_new_case_
     assert len(set(sent)) == len(sent)  # no revision of any event sent twice
     assert events[0].event_id != events[2].event_id
     assert [e.event_id for e in run()] == [e.event_id for e in events]  # still the same ids on a rerun
+
+
+def test_a_crowds_evidence_labels_stay_apart_and_inside_the_picture():
+    # Issue #35 item 6: a crowd's labels ("person 0.71 #12" on every box) covered one another and
+    # were cut at the frame's edge. Twelve people side by side along the top edge, 48 px apart.
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from streetscan.pipeline.events import CameraRef, Event
+    from streetscan.pipeline.evidence import EvidenceWriter, object_labels
+    from streetscan.pipeline.rules import ObservedObject, Violation
+
+    people = tuple(
+        ObservedObject("person", (40.0 + 48 * i, 2.0 + (i % 3) * 6, 80.0 + 48 * i, 110.0), 0.7, 10 + i)
+        for i in range(12)
+    )
+    v = Violation("cam", "plaza", "crowd_gathering", "crowd", 0.0, 5.0, 9.0, 0.7, people, 0)
+    event = Event("e1", "opened", 0, v, CameraRef("cam", "cam", "x"), "sidewalk", "arterial", 0, NOON, NOON, NOON,
+                  "m", "1", "t")  # fmt: skip
+    picture = np.full((360, 640, 3), 90, np.uint8)
+    out = EvidenceWriter(Path("/nonexistent"), {"plaza": None}).annotate(event, picture)
+    # The header is a strip above the picture, not over its top rows where these people stand.
+    bar = out.shape[0] - picture.shape[0]
+    assert 20 <= bar <= 40 and out.shape[1] == 640
+    below = out[bar:]
+    assert (below[:, :38] == picture[:, :38]).all() and (below[120:] == picture[120:]).all()  # only boxes drawn
+    labelled = np.all(below[:30] == (251, 81, 163), axis=2)  # label fill (palette colour 0, BGR) at the top
+    assert labelled.sum() > 12 * 100  # every label shows, none was covered
+    # A crowd's labels are short enough not to run into the next person's (48 px apart).
+    widths = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1)[0][0] + 2 * 4 for t in object_labels(people)]
+    assert max(widths) < 48
+    assert object_labels(people[:2]) == ["person 0.70 #10", "person 0.70 #11"]  # a few: what, how sure, which

@@ -292,12 +292,14 @@ def test_parking_violation_end_to_end(parking_clip, redis_url, tmp_path):
     assert abs(x1 - 500) <= 4 and abs(y1 - 250) <= 4 and abs(x2 - 600) <= 4 and abs(y2 - 310) <= 4
     # Evidence: clean + annotated confirming frame and the first sighting, all real JPEGs.
     assert set(opened["evidence"]) == {"clean", "annotated", "first"}
-    for rel in opened["evidence"].values():
-        img = cv2.imread(str(tmp_path / rel))
+    for role in ("clean", "first"):
+        img = cv2.imread(str(tmp_path / opened["evidence"][role]))
         assert img is not None and img.shape == (360, 640, 3)
     annotated = cv2.imread(str(tmp_path / opened["evidence"]["annotated"]))
     clean = cv2.imread(str(tmp_path / opened["evidence"]["clean"]))
-    assert np.abs(annotated.astype(int) - clean.astype(int)).mean() > 1  # boxes, zone and header drawn
+    bar = annotated.shape[0] - 360  # the header's strip above the picture
+    assert 20 <= bar <= 40 and annotated.shape[1:] == (640, 3)
+    assert np.abs(annotated[bar:].astype(int) - clean.astype(int)).mean() > 1  # boxes and zone drawn
     assert resolved["evidence"] == opened["evidence"]
     # The same events reached Redis, in order, with their ids in the entries.
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:parking")

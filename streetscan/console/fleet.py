@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from ..pipeline.config import ConfigError, ZoneConfig, load_config, parse_config
 from ..pipeline.evidence import SNAPSHOT_DIR
+from ..workers.report import REPLAY_FIGURES
 from ..workers.supervisor import Daemon, camera_state, decode_mode, main_stream_state
 
 BACKUPS_KEPT = 20
@@ -89,8 +91,14 @@ class RecordedFleet:
         self._ids = camera_ids or []
 
     def cameras(self) -> list[CameraView]:
+        measured = self._replayed()
+
+        def figures(camera_id: str) -> dict:
+            m = measured.get(camera_id, {})
+            return {"analysed_fps": m.get("analysed_fps"), "frames_dropped": m.get("frames_dropped")}
+
         if self.streams is None:
-            return [CameraView(i, i, "", None, None, "recorded") for i in self._ids]
+            return [CameraView(i, i, "", None, None, "recorded", **figures(i)) for i in self._ids]
         config = self.streams.load()
         return [
             CameraView(
@@ -101,9 +109,19 @@ class RecordedFleet:
                 c.location.lon,
                 "recorded" if c.enabled else "disabled",
                 zones=c.zones,
+                **figures(c.id),
             )
             for c in config.resolved()
         ]
+
+    def _replayed(self) -> dict[str, dict]:
+        """What the replays into this folder measured per camera (workers.report.write_replay_figures)."""
+        try:
+            data = json.loads((self.out_dir / REPLAY_FIGURES).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        cameras = data.get("cameras") if isinstance(data, dict) else None
+        return cameras if isinstance(cameras, dict) else {}
 
     def applied(self) -> str:
         return "saved_file"

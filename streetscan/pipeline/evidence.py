@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -83,6 +83,19 @@ class CameraPicture:
         os.replace(tmp, self.path)
 
 
+# Up to this many objects each box says what it is, how sure and which track; a crowd's boxes say
+# only how sure (its names and count go in the header), or the labels cover one another.
+FULL_LABELS = 4
+
+
+def object_labels(objects) -> list[str]:
+    if len(objects) > FULL_LABELS:
+        return [f"{o.confidence:.2f}" for o in objects]
+    return [
+        f"{o.class_name} {o.confidence:.2f}" + (f" #{o.track_id}" if o.track_id is not None else "") for o in objects
+    ]
+
+
 class EvidenceWriter:
     """`zones`: the camera's zone polygons by zone id (None: the whole frame), drawn on the annotated copy."""
 
@@ -91,7 +104,8 @@ class EvidenceWriter:
         self.zones = dict(zones)
         self.quality = quality
         self._boxes = sv.BoxAnnotator(thickness=3)
-        self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4)
+        # smart_position: labels of a crowd kept apart and inside the frame (they overlapped and were cut).
+        self._labels = sv.LabelAnnotator(text_scale=0.6, text_padding=4, smart_position=True)
 
     def write(
         self, event: Event, image: np.ndarray, first_jpeg: bytes | None, note: str | None = None
@@ -114,7 +128,7 @@ class EvidenceWriter:
         for o in event.violation.objects:
             x1, y1, x2, y2 = (int(round(c)) for c in o.box)
             cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 255), 2)
-        self._header(out, f"REFERENCE (empty scene) | {event.violation.scene_class} | {event.violation.zone_id}")
+        out = self._header(out, f"REFERENCE (empty scene) | {event.violation.scene_class} | {event.violation.zone_id}")
         return self._jpeg(out)
 
     def _jpeg(self, image: np.ndarray) -> bytes | None:
@@ -169,7 +183,7 @@ class EvidenceWriter:
             f"{verdict} | {v.scene_class} | {v.camera_id} / {v.zone_id} | {wall.strftime('%Y-%m-%d %H:%M:%S')} | "
             f"{check.present}/{check.frames} frames"
         )
-        self._header(out, header)
+        out = self._header(out, header)
         return self._save(
             rel, {files["clean"].name: self._jpeg(image), files["annotated"].name: self._jpeg(out)}, event_id
         ) and {k: str(p) for k, p in files.items() if (self.out_dir / p).is_file()}
@@ -187,25 +201,26 @@ class EvidenceWriter:
                 confidence=np.array([o.confidence for o in v.objects], dtype=np.float32),
                 class_id=np.zeros(len(v.objects), dtype=int),
             )
-            labels = [
-                f"{o.class_name} {o.confidence:.2f}" + (f" #{o.track_id}" if o.track_id is not None else "")
-                for o in v.objects
-            ]
             out = self._boxes.annotate(out, det)
-            out = self._labels.annotate(out, det, labels=labels)
+            out = self._labels.annotate(out, det, labels=object_labels(v.objects))
         wall = event.confirmed.strftime("%Y-%m-%d %H:%M:%S")
         header = f"{scene.code} | {event.camera.id} / {v.zone_id} | {wall} | for {v.last_seen_s - v.first_seen_s:.0f}s"
-        self._header(out, header + (f" | {note}" if note else ""))
+        if len(v.objects) > FULL_LABELS:
+            names = Counter(o.class_name for o in v.objects)
+            header += " | " + ", ".join(f"{n} {name}" for name, n in names.most_common())
+        out = self._header(out, header + (f" | {note}" if note else ""))
         return out
 
     @staticmethod
-    def _header(out: np.ndarray, header: str) -> None:
+    def _header(picture: np.ndarray, header: str) -> np.ndarray:
+        """The picture under a strip holding the header: above it, not over it, so nothing at the
+        picture's top edge (a box, its label) is hidden (issue #35: a crowd's labels were)."""
         # Sized to the picture: readable on a 1080p frame, whole on a 512-px one.
-        font, width = cv2.FONT_HERSHEY_SIMPLEX, out.shape[1]
+        font, width = cv2.FONT_HERSHEY_SIMPLEX, picture.shape[1]
         (text_w, _), _ = cv2.getTextSize(header, font, 1.0, 2)
         scale = min(0.7 * max(1.0, width / 1280), (width - 16) / text_w)
         bar = int(round(48 * scale))
-        cv2.rectangle(out, (0, 0), (width, bar), (0, 0, 0), -1)
+        out = np.vstack([np.zeros((bar, width, 3), dtype=picture.dtype), picture])
         cv2.putText(
             out,
             header,
@@ -216,6 +231,7 @@ class EvidenceWriter:
             max(1, round(2.5 * scale)),
             cv2.LINE_AA,
         )
+        return out
 
 
 def prune_evidence(out_dir: Path, written_before: float, keep: set[str]) -> int:

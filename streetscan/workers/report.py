@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -64,4 +66,31 @@ def write_report(out_dir: Path, results: list[ReplayResult], card: ModelCard, un
             lines += [f"![{name}]({path})" for name, path in ev.evidence.items()] + [""]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+REPLAY_FIGURES = "replay.json"
+
+
+def write_replay_figures(out_dir: Path, results: list[ReplayResult]) -> Path:
+    """Each camera's figures from its latest replay into this folder (merged with earlier ones):
+    what the console's cameras page shows for a recorded camera, as it shows a live one's."""
+    path = out_dir / REPLAY_FIGURES
+    try:
+        cameras = json.loads(path.read_text(encoding="utf-8")).get("cameras", {})
+    except (OSError, ValueError):
+        cameras = {}
+    for r in results:
+        cameras[r.camera_id] = {
+            "file": Path(r.path).name,
+            "frames_analysed": r.frames_analysed,
+            # per second of footage, as a live camera's rate is per second of its stream
+            "analysed_fps": round(r.frames_analysed / r.duration_s, 3) if r.duration_s else None,
+            "frames_dropped": 0,  # a replay waits for the detector: it drops nothing
+            "decode_errors": r.decode_errors,
+            "realtime_factor": round(r.realtime_factor, 2),
+        }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"cameras": cameras}, ensure_ascii=False, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
     return path

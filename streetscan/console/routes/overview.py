@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ...pipeline.config import ConfigError
 from .. import charts
+from ..i18n import LANGS, translator
 from ..users import User
 from ..web import console_of, current_user, render
 
@@ -35,14 +36,17 @@ def overview(request: Request, user: User = Depends(current_user)):
 
 @router.get("/overview/{chart}.svg")
 def overview_chart(request: Request, chart: str, user: User = Depends(current_user)):
+    lang = request.session.get("lang", LANGS[0])
+    t = translator(lang)
     draw = {
-        "per-day": lambda: charts.cases_per_day(console_of(request).index.per_day()),
-        "per-camera": lambda: charts.cases_per_camera(console_of(request).index.per_camera()),
+        "per-day": lambda: charts.cases_per_day(console_of(request).index.per_day(), t),
+        "per-camera": lambda: charts.cases_per_camera(console_of(request).index.per_camera(), t),
     }.get(chart)
     if draw is None:
         raise HTTPException(404, "no such chart")
     stamp = console_of(request).index.stamp()
-    cached = console_of(request).chart_cache.get(chart)
+    key = f"{chart}:{lang}"  # a chart speaks its page's language
+    cached = console_of(request).chart_cache.get(key)
     if cached is None or cached[0] != stamp:  # redrawn only when a case changed
-        cached = console_of(request).chart_cache[chart] = (stamp, draw())
+        cached = console_of(request).chart_cache[key] = (stamp, draw())
     return Response(cached[1], media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
