@@ -357,6 +357,8 @@ def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
     from selenium.webdriver.common.by import By
 
     driver, base, shots = chromium, recorded["base"], shots_dir(tmp_path)
+    driver.get(f"{base}/login")
+    assert driver.title == "StreetScan · 登录"  # issue #35: the login page was titled 案件
     log_in(driver, base, "admin")
     driver.get(f"{base}/cases")
     rows = driver.find_elements(By.CSS_SELECTOR, "#cases tr.case")
@@ -366,10 +368,16 @@ def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
     for key in ("first", "clean", "annotated"):  # a dwell rule's case: the car when first seen, and now
         img = driver.find_element(By.ID, f"evidence-{key}")
         wait_for(lambda img=img: image_loaded(driver, img), 10, what=f"{key} evidence")
+    # Each box of the review row says what it is for (there were two unlabelled 原因 boxes).
+    labels = {el.get_attribute("for"): el.text for el in driver.find_elements(By.CSS_SELECTOR, "main label[for]")}
+    assert labels.get("dismiss-reason") == "驳回原因" and labels.get("mute-reason") == "屏蔽原因", labels
     photograph(driver, shots, "case")
     driver.get(f"{base}/cameras")
     card = driver.find_element(By.ID, "camera-kerbside")
     assert len(card.find_elements(By.CSS_SELECTOR, "svg polygon.zone")) == 2
+    # A recorded camera shows what its replay measured, not dashes (issue #35).
+    meta = card.find_elements(By.CSS_SELECTOR, "p.meta")[1].text
+    assert "分析帧率: 2.0" in meta and "丢帧: 0" in meta, meta
     wait_for(lambda: image_loaded(driver, card.find_element(By.CSS_SELECTOR, "img.snapshot")), 10, what="picture")
     photograph(driver, shots, "cameras")
     card.find_element(By.CSS_SELECTOR, "a.edit-zones").click()
@@ -377,6 +385,10 @@ def test_console_on_a_replay_of_real_footage(chromium, recorded, tmp_path):
     photograph(driver, shots, "zones")
     driver.get(f"{base}/overview")
     assert int(driver.find_element(By.ID, "total-cases").text) == len(rows)
+    chart = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];fetch('/overview/per-camera.svg').then(r => r.text()).then(done);"
+    )
+    assert "案件总数" in chart and "未消除案件" in chart  # the page's language, not English
     photograph(driver, shots, "overview")
 
 
