@@ -452,5 +452,7 @@ def test_a_supervisor_reads_each_units_board_and_its_rates_are_the_events(chromi
     rows = driver.find_elements(By.CSS_SELECTOR, "#cases tr.case")
     assert len(rows) == expected[unit][0]
     assert all(r.find_element(By.CSS_SELECTOR, "td.unit").text == unit for r in rows)
+    # A case still there after its deadline says so in the list, whatever revision came after.
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#cases span.badge.overdue")) == expected[unit][1]
     rows[0].find_element(By.CSS_SELECTOR, "a").click()
     assert unit in driver.find_element(By.ID, "duty").text

@@ -105,6 +105,7 @@ class Case:
     verdict: str | None = None
     verdict_reason: str = ""
     verdict_user: str = ""
+    overdue: bool = False  # a deadline check found it still there, and it has not gone since
 
     @property
     def place(self) -> tuple[str, str, str]:
@@ -293,8 +294,8 @@ class CaseIndex:
         with self._lock:
             where, args = self._where(flt)
             rows = self._db.execute(
-                f"""SELECT p.payload, r.verdict, r.reason, r.user FROM
-                      (SELECT event_id, revision, last_seen FROM cases{where}
+                f"""SELECT p.payload, r.verdict, r.reason, r.user, c.overdue AND c.rectified_at IS NULL FROM
+                      (SELECT event_id, revision, last_seen, overdue, rectified_at FROM cases{where}
                        ORDER BY last_seen DESC, event_id LIMIT ? OFFSET ?) c
                     JOIN revisions p ON p.event_id = c.event_id AND p.revision = c.revision
                     LEFT JOIN reviews r ON r.rowid = (SELECT rowid FROM reviews WHERE event_id = c.event_id
@@ -302,7 +303,7 @@ class CaseIndex:
                     ORDER BY c.last_seen DESC, c.event_id""",
                 [*args, limit, offset],
             ).fetchall()
-        return [Case(json.loads(p), v, reason or "", user or "") for p, v, reason, user in rows]
+        return [Case(json.loads(p), v, reason or "", user or "", bool(late)) for p, v, reason, user, late in rows]
 
     def case(self, event_id: str) -> Case | None:
         with self._lock:
