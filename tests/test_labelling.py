@@ -136,6 +136,15 @@ def test_the_export_is_a_source_the_builder_reads_with_whole_camera_days_per_spl
     assert not empty.boxes  # "nothing here": a hard negative
     assert "labelled by 2 operator(s)" in (folder / "SOURCE.md").read_text(encoding="utf-8")
     assert camera_day_splits(store.frames()[:1], 0.3) in ({"kerb/2026-12-01": "train"}, {"kerb/2026-12-01": "val"})
+    # The dataset builder takes it like any staged public set: the manifest entry as written.
+    from streetscan.dataset.builder import DatasetBuilder
+    from streetscan.dataset.manifest import Manifest
+
+    build = tmp_path / "build"
+    result = DatasetBuilder(build, Manifest(sources=[spec])).add(spec, assets=tmp_path)
+    assert result.status == "built", result.reason
+    assert sum(result.images.values()) == 6 and result.images["val"] >= 1
+    assert sum(n for (_, _, obj), n in result.boxes.items() if obj == "garbage") == 5
 
 
 @pytest.mark.assets

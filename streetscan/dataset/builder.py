@@ -314,7 +314,7 @@ class DatasetBuilder:
         stem = f"{spec.name}__{_safe(item.path.stem)}"
         if (self.out / "images" / split / f"{stem}.jpg").exists():  # same name in two source splits
             stem = f"{stem}__{_safe(item.split)}"
-        if self.dedup.check_and_add(image, stem) is not None:
+        if spec.dedup and self.dedup.check_and_add(image, stem) is not None:
             result.duplicates += 1
             return None
         rows = []

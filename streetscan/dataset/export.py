@@ -85,6 +85,7 @@ def export_labels(store: LabelStore, folder: Path, name: str, val_fraction: floa
         "splits": {s: s for s in ("train", "val") if written[s]},
         "scene": SCENE,
         "classes": {o: o for o in names},
+        "dedup": False,  # a fixed camera's frames look alike; each was labelled for what is on it
         "licence": LICENCE,
         "attribution": "the city's camera operators",
         "viewpoint": "fixed street cameras (the city's own)",

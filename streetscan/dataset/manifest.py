@@ -101,6 +101,13 @@ class SourceSpec(BaseModel):
         title="Class names",
         description="YOLO class names in id order when the folder has no data.yaml or classes.txt.",
     )
+    dedup: bool = Field(
+        True,
+        title="Drop near-duplicates",
+        description="Leave out images that look like one already kept (a public set's augmented copies). Off "
+        "for frames operators labelled on a fixed camera: they look alike by nature, and each was chosen for "
+        "what is on it.",
+    )
     licence: str = Field(title="Licence", description="As stated by the source.")
     attribution: str = Field(title="Attribution", description="Text to carry with models trained on it.")
     url: str = Field("", title="Upstream", description="Where the set was published (dataset page).")
