@@ -31,6 +31,18 @@ HERE = Path(__file__).parent
 SECRET = b"a shared secret of the case platform"
 
 
+_RUNNING: list = []
+
+
+@pytest.fixture(autouse=True)
+def _no_receiver_left():
+    """A test failing before its own cleanup (between starting a receiver and its try) still ends
+    the receiver's process."""
+    yield
+    while _RUNNING:
+        _RUNNING.pop().kill()
+
+
 class Receiver:
     def __init__(self, tmp: Path, port: int | None = None, *args: str):
         self.port = port or free_port()
@@ -61,6 +73,7 @@ class Receiver:
             stdout=subprocess.PIPE,
             text=True,
         )
+        _RUNNING.append(self)  # killed after the test whatever it does in between (_no_receiver_left)
         assert self.proc.stdout.readline().startswith("READY")
         return self
 
