@@ -149,14 +149,16 @@ def test_a_substream_camera_refuses_zone_crops_that_need_the_main_streams_full_p
     assert parse_config(doc).camera("kerb").zone_crops == "off"
 
 
+@pytest.mark.parametrize("readers", [(), ("--reader-processes", "1")], ids=["reader-thread", "reader-process"])
 def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_the_main_stream_dies(
-    rtsp_ready, marker_model, tmp_path
+    rtsp_ready, marker_model, tmp_path, readers
 ):
     """Main stream 1280x720, substream 640x360, the same parked red 'car' on both (gone 8-14 s).
     Until the main stream is seen the camera waits (zones are in its pixels); with both up, cases
     are boxed in main-stream pixels and their pictures are the main stream's; when the main stream
     dies the camera stays live on its substream, its case stays open, and the next case's pictures
-    are the substream's scaled up, counted."""
+    are the substream's scaled up, counted. The same whether the substream is read by a thread of
+    the daemon or in a reader process (whose frames the daemon places on the main stream it reads)."""
     present = lambda t: 1.0 <= t < 8.0 or t >= 14.0  # noqa: E731
     main_clip = encode_clip(tmp_path / "main.mp4", width=1280, height=720, seconds=60, gop=25,
                             scene=red_marker((520, 400, 760, 520), present))  # fmt: skip
@@ -164,7 +166,7 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
     main_server, sub_server = RtspServer({"main": main_clip}), RtspServer({"sub": sub_clip}).start()
     streams = pair_streams(tmp_path / "streams.yaml", main_server, sub_server)
     out = tmp_path / "out"
-    daemon = DaemonProcess(streams, out, marker_model, "--jsonl").start()
+    daemon = DaemonProcess(streams, out, marker_model, "--jsonl", *readers).start()
     try:
         wait_for(lambda: daemon.camera_state("pair") == "backoff", 30, what="the camera waiting for its main stream")
         assert "main stream not seen yet" in json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]["reason"]
@@ -174,8 +176,11 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
         assert box_iou(first["objects"][0]["box"], (520, 400, 760, 520)) >= 0.7  # in the main stream's pixels
         assert cv2.imread(str(out / first["evidence"]["clean"])).shape[:2] == (720, 1280)
         assert daemon.metric("streetscan_evidence_from_substream_total", camera="pair") == 0
-        ready = json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]
+        readyz = json.loads(daemon.get("/readyz")[1])
+        ready = readyz["cameras"]["pair"]
         assert ready["state"] == "live" and ready["main_stream"]["state"] == "live"
+        if readers:
+            assert readyz["reader_processes"]["0"]["cameras"] == ["pair"]
 
         main_server.kill()  # the main stream dies; the substream goes on
         wait_for(

@@ -144,6 +144,43 @@ def on_main_stream(
     )
 
 
+class MainStreamMapper:
+    """A substream's frames handed on in its main stream's pixels: where the main picture lies in
+    the substream's (decided on a session's first frame that shows one) and, for evidence, the main
+    stream's picture. One per camera, in whichever process holds the main stream: the reader
+    thread's, or the daemon's for a camera read in a reader process."""
+
+    def __init__(self, camera_id: str, main: MainStream, fallback: Callable[[], None]):
+        self.camera_id, self.main, self.fallback = camera_id, main, fallback
+        self.placement: Placement | None = None
+        self._placed_size: tuple[int, int] | None = None  # the substream's (w, h) when placed
+
+    def reset(self) -> None:
+        """A reconnected substream may come in another format: place it again."""
+        self.placement = None
+
+    def map(self, frame: Frame, arrived: float) -> Frame:
+        if (frame.width, frame.height) != self._placed_size:
+            self.placement, self._placed_size = None, (frame.width, frame.height)
+        if self.placement is None:
+            self.placement = self._place(frame)
+        placement = self.placement or Placement()  # (a black frame: decided on the next one)
+        return on_main_stream(frame, self.main, arrived, self.fallback, placement)
+
+    def _place(self, frame: Frame) -> Placement | None:
+        assert self.main.size is not None  # frames are mapped only once the main stream's size is known
+        placement = Placement.of(frame.image, self.main.size)
+        if placement is None:
+            return None
+        h, w = frame.image.shape[:2]
+        how = "scaled per axis" if placement == Placement() else f"letterboxed, active area {placement.area}"
+        log.info(
+            "%s: substream %dx%d (as analysed) onto main stream %dx%d, %s",
+            self.camera_id, w, h, *self.main.size, how, extra={"camera": self.camera_id},
+        )  # fmt: skip
+        return placement
+
+
 class RecordedMainStream:
     """A replay's main recording: opened at the moment asked for, the frame at or after it decoded.
     Evidence is written a few times per case, so a seek each time costs less than decoding the

@@ -24,7 +24,7 @@ from ..pipeline.decode import SourceError, SourceStalled, VideoSource, is_networ
 from ..pipeline.frames import Frame
 from ..secrets import redact_url
 from .handoff import LiveFrame, ReaderHandoff
-from .mainstream import LiveMainStream, MainStream, Placement, on_main_stream
+from .mainstream import LiveMainStream, MainStream, MainStreamMapper
 from .state import LOOPED, CameraState, Pacer, StopRequested
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ class _Reader(Worker):
         main: MainStream | None = None,
     ):
         self.camera_id = camera.id
-        self.main = main  # a substream camera's main stream: its frames are handed on in its pixels
-        self.placement: Placement | None = None  # where the main picture lies in the substream's (per session)
+        # A substream camera's frames are handed on in its main stream's pixels.
+        self.mapper = MainStreamMapper(camera.id, main, self._evidence_from_substream) if main is not None else None
         self.camera = camera
         self.handoff = handoff
         self.metrics = metrics
@@ -84,27 +84,10 @@ class _Reader(Worker):
     def hand_on(self, frame: Frame, now: float) -> None:
         self.last_frame_at = now
         self.metrics.frames_sampled.labels(self.camera_id).inc()
-        if self.main is not None:
-            if self.placement is None:
-                self.placement = self._place(frame)
-            placement = self.placement or Placement()  # (a black frame: decided on the next one)
-            frame = on_main_stream(frame, self.main, now, self._evidence_from_substream, placement)
+        if self.mapper is not None:
+            frame = self.mapper.map(frame, now)
         crops = self.crops.plan(frame.width, frame.height) if self.crops else ()
         self.handoff.put(LiveFrame(self.camera_id, self.generation, frame, now, crops))
-
-    def _place(self, frame: Frame) -> Placement | None:
-        """Where the main stream's picture lies in this substream, from its first frame that shows one."""
-        assert self.main is not None and self.main.size is not None
-        placement = Placement.of(frame.image, self.main.size)
-        if placement is None:
-            return None
-        h, w = frame.image.shape[:2]
-        how = "scaled per axis" if placement == Placement() else f"letterboxed, active area {placement.area}"
-        log.info(
-            "%s: substream %dx%d (as analysed) onto main stream %dx%d, %s",
-            self.camera_id, w, h, *self.main.size, how, extra={"camera": self.camera_id},
-        )  # fmt: skip
-        return placement
 
     def _evidence_from_substream(self) -> None:
         # Counted, not logged each time: the main stream's own state says why, once per outage.
@@ -192,7 +175,10 @@ class StreamReader(_Reader):
         fit: tuple[int, int] | None = None,
         crops: CropPlanner | None = None,
         shed_load: bool = True,
+        read_main: bool = True,
     ):
+        """`read_main` False: a substream camera's main stream is read elsewhere (a reader process
+        reads the substream; the daemon reads the main stream and places its frames)."""
         self.url = camera.detect_source
         self.analysis_fps = camera.analysis_fps
         self.policy = camera.reader
@@ -208,7 +194,7 @@ class StreamReader(_Reader):
         self._log = logging.LoggerAdapter(log, {"camera": camera.id})
         self.shedder = LoadShedder() if shed_load else None
         self.source: VideoSource | None = None
-        self.main_stream = LiveMainStream(camera) if camera.detect_url else None
+        self.main_stream = LiveMainStream(camera) if camera.detect_url and read_main else None
         super().__init__(camera, handoff, metrics, generation=generation, fit=fit, crops=crops, main=self.main_stream)
 
     def stream_time(self, mono: float) -> float:
@@ -267,7 +253,8 @@ class StreamReader(_Reader):
         """One connection, until it fails or a stop is requested; returns why it ended."""
         pacer = Pacer(paced=not is_network(self.url), resume_at=self._loop_ends_at or 0.0, stop=self._stop)
         self._loop_ends_at = None
-        self.placement = None  # a reconnected substream may come in another format
+        if self.mapper is not None:
+            self.mapper.reset()
         self._last_packet = time.monotonic()
         self.account.restart()
         try:

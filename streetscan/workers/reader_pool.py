@@ -19,7 +19,10 @@ second and feed the daemon's metrics, /readyz and the console.
 
 Frames from a reader process carry no full-resolution picture: evidence is drawn at the model's
 input resolution, and cameras with zone crops (which cut the full picture) keep in-process reader
-threads.
+threads. A substream camera (`detect_url`) is split by stream: its substream, decoded in full, is
+read in a reader process; its main stream, keyframes only, by a thread in the daemon, where
+evidence is drawn, so its cases' pictures are the main stream's at full resolution. The daemon
+places each substream frame in the main stream's pixels as it moves it onto the board.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from ..logs import configure as configure_logging
 from ..pipeline.config import Camera
 from ..pipeline.frames import Frame
 from .handoff import FrameBoard, LiveFrame
+from .mainstream import LiveMainStream, MainStreamMapper
 from .reader import CameraState, StreamReader
 
 if TYPE_CHECKING:
@@ -229,6 +233,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
                     fit=fit,
                     crops=None,
                     shed_load=shed_load,
+                    read_main=False,  # the daemon reads a substream camera's main stream
                 )
                 readers[camera.id] = reader
                 reader.start()
@@ -278,15 +283,51 @@ class RemoteReader:
         self.last_frame_at: float | None = None
         self.heartbeat = time.monotonic()
         self.thread_alive = True  # its StreamReader thread in the process, as last reported
+        # A substream camera's main stream is read here, where its evidence is drawn.
+        self.main_stream = LiveMainStream(camera) if camera.detect_url else None
+        self.mapper = (
+            MainStreamMapper(camera.id, self.main_stream, self._evidence_from_substream)
+            if self.main_stream is not None
+            else None
+        )
 
     def start(self) -> None:
+        if self.main_stream is not None:
+            self.main_stream.start()
         self.pool.add(self)
 
     def stop(self) -> None:
         self.pool.remove(self.camera_id)
+        if self.main_stream is not None:
+            self.main_stream.stop()
 
     def join(self, timeout: float | None = None) -> bool:
-        return True  # the process stops the thread; nothing of it lives here
+        # The process stops the substream's thread; the main stream's lives here.
+        if self.main_stream is not None:
+            return self.main_stream.join(timeout)
+        return True
+
+    def report(self, state: CameraState, reason: str) -> None:
+        """The substream reader's state, as its process reported it. Zones are drawn in the main
+        stream's pixels, so until the main stream has been seen the camera is not live, whatever
+        its substream does (as a reader thread waits for it before dialling the substream)."""
+        main = self.main_stream
+        if main is not None and main.size is None and state == CameraState.LIVE:
+            state = CameraState.BACKOFF if main.state == CameraState.BACKOFF else CameraState.CONNECTING
+            reason = f"main stream not seen yet ({main.reason}); zones are in its pixels"
+        self.state, self.reason = state, reason
+
+    def place(self, frame: Frame, arrived: float) -> Frame | None:
+        """The frame as analysis takes it: a substream camera's in its main stream's pixels; None
+        while the main stream's size is not known yet (nothing to place it in)."""
+        if self.mapper is None:
+            return frame
+        if self.mapper.main.size is None:
+            return None
+        return self.mapper.map(frame, arrived)
+
+    def _evidence_from_substream(self) -> None:
+        self.pool.metrics.evidence_from_substream.labels(self.camera_id).inc()
 
     @property
     def alive(self) -> bool:
@@ -431,7 +472,11 @@ class ReaderPool(Worker):
                     taken = slot.take()
                     if taken is not None:
                         frame, arrived = taken
-                        self.board.put(LiveFrame(cam, remote.generation, frame, arrived))
+                        placed = remote.place(frame, arrived)
+                        if placed is None:
+                            self.metrics.frames_dropped.labels(cam).inc()  # no main stream to place it in yet
+                        else:
+                            self.board.put(LiveFrame(cam, remote.generation, placed, arrived))
                 waiting = self.board.arrived(cam)
                 slot.mark_busy(0.0 if waiting is None else waiting + fresh_s)
 
@@ -449,7 +494,7 @@ class ReaderPool(Worker):
                     remote = proc.cameras.get(cam)
                     if remote is None:
                         continue
-                    remote.state, remote.reason = CameraState(st["state"]), st["reason"]
+                    remote.report(CameraState(st["state"]), st["reason"])
                     remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
                     remote.thread_alive = st["alive"]
                     if st["last_frame_at"] is not None:

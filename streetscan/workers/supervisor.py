@@ -183,9 +183,9 @@ class Daemon:
             return None
         fit = self.card.fit
         crops = CropPlanner.for_camera(camera, fit)
-        # Zone crops cut the full picture, and a substream camera's full picture is its main stream's: a
-        # thread here keeps them (a reader process hands frames over without either).
-        if self.pool is not None and not crops.may_crop and not camera.detect_url:
+        # Zone crops cut the full picture, which a reader process does not hand over: a thread here
+        # keeps it. (A substream camera's main stream is read here either way: reader_pool.py.)
+        if self.pool is not None and not crops.may_crop:
             return self.pool.reader(camera, generation)
         return StreamReader(
             camera,
