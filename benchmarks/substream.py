@@ -73,12 +73,12 @@ def limits(main: Path, sub: Path, card, cores: int) -> dict:
     inference = cores / ceiling  # the ceiling was measured on all cores
     stages = {
         "main": {
-            "decode main (every frame)": decode_cores(main, card.fit, "auto"),
+            "decode main (as read: each GOP to its last analysed frame)": decode_cores(main, card.fit, "auto"),
             "preprocess": preprocess_ms(detector, _first_frame(main), 2.0) / 1000.0,
             "inference": inference,
         },
         "pair": {
-            "decode sub (every frame)": decode_cores(sub, card.fit, "auto"),
+            "decode sub (as read)": decode_cores(sub, card.fit, "auto"),
             "decode main (keyframes)": decode_cores(main, THUMBNAIL, "only"),
             "preprocess": preprocess_ms(detector, vf, 2.0) / 1000.0,
             "inference": inference,

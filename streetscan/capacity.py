@@ -86,7 +86,9 @@ def _timed(fn, min_s: float) -> tuple[int, float]:
 
 def decode_figures(clip: Path, analysis_fps: float) -> dict:
     """Per decode thread: frames/s decoding everything, and camera-seconds per second (how many
-    cameras one thread keeps up with) when sampling with full decode and keyframe-only."""
+    cameras one thread keeps up with) sampling at `analysis_fps` with every frame decoded and as
+    the daemon reads (keyframes only when the GOP allows, else each GOP decoded to its last
+    analysed frame)."""
     t0 = time.perf_counter()
     frames = 0
     with av.open(str(clip)) as c:
@@ -98,7 +100,7 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
     out: dict[str, Any] = {"all_frames": {"decoded_fps": frames / all_s}}
     info = None
     out["fps"] = analysis_fps
-    for mode, keyframes in (("sampled_full_decode", "never"), ("keyframe_only", "auto")):
+    for mode, keyframes in (("every_frame", "never"), ("as_read", "auto")):
         src = VideoSource(str(clip), analysis_fps, keyframes=keyframes, threads=1)  # as the daemon decodes
         assert src.info is not None  # a file is probed when its VideoSource is made
         info = src.info
@@ -109,6 +111,7 @@ def decode_figures(clip: Path, analysis_fps: float) -> dict:
             "decoded_fps": src.stats.decoded / dt,
             "sampled": n,
             "keyframe_only": src.stats.keyframe_only,
+            "decoded": src.stats.decoded,
             "cameras_per_thread": (src.info.duration_s or 0) / dt,
         }
     assert info is not None  # set by the loop above
@@ -532,7 +535,8 @@ def run(
         clip = clip or default_clip(work, quick, gop_s)
         stage_s = 1.0 if quick else 5.0
         log(f"machine: {machine()['cpu']}, {os.cpu_count()} cores; model {card.name}; clip {clip.name}")
-        dec = decode_figures(clip, min(analysis_fps))
+        decs = {fps: decode_figures(clip, fps) for fps in analysis_fps}  # what a GOP costs depends on the rate
+        dec = decs[min(analysis_fps)]
         vf = _first_frame(clip)
         pre = preprocess_ms(detector, vf, stage_s)
         rect = input_size(*fit_size(vf.width, vf.height, card.fit), card.input_width, card.input_height, card.rect)
@@ -583,7 +587,7 @@ def run(
                     f"{100 * (overload['of_sustained'] or 0):.0f}% of the sustained figure, least-served camera "
                     f"{t2.min_camera_fps:.2f}/s, age p95 {t2.age_p95_s:.1f}s"
                 )
-            budget = where_the_cores_go(dec, pre, ceiling, fps, os.cpu_count() or 1)
+            budget = where_the_cores_go(decs[fps], pre, ceiling, os.cpu_count() or 1)
             limit = budget["combined_limit"]
             e2e[str(fps)] = {
                 "cameras": n,
@@ -623,19 +627,16 @@ def run(
     return results
 
 
-def where_the_cores_go(dec: dict, preprocess_ms: float, ceiling_img_s: float, fps: float, cores: int) -> dict:
-    """Each stage's CPU per camera at `fps` (in cores), from the stage figures, and the combined
-    limit: how many cameras the machine's cores carry when every stage is paid for (cores / cost
-    per camera). Decode is the daemon's mode for this clip at `dec`'s rate (keyframes only when the
-    GOP allows it, which scales with fps; else every frame, which does not); inference is the raw
-    ceiling's share of all cores per image. Tracking, rules and evidence are left out: 0.002 cores
-    for 24 cameras (measured above), below this estimate's noise."""
-    measured_fps = dec["fps"]
-    kf = dec["keyframe_only"]["keyframe_only"] and fps <= measured_fps
-    mode = dec["keyframe_only" if kf else "sampled_full_decode"]
+def where_the_cores_go(dec: dict, preprocess_ms: float, ceiling_img_s: float, cores: int) -> dict:
+    """Each stage's CPU per camera at `dec`'s rate (in cores), from the stage figures, and the
+    combined limit: how many cameras the machine's cores carry when every stage is paid for (cores
+    / cost per camera). Decode is the daemon's, measured at that rate (keyframes only when the GOP
+    allows it, else each GOP to its last analysed frame); inference is the raw ceiling's share of
+    all cores per image. Tracking, rules and evidence are left out: 0.002 cores for 24 cameras
+    (measured above), below this estimate's noise."""
+    fps = dec["fps"]
+    mode = dec["as_read"]
     decode = 1.0 / mode["cameras_per_thread"] if mode["cameras_per_thread"] else 0.0
-    if kf:
-        decode *= fps / measured_fps
     stages = {
         "decode": decode,
         "preprocess": fps * preprocess_ms / 1000.0,
@@ -650,9 +651,9 @@ def table(results: dict) -> str:
     lines = [
         f"model {results['model']} on {results['machine']['cpu']} ({results['machine']['cores']} cores)",
         f"decode {d['clip']['width']}x{d['clip']['height']}: all frames {d['all_frames']['decoded_fps']:.0f} fps; "
-        f"sampled (full decode) {d['sampled_full_decode']['cameras_per_thread']:.1f} cameras/thread; "
-        f"keyframe-only {d['keyframe_only']['cameras_per_thread']:.1f} cameras/thread"
-        f"{'' if d['keyframe_only']['keyframe_only'] else ' (GOP too long: full decode)'}",
+        f"at {d['fps']:g} fps, every frame {d['every_frame']['cameras_per_thread']:.1f} cameras/thread; "
+        f"as the daemon reads {d['as_read']['cameras_per_thread']:.1f} cameras/thread "
+        f"({'keyframes only' if d['as_read']['keyframe_only'] else 'each GOP to its last analysed frame'})",
         f"preprocess {results['preprocess_ms']:.2f} ms/frame",
         "inference (raw):  input     batch   img/s   ms/call",
     ]

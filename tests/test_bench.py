@@ -40,7 +40,7 @@ def test_bench_quick_reports_stages_ceiling_and_cameras(h264_clip, tmp_path):
     assert (out / "capacity.png").stat().st_size > 1000
     assert r["machine"]["cores"] >= 1 and r["machine"]["versions"]["onnxruntime"]
     assert r["decode"]["all_frames"]["decoded_fps"] > 0 and r["decode"]["clip"]["width"] == 640
-    assert r["decode"]["keyframe_only"]["keyframe_only"] is True  # 1 s GOP at 1 fps: keyframes suffice
+    assert r["decode"]["as_read"]["keyframe_only"] is True  # 1 s GOP at 1 fps: keyframes suffice
     assert r["preprocess_ms"] > 0 and r["ceiling_img_s"] > 0
     assert {row["batch"] for row in r["inference"]} == {1}  # the default model takes batch 1 only
     e2e = r["e2e"]["1.0"]

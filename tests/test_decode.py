@@ -1,3 +1,5 @@
+import subprocess
+
 import av
 import cv2
 import numpy as np
@@ -17,7 +19,7 @@ def test_samples_to_analysis_fps(h264_clip):
     assert len(frames) == 16  # 8 s at 2 fps
     assert [f.pts_s for f in frames[:4]] == pytest.approx([0.0, 0.5, 1.0, 1.5], abs=0.04)  # nearest frame at 25 fps
     assert frames[0].image.shape == (360, 640, 3)
-    assert src.stats.decoded == 200 and not src.stats.keyframe_only  # GOP 1 s > 0.5 s: all decoded
+    assert not src.stats.keyframe_only  # GOP 1 s > 0.5 s: decoded in full, each GOP to its last analysed frame
 
 
 def test_keyframe_only_when_keyframes_suffice(h264_clip):
@@ -43,8 +45,8 @@ def test_unwanted_frames_are_not_decoded_nor_converted(h264_clip):
     assert [f.pts_s for f in frames] == pytest.approx([0.0, 2.0, 4.0, 6.0], abs=0.04)
     assert key.stats.decoded == 4 and key.stats.skipped == 4  # a skipped keyframe is never decoded
     asked.clear()
-    full = VideoSource(str(h264_clip), analysis_fps=2, wanted=every_other)
-    frames = list(full.frames())  # GOP 1 s > 0.5 s: everything decoded, only the wanted converted
+    full = VideoSource(str(h264_clip), analysis_fps=2, wanted=every_other, keyframes="never")
+    frames = list(full.frames())  # every frame decoded, only the wanted converted
     assert len(frames) == 8 and full.stats.skipped == 8 and full.stats.decoded == 200 and full.stats.sampled == 8
 
 
@@ -215,3 +217,34 @@ def test_load_shedder_enters_on_refusals_holds_then_tries_again():
     assert not s.active(now=12)  # a full window is needed before shedding again
     s.overrun(now=13)  # ... unless decode falls behind the camera
     assert s.active(now=13.1) and not s.active(now=23.5)
+
+
+@pytest.mark.parametrize("codec", ["libx264", "libx265"])
+def test_a_gops_tail_after_its_last_analysed_frame_is_not_decoded_and_the_analysed_pictures_are_the_same(
+    tmp_path, codec
+):
+    """A camera's 2 s GOP at 1 analysed fps (25 fps, B-frames as many cameras send; x265's default
+    open GOP, whose leading pictures reference the GOP before): each GOP is decoded only up to its
+    second analysed frame, about half the frames, and every analysed picture is the one a decode
+    of every frame gives at that moment."""
+    clip = tmp_path / f"{codec}.mp4"
+    moving = encode_clip(tmp_path / "src.mp4", seconds=10, gop=250)
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(moving), "-c:v", codec, "-preset", "ultrafast", "-g", "50",
+         "-bf", "2", *(["-x265-params", "log-level=error"] if codec == "libx265" else ["-sc_threshold", "0"]),
+         str(clip)],
+        check=True,
+    )  # fmt: skip
+    every = VideoSource(str(clip), analysis_fps=1, keyframes="never", threads=1)
+    reference = {round(f.pts_s, 2): f.image for f in every.frames()}
+    assert every.stats.decoded == 250 and every.stats.tail_skipped == 0
+
+    auto = VideoSource(str(clip), analysis_fps=1, threads=1)  # as the daemon decodes (frame threads hold frames)
+    frames = list(auto.frames())
+    assert not auto.stats.keyframe_only and auto.info.keyframe_interval_s == pytest.approx(2.0)
+    assert [round(f.pts_s, 2) for f in frames] == sorted(reference)  # the same instants
+    for f in frames:
+        assert np.array_equal(f.image, reference[round(f.pts_s, 2)]), f"picture at {f.pts_s:.2f}s differs"
+    assert auto.stats.decode_errors == 0
+    # Each 50-frame GOP decoded to its frame at 1 s (26 frames, and the decoder's reorder delay) of 50.
+    assert 5 * 26 <= auto.stats.decoded <= 5 * 30 and auto.stats.tail_skipped >= 5 * 20

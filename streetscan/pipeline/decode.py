@@ -6,7 +6,10 @@ Decode only what is analysed:
   up front; a live stream switches over once its first keyframe intervals are seen, and any
   source falls back to full decode if keyframes thin out.
 - Otherwise every frame is decoded (H.264 needs them as references) and the frames that are not
-  analysed are dropped before colour conversion.
+  analysed are dropped before colour conversion, except a GOP's tail: once the next analysed
+  instant falls at or after the next keyframe, the packets before that keyframe are not decoded
+  (nothing later references them). A camera's usual 2 s GOP at 1 fps decodes about half its
+  frames (`_Pass.tail_skip`).
 - A sampled frame is scaled to the detector's input and converted to BGR in one swscale pass
   (`fit`); the full-resolution picture is converted only if something asks for it (evidence).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +62,7 @@ class DecodeStats:
     decoded: int = 0
     sampled: int = 0
     skipped: int = 0  # due for analysis but not wanted (the consumer still had one waiting)
+    tail_skipped: int = 0  # packets of a GOP's tail, after its last analysed frame: not decoded
     decode_errors: int = 0
     keyframe_only: bool = False
     shedding: bool = False  # keyframe-only although keyframes are sparser than the analysis rate (overload)
@@ -165,6 +170,14 @@ class _Pass:
     chosen: set[int] = field(default_factory=set)  # pts of keyframes chosen for analysis
     size: tuple[int, int] | None = None
     shedding: bool = False  # keyframe-only to shed load: no fallback to full decode for sparse keyframes
+    # Full decode, a GOP's tail: the keyframes seen (their last time, recent gaps); while `tail_due`
+    # is set (the next analysed instant, which the next keyframe serves), packets before that
+    # keyframe are not decoded. `tail_skip` turns off for the pass if a keyframe ever comes later
+    # than predicted (a camera's variable GOP), so at most one analysed instant is served late.
+    gop_key: float | None = None
+    key_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=4))
+    tail_due: float | None = None
+    tail_skip: bool = True
 
 
 class VideoSource:
@@ -193,8 +206,9 @@ class VideoSource:
     frames than asked for but at a fraction of the decode cost, until it answers False again.
     The daemon sheds this way when inference cannot keep up, so decode does not take the cores
     inference needs.
-    `keyframes`: "auto" as above; "only" decodes keyframes and nothing else, however far apart
-    they come (a main stream read for evidence pictures beside a substream).
+    `keyframes`: "auto" as above, and in full decode a GOP's tail after its last analysed frame is
+    not decoded; "never" decodes every frame; "only" decodes keyframes and nothing else, however
+    far apart they come (a main stream read for evidence pictures beside a substream).
     """
 
     def __init__(
@@ -292,6 +306,8 @@ class VideoSource:
             start=float(stream.start_time * time_base) if stream.start_time is not None else 0.0,
             grid=_SamplingGrid(self.interval_s),
             key_spacing=kf or 0.0,
+            key_gaps=deque([kf] if kf else [], maxlen=4),
+            tail_skip=self.keyframes == "auto",  # "never": every frame, as a reference for what auto saves
         )
         for packet in container.demux(stream):
             if self.watchdog is not None:
@@ -299,6 +315,8 @@ class VideoSource:
             if self.shed is not None and packet.is_keyframe and (p.shedding or not p.keyframe_only):
                 self._shed_or_not(p)
             if p.keyframe_only and packet.pts is not None and not self._admit(p, packet):
+                continue
+            if not p.keyframe_only and packet.pts is not None and not self._decode_in_full(p, packet):
                 continue
             for vf in self._decode(p, packet):
                 frame = self._sample(p, vf)
@@ -332,6 +350,7 @@ class VideoSource:
             # decode everything from here on.
             p.decoder = self._decoder(p.stream, keyframe_only=False)
             p.keyframe_only = self.stats.keyframe_only = p.watch_keys = False
+            p.tail_due = None
             log.info("%s: no keyframe for %.1fs > analysis interval; decoding all frames", self.label, gap)
             return True
         if not packet.is_keyframe:
@@ -344,6 +363,45 @@ class VideoSource:
             return False
         p.chosen.add(packet.pts)
         return True
+
+    def _decode_in_full(self, p: _Pass, packet: av.Packet) -> bool:
+        """Full decode: whether to hand this packet to the decoder; no while a GOP's tail is skipped."""
+        assert packet.pts is not None  # _frames asks only for packets with a pts
+        if not packet.is_keyframe:
+            if p.tail_due is None:
+                return True
+            self.stats.tail_skipped += 1
+            return False
+        pt = float(packet.pts * packet.time_base) - p.start
+        if p.gop_key is not None and pt > p.gop_key:
+            p.key_gaps.append(pt - p.gop_key)
+        p.gop_key = pt
+        if p.tail_due is None:
+            return True
+        if pt > p.tail_due + self.interval_s / 2:
+            p.tail_skip = False
+            log.info(
+                "%s: a keyframe came %.2fs after the instant it was to serve; decoding GOPs to their end",
+                self.label,
+                pt - p.tail_due,
+            )
+        elif pt + max(p.key_gaps) <= p.tail_due + p.spacing / 2:
+            self.stats.tail_skipped += 1  # the next keyframe serves the instant too
+            return False
+        # Start the keyframe clean, as at a stream's start: the frames held for reordering are of the
+        # tail, and an open GOP's leading pictures (HEVC's RASL), which reference the skipped tail,
+        # are then dropped by the decoder instead of shown broken.
+        p.decoder.flush_buffers()
+        p.tail_due = None
+        return True
+
+    def _skip_tail_if_done(self, p: _Pass) -> None:
+        """After an analysed instant in full decode: when the next one falls at or after the next
+        keyframe (predicted by the longest recent GOP), skip to that keyframe."""
+        if not p.tail_skip or p.gop_key is None or not p.key_gaps or p.grid.next_t is None:
+            return
+        if p.gop_key + max(p.key_gaps) <= p.grid.next_t + p.spacing / 2:
+            p.tail_due = p.grid.next_t
 
     def _decode(self, p: _Pass, packet: av.Packet) -> list[av.VideoFrame]:
         try:
@@ -382,8 +440,12 @@ class VideoSource:
         p.last_t = t
         if vf.pts in p.chosen:
             p.chosen.discard(vf.pts)
-        elif not decoded_in_full or not p.grid.take(t, p.spacing) or not self._wanted(t):
+        elif not decoded_in_full or not p.grid.take(t, p.spacing):
             return None
+        else:
+            self._skip_tail_if_done(p)
+            if not self._wanted(t):
+                return None
         if p.size is None:
             p.size = fit_size(vf.width, vf.height, self.fit)
         return self._frame(vf, t, p.size)

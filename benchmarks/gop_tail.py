@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""What skipping a GOP's tail saves: decode cores per camera, every frame against as the daemon reads.
+
+    STREETSCAN_ASSETS=../shared .venv/bin/python benchmarks/gop_tail.py [--seconds 20] [--rounds 2]
+
+Real footage (the staged plaza clip) re-encoded as cameras send it (25 fps, keyframes every 2 s
+or 4 s, no other keyframes, H.264 and H.265) at 1920x1080 and at 640x360 (a substream), decoded
+as a camera's reader does (one thread, scaled into the default model's input box) at 1 and 2
+analysed frames/s: once with every frame decoded (`keyframes="never"`), once as the daemon reads
+(`"auto"`: a GOP's frames after its last analysed one are not decoded). Both modes of one row run
+back to back, alternating which goes first per round, and their analysed pictures are compared.
+Prints a Markdown table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from streetscan.capacity import camera_encoding
+from streetscan.pipeline.decode import VideoSource
+from streetscan.pipeline.models import resolve_model
+
+
+def decode(clip: Path, fps: float, keyframes: str, fit: tuple[int, int]) -> tuple[float, VideoSource, list]:
+    source = VideoSource(str(clip), fps, keyframes=keyframes, fit=fit, threads=1)
+    assert source.info is not None and source.info.duration_s
+    t0 = time.process_time()
+    frames = [(round(f.pts_s, 2), f.image) for f in source.frames()]
+    return (time.process_time() - t0) / source.info.duration_s, source, frames
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=20.0, help="clip length")
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    assets = os.environ.get("STREETSCAN_ASSETS")
+    if not assets:
+        ap.error("set STREETSCAN_ASSETS to the folder holding footage/")
+    source = Path(assets) / "footage" / "plaza_pedestrians.mp4"
+    fit = resolve_model(None).fit
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="goptail-") as tmp:
+        for codec in ("h264", "hevc"):
+            for size in ("1920:1080", "640:360"):
+                for gop_s in (2, 4):
+                    clip = Path(tmp) / f"{codec}-{size.replace(':', 'x')}-g{gop_s}.mp4"
+                    subprocess.run(
+                        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-t", str(args.seconds),
+                         "-vf", f"scale={size},fps=25", *camera_encoding(25 * gop_s, codec), str(clip)],
+                        check=True,
+                    )  # fmt: skip
+                    for fps in (1.0, 2.0):
+                        cost: dict[str, list[float]] = {"never": [], "auto": []}
+                        stats = {}
+                        for r in range(args.rounds):
+                            order = ("never", "auto") if r % 2 == 0 else ("auto", "never")
+                            got = {}
+                            for mode in order:
+                                cores, src, frames = decode(clip, fps, mode, fit)
+                                cost[mode].append(cores)
+                                stats[mode], got[mode] = src.stats, frames
+                            same = len(got["never"]) == len(got["auto"]) and all(
+                                a[0] == b[0] and np.array_equal(a[1], b[1])
+                                for a, b in zip(got["never"], got["auto"], strict=True)
+                            )
+                        never, auto = min(cost["never"]), min(cost["auto"])
+                        rows.append(
+                            {
+                                "codec": codec,
+                                "size": size.replace(":", "x"),
+                                "gop_s": gop_s,
+                                "fps": fps,
+                                "millicores_every_frame": round(1000 * never, 1),
+                                "millicores_as_read": round(1000 * auto, 1),
+                                "saved": round(1 - auto / never, 3),
+                                "decoded_every_frame": stats["never"].decoded,
+                                "decoded_as_read": stats["auto"].decoded,
+                                "same_pictures": same,
+                            }
+                        )
+                        print(json.dumps(rows[-1]), file=sys.stderr)
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    print(
+        "| codec | size | GOP | analysed fps | frames decoded: every / as read "
+        "| millicores per camera: every / as read | saved | same pictures |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['codec']} | {r['size']} | {r['gop_s']} s | {r['fps']:g} | {r['decoded_every_frame']} / "
+            f"{r['decoded_as_read']} | {r['millicores_every_frame']} / {r['millicores_as_read']} | "
+            f"{100 * r['saved']:.0f} % | {'yes' if r['same_pictures'] else 'NO'} |"
+        )
+    print(json.dumps({"gop_tail": rows}))
+    return 0 if all(r["same_pictures"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
