@@ -187,11 +187,12 @@ def test_an_overloaded_full_decode_stream_sheds_to_keyframes_and_comes_back(tmp_
 
     src = VideoSource(str(clip), analysis_fps=2, shed=shed)
     assert not src.stats.keyframe_only
-    times, modes = [], []
+    times, modes, tails = [], [], []
     for f in src.frames():
         clock["t"] = f.pts_s
         times.append(round(f.pts_s, 2))
         modes.append(src.stats.shedding)
+        tails.append(src.stats.tail_skipped)
     shed_times = [t for t, m in zip(times, modes, strict=False) if m]
     assert shed_times and all(abs(t / 2 - round(t / 2)) < 0.05 for t in shed_times)  # keyframes only, 2 s apart
     assert [t for t in times if 4.0 <= t < 8.0] == [4.0, 6.0]  # fewer frames while shedding
@@ -200,6 +201,8 @@ def test_an_overloaded_full_decode_stream_sheds_to_keyframes_and_comes_back(tmp_
     after = [t for t in times if t >= 12.0]
     assert len(after) >= 4 and max(b - a for a, b in zip(after, after[1:], strict=False)) < 0.6
     assert not src.stats.shedding
+    # Back in full decode, a GOP's tail after its last analysed frame is skipped again.
+    assert src.stats.tail_skipped > tails[times.index(after[0])]
 
 
 def test_load_shedder_enters_on_refusals_holds_then_tries_again():

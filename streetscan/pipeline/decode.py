@@ -332,7 +332,7 @@ class VideoSource:
             return
         p.decoder = self._decoder(p.stream, keyframe_only=want)
         p.keyframe_only = p.shedding = self.stats.keyframe_only = self.stats.shedding = want
-        p.last_key = None
+        p.last_key = p.tail_due = None
         log.info(
             "%s: %s",
             self.label,
@@ -355,6 +355,7 @@ class VideoSource:
             return True
         if not packet.is_keyframe:
             return False  # the decoder would discard it (NONKEY): not even handed over
+        self._note_keyframe(p, pt)
         p.last_key = pt
         p.key_spacing = gap if gap > 0 else p.key_spacing
         if not p.grid.take(pt, p.key_spacing):
@@ -373,9 +374,7 @@ class VideoSource:
             self.stats.tail_skipped += 1
             return False
         pt = float(packet.pts * packet.time_base) - p.start
-        if p.gop_key is not None and pt > p.gop_key:
-            p.key_gaps.append(pt - p.gop_key)
-        p.gop_key = pt
+        self._note_keyframe(p, pt)
         if p.tail_due is None:
             return True
         if pt > p.tail_due + self.interval_s / 2:
@@ -394,6 +393,13 @@ class VideoSource:
         p.decoder.flush_buffers()
         p.tail_due = None
         return True
+
+    @staticmethod
+    def _note_keyframe(p: _Pass, pt: float) -> None:
+        """A keyframe's packet at `pt`, in either mode: the GOPs a tail skip is predicted from."""
+        if p.gop_key is not None and pt > p.gop_key:
+            p.key_gaps.append(pt - p.gop_key)
+        p.gop_key = pt
 
     def _skip_tail_if_done(self, p: _Pass) -> None:
         """After an analysed instant in full decode: when the next one falls at or after the next
