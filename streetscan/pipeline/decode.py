@@ -9,7 +9,7 @@ Decode only what is analysed:
   analysed are dropped before colour conversion, except a GOP's tail: once the next analysed
   instant falls at or after the next keyframe, the packets before that keyframe are not decoded
   (nothing later references them). A camera's usual 2 s GOP at 1 fps decodes about half its
-  frames (`_Pass.tail_skip`).
+  frames (`VideoSource._in_full`).
 - A sampled frame is scaled to the detector's input and converted to BGR in one swscale pass
   (`fit`); the full-resolution picture is converted only if something asks for it (evidence).
 """
@@ -63,6 +63,7 @@ class DecodeStats:
     sampled: int = 0
     skipped: int = 0  # due for analysis but not wanted (the consumer still had one waiting)
     tail_skipped: int = 0  # packets of a GOP's tail, after its last analysed frame: not decoded
+    tail_held_peak: int = 0  # bytes: the most a tail's packets held at once (at most one analysis interval)
     decode_errors: int = 0
     keyframe_only: bool = False
     shedding: bool = False  # keyframe-only although keyframes are sparser than the analysis rate (overload)
@@ -170,14 +171,23 @@ class _Pass:
     chosen: set[int] = field(default_factory=set)  # pts of keyframes chosen for analysis
     size: tuple[int, int] | None = None
     shedding: bool = False  # keyframe-only to shed load: no fallback to full decode for sparse keyframes
-    # Full decode, a GOP's tail: the keyframes seen (their last time, recent gaps); while `tail_due`
-    # is set (the next analysed instant, which the next keyframe serves), packets before that
-    # keyframe are not decoded. `tail_skip` turns off for the pass if a keyframe ever comes later
-    # than predicted (a camera's variable GOP), so at most one analysed instant is served late.
+    # Full decode, a GOP's tail: the keyframes seen (the last one's time, recent gaps). While
+    # `tail_due` is set (the next analysed instant, which the next keyframe is predicted to serve)
+    # packets are held, not decoded: dropped when that keyframe comes, decoded after all when a
+    # packet due for the instant comes first or the stream ends (a longer GOP than predicted).
     gop_key: float | None = None
     key_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     tail_due: float | None = None
+    held: list[av.Packet] = field(default_factory=list)
     tail_skip: bool = True
+
+
+@dataclass(frozen=True)
+class _Restart:
+    """In a full-decode pass's packet list: drain the decoder and start it clean (a GOP's tail was
+    dropped); `last_t`, the latest frame time dropped."""
+
+    last_t: float | None
 
 
 class VideoSource:
@@ -314,15 +324,24 @@ class VideoSource:
                 self.watchdog()
             if self.shed is not None and packet.is_keyframe and (p.shedding or not p.keyframe_only):
                 self._shed_or_not(p)
-            if p.keyframe_only and packet.pts is not None and not self._admit(p, packet):
-                continue
-            if not p.keyframe_only and packet.pts is not None and not self._decode_in_full(p, packet):
-                continue
-            for vf in self._decode(p, packet):
-                frame = self._sample(p, vf)
-                if frame is not None:
-                    yield frame
-                    self.stats.sampled += 1
+            if p.keyframe_only:
+                if packet.pts is not None and not self._admit(p, packet):
+                    continue
+                now: list[av.Packet | _Restart] = [packet]
+            else:
+                now = self._in_full(p, packet)
+            for item in now:
+                if isinstance(item, _Restart):
+                    decoded = self._restart(p)
+                else:
+                    decoded = self._decode(p, item)
+                for vf in decoded:
+                    frame = self._sample(p, vf)
+                    if frame is not None:
+                        yield frame
+                        self.stats.sampled += 1
+                if isinstance(item, _Restart) and item.last_t is not None:
+                    p.last_t = item.last_t
 
     def _shed_or_not(self, p: _Pass) -> None:
         """At a keyframe (a clean place to change decoders): follow `shed()`."""
@@ -333,6 +352,7 @@ class VideoSource:
         p.decoder = self._decoder(p.stream, keyframe_only=want)
         p.keyframe_only = p.shedding = self.stats.keyframe_only = self.stats.shedding = want
         p.last_key = p.tail_due = None
+        p.held = []  # (a switch happens at a keyframe: what was held is of the GOP before)
         log.info(
             "%s: %s",
             self.label,
@@ -350,7 +370,6 @@ class VideoSource:
             # decode everything from here on.
             p.decoder = self._decoder(p.stream, keyframe_only=False)
             p.keyframe_only = self.stats.keyframe_only = p.watch_keys = False
-            p.tail_due = None
             log.info("%s: no keyframe for %.1fs > analysis interval; decoding all frames", self.label, gap)
             return True
         if not packet.is_keyframe:
@@ -365,34 +384,50 @@ class VideoSource:
         p.chosen.add(packet.pts)
         return True
 
-    def _decode_in_full(self, p: _Pass, packet: av.Packet) -> bool:
-        """Full decode: whether to hand this packet to the decoder; no while a GOP's tail is skipped."""
-        assert packet.pts is not None  # _frames asks only for packets with a pts
-        if not packet.is_keyframe:
-            if p.tail_due is None:
-                return True
-            self.stats.tail_skipped += 1
-            return False
+    def _in_full(self, p: _Pass, packet: av.Packet) -> list[av.Packet | _Restart]:
+        """Full decode: what to decode now for this packet. A GOP's tail is held, not decoded; the
+        keyframe that ends it drops what was held. Packets come in decode order; a held frame the
+        grid could take (at or after the instant, less its tolerance) ends the hold at once, so the
+        analysed frames are exactly those of decoding every frame."""
+        if not p.tail_skip:
+            return [packet]
+        if packet.pts is None:  # the demuxer's end of stream (or a packet without a time): catch up first
+            held, p.held, p.tail_due = p.held, [], None
+            return [*held, packet]
         pt = float(packet.pts * packet.time_base) - p.start
-        self._note_keyframe(p, pt)
+        if packet.is_keyframe:
+            self._note_keyframe(p, pt)
         if p.tail_due is None:
-            return True
-        if pt > p.tail_due + self.interval_s / 2:
-            p.tail_skip = False
-            log.info(
-                "%s: a keyframe came %.2fs after the instant it was to serve; decoding GOPs to their end",
-                self.label,
-                pt - p.tail_due,
-            )
-        elif pt + max(p.key_gaps) <= p.tail_due + p.spacing / 2:
-            self.stats.tail_skipped += 1  # the next keyframe serves the instant too
-            return False
-        # Start the keyframe clean, as at a stream's start: the frames held for reordering are of the
-        # tail, and an open GOP's leading pictures (HEVC's RASL), which reference the skipped tail,
-        # are then dropped by the decoder instead of shown broken.
+            return [packet]
+        tolerance = min(p.spacing, self.interval_s) / 2  # the grid's (_SamplingGrid.take)
+        if not packet.is_keyframe:
+            if pt < p.tail_due - tolerance:
+                p.held.append(packet)
+                self.stats.tail_held_peak = max(self.stats.tail_held_peak, sum(h.size for h in p.held))
+                return []
+            held, p.held, p.tail_due = p.held, [], None  # due before the keyframe came: decode after all
+            return [*held, packet]
+        # The keyframe came first: nothing held is needed. The decoder is drained (frames it held
+        # back for reordering were decoded from complete references) and started clean, as at a
+        # stream's start, so an open GOP's leading pictures (HEVC's RASL), which reference the
+        # dropped tail, are dropped by the decoder instead of shown broken.
+        times = [float(h.pts * h.time_base) - p.start for h in p.held if h.pts is not None]
+        self.stats.tail_skipped += len(p.held)
+        restart = _Restart(last_t=max(times, default=None))  # the grid's spacing as if they were decoded
+        if pt < p.tail_due - tolerance and pt + max(p.key_gaps) <= p.tail_due + p.spacing / 2:
+            p.held = [packet]  # the next keyframe serves the instant too
+            return [restart]
+        p.held, p.tail_due = [], None
+        return [restart, packet]
+
+    def _restart(self, p: _Pass) -> list[av.VideoFrame]:
+        """Drain the decoder, then start it clean for a keyframe."""
+        try:
+            frames = p.decoder.decode(None)
+        except av.error.FFmpegError:
+            frames = []
         p.decoder.flush_buffers()
-        p.tail_due = None
-        return True
+        return frames
 
     @staticmethod
     def _note_keyframe(p: _Pass, pt: float) -> None:
@@ -401,11 +436,11 @@ class VideoSource:
             p.key_gaps.append(pt - p.gop_key)
         p.gop_key = pt
 
-    def _skip_tail_if_done(self, p: _Pass) -> None:
+    def _hold_tail_if_done(self, p: _Pass) -> None:
         """After an analysed instant in full decode: when the next one falls at or after the next
-        keyframe (predicted by the longest recent GOP), skip to that keyframe."""
-        if not p.tail_skip or p.gop_key is None or not p.key_gaps or p.grid.next_t is None:
-            return
+        keyframe (predicted by the longest recent GOP), hold the packets until that keyframe."""
+        if not p.tail_skip or p.watch_keys or p.gop_key is None or not p.key_gaps or p.grid.next_t is None:
+            return  # (a live stream's first keyframes are watched decoded: none may be skipped)
         if p.gop_key + max(p.key_gaps) <= p.grid.next_t + p.spacing / 2:
             p.tail_due = p.grid.next_t
 
@@ -449,7 +484,7 @@ class VideoSource:
         elif not decoded_in_full or not p.grid.take(t, p.spacing):
             return None
         else:
-            self._skip_tail_if_done(p)
+            self._hold_tail_if_done(p)
             if not self._wanted(t):
                 return None
         if p.size is None:
