@@ -277,3 +277,28 @@ def test_a_keyframe_later_than_the_gops_before_predicted_costs_a_catch_up_not_an
     assert [t for t, _ in frames] == [t for t, _ in reference] == [float(i) for i in range(10)]
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(frames, reference, strict=True))
     assert auto.stats.tail_skipped > 0 and auto.stats.decoded + auto.stats.tail_skipped == 250
+
+
+@pytest.mark.parametrize(
+    "codec,options",
+    [
+        # An open-GOP H.264 camera whose fourth keyframe comes 80 ms late: the frame due at 6 s is a
+        # leading B-frame of that keyframe, after it in decode order.
+        ("libx264", ["-preset", "medium", "-x264-params", "open-gop=1", "-g", "1000", "-sc_threshold", "0",
+                     "-force_key_frames", "0,2,4,6.08,8"]),
+        # An open-GOP H.265 camera whose keyframes come a frame before the instants (49-frame GOP).
+        ("libx265", ["-preset", "fast", "-g", "49", "-x265-params", "log-level=error"]),
+    ],
+    ids=["h264-open-gop-late-keyframe", "h265-open-gop-early-keyframes"],
+)  # fmt: skip
+def test_open_gop_leading_pictures_change_no_analysed_frame(tmp_path, codec, options):
+    moving = encode_clip(tmp_path / "src.mp4", seconds=10, gop=250)
+    clip = tmp_path / "open.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(moving), "-c:v", codec, *options, str(clip)], check=True)
+    every = VideoSource(str(clip), analysis_fps=1, keyframes="never", threads=1)
+    reference = [(round(f.pts_s, 2), f.image) for f in every.frames()]
+    auto = VideoSource(str(clip), analysis_fps=1, threads=1)
+    frames = [(round(f.pts_s, 2), f.image) for f in auto.frames()]
+    assert [t for t, _ in frames] == [t for t, _ in reference]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(frames, reference, strict=True))
+    assert auto.stats.tail_skipped > 0 and auto.stats.decode_errors == 0

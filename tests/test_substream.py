@@ -170,6 +170,8 @@ def test_a_live_camera_pair_detects_on_the_substream_and_keeps_its_cases_when_th
     try:
         wait_for(lambda: daemon.camera_state("pair") == "backoff", 30, what="the camera waiting for its main stream")
         assert "main stream not seen yet" in json.loads(daemon.get("/readyz")[1])["cameras"]["pair"]["reason"]
+        assert daemon.get("/healthz")[0] == 200  # waiting for a stream is not a dead reader
+        assert daemon.metric("streetscan_frames_decoded_total", camera="pair") == 0  # the substream not dialled
         main_server.start()
         wait_for(lambda: opened(jsonl(out)), 60, what="a case on the substream")
         first = opened(jsonl(out))[0]

@@ -179,6 +179,7 @@ class _Pass:
     key_gaps: deque[float] = field(default_factory=lambda: deque(maxlen=4))
     tail_due: float | None = None
     held: list[av.Packet] = field(default_factory=list)
+    held_bytes: int = 0
     tail_skip: bool = True
 
 
@@ -352,7 +353,8 @@ class VideoSource:
         p.decoder = self._decoder(p.stream, keyframe_only=want)
         p.keyframe_only = p.shedding = self.stats.keyframe_only = self.stats.shedding = want
         p.last_key = p.tail_due = None
-        p.held = []  # (a switch happens at a keyframe: what was held is of the GOP before)
+        self.stats.tail_skipped += len(p.held)  # (a switch happens at a keyframe: what was held is of the GOP before)
+        p.held, p.held_bytes = [], 0
         log.info(
             "%s: %s",
             self.label,
@@ -392,8 +394,7 @@ class VideoSource:
         if not p.tail_skip:
             return [packet]
         if packet.pts is None:  # the demuxer's end of stream (or a packet without a time): catch up first
-            held, p.held, p.tail_due = p.held, [], None
-            return [*held, packet]
+            return [*self._release(p), packet]
         pt = float(packet.pts * packet.time_base) - p.start
         if packet.is_keyframe:
             self._note_keyframe(p, pt)
@@ -403,22 +404,35 @@ class VideoSource:
         if not packet.is_keyframe:
             if pt < p.tail_due - tolerance:
                 p.held.append(packet)
-                self.stats.tail_held_peak = max(self.stats.tail_held_peak, sum(h.size for h in p.held))
+                p.held_bytes += packet.size
+                self.stats.tail_held_peak = max(self.stats.tail_held_peak, p.held_bytes)
                 return []
-            held, p.held, p.tail_due = p.held, [], None  # due before the keyframe came: decode after all
-            return [*held, packet]
-        # The keyframe came first: nothing held is needed. The decoder is drained (frames it held
-        # back for reordering were decoded from complete references) and started clean, as at a
-        # stream's start, so an open GOP's leading pictures (HEVC's RASL), which reference the
+            return [*self._release(p), packet]  # due before the keyframe came: decode after all
+        if pt > p.tail_due + tolerance:
+            # Later than the instant: an open GOP's leading pictures, which follow the keyframe in
+            # decode order and reference the tail, may hold the frame due. Decode after all.
+            return [*self._release(p), packet]
+        # The keyframe serves the instant: nothing held is needed. The decoder is drained (frames it
+        # held back for reordering were decoded from complete references) and started clean, as at
+        # a stream's start, so an open GOP's leading pictures (HEVC's RASL), which reference the
         # dropped tail, are dropped by the decoder instead of shown broken.
         times = [float(h.pts * h.time_base) - p.start for h in p.held if h.pts is not None]
         self.stats.tail_skipped += len(p.held)
-        restart = _Restart(last_t=max(times, default=None))  # the grid's spacing as if they were decoded
+        # The grid's spacing as if the tail were decoded: from the frame before the keyframe, the
+        # last one dropped or (an open GOP's dropped leading pictures) one frame spacing before it.
+        before = [t for t in (*times, pt - p.spacing if p.spacing else None) if t is not None and t < pt]
+        restart = _Restart(last_t=max(before, default=None))
         if pt < p.tail_due - tolerance and pt + max(p.key_gaps) <= p.tail_due + p.spacing / 2:
-            p.held = [packet]  # the next keyframe serves the instant too
+            p.held, p.held_bytes = [packet], packet.size  # the next keyframe serves the instant too
             return [restart]
-        p.held, p.tail_due = [], None
+        p.held, p.held_bytes, p.tail_due = [], 0, None
         return [restart, packet]
+
+    @staticmethod
+    def _release(p: _Pass) -> list[av.Packet]:
+        """The held tail, to be decoded after all; the hold ends."""
+        held, p.held, p.held_bytes, p.tail_due = p.held, [], 0, None
+        return held
 
     def _restart(self, p: _Pass) -> list[av.VideoFrame]:
         """Drain the decoder, then start it clean for a keyframe."""

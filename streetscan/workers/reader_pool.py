@@ -308,30 +308,36 @@ class RemoteReader:
         return True
 
     def report(self, state: CameraState, reason: str) -> None:
-        """The substream reader's state, as its process reported it. Zones are drawn in the main
-        stream's pixels, so until the main stream has been seen the camera is not live, whatever
-        its substream does (as a reader thread waits for it before dialling the substream)."""
-        main = self.main_stream
-        if main is not None and main.size is None and state == CameraState.LIVE:
-            state = CameraState.BACKOFF if main.state == CameraState.BACKOFF else CameraState.CONNECTING
-            reason = f"main stream not seen yet ({main.reason}); zones are in its pixels"
+        """The substream reader's state, as its process reported it."""
+        if state != CameraState.LIVE and self.mapper is not None:
+            self.mapper.reset()  # a reconnected substream may come in another format: place it again
         self.state, self.reason = state, reason
 
-    def place(self, frame: Frame, arrived: float) -> Frame | None:
-        """The frame as analysis takes it: a substream camera's in its main stream's pixels; None
-        while the main stream's size is not known yet (nothing to place it in)."""
-        if self.mapper is None:
-            return frame
-        if self.mapper.main.size is None:
-            return None
-        return self.mapper.map(frame, arrived)
+    def main_stream_seen(self) -> bool:
+        """Whether the substream may be dialled: zones are drawn in the main stream's pixels, so a
+        substream camera waits for its main stream's size (as a reader thread does); meanwhile its
+        state says so."""
+        main = self.main_stream
+        if main is None or main.size is not None:
+            return True
+        self.state = CameraState.BACKOFF if main.state == CameraState.BACKOFF else CameraState.CONNECTING
+        self.reason = f"main stream not seen yet ({main.reason}); zones are in its pixels"
+        return False
+
+    def place(self, frame: Frame, arrived: float) -> Frame:
+        """The frame as analysis takes it: a substream camera's in its main stream's pixels (known:
+        the substream is dialled only once it is)."""
+        return frame if self.mapper is None else self.mapper.map(frame, arrived)
 
     def _evidence_from_substream(self) -> None:
         self.pool.metrics.evidence_from_substream.labels(self.camera_id).inc()
 
     @property
     def alive(self) -> bool:
-        return self.thread_alive and self.pool.process_alive(self.camera_id)
+        main_alive = self.main_stream is None or self.main_stream.alive
+        if self.pool.waiting(self.camera_id):
+            return main_alive  # (no process reads it yet)
+        return main_alive and self.thread_alive and self.pool.process_alive(self.camera_id)
 
 
 @dataclass
@@ -368,6 +374,7 @@ class ReaderPool(Worker):
         self._procs = [_Process(i, self._ctx.Queue()) for i in range(processes)]
         self._slots: dict[str, FrameSlot] = {}
         self._seen: dict[str, dict[str, float]] = {}  # counters last forwarded, per camera
+        self._waiting: dict[str, RemoteReader] = {}  # substream cameras whose main stream is not seen yet
         self.restarts = 0
         super().__init__("reader-pool")
 
@@ -382,18 +389,32 @@ class ReaderPool(Worker):
 
     def add(self, remote: RemoteReader) -> None:
         with self._lock:
-            slot = FrameSlot(None, self.capacity, create=True)
-            self._slots[remote.camera_id] = slot
-            self._seen[remote.camera_id] = {}
-            proc = self.process_of(remote.camera_id)
-            proc.cameras[remote.camera_id] = remote
-            if proc.process is None:
-                self._spawn(proc)
-            else:
-                proc.commands.put(self._add_command(remote))
+            if not remote.main_stream_seen():
+                self._waiting[remote.camera_id] = remote  # sent to its process once it is (_run)
+                return
+            self._add_locked(remote)
+
+    def _add_waiting(self) -> None:
+        with self._lock:
+            for cam, remote in list(self._waiting.items()):
+                if remote.main_stream_seen():
+                    del self._waiting[cam]
+                    self._add_locked(remote)
+
+    def _add_locked(self, remote: RemoteReader) -> None:
+        self._slots[remote.camera_id] = FrameSlot(None, self.capacity, create=True)
+        self._seen[remote.camera_id] = {}
+        proc = self.process_of(remote.camera_id)
+        proc.cameras[remote.camera_id] = remote
+        if proc.process is None:
+            self._spawn(proc)
+        else:
+            proc.commands.put(self._add_command(remote))
 
     def remove(self, camera_id: str) -> None:
         with self._lock:
+            if self._waiting.pop(camera_id, None) is not None:
+                return
             proc = self.process_of(camera_id)
             if proc.cameras.pop(camera_id, None) is None:
                 return
@@ -402,6 +423,10 @@ class ReaderPool(Worker):
             self._seen.pop(camera_id, None)
             if slot:
                 slot.close(unlink=True)  # the process's own mapping stays valid until it closes it
+
+    def waiting(self, camera_id: str) -> bool:
+        """Not sent to a process yet: its main stream has not been seen."""
+        return camera_id in self._waiting
 
     def process_alive(self, camera_id: str) -> bool:
         proc = self.process_of(camera_id)
@@ -459,6 +484,7 @@ class ReaderPool(Worker):
             if now - last_check > 0.5:
                 last_check = now
                 self._restart_dead()
+                self._add_waiting()
 
     def _collect(self) -> None:
         # Under the lock: `remove` closes a slot's mapping, which must not happen mid-copy.
@@ -472,11 +498,7 @@ class ReaderPool(Worker):
                     taken = slot.take()
                     if taken is not None:
                         frame, arrived = taken
-                        placed = remote.place(frame, arrived)
-                        if placed is None:
-                            self.metrics.frames_dropped.labels(cam).inc()  # no main stream to place it in yet
-                        else:
-                            self.board.put(LiveFrame(cam, remote.generation, placed, arrived))
+                        self.board.put(LiveFrame(cam, remote.generation, remote.place(frame, arrived), arrived))
                 waiting = self.board.arrived(cam)
                 slot.mark_busy(0.0 if waiting is None else waiting + fresh_s)
 
@@ -528,7 +550,7 @@ class ReaderPool(Worker):
                     len(proc.cameras),
                 )
                 for remote in proc.cameras.values():
-                    remote.state, remote.reason = CameraState.CONNECTING, f"reader process restarted (exit {code})"
+                    remote.report(CameraState.CONNECTING, f"reader process restarted (exit {code})")
                     self._seen[remote.camera_id] = {}
                 self.restarts += 1
                 self._spawn(proc)
