@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -252,7 +253,11 @@ def test_replay_cli_through_a_real_onnx_model_delivers_events_to_both_sinks(
     entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("e2e:cli")
     assert [(f["event_id"], int(f["revision"])) for _, f in entries] == [(e["event_id"], e["revision"]) for e in events]
     report = (out / "report.md").read_text(encoding="utf-8")
-    assert "| kerb-cam | 640x360 | 32.0 | 800 | 64 |" in report  # 800 frames decoded, 64 analysed at 2 fps
+    row = re.search(r"\| kerb-cam \| 640x360 \| 32\.0 \| (\d+) \| 64 \|", report)  # 64 analysed at 2 fps
+    assert row, report
+    # Of 800 frames (1 s GOP), those after each GOP's analysed 0.5 s frame are not decoded; how many
+    # of them is for the decoder's threads to say (frames in flight when the hold starts).
+    assert 64 < int(row.group(1)) < 800
     assert f"id `{events[0]['event_id']}`" in report and "![annotated](evidence/" in report
 
 
