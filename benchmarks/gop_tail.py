@@ -2,6 +2,7 @@
 """What skipping a GOP's tail saves: decode cores per camera, every frame against as the daemon reads.
 
     STREETSCAN_ASSETS=../shared .venv/bin/python benchmarks/gop_tail.py [--seconds 40] [--rounds 2]
+    STREETSCAN_ASSETS=../shared .venv/bin/python benchmarks/gop_tail.py --phase
 
 Real footage (the staged plaza clip, looped to 40 s) re-encoded as cameras send it (25 fps,
 keyframes every 2 s or 4 s, no other keyframes, H.264 and H.265) at 1920x1080 and at 640x360 (a
@@ -11,6 +12,9 @@ the daemon reads (`"auto"`: a GOP's frames after its last analysed one are not d
 modes of one row run back to back, alternating which goes first per round, and their analysed
 pictures are compared.
 Prints a Markdown table and one JSON line.
+
+--phase: frames decoded (counts, no timing) at 1 fps for GOPs that are and are not a whole number
+of seconds (25 fps GOP 50/55/60, 30 fps GOP 60, 29.97 fps GOP 60), H.264 640x360, 60 s.
 """
 
 from __future__ import annotations
@@ -40,16 +44,46 @@ def decode(clip: Path, fps: float, keyframes: str, fit: tuple[int, int]) -> tupl
     return (time.process_time() - t0) / source.info.duration_s, source, frames
 
 
+def phase(source: Path, fit: tuple[int, int], tmp: Path) -> int:
+    print("| camera | GOP | frames decoded at 1 fps, as read / every |")
+    print("|---|---|---|")
+    for rate, label, gop in (
+        (25, "25", 50),
+        (30, "30", 60),
+        (25, "25", 55),
+        (25, "25", 60),
+        (30000 / 1001, "29.97", 60),
+    ):
+        clip = tmp / f"phase-{label}-{gop}.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-stream_loop", "-1", "-i", str(source), "-t", "60",
+             "-vf", f"scale=640:360,fps={rate}", *camera_encoding(gop, "h264"), str(clip)],
+            check=True,
+        )  # fmt: skip
+        every = VideoSource(str(clip), 1.0, keyframes="never", fit=fit, threads=1)
+        n_every = sum(1 for _ in every.frames())
+        read = VideoSource(str(clip), 1.0, fit=fit, threads=1)
+        n_read = sum(1 for _ in read.frames())
+        assert n_every == n_read
+        share = read.stats.decoded / every.stats.decoded
+        print(f"| {label} fps | {gop} frames = {gop / rate:.3f} s | {100 * share:.0f} % |")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=40.0, help="clip length (the source looped)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--phase", action="store_true", help="frames decoded by where the keyframes fall")
     args = ap.parse_args()
     assets = os.environ.get("STREETSCAN_ASSETS")
     if not assets:
         ap.error("set STREETSCAN_ASSETS to the folder holding footage/")
     source = Path(assets) / "footage" / "plaza_pedestrians.mp4"
     fit = resolve_model(None).fit
+    if args.phase:
+        with tempfile.TemporaryDirectory(prefix="goptail-") as tmp:
+            return phase(source, fit, Path(tmp))
     rows = []
     with tempfile.TemporaryDirectory(prefix="goptail-") as tmp:
         for codec in ("h264", "hevc"):
