@@ -186,7 +186,8 @@ class _Pass:
 @dataclass(frozen=True)
 class _Restart:
     """In a full-decode pass's packet list: drain the decoder and start it clean (a GOP's tail was
-    dropped); `last_t`, the latest frame time dropped."""
+    dropped); `last_t`, the frame time to continue the grid's spacing from (the frame before the
+    keyframe)."""
 
     last_t: float | None
 
