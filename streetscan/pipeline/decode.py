@@ -423,7 +423,7 @@ class VideoSource:
         # last one dropped or (an open GOP's dropped leading pictures) one frame spacing before it.
         before = [t for t in (*times, pt - p.spacing if p.spacing else None) if t is not None and t < pt]
         restart = _Restart(last_t=max(before, default=None))
-        if pt < p.tail_due - tolerance and pt + max(p.key_gaps) <= p.tail_due + p.spacing / 2:
+        if pt < p.tail_due - tolerance and self._next_key_serves(p, pt, p.tail_due):
             p.held, p.held_bytes = [packet], packet.size  # the next keyframe serves the instant too
             return [restart]
         p.held, p.held_bytes, p.tail_due = [], 0, None
@@ -456,8 +456,14 @@ class VideoSource:
         keyframe (predicted by the longest recent GOP), hold the packets until that keyframe."""
         if not p.tail_skip or p.watch_keys or p.gop_key is None or not p.key_gaps or p.grid.next_t is None:
             return  # (a live stream's first keyframes are watched decoded: none may be skipped)
-        if p.gop_key + max(p.key_gaps) <= p.grid.next_t + p.spacing / 2:
+        if self._next_key_serves(p, p.gop_key, p.grid.next_t):
             p.tail_due = p.grid.next_t
+
+    @staticmethod
+    def _next_key_serves(p: _Pass, key: float, due: float) -> bool:
+        """Whether the keyframe after the one at `key` (predicted by the longest recent GOP) comes
+        no later than the instant `due`, give or take half a frame."""
+        return key + max(p.key_gaps) <= due + p.spacing / 2
 
     def _decode(self, p: _Pass, packet: av.Packet) -> list[av.VideoFrame]:
         try:
