@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import time
 
@@ -124,3 +125,46 @@ def test_a_killed_reader_process_is_restarted_with_its_cameras_and_the_others_go
         assert len({e["event_id"] for e in mine}) == 1
     evidence = next(e for e in events() if e["state"] == "opened")["evidence"]["annotated"]
     assert (out / evidence).stat().st_size > 0
+
+
+def test_a_report_from_the_reader_a_reload_replaced_is_not_counted_again(tmp_path):
+    """A reader process reports every 0.5 s; a camera reloaded between a report and its reading
+    (removed, added again with the next generation) must not have the old reader's totals
+    forwarded a second time, nor its state shown as the new reader's."""
+    from streetscan.infra.metrics import Metrics
+    from streetscan.pipeline.config import camera_for_file
+    from streetscan.workers.handoff import FrameBoard
+    from streetscan.workers.reader_pool import ReaderPool
+
+    camera = camera_for_file(encode_clip(tmp_path / "cam.mp4", width=160, height=96, seconds=4.0))
+    metrics = Metrics()
+    pool = ReaderPool(1, FrameBoard(), metrics, fit=(160, 96), epoch=(time.time(), time.monotonic()))
+    decoded = lambda: metrics.registry.get_sample_value("streetscan_frames_decoded_total", {"camera": camera.id}) or 0.0  # noqa: E731
+    try:
+        first = pool.reader(camera, generation=1)
+        first.start()
+        reports: list = []
+
+        def reported() -> bool:
+            # The process's reports, applied as the pool's loop applies them; the last one kept.
+            try:
+                reports.append(pool.status.get(timeout=1.0))
+            except queue.Empty:
+                return False
+            pool._apply_status(*reports[-1])
+            return decoded() > 0
+
+        wait_for(reported, timeout=30, what="the reader process's first report of decoded frames")
+        stale = reports[-1]
+        forwarded = decoded()
+        assert stale[2][camera.id]["counters"]["frames_decoded"] == forwarded
+
+        first.stop()  # the reload: the same camera, its next generation
+        second = pool.reader(camera, generation=2)
+        second.start()
+        pool._apply_status(*stale)  # the old reader's report, read only now
+
+        assert decoded() == forwarded
+        assert (second.state.value, second.reason) == ("connecting", "starting in a reader process")
+    finally:
+        pool.close()

@@ -28,6 +28,8 @@ class Worker:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> bool:
+        if self._thread.ident is None:
+            return True  # never started (a startup that failed before it, a pool driven by hand)
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -263,6 +263,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
 def _camera_status(reader: StreamReader, metrics: Metrics) -> dict:
     get = metrics.registry.get_sample_value
     return {
+        "generation": reader.generation,
         "state": reader.state.value,
         "reason": reader.reason,
         "decode_mode": reader.decode_mode,
@@ -508,20 +509,26 @@ class ReaderPool(Worker):
                 index, pid, cameras = self.status.get_nowait()
             except queue.Empty:
                 return
-            with self._lock:
-                proc = self._procs[index]
-                if proc.process is None or proc.process.pid != pid:
-                    continue  # from a process since replaced
-                for cam, st in cameras.items():
-                    remote = proc.cameras.get(cam)
-                    if remote is None:
-                        continue
-                    remote.report(CameraState(st["state"]), st["reason"])
-                    remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
-                    remote.thread_alive = st["alive"]
-                    if st["last_frame_at"] is not None:
-                        remote.last_frame_at = st["last_frame_at"]
-                    self._forward(cam, st["counters"])
+            self._apply_status(index, pid, cameras)
+
+    def _apply_status(self, index: int, pid: int, cameras: dict[str, dict]) -> None:
+        """One report of a reader process: its cameras' states, and their counters forwarded."""
+        with self._lock:
+            proc = self._procs[index]
+            if proc.process is None or proc.process.pid != pid:
+                return  # from a process since replaced
+            for cam, st in cameras.items():
+                remote = proc.cameras.get(cam)
+                if remote is None or st["generation"] != remote.generation:
+                    # A camera reloaded (removed, added again) while its process reported the
+                    # reader it replaced: those totals were forwarded already, that state is gone.
+                    continue
+                remote.report(CameraState(st["state"]), st["reason"])
+                remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
+                remote.thread_alive = st["alive"]
+                if st["last_frame_at"] is not None:
+                    remote.last_frame_at = st["last_frame_at"]
+                self._forward(cam, st["counters"])
 
     def _forward(self, camera_id: str, counters: dict[str, float]) -> None:
         seen = self._seen.setdefault(camera_id, {})
