@@ -291,7 +291,13 @@ def any_size(src: Path, out: Path) -> Path:
     weights = out / f"{NAME}-any.onnx"
     onnx.save(model, weights)
     card = yaml.safe_load((src.parent / f"{NAME}.yaml").read_text(encoding="utf-8"))
-    card.update(name=f"{NAME}-any", weights=weights.name, sha256=sha256(weights))
+    card.update(
+        name=f"{NAME}-any",
+        weights=weights.name,
+        sha256=sha256(weights),
+        provenance=f"scripts/import_coco_model.py --any-size from {src.name} (sha256 {sha256(src)}); "
+        f"its thresholds were calibrated at 512x512. " + str(card.get("provenance", "")),
+    )
     card["input"]["rect"] = True
     path = out / f"{NAME}-any.yaml"
     path.write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import signal
+import threading
 import time
 
 import numpy as np
@@ -166,5 +167,27 @@ def test_a_report_from_the_reader_a_reload_replaced_is_not_counted_again(tmp_pat
 
         assert decoded() == forwarded
         assert (second.state.value, second.reason) == ("connecting", "starting in a reader process")
+        # The new reader's own reports still count.
+        wait_for(lambda: reported() and decoded() > forwarded, timeout=30, what="the new reader's reports counted")
+        assert second.state.value == "live"
     finally:
         pool.close()
+
+
+def test_a_reader_a_reload_replaced_writes_no_frame_into_its_successors_slot():
+    from streetscan.infra.metrics import Metrics
+    from streetscan.workers.handoff import LiveFrame
+    from streetscan.workers.reader_pool import SlotHandoff
+
+    slot = FrameSlot(None, 64 * 48 * 3, create=True)
+    handoff = SlotHandoff(Metrics(), posted=threading.Semaphore(0))
+    handoff.slots["cam"], handoff.generations["cam"] = slot, 2  # as the process loop attaches the new reader
+    frame = Frame(0, 0, 1.0, np.zeros((48, 64, 3), np.uint8), True)
+    try:
+        handoff.put(LiveFrame("cam", 1, frame, 10.0))  # the replaced reader, back from a slow read
+        assert slot.take() is None
+        handoff.put(LiveFrame("cam", 2, frame, 11.0))
+        taken = slot.take()
+        assert taken is not None and taken[1] == 11.0
+    finally:
+        slot.close(unlink=True)

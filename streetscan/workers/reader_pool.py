@@ -167,6 +167,9 @@ class SlotHandoff:
 
     def __init__(self, metrics: Metrics, posted):
         self.slots: dict[str, FrameSlot] = {}
+        # Each camera's current reader: a reader a reload replaced, still ending a network read,
+        # must not write into the slot its successor now fills (the daemon reads it as the new one's).
+        self.generations: dict[str, int] = {}
         self.metrics = metrics
         self.posted = posted
 
@@ -178,7 +181,7 @@ class SlotHandoff:
 
     def put(self, lf: LiveFrame) -> bool:
         slot = self.slots.get(lf.camera_id)
-        if slot is None:
+        if slot is None or self.generations.get(lf.camera_id) != lf.generation:
             return False
         replaced = slot.write(lf.frame, lf.arrived)
         if replaced:
@@ -224,6 +227,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
             if op == "add":
                 _, camera, generation, slot_name, capacity = cmd
                 handoff.slots[camera.id] = FrameSlot(slot_name, capacity, create=False)
+                handoff.generations[camera.id] = generation
                 reader = StreamReader(
                     camera,
                     handoff,
@@ -243,6 +247,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
                     removed.stop()
                     removed.join(timeout=2.0)
                 slot = handoff.slots.pop(cmd[1], None)
+                handoff.generations.pop(cmd[1], None)
                 if slot:
                     slot.close()
                 metrics.forget_camera(cmd[1])  # a camera added again counts from zero, as the daemon expects
@@ -522,6 +527,8 @@ class ReaderPool(Worker):
                 if remote is None or st["generation"] != remote.generation:
                     # A camera reloaded (removed, added again) while its process reported the
                     # reader it replaced: those totals were forwarded already, that state is gone.
+                    # (What that reader counted after its last report read before the reload, at
+                    # most STATUS_EVERY_S of it, is not forwarded: under-counted, never twice.)
                     continue
                 remote.report(CameraState(st["state"]), st["reason"])
                 remote.decode_mode, remote.heartbeat = st["decode_mode"], time.monotonic()
