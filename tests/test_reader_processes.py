@@ -181,7 +181,7 @@ def test_a_reader_a_reload_replaced_writes_no_frame_into_its_successors_slot():
 
     slot = FrameSlot(None, 64 * 48 * 3, create=True)
     handoff = SlotHandoff(Metrics(), posted=threading.Semaphore(0))
-    handoff.slots["cam"], handoff.generations["cam"] = slot, 2  # as the process loop attaches the new reader
+    handoff.attach("cam", slot, generation=2)  # as the process loop attaches the new reader
     frame = Frame(0, 0, 1.0, np.zeros((48, 64, 3), np.uint8), True)
     try:
         handoff.put(LiveFrame("cam", 1, frame, 10.0))  # the replaced reader, back from a slow read

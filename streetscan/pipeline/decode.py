@@ -121,10 +121,13 @@ class _SamplingGrid:
         self.interval = interval
         self.next_t: float | None = None
 
+    def tolerance(self, spacing: float) -> float:
+        return min(spacing, self.interval) / 2
+
     def take(self, t: float, spacing: float) -> bool:
         if self.next_t is None:
             self.next_t = t
-        if t < self.next_t - min(spacing, self.interval) / 2:
+        if t < self.next_t - self.tolerance(spacing):
             return False
         self.next_t += self.interval
         if self.next_t <= t:
@@ -401,7 +404,7 @@ class VideoSource:
             self._note_keyframe(p, pt)
         if p.tail_due is None:
             return [packet]
-        tolerance = min(p.spacing, self.interval_s) / 2  # the grid's (_SamplingGrid.take)
+        tolerance = p.grid.tolerance(p.spacing)
         if not packet.is_keyframe:
             if pt < p.tail_due - tolerance:
                 p.held.append(packet)

@@ -179,6 +179,14 @@ class SlotHandoff:
     def remove(self, camera_id: str) -> None:
         pass
 
+    def attach(self, camera_id: str, slot: FrameSlot, generation: int) -> None:
+        """The camera's slot, for the reader of this generation alone."""
+        self.slots[camera_id], self.generations[camera_id] = slot, generation
+
+    def detach(self, camera_id: str) -> FrameSlot | None:
+        self.generations.pop(camera_id, None)
+        return self.slots.pop(camera_id, None)
+
     def put(self, lf: LiveFrame) -> bool:
         slot = self.slots.get(lf.camera_id)
         if slot is None or self.generations.get(lf.camera_id) != lf.generation:
@@ -226,8 +234,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
             op = cmd[0]
             if op == "add":
                 _, camera, generation, slot_name, capacity = cmd
-                handoff.slots[camera.id] = FrameSlot(slot_name, capacity, create=False)
-                handoff.generations[camera.id] = generation
+                handoff.attach(camera.id, FrameSlot(slot_name, capacity, create=False), generation)
                 reader = StreamReader(
                     camera,
                     handoff,
@@ -246,8 +253,7 @@ def _reader_process(index: int, commands, status, posted, fit, epoch, shed_load:
                 if removed:
                     removed.stop()
                     removed.join(timeout=2.0)
-                slot = handoff.slots.pop(cmd[1], None)
-                handoff.generations.pop(cmd[1], None)
+                slot = handoff.detach(cmd[1])
                 if slot:
                     slot.close()
                 metrics.forget_camera(cmd[1])  # a camera added again counts from zero, as the daemon expects
